@@ -1,0 +1,301 @@
+"""Reports of a finished run: scores.csv, report.md, report.html, manifest.json.
+
+Three ways in, one code path:
+- Ansible filter `eval_report_files` (playbooks/report.yml writes what it returns);
+- command line, to regenerate without Ansible or rerunning anything:
+  `python plugins/filter/eval_report.py results/<run_id> [--compare-to <run_id>]`;
+- Python: `build_reports(run_dir, references, ...)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+_HERE = Path(__file__).resolve().parent
+if str(_HERE) not in sys.path:
+    sys.path.insert(0, str(_HERE))
+
+from eval_report_data import (  # noqa: E402
+    ReportError,
+    Run,
+    compare_runs,
+    load_run,
+    model_times,
+    percent,
+    run_wall_seconds,
+)
+from eval_report_render import heatmap_png, render_html, render_markdown, sections  # noqa: E402
+
+DEFAULT_REFERENCES = _HERE.parent.parent / "playbooks" / "vars" / "reference_scores.yml"
+DEFAULT_THRESHOLD = 5.0
+REPORT_FILES = ("scores.csv", "report.md", "report.html", "manifest.json")
+CSV_COLUMNS = (
+    "run",
+    "host",
+    "model",
+    "benchmark",
+    "metric",
+    "value",
+    "samples",
+    "seconds",
+    "status",
+    "primary",
+)
+# Image label names vary (OCI-style io.<vendor>.<pkg>.version); match a package by a name token.
+_PACKAGES = {
+    "torch": {"torch", "pytorch"},
+    "transformers": {"transformers"},
+    "llava": {"llava"},
+    "vlmeval": {"vlmeval", "vlmevalkit"},
+}
+
+
+def scores_csv(run: Run) -> str:
+    """Long form: one row per (combination, metric); a combination without scores still gets
+    one row (empty metric) so failed and missing ones show up in a spreadsheet."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for c in run.combos:
+        base = [run.run_id, c.host, c.model, c.benchmark]
+        tail = [
+            "" if c.samples is None else c.samples,
+            "" if c.seconds is None else c.seconds,
+            c.status,
+        ]
+        metrics = sorted(c.scores, key=lambda m: (m != c.primary_metric, m))
+        if not metrics:
+            writer.writerow([*base, "", "", *tail, ""])
+        for metric in metrics:
+            writer.writerow(
+                [
+                    *base,
+                    metric,
+                    c.scores[metric],
+                    *tail,
+                    "true" if metric == c.primary_metric else "false",
+                ]
+            )
+    return buf.getvalue()
+
+
+def _first(mapping: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        node: Any = mapping
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node not in (None, "", []):
+            return node
+    return None
+
+
+def label_versions(labels: dict[str, str]) -> tuple[dict[str, str], str | None]:
+    """Package versions and the lock file's sha256 named by the image's labels."""
+    versions: dict[str, str] = {}
+    lock = None
+    for key, value in sorted(labels.items()):
+        tokens = set(re.split(r"[./_:-]", key.lower()))
+        if "lock" in tokens and ("sha256" in tokens or "digest" in tokens or "hash" in tokens):
+            lock = value
+            continue
+        hits = [name for name, aliases in _PACKAGES.items() if tokens & aliases]
+        if len(hits) == 1:
+            versions.setdefault(hits[0], value)
+    return versions, lock
+
+
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def manifest(run: Run, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Provenance of the run: what produced these numbers."""
+    extra = extra or {}
+    hosts: dict[str, Any] = {}
+    images: dict[str, dict[str, Any]] = {}
+    for host, facts in run.hosts.items():
+        gpus = _first(facts, "gpu_facts_gpus", "gpus") or []
+        names = list(dict.fromkeys(str(g.get("name")) for g in gpus if isinstance(g, dict)))
+        image_id = _first(facts, "image_id", "image.id", "eval_image_id")
+        labels = _first(facts, "image_labels", "image.labels", "eval_image_labels") or {}
+        hosts[host] = {
+            "gpu_count": len(gpus),
+            "gpu_model": ", ".join(names) or None,
+            "gpus": gpus,
+            "driver": _first(
+                facts, "gpu_facts_driver_version", "gpu_facts_driver", "driver_version", "driver"
+            ),
+            "cuda": _first(
+                facts, "gpu_facts_cuda_version", "gpu_facts_cuda", "cuda_version", "cuda"
+            ),
+            "image_id": image_id,
+        }
+        if image_id:
+            images.setdefault(image_id, {"id": image_id, "labels": labels, "hosts": []})
+            images[image_id]["hosts"].append(host)
+    image = next(iter(images.values()), {}) if len(images) == 1 else {}
+    versions, lock = label_versions(image.get("labels", {})) if image else ({}, None)
+    inputs = dict(run.info.get("inputs", {}))
+    inputs.setdefault("smoke", run.smoke)
+    return {
+        "run_id": run.run_id,
+        "smoke": run.smoke,
+        "inputs": inputs,
+        "started_at": run.info.get("started_at"),
+        "finished_at": run.info.get("finished_at"),
+        "wall_seconds": run_wall_seconds(run),
+        "image": image or {"ids": sorted(images), "note": "hosts ran different images"},
+        "images": list(images.values()),
+        "versions": versions,
+        "lock_sha256": lock,
+        "project_commit": run.info.get("project_commit") or extra.get("project_commit"),
+        "ansible_version": run.info.get("ansible_version") or extra.get("ansible_version"),
+        "hosts": hosts,
+        "totals": run.totals(),
+        "model_times": model_times(run),
+        "files_sha256": {
+            name: _sha256(run.run_dir / name) for name in ("plan.json", "summary.json", "run.json")
+        },
+    }
+
+
+def load_references(path: str | Path = DEFAULT_REFERENCES) -> dict[str, Any]:
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "reference_scores_figures" not in data:
+        raise ReportError(f"{path}: no reference_scores_figures")
+    return data
+
+
+def resolve_compare(run_dir: Path, compare_to: str | None) -> Path | None:
+    """A run id (sibling of run_dir) or a path; error names the runs that exist."""
+    if not compare_to:
+        return None
+    candidate = Path(compare_to)
+    if not candidate.is_dir():
+        candidate = run_dir.resolve().parent / compare_to
+    if (candidate / "summary.json").is_file():
+        return candidate
+    runs = sorted(
+        p.name
+        for p in run_dir.resolve().parent.iterdir()
+        if (p / "summary.json").is_file() and not p.is_symlink()
+    )
+    raise ReportError(
+        f"compare_to {compare_to!r}: no run with a summary.json at {candidate}; "
+        f"runs there: {', '.join(runs) or 'none'}"
+    )
+
+
+def build_reports(
+    run_dir: str | Path,
+    references: dict[str, Any],
+    compare_to: str | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    """The four report files of a run directory, as {file name: content}."""
+    run = load_run(run_dir)
+    facts = manifest(run, extra)
+    comparison = None
+    other_dir = resolve_compare(Path(run_dir), compare_to)
+    if other_dir is not None:
+        other = load_run(other_dir)
+        threshold = float(threshold)
+        comparison = (other.run_id, compare_runs(run, other, threshold), threshold)
+        facts["compared_with"] = {"run_id": other.run_id, "threshold_points": threshold}
+    secs = sections(run, references, facts, comparison)
+    return {
+        "scores.csv": scores_csv(run),
+        "report.md": render_markdown(run, secs),
+        "report.html": render_html(run, secs, heatmap_png(run)),
+        "manifest.json": json.dumps(facts, indent=2) + "\n",
+    }
+
+
+def write_reports(run_dir: str | Path, files: dict[str, str]) -> list[str]:
+    """Write atomically, only files whose content changed; returns the names written."""
+    written = []
+    for name, content in files.items():
+        target = Path(run_dir) / name
+        if target.is_file() and target.read_text(encoding="utf-8") == content:
+            continue
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(content)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+        written.append(name)
+    return written
+
+
+def primary_percent(run_dir: str | Path) -> dict[str, float | None]:
+    """'model/benchmark' -> 0-100 primary score as report.md prints it (for tests and tools)."""
+    run = load_run(run_dir)
+    return {f"{c.model}/{c.benchmark}": percent(run, c) for c in run.combos}
+
+
+def _eval_report_files(
+    run_dir: str,
+    references: dict[str, Any],
+    compare_to: str | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, str]:
+    try:
+        return build_reports(run_dir, references, compare_to or None, threshold, extra)
+    except ReportError as exc:
+        from ansible.errors import AnsibleFilterError
+
+        raise AnsibleFilterError(f"eval_report_files: {exc}") from exc
+
+
+class FilterModule:
+    """`run_dir | eval_report_files(references, compare_to, threshold, extra)`."""
+
+    def filters(self) -> dict[str, Any]:
+        return {"eval_report_files": _eval_report_files}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Regenerate scores.csv, report.md, report.html and manifest.json of a run "
+        "directory from its summary.json (nothing is rerun)."
+    )
+    parser.add_argument("run_dir", help="results/<run_id> (or results/latest)")
+    parser.add_argument("--compare-to", help="run id beside run_dir, or a run directory")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="points (0-100) beyond which a score change is flagged",
+    )
+    parser.add_argument("--references", default=str(DEFAULT_REFERENCES))
+    args = parser.parse_args(argv)
+    try:
+        files = build_reports(
+            args.run_dir, load_references(args.references), args.compare_to, args.threshold
+        )
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    written = write_reports(args.run_dir, files)
+    for name in REPORT_FILES:
+        state = "written" if name in written else "unchanged"
+        print(f"{Path(args.run_dir) / name}: {state}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,388 @@
+"""Reads a run directory (results/<run_id>/) into one structure the reports render.
+
+Pure Python, no Ansible: the filter plugin, the regenerate CLI and the tests share it.
+Formats: docs/architecture.md (summary.json, status.json, plan.json, run.json, host.json).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+STATUSES = ("ok", "failed", "missing")
+# Where a summary may keep its per-combination list; the engine writes "combinations".
+_ENTRY_KEYS = ("combinations", "results", "entries")
+# Full-scale value of a primary score by VLMEvalKit scorer kind: its MCQ evaluators report
+# accuracy as a fraction, yes/no and VQA evaluators in percent (vlmeval/dataset/utils).
+_KIND_SCALE = {"mcq": 1.0, "yorn": 100.0, "vqa": 100.0}
+# Metrics whose scale is fixed by name whatever the kind (OCRBench sums points out of 1000).
+_METRIC_SCALE = {"Final Score": 1000.0, "Final Score Norm": 100.0}
+
+
+class ReportError(ValueError):
+    """A run directory that cannot be reported on; the message names what is wrong."""
+
+
+@dataclass
+class Combo:
+    """One planned (host, model, benchmark) and what became of it."""
+
+    host: str
+    model: str
+    benchmark: str
+    status: str
+    slot: str | None = None
+    reason: str | None = None
+    seconds: float | None = None
+    samples: int | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    primary_metric: str | None = None
+    kind: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    log_path: str | None = None
+    score_scale: float | None = None
+
+    @property
+    def primary_raw(self) -> float | None:
+        if self.status != "ok" or not self.primary_metric:
+            return None
+        value = self.scores.get(self.primary_metric)
+        return float(value) if _is_number(value) else None
+
+
+@dataclass
+class Run:
+    """Everything the reports need from one run directory."""
+
+    run_dir: Path
+    run_id: str
+    smoke: bool
+    info: dict[str, Any]
+    summary: dict[str, Any]
+    plan: dict[str, Any]
+    hosts: dict[str, dict[str, Any]]
+    combos: list[Combo]
+    models: list[str]
+    benchmarks: list[str]
+
+    def combo(self, model: str, benchmark: str) -> Combo | None:
+        """The combination of a model and benchmark; a failed one wins over a missing one."""
+        found = [c for c in self.combos if c.model == model and c.benchmark == benchmark]
+        if not found:
+            return None
+        order = {"ok": 0, "failed": 1, "missing": 2}
+        return sorted(found, key=lambda c: order.get(c.status, 3))[0]
+
+    def totals(self) -> dict[str, int]:
+        counts = {s: sum(1 for c in self.combos if c.status == s) for s in STATUSES}
+        counts["total"] = len(self.combos)
+        return counts
+
+
+def _is_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    )
+
+
+def _read_json(path: Path, required: bool = True) -> Any:
+    if not path.is_file():
+        if required:
+            raise ReportError(f"{path}: missing; is this a run directory of results/?")
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ReportError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def _entries(summary: Any, path: Path) -> list[dict[str, Any]]:
+    if isinstance(summary, list):
+        return summary
+    for key in _ENTRY_KEYS:
+        if isinstance(summary.get(key), list):
+            return summary[key]
+    raise ReportError(f"{path}: no list of combinations under any of {', '.join(_ENTRY_KEYS)}")
+
+
+def _plan_kinds(plan: dict[str, Any]) -> dict[str, str]:
+    kinds: dict[str, str] = {}
+    for unit in plan.get("units", []) if isinstance(plan, dict) else []:
+        for bench in unit.get("benchmarks", []):
+            if isinstance(bench, dict) and bench.get("kind"):
+                kinds[bench["name"]] = bench["kind"]
+    return kinds
+
+
+def _log_path(run_dir: Path, host: str, model: str, benchmark: str) -> str | None:
+    combo_dir = run_dir / host / model / benchmark
+    preferred = combo_dir / "worker.log"
+    if preferred.is_file():
+        return str(preferred.relative_to(run_dir))
+    logs = sorted(combo_dir.glob("*.log")) if combo_dir.is_dir() else []
+    return str(logs[0].relative_to(run_dir)) if logs else None
+
+
+def _ordered(values: list[str], preferred: list[str]) -> list[str]:
+    """The values in the order the run's inputs name them, then any others as first seen."""
+    seen = [v for v in preferred if v in values]
+    return seen + [v for v in dict.fromkeys(values) if v not in seen]
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Load results/<run_id>/ into a Run; raises ReportError naming a missing or bad file."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise ReportError(f"{root}: no such run directory")
+    summary_path = root / "summary.json"
+    summary = _read_json(summary_path)
+    info = _read_json(root / "run.json", required=False)
+    plan = _read_json(root / "plan.json", required=False)
+    inputs = info.get("inputs", {}) if isinstance(info, dict) else {}
+    kinds = _plan_kinds(plan)
+    combos: list[Combo] = []
+    for raw in _entries(summary, summary_path):
+        missing = [k for k in ("host", "model", "benchmark", "status") if k not in raw]
+        if missing:
+            raise ReportError(f"{summary_path}: an entry lacks {', '.join(missing)}: {raw}")
+        if raw["status"] not in STATUSES:
+            raise ReportError(
+                f"{summary_path}: status {raw['status']!r} of {raw['model']}/{raw['benchmark']}"
+                f" is not one of {', '.join(STATUSES)}"
+            )
+        host, model, bench = raw["host"], raw["model"], raw["benchmark"]
+        record = _read_json(root / host / model / bench / "status.json", required=False)
+        scores = raw.get("scores") or {}
+        combos.append(
+            Combo(
+                host=host,
+                model=model,
+                benchmark=bench,
+                status=raw["status"],
+                slot=raw.get("slot") or record.get("slot"),
+                reason=raw.get("reason") or record.get("reason"),
+                seconds=raw.get("seconds", record.get("seconds")),
+                samples=raw.get("samples", record.get("samples")),
+                scores={k: v for k, v in scores.items() if _is_number(v)},
+                primary_metric=raw.get("primary_metric") or record.get("primary_metric"),
+                kind=raw.get("kind") or kinds.get(bench),
+                started_at=raw.get("started_at") or record.get("started_at"),
+                finished_at=raw.get("finished_at") or record.get("finished_at"),
+                log_path=_log_path(root, host, model, bench),
+                score_scale=raw.get("score_scale") or record.get("score_scale"),
+            )
+        )
+    hosts = {}
+    for host in sorted(
+        {c.host for c in combos} | {p.parent.name for p in root.glob("*/host.json")}
+    ):
+        hosts[host] = _read_json(root / host / "host.json", required=False)
+    smoke = bool(inputs.get("smoke", summary.get("smoke") if isinstance(summary, dict) else False))
+    run_id = (
+        (summary.get("run_id") if isinstance(summary, dict) else None)
+        or info.get("run_id")
+        or inputs.get("run_id")
+        or root.name
+    )
+    return Run(
+        run_dir=root,
+        run_id=str(run_id),
+        smoke=smoke,
+        info=info if isinstance(info, dict) else {},
+        summary=summary if isinstance(summary, dict) else {"combinations": summary},
+        plan=plan if isinstance(plan, dict) else {},
+        hosts=hosts,
+        combos=combos,
+        models=_ordered([c.model for c in combos], list(inputs.get("models", []))),
+        benchmarks=_ordered([c.benchmark for c in combos], list(inputs.get("benchmarks", []))),
+    )
+
+
+def score_scale(run: Run, benchmark: str) -> tuple[float, str]:
+    """Full-scale value of a benchmark's primary score in this run, and why."""
+    combos = [c for c in run.combos if c.benchmark == benchmark and c.primary_raw is not None]
+    explicit = {float(c.score_scale) for c in combos if _is_number(c.score_scale)}
+    if len(explicit) == 1:
+        return explicit.pop(), "stated by the worker"
+    metrics = {c.primary_metric for c in combos}
+    for metric in metrics:
+        if metric in _METRIC_SCALE:
+            return _METRIC_SCALE[metric], f"metric {metric!r}"
+    kinds = {c.kind for c in combos if c.kind}
+    if len(kinds) == 1 and (kind := kinds.pop()) in _KIND_SCALE:
+        return _KIND_SCALE[kind], f"kind {kind!r}"
+    values = [c.primary_raw for c in combos if c.primary_raw is not None]
+    if values and max(values) > 100:
+        return 1000.0, "values above 100"
+    if values and max(values) > 1:
+        return 100.0, "values above 1"
+    return 1.0, "all values within 0-1"
+
+
+def percent(run: Run, combo: Combo | None) -> float | None:
+    """A combination's primary score on a 0-100 scale, or None when it has none."""
+    if combo is None or combo.primary_raw is None:
+        return None
+    scale, _why = score_scale(run, combo.benchmark)
+    return round(combo.primary_raw * 100.0 / scale, 2)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def slot_gpus(run: Run, host: str, slot: str | None) -> int:
+    """GPUs a slot held (from plan.json); a CPU-only or unknown slot counts as 1 device."""
+    for unit in run.plan.get("units", []):
+        if unit.get("host") == host and unit.get("slot") == slot:
+            gpus = unit.get("gpus")
+            if isinstance(gpus, list):
+                return max(len(gpus), 1)
+    return 1
+
+
+def model_times(run: Run) -> dict[str, dict[str, float | None]]:
+    """Per model: wall seconds (first start to last finish over its combinations) and
+    device seconds (each combination's seconds times the GPUs of its slot; loads excluded)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for model in run.models:
+        combos = [c for c in run.combos if c.model == model]
+        starts = [t for c in combos if (t := parse_time(c.started_at))]
+        ends = [t for c in combos if (t := parse_time(c.finished_at))]
+        wall = (max(ends) - min(starts)).total_seconds() if starts and ends else None
+        device = sum(
+            float(c.seconds) * slot_gpus(run, c.host, c.slot)
+            for c in combos
+            if _is_number(c.seconds)
+        )
+        out[model] = {"wall_seconds": wall, "gpu_seconds": round(device, 1)}
+    return out
+
+
+def run_wall_seconds(run: Run) -> float | None:
+    start, end = parse_time(run.info.get("started_at")), parse_time(run.info.get("finished_at"))
+    return (end - start).total_seconds() if start and end else None
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+@dataclass
+class RefComparison:
+    model: str
+    benchmark: str
+    ours: float | None
+    reference: float
+    figure: str
+    source: str
+    split: str
+    note: str | None
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.ours is None else round(self.ours - self.reference, 2)
+
+
+def reference_comparisons(run: Run, references: dict[str, Any]) -> list[RefComparison]:
+    """Our primary scores against the published figure mapped to each benchmark."""
+    rows = []
+    figures = references.get("reference_scores_figures", {})
+    mapping = references.get("reference_scores_benchmark_map", {})
+    for bench in run.benchmarks:
+        figure_id = mapping.get(bench)
+        if not figure_id:
+            continue
+        if figure_id not in figures:
+            raise ReportError(f"reference map: {bench} -> {figure_id!r}, no such figure")
+        figure = figures[figure_id]
+        for model in run.models:
+            published = figure.get("scores", {}).get(model)
+            if published is None:
+                continue
+            rows.append(
+                RefComparison(
+                    model=model,
+                    benchmark=bench,
+                    ours=percent(run, run.combo(model, bench)),
+                    reference=float(published),
+                    figure=figure["name"],
+                    source=figure["source"],
+                    split=figure["split"],
+                    note=figure.get("note"),
+                )
+            )
+    return rows
+
+
+@dataclass
+class Delta:
+    model: str
+    benchmark: str
+    before: float | None
+    after: float | None
+    status_before: str
+    status_after: str
+    flagged: bool
+
+    @property
+    def delta(self) -> float | None:
+        if self.before is None or self.after is None:
+            return None
+        return round(self.after - self.before, 2)
+
+
+def compare_runs(run: Run, other: Run, threshold: float) -> list[Delta]:
+    """Per model/benchmark in either run: primary score change in points (0-100 scale);
+    flagged when it moves by at least `threshold` or the status changed."""
+    if not _is_number(threshold) or threshold < 0:
+        raise ReportError(f"compare threshold {threshold!r}: must be a number >= 0")
+    pairs = [(m, b) for m in run.models for b in run.benchmarks]
+    pairs += [(m, b) for m in other.models for b in other.benchmarks if (m, b) not in pairs]
+    out = []
+    for model, bench in pairs:
+        now, then = run.combo(model, bench), other.combo(model, bench)
+        if now is None and then is None:
+            continue
+        after, before = percent(run, now), percent(other, then)
+        status_after = now.status if now else "not planned"
+        status_before = then.status if then else "not planned"
+        moved = before is not None and after is not None and abs(after - before) >= threshold
+        out.append(
+            Delta(
+                model,
+                bench,
+                before,
+                after,
+                status_before,
+                status_after,
+                flagged=moved or status_before != status_after,
+            )
+        )
+    return out
+
+
+class FilterModule:
+    """Data helpers only; the filters live in eval_report.py."""
+
+    def filters(self) -> dict[str, Any]:
+        return {}

@@ -1,0 +1,447 @@
+"""Renders a loaded run into report.md and a self-contained report.html.
+
+Both are drawn from the same list of sections, so they carry the same numbers; the HTML adds
+the heatmap as an inline base64 PNG (no network needed to view it).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Ansible loads filter plugins by path, not as a package: make the sibling modules importable.
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+from eval_report_data import (  # noqa: E402
+    Delta,
+    RefComparison,
+    Run,
+    format_seconds,
+    model_times,
+    percent,
+    reference_comparisons,
+    run_wall_seconds,
+    score_scale,
+)
+
+SMOKE_BANNER = (
+    "SMOKE RUN: tiny random-weight checkpoints and synthetic data. "
+    "The pipeline ran for real; the scores say nothing about the models."
+)
+
+
+@dataclass
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+    # Optional CSS class per cell (same shape as rows): status colours in the HTML.
+    classes: list[list[str]] | None = None
+
+
+@dataclass
+class Section:
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    table: Table | None = None
+    heatmap: bool = False
+
+
+def fmt(value: float | None) -> str:
+    """A 0-100 score as the report prints it (two decimals, the precision of summary.json)."""
+    return "" if value is None else f"{value:.2f}"
+
+
+def fmt_delta(value: float | None) -> str:
+    return "" if value is None else f"{value:+.2f}"
+
+
+def _cell(run: Run, model: str, bench: str) -> tuple[str, str]:
+    combo = run.combo(model, bench)
+    if combo is None:
+        return "not planned", "na"
+    if combo.status != "ok":
+        return combo.status, combo.status
+    value = percent(run, combo)
+    return (fmt(value), "ok") if value is not None else ("no score", "failed")
+
+
+def _overview(run: Run) -> Section:
+    inputs = run.info.get("inputs", {})
+    totals = run.totals()
+    limit = inputs.get("limit", run.summary.get("limit"))
+    lines = [
+        f"Run {run.run_id}" + (" (SMOKE)" if run.smoke else ""),
+        f"Models: {', '.join(run.models)}",
+        f"Benchmarks: {', '.join(run.benchmarks)}",
+        f"Sample limit per benchmark: {limit if limit is not None else 'none (whole benchmark)'}",
+        f"Hosts: {', '.join(run.hosts) or 'n/a'}",
+        f"Started {run.info.get('started_at', 'n/a')}, "
+        f"finished {run.info.get('finished_at', 'n/a')}"
+        f", wall time {format_seconds(run_wall_seconds(run))}",
+        f"Combinations: {totals['ok']} ok, {totals['failed']} failed, {totals['missing']} missing"
+        f" of {totals['total']}",
+    ]
+    return Section("Overview", paragraphs=lines)
+
+
+def _scores(run: Run) -> Section:
+    rows, classes = [], []
+    for model in run.models:
+        cells = [_cell(run, model, b) for b in run.benchmarks]
+        rows.append([model, *[c[0] for c in cells]])
+        classes.append(["", *[c[1] for c in cells]])
+    return Section(
+        "Primary scores (0-100)",
+        paragraphs=[
+            "Each cell is the benchmark's primary metric, rescaled to 0-100 "
+            "(see the scales below); a failed or missing combination has no score."
+        ],
+        table=Table(["model", *run.benchmarks], rows, classes),
+        heatmap=True,
+    )
+
+
+def _scales(run: Run) -> Section:
+    rows = []
+    for bench in run.benchmarks:
+        metrics = sorted({c.primary_metric for c in run.combos if c.benchmark == bench} - {None})
+        scale, why = score_scale(run, bench)
+        rows.append([bench, ", ".join(metrics) or "n/a", f"0-{scale:g}", why])
+    return Section(
+        "Score scales",
+        paragraphs=[
+            "VLMEvalKit reports some scores as fractions, some in percent and "
+            "OCRBench out of 1000; this is the scale each was read in."
+        ],
+        table=Table(["benchmark", "primary metric", "raw scale", "scale from"], rows),
+    )
+
+
+def _status(run: Run) -> Section:
+    rows, classes = [], []
+    for model in run.models:
+        row, cls = [model], [""]
+        for bench in run.benchmarks:
+            combo = run.combo(model, bench)
+            row.append(f"{combo.status} ({combo.host})" if combo else "not planned")
+            cls.append(combo.status if combo else "na")
+        rows.append(row)
+        classes.append(cls)
+    return Section("Status matrix", table=Table(["model", *run.benchmarks], rows, classes))
+
+
+def _totals(run: Run) -> Section:
+    totals = run.totals()
+    rows = [[s, str(totals[s])] for s in ("ok", "failed", "missing", "total")]
+    return Section(
+        "Totals",
+        table=Table(
+            ["status", "combinations"],
+            rows,
+            [["ok", ""], ["failed", ""], ["missing", ""], ["", ""]],
+        ),
+    )
+
+
+def _times(run: Run) -> Section:
+    times = model_times(run)
+    rows = []
+    for model in run.models:
+        combos = [c for c in run.combos if c.model == model]
+        rows.append(
+            [
+                model,
+                str(len(combos)),
+                str(sum(1 for c in combos if c.status == "ok")),
+                format_seconds(times[model]["wall_seconds"]),
+                format_seconds(times[model]["gpu_seconds"]),
+            ]
+        )
+    return Section(
+        "Time per model",
+        paragraphs=[
+            "Wall time: first combination start to last finish of the model. "
+            "GPU time: sum of combination seconds times the GPUs of their slot "
+            "(a CPU slot counts as one device; model loading not included)."
+        ],
+        table=Table(["model", "combinations", "ok", "wall time", "GPU time"], rows),
+    )
+
+
+def _failures(run: Run) -> Section:
+    bad = [c for c in run.combos if c.status != "ok"]
+    if not bad:
+        return Section("Failures", paragraphs=["None: every planned combination is ok."])
+    rows = [
+        [
+            c.model,
+            c.benchmark,
+            c.host,
+            c.status,
+            c.reason or "no reason recorded",
+            c.log_path or "no log collected",
+        ]
+        for c in bad
+    ]
+    classes = [["", "", "", c.status, "", ""] for c in bad]
+    return Section(
+        "Failures",
+        paragraphs=["Log paths are relative to this run directory."],
+        table=Table(["model", "benchmark", "host", "status", "reason", "log"], rows, classes),
+    )
+
+
+def _references(run: Run, refs: list[RefComparison]) -> Section:
+    paragraphs = [
+        "Published LLaVA-1.5 figures; each row names the figure, its source and "
+        "split. Splits and scorers differ from VLMEvalKit's, and a sample limit "
+        "makes our score an estimate."
+    ]
+    if run.smoke:
+        paragraphs.insert(0, "SMOKE run: random weights, so these deltas are meaningless.")
+    if not refs:
+        paragraphs.append("No benchmark of this run has a published reference figure.")
+        return Section("Comparison with published scores", paragraphs=paragraphs)
+    rows = [
+        [
+            r.model,
+            r.benchmark,
+            fmt(r.ours) or "no score",
+            fmt(r.reference),
+            fmt_delta(r.delta),
+            r.figure,
+            r.source,
+            r.split + (f" ({r.note})" if r.note else ""),
+        ]
+        for r in refs
+    ]
+    return Section(
+        "Comparison with published scores",
+        paragraphs=paragraphs,
+        table=Table(
+            ["model", "benchmark", "ours", "published", "delta", "figure", "source", "split"], rows
+        ),
+    )
+
+
+def _compare(other_id: str, deltas: list[Delta], threshold: float) -> Section:
+    rows, classes = [], []
+    for d in deltas:
+        flag = "CHANGED" if d.flagged else ""
+        rows.append(
+            [
+                d.model,
+                d.benchmark,
+                fmt(d.before) or d.status_before,
+                fmt(d.after) or d.status_after,
+                fmt_delta(d.delta),
+                flag,
+            ]
+        )
+        classes.append(["", "", "", "", "", "flag" if d.flagged else ""])
+    flagged = sum(1 for d in deltas if d.flagged)
+    return Section(
+        f"Comparison with run {other_id}",
+        paragraphs=[
+            f"Primary scores in points (0-100); CHANGED marks a move of at least "
+            f"{threshold:g} points or a change of status. {flagged} of {len(deltas)} "
+            f"combinations changed."
+        ],
+        table=Table(["model", "benchmark", other_id, "this run", "delta", "flag"], rows, classes),
+    )
+
+
+def _provenance(manifest: dict[str, Any]) -> Section:
+    image = manifest.get("image", {})
+    versions = manifest.get("versions", {})
+    lines = [
+        f"Image {image.get('id') or 'n/a'}",
+        "Versions: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or "n/a"),
+        f"Lock file sha256: {manifest.get('lock_sha256') or 'n/a'}",
+        f"Project commit {manifest.get('project_commit') or 'n/a'}, "
+        f"Ansible {manifest.get('ansible_version') or 'n/a'}",
+    ]
+    for host, facts in manifest.get("hosts", {}).items():
+        if facts.get("gpu_count"):
+            lines.append(
+                f"{host}: {facts['gpu_count']} x {facts.get('gpu_model')}, driver "
+                f"{facts.get('driver') or 'n/a'}, CUDA {facts.get('cuda') or 'n/a'}"
+            )
+        else:
+            lines.append(f"{host}: no GPU (ran on CPU)")
+    lines.append("Full record: manifest.json")
+    return Section("Provenance", paragraphs=lines)
+
+
+def sections(
+    run: Run,
+    references: dict[str, Any],
+    manifest: dict[str, Any],
+    comparison: tuple[str, list[Delta], float] | None = None,
+) -> list[Section]:
+    out = [
+        _overview(run),
+        _scores(run),
+        _scales(run),
+        _status(run),
+        _totals(run),
+        _times(run),
+        _failures(run),
+        _references(run, reference_comparisons(run, references)),
+    ]
+    if comparison:
+        out.append(_compare(*comparison))
+    out.append(_provenance(manifest))
+    return out
+
+
+def title(run: Run) -> str:
+    return f"{'[SMOKE] ' if run.smoke else ''}LLaVA evaluation report: run {run.run_id}"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(run: Run, secs: list[Section]) -> str:
+    lines = [f"# {title(run)}", ""]
+    if run.smoke:
+        lines += [f"> **{SMOKE_BANNER}**", ""]
+    for sec in secs:
+        lines += [f"## {sec.title}", ""]
+        if sec.title == "Overview" or sec.title == "Provenance":
+            lines += [f"- {p}" for p in sec.paragraphs] + [""]
+        else:
+            lines += [*sec.paragraphs, ""] if sec.paragraphs else []
+        if sec.heatmap:
+            lines += ["(The heatmap of these scores is in report.html.)", ""]
+        if sec.table:
+            lines.append("| " + " | ".join(_md_escape(h) for h in sec.table.headers) + " |")
+            lines.append("|" + "---|" * len(sec.table.headers))
+            for row in sec.table.rows:
+                lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def heatmap_png(run: Run) -> bytes:
+    """Models x benchmarks heatmap of the 0-100 primary scores, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    models, benches = run.models, run.benchmarks
+    values = np.full((len(models), len(benches)), np.nan)
+    labels = [["" for _ in benches] for _ in models]
+    for i, model in enumerate(models):
+        for j, bench in enumerate(benches):
+            text, _cls = _cell(run, model, bench)
+            value = percent(run, run.combo(model, bench))
+            if value is not None:
+                values[i, j] = value
+            labels[i][j] = text
+    width = max(6.0, 1.0 * len(benches) + 3.0)
+    height = max(2.5, 0.8 * len(models) + 2.2)
+    fig, ax = plt.subplots(figsize=(width, height), dpi=100)
+    cmap = matplotlib.colormaps["viridis"].copy()
+    cmap.set_bad("#d9d9d9")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(len(benches)), labels=benches, rotation=40, ha="right", fontsize=9)
+    ax.set_yticks(range(len(models)), labels=models, fontsize=9)
+    for i in range(len(models)):
+        for j in range(len(benches)):
+            dark = np.isnan(values[i, j]) or values[i, j] > 60
+            ax.text(
+                j,
+                i,
+                labels[i][j],
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if dark else "white",
+            )
+    ax.set_title(
+        ("SMOKE RUN - " if run.smoke else "") + f"primary scores (0-100), run {run.run_id}",
+        fontsize=11,
+        color="#b00020" if run.smoke else "black",
+    )
+    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    # No Software/date metadata: the same run renders to the same bytes (idempotent reports).
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1d1d1f;
+background:#fff;max-width:1500px}
+h1{font-size:1.6em;margin:0 0 12px}
+h2{font-size:1.2em;margin:28px 0 8px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:13px;margin:6px 0}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}td.ok{background:#e6f4ea}td.failed{background:#fce8e6;color:#a50e0e}
+td.missing{background:#fef7e0;color:#8a5a00}td.na{color:#888}td.flag{color:#a50e0e;font-weight:700}
+.smoke{background:#b00020;color:#fff;font-weight:700;padding:12px 16px;border-radius:6px;
+font-size:1.1em;margin:8px 0 16px}
+ul{margin:4px 0;padding-left:20px}img.heatmap{max-width:100%;border:1px solid #ddd;margin:8px 0}
+"""
+
+
+def render_html(run: Run, secs: list[Section], png: bytes) -> str:
+    esc = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{esc(title(run))}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{esc(title(run))}</h1>",
+    ]
+    if run.smoke:
+        parts.append(f'<div class="smoke">{esc(SMOKE_BANNER)}</div>')
+    for sec in secs:
+        parts.append(f"<h2>{esc(sec.title)}</h2>")
+        if sec.title in ("Overview", "Provenance"):
+            parts.append("<ul>" + "".join(f"<li>{esc(p)}</li>" for p in sec.paragraphs) + "</ul>")
+        else:
+            parts += [f"<p>{esc(p)}</p>" for p in sec.paragraphs]
+        if sec.heatmap:
+            data = base64.b64encode(png).decode("ascii")
+            parts.append(
+                f'<img class="heatmap" id="heatmap" alt="heatmap of primary scores" '
+                f'src="data:image/png;base64,{data}">'
+            )
+        if sec.table:
+            tab = sec.table
+            parts.append(
+                "<table><thead><tr>"
+                + "".join(f"<th>{esc(h)}</th>" for h in tab.headers)
+                + "</tr></thead><tbody>"
+            )
+            for r, row in enumerate(tab.rows):
+                cells = []
+                for c, value in enumerate(row):
+                    cls = tab.classes[r][c] if tab.classes else ""
+                    attr = f' class="{cls}"' if cls else ""
+                    cells.append(f"<td{attr}>{esc(value)}</td>")
+                parts.append("<tr>" + "".join(cells) + "</tr>")
+            parts.append("</tbody></table>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+class FilterModule:
+    """Rendering helpers only; the filters live in eval_report.py."""
+
+    def filters(self) -> dict[str, Any]:
+        return {}
