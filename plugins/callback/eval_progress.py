@@ -1,0 +1,135 @@
+"""Live progress of an evaluation run: one compact line per host per poll."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from ansible.plugins.callback import CallbackBase
+
+DOCUMENTATION = """
+name: eval_progress
+type: aggregate
+short_description: one line of evaluation progress per host per poll
+description:
+  - For task results that carry an C(eval_progress) dictionary (the polling task of eval.yml),
+    prints one line per host on every poll and on the final result - combinations done/total,
+    the combination running now per slot, elapsed time and an estimate of the time left from
+    the rate so far. Other tasks print nothing.
+  - C(eval_progress) is C({done, total, current, slots, started_at, skipped}); C(slots) is a list
+    of C({host, slot, done, total, current, running}); C(started_at) (ISO 8601) and C(skipped)
+    (combinations already ok before this run resumed, excluded from the rate) are optional.
+    A list of such dictionaries (each with C(host)) gives one line per host.
+requirements:
+  - enable it in ansible.cfg, C(callbacks_enabled = eval_progress)
+"""
+
+MAX_SLOTS_SHOWN = 4
+
+
+def format_duration(seconds: float | None) -> str:
+    """Compact h/m/s: 45s, 5m02s, 1h03m."""
+    if seconds is None or seconds < 0:
+        return "--"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def eta_seconds(done: int, total: int, elapsed: float, skipped: int = 0) -> float | None:
+    """Time left at the rate so far; None until one combination has finished in this run.
+    Combinations skipped on resume took no time, so they do not count towards the rate."""
+    if total <= 0 or done >= total:
+        return 0.0
+    finished_here = done - skipped
+    if finished_here <= 0 or elapsed <= 0:
+        return None
+    return (total - done) * elapsed / finished_here
+
+
+def parse_started(value: Any) -> float | None:
+    """Epoch seconds of an ISO 8601 time (a trailing Z allowed), None if absent or bad."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _slot_text(slot: dict[str, Any]) -> str:
+    name = str(slot.get("slot", "?"))
+    done, total = _int(slot.get("done")), _int(slot.get("total"))
+    if total and done >= total:
+        return f"{name} done {done}/{total}"
+    state = str(slot.get("current") or "") if slot.get("running", True) else "stopped"
+    return f"{name} {done}/{total} {state}".rstrip()
+
+
+def progress_line(host: str, progress: dict[str, Any], now: float, first_seen: float) -> str:
+    """The line printed for one host. Elapsed counts from `started_at` when the progress
+    carries it, else from when this controller first saw the host's progress."""
+    done, total = _int(progress.get("done")), _int(progress.get("total"))
+    started = parse_started(progress.get("started_at")) or first_seen
+    elapsed = max(now - started, 0.0)
+    eta = eta_seconds(done, total, elapsed, _int(progress.get("skipped")))
+    pct = f"{100 * done // total}%" if total else "-"
+    parts = [f"eval {host}: {done}/{total} ({pct})", f"elapsed {format_duration(elapsed)}"]
+    parts.append("finished" if total and done >= total else f"ETA {format_duration(eta)}")
+    slots = [s for s in progress.get("slots") or [] if isinstance(s, dict)]
+    if slots:
+        shown = ", ".join(_slot_text(s) for s in slots[:MAX_SLOTS_SHOWN])
+        more = len(slots) - MAX_SLOTS_SHOWN
+        parts.append(shown + (f", +{more} slots" if more > 0 else ""))
+    elif progress.get("current"):
+        parts.append(f"now {progress['current']}")
+    return " | ".join(parts)
+
+
+def progress_items(result: dict[str, Any], default_host: str) -> list[tuple[str, dict[str, Any]]]:
+    """(host, progress) pairs a task result carries; empty for every other task."""
+    raw = result.get("eval_progress") if isinstance(result, dict) else None
+    items = raw if isinstance(raw, list) else [raw]
+    out = []
+    for item in items:
+        if isinstance(item, dict) and "done" in item and "total" in item:
+            out.append((str(item.get("host") or default_host), item))
+    return out
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "eval_progress"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._first_seen: dict[str, float] = {}
+        self._clock = time.time
+
+    def _show(self, result: Any) -> None:
+        now = self._clock()
+        for host, progress in progress_items(result._result, result._host.get_name()):
+            first = self._first_seen.setdefault(host, now)
+            self._display.display(progress_line(host, progress, now, first))
+
+    def v2_runner_retry(self, result: Any) -> None:
+        self._show(result)
+
+    def v2_runner_on_ok(self, result: Any) -> None:
+        self._show(result)
+
+    def v2_runner_item_on_ok(self, result: Any) -> None:
+        self._show(result)
