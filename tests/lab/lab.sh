@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The offline test lab, idempotent: Docker Engine from Debian, a running dockerd, the local
+# base image the molecule instances boot from, and Chromium for the report tests.
+# No container registry is used: the base image is debootstrapped and `docker import`ed, and it
+# is rebuilt only when its recipe (below) changes. Every step prints what it did or reused.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+export DEBIAN_FRONTEND=noninteractive
+# The distribution's client: a newer client without buildx may come first on PATH.
+DOCKER=/usr/bin/docker
+LAB_DIR=${LAB_DIR:-.lab}
+
+# The base image recipe. Everything that changes the image's content is in these variables or
+# in build_base_image(); their hash is the image's label, so a change means a rebuild.
+LAB_BASE_IMAGE=${LAB_BASE_IMAGE:-vlm-lab/debian12:latest}
+LAB_DEBIAN_MIRROR=${LAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+LAB_DEBIAN_SUITE=bookworm
+# systemd runs as PID 1 in the instances so services behave as on a real host; non-free is
+# enabled as on a GPU host, so the driver role's install path resolves in check mode.
+LAB_COMPONENTS=main,non-free,non-free-firmware
+LAB_PACKAGES=python3,python3-apt,systemd,systemd-sysv,dbus,ca-certificates,gnupg,sudo,procps,iproute2,busybox-static
+
+log() { printf 'lab: %s\n' "$*"; }
+
+apt_updated=false
+apt_install() {
+    # Installs only the packages of "$@" that are missing.
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' \
+            || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        log "packages present: $*"
+        return
+    fi
+    if [ "$apt_updated" = false ]; then
+        apt-get update -qq
+        apt_updated=true
+    fi
+    log "installing: ${missing[*]}"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_dockerd() {
+    if "$DOCKER" info >/dev/null 2>&1; then
+        log "dockerd running: reused"
+        return
+    fi
+    # systemd or sysvinit where they work; on machines where neither can start it (no systemd,
+    # and the init script's `ulimit -n 1048576` is refused without CAP_SYS_RESOURCE) run it directly.
+    if [ -d /run/systemd/system ]; then
+        systemctl start docker || true
+    fi
+    if ! "$DOCKER" info >/dev/null 2>&1; then
+        log "starting dockerd (log: /var/log/dockerd.log)"
+        nohup /usr/sbin/dockerd >/var/log/dockerd.log 2>&1 &
+    fi
+    for _ in $(seq 1 60); do
+        if "$DOCKER" info >/dev/null 2>&1; then
+            log "dockerd running: started"
+            return
+        fi
+        sleep 1
+    done
+    log "dockerd did not answer within 60 s; last log lines:"
+    tail -n 20 /var/log/dockerd.log >&2 || true
+    exit 1
+}
+
+build_base_image() {
+    local root
+    root=$(mktemp -d /var/tmp/vlm-lab-rootfs.XXXXXX)
+    # shellcheck disable=SC2064 # expand now: $root is local
+    trap "rm -rf '$root'" EXIT
+    log "debootstrap $LAB_DEBIAN_SUITE into $root"
+    debootstrap --variant=minbase --components="$LAB_COMPONENTS" --include="$LAB_PACKAGES" \
+        "$LAB_DEBIAN_SUITE" "$root" "$LAB_DEBIAN_MIRROR" >"$LAB_DIR/debootstrap.log" 2>&1 \
+        || { tail -n 30 "$LAB_DIR/debootstrap.log" >&2; exit 1; }
+    cat >"$root/etc/apt/sources.list" <<EOF
+deb $LAB_DEBIAN_MIRROR $LAB_DEBIAN_SUITE ${LAB_COMPONENTS//,/ }
+deb $LAB_DEBIAN_MIRROR $LAB_DEBIAN_SUITE-updates ${LAB_COMPONENTS//,/ }
+deb http://deb.debian.org/debian-security $LAB_DEBIAN_SUITE-security ${LAB_COMPONENTS//,/ }
+EOF
+    # Container hygiene: no getty/udev units that wait for devices a container lacks; no
+    # package lists or caches in the image.
+    for unit in getty.target systemd-udevd.service systemd-udev-trigger.service \
+        systemd-remount-fs.service sys-kernel-debug.mount sys-kernel-tracing.mount; do
+        ln -sf /dev/null "$root/etc/systemd/system/$unit"
+    done
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
+    tar -C "$root" -c . | "$DOCKER" import \
+        --change 'CMD ["/lib/systemd/systemd"]' \
+        --change 'ENV container=docker' \
+        --change "LABEL org.vlm-fleet.lab.recipe=$1" \
+        - "$LAB_BASE_IMAGE" >/dev/null
+    rm -rf "$root"
+}
+
+ensure_base_image() {
+    local recipe current
+    recipe=$(
+        {
+            printf '%s\n' "$LAB_DEBIAN_MIRROR" "$LAB_DEBIAN_SUITE" "$LAB_COMPONENTS" "$LAB_PACKAGES"
+            declare -f build_base_image
+        } | sha256sum | cut -c1-16
+    )
+    current=$("$DOCKER" image inspect "$LAB_BASE_IMAGE" \
+        --format '{{ index .Config.Labels "org.vlm-fleet.lab.recipe" }}' 2>/dev/null || true)
+    if [ "$current" = "$recipe" ]; then
+        log "base image $LAB_BASE_IMAGE (recipe $recipe): reused"
+        return
+    fi
+    log "base image $LAB_BASE_IMAGE: building (recipe $recipe, was '${current:-absent}')"
+    local start=$SECONDS
+    build_base_image "$recipe"
+    log "base image $LAB_BASE_IMAGE: built in $((SECONDS - start)) s"
+}
+
+main() {
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "lab.sh must run as root (it installs packages and starts dockerd)" >&2
+        exit 1
+    fi
+    mkdir -p "$LAB_DIR"
+    # Chromium renders the HTML report in the report tests.
+    apt_install docker.io debootstrap chromium
+    ensure_dockerd
+    ensure_base_image
+    log "ready"
+}
+
+main "$@"
