@@ -1,0 +1,223 @@
+"""A tiny LLaVA-1.5 checkpoint with random weights, in the real on-disk format.
+
+Smoke runs and the image's verify step need a checkpoint that goes through the real
+``llava.model.builder.load_pretrained_model`` without the Hugging Face hub: a tiny Llama
+(LlavaLlamaForCausalLM config keys of LLaVA-1.5), a tiny CLIP vision tower in a subfolder, a
+CLIP image processor config and a sentencepiece tokenizer trained here.
+
+    python -m vlmfleet.tiny_checkpoint OUT_DIR        # OUT_DIR's name must contain "llava"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+VISION_SUBDIR = "vision_tower"
+# The vision tower's image size and the Llama's shape: small enough that a sample takes
+# milliseconds on a CPU, big enough to exercise every code path (several patches, 2 layers).
+IMAGE_SIZE = 56
+PATCH_SIZE = 14
+VOCAB_SIZE = 600
+CONTEXT_LEN = 2048
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+MARKER = "vlmfleet-tiny.json"
+
+# Training text for the tokenizer: the words the prompts of the seed benchmarks use, so that
+# tokenisation is realistic (whole words) rather than byte fallback everywhere.
+_CORPUS_WORDS = (
+    "A chat between a curious human and an artificial intelligence assistant. The assistant "
+    "gives helpful, detailed, and polite answers to the human's questions. USER: ASSISTANT: "
+    "Answer with the option's letter from the given choices directly. Answer the question "
+    "using a single word or phrase. Please answer yes or no. Is there a in the image? What is "
+    "the color of the shape? How many objects are there? Which option is correct? Hint: "
+    "Question: Options: A. B. C. D. red green blue yellow circle square triangle left right "
+    "top bottom chart value year document text title number 0 1 2 3 4 5 6 7 8 9 yes no Yes No"
+)
+
+
+def _require_llava_name(out_dir: Path) -> None:
+    if "llava" not in out_dir.name.lower():
+        raise ValueError(
+            f"tiny checkpoint folder {out_dir.name!r} must contain 'llava' in its name: "
+            "LLaVA's builder takes its LLaVA path only for such names"
+        )
+
+
+def _train_tokenizer(work: Path) -> Path:
+    import sentencepiece as spm
+
+    corpus = work / "corpus.txt"
+    lines = [_CORPUS_WORDS] * 4 + [f"{w} {i}" for i, w in enumerate(_CORPUS_WORDS.split())]
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    prefix = work / "tokenizer"
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(prefix),
+        vocab_size=VOCAB_SIZE,
+        model_type="bpe",
+        # Llama's ids: unk 0, bos 1, eos 2, no pad; byte fallback so any text (Korean too)
+        # encodes without unknown tokens.
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        byte_fallback=True,
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        minloglevel=2,
+        num_threads=1,
+    )
+    return prefix.with_suffix(".model")
+
+
+def _build_vision_tower(vision_dir: Path, seed: int) -> int:
+    import torch
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    torch.manual_seed(seed)
+    cfg = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        projection_dim=32,
+    )
+    CLIPVisionModel(cfg).save_pretrained(vision_dir)
+    CLIPImageProcessor(
+        size={"shortest_edge": IMAGE_SIZE},
+        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+    ).save_pretrained(vision_dir)
+    return cfg.hidden_size
+
+
+def build_tiny_llava(out_dir: Path, *, seed: int = 0) -> Path:
+    """Write a tiny random LLaVA-1.5 checkpoint to ``out_dir`` and return its absolute path."""
+    import torch
+    from llava.model.language_model.llava_llama import LlavaConfig, LlavaLlamaForCausalLM
+    from transformers import LlamaTokenizer
+
+    out_dir = Path(out_dir).absolute()
+    _require_llava_name(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vision_dir = out_dir / VISION_SUBDIR
+    mm_hidden = _build_vision_tower(vision_dir, seed)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sp_model = _train_tokenizer(Path(tmp))
+        tokenizer = LlamaTokenizer(
+            vocab_file=str(sp_model), legacy=False, model_max_length=CONTEXT_LEN
+        )
+        tokenizer.pad_token = tokenizer.unk_token
+        tokenizer.save_pretrained(out_dir)
+
+    config = LlavaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=CONTEXT_LEN,
+        rms_norm_eps=1e-5,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        tie_word_embeddings=False,
+        torch_dtype="float16",
+        use_cache=True,
+        architectures=["LlavaLlamaForCausalLM"],
+        # The LLaVA-1.5 keys, with the values of liuhaotian/llava-v1.5-7b.
+        mm_vision_tower=str(vision_dir),
+        mm_projector_type="mlp2x_gelu",
+        mm_hidden_size=mm_hidden,
+        mm_vision_select_layer=-2,
+        mm_vision_select_feature="patch",
+        mm_patch_merge_type="flat",
+        mm_use_im_start_end=False,
+        mm_use_im_patch_token=False,
+        image_aspect_ratio="pad",
+        freeze_mm_mlp_adapter=False,
+        tune_mm_mlp_adapter=False,
+        mm_projector_lr=None,
+        tokenizer_model_max_length=CONTEXT_LEN,
+        tokenizer_padding_side="right",
+        use_mm_proj=True,
+    )
+    torch.manual_seed(seed)
+    model = LlavaLlamaForCausalLM(config)
+    # Real checkpoints are float16 on disk; the builder casts on load anyway.
+    model.to(torch.float16).save_pretrained(out_dir, safe_serialization=True)
+    (out_dir / MARKER).write_text(
+        json.dumps({"seed": seed, "vision_tower": VISION_SUBDIR}, indent=2) + "\n",
+        encoding="utf-8",
+    )
+    # safetensors writes 0600; the checkpoint is shared data (built by one user, read by the
+    # container's user), so make it world-readable like a downloaded checkpoint.
+    for path in out_dir.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return out_dir
+
+
+def relocate(ckpt_dir: Path) -> bool:
+    """Point ``mm_vision_tower`` at this folder's vision tower (after a move); True if changed."""
+    ckpt_dir = Path(ckpt_dir).absolute()
+    config_file = ckpt_dir / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    wanted = str(ckpt_dir / VISION_SUBDIR)
+    if config.get("mm_vision_tower") == wanted:
+        return False
+    config["mm_vision_tower"] = wanted
+    tmp = config_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(config_file)
+    return True
+
+
+def is_tiny_checkpoint(ckpt_dir: Path) -> bool:
+    return (Path(ckpt_dir) / MARKER).is_file() and (Path(ckpt_dir) / "config.json").is_file()
+
+
+def ensure_tiny_llava(ckpt_dir: Path, *, seed: int = 0) -> Path:
+    """Build the checkpoint if it is not there yet, else make its vision-tower path current."""
+    ckpt_dir = Path(ckpt_dir).absolute()
+    if is_tiny_checkpoint(ckpt_dir):
+        relocate(ckpt_dir)
+        return ckpt_dir
+    _require_llava_name(ckpt_dir)
+    # Build beside the target and rename, so a killed build never leaves a half checkpoint
+    # that looks complete.
+    ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}-", dir=ckpt_dir.parent))
+    staging = tmp_dir / ckpt_dir.name
+    build_tiny_llava(staging, seed=seed)
+    staging.replace(ckpt_dir)
+    tmp_dir.rmdir()
+    relocate(ckpt_dir)
+    return ckpt_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", type=Path, help="folder; name must contain llava")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        _require_llava_name(args.out_dir)
+    except ValueError as err:
+        parser.error(str(err))
+    path = build_tiny_llava(args.out_dir, seed=args.seed)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
