@@ -1,0 +1,333 @@
+"""Reports of a run directory, on the fixture runs in tests/fixtures/results/."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import eval_report
+import pytest
+import yaml
+from eval_report import build_reports, label_versions, load_references, main, write_reports
+from eval_report_data import ReportError, compare_runs, load_run, percent, score_scale
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "results"
+CURRENT, PREVIOUS = "20261127T020000Z", "20261126T180000Z"
+REFERENCES_FILE = Path(__file__).resolve().parents[2] / "playbooks/vars/reference_scores.yml"
+SEED_BENCHMARKS = [
+    "MMBench_DEV_EN",
+    "TextVQA_VAL",
+    "GQA_TestDev_Balanced",
+    "MMMU_DEV_VAL",
+    "DocVQA_VAL",
+    "ChartQA_TEST",
+    "InfoVQA_VAL",
+    "OCRBench",
+    "AI2D_TEST",
+    "ScienceQA_VAL",
+    "POPE",
+    "HallusionBench",
+    "MMStar",
+    "RealWorldQA",
+    "VisOnlyQA-VLMEvalKit",
+    "VizWiz",
+    "SEEDBench_IMG",
+    "BLINK",
+    "MMBench_DEV_KO",
+    "SEEDBench_IMG_KO",
+]
+# The fixture's primary scores on 0-100, worked out by hand from the raw values VLMEvalKit
+# writes: MCQ fractions x100, yes/no and VQA percent as is, OCRBench's 0-1000 /10.
+EXPECTED = {
+    ("llava_v1.5_7b", "MMBench_DEV_EN"): "33.33",
+    ("llava_v1.5_7b", "POPE"): "100.00",
+    ("llava_v1.5_7b", "TextVQA_VAL"): "0.00",
+    ("llava_v1.5_7b", "OCRBench"): "2.00",
+    ("llava_v1.5_7b", "SEEDBench_IMG"): "100.00",
+    ("llava_v1.5_13b", "MMBench_DEV_EN"): "66.67",
+    ("llava_v1.5_13b", "POPE"): "66.67",
+    ("llava_v1.5_13b", "TextVQA_VAL"): "33.33",
+    ("llava_v1.5_13b", "OCRBench"): "failed",
+    ("llava_v1.5_13b", "SEEDBench_IMG"): "missing",
+}
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    for run in (CURRENT, PREVIOUS):
+        shutil.copytree(FIXTURES / run, tmp_path / run)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def refs() -> dict:
+    return load_references(REFERENCES_FILE)
+
+
+@pytest.fixture
+def files(results: Path, refs: dict) -> dict[str, str]:
+    return build_reports(results / CURRENT, refs, compare_to=PREVIOUS, threshold=5)
+
+
+def table(markdown: str, heading: str) -> list[list[str]]:
+    section = markdown.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in section.splitlines() if ln.startswith("|")]
+    return [[c.strip() for c in r.strip("|").split(" | ")] for r in rows[2:]]
+
+
+def test_score_table_matches_hand_computed_scores(files: dict[str, str]) -> None:
+    md = files["report.md"]
+    header = md.split("## Primary scores (0-100)\n", 1)[1].split("| model | ", 1)[1]
+    benchmarks = header.split(" |\n", 1)[0].split(" | ")
+    got = {}
+    for row in table(md, "Primary scores (0-100)"):
+        for bench, cell in zip(benchmarks, row[1:], strict=True):
+            got[(row[0], bench)] = cell
+    assert got == EXPECTED
+
+
+def test_scales_follow_vlmevalkit_conventions(results: Path) -> None:
+    run = load_run(results / CURRENT)
+    assert score_scale(run, "MMBench_DEV_EN")[0] == 1.0
+    assert score_scale(run, "POPE")[0] == 100.0
+    assert score_scale(run, "OCRBench")[0] == 1000.0
+    # A worker-stated scale wins over the kind.
+    run.combos[0].score_scale = 100
+    assert percent(run, run.combos[0]) == pytest.approx(0.67)
+
+
+def test_scale_without_kind_falls_back_to_the_values(results: Path) -> None:
+    plan = results / CURRENT / "plan.json"
+    plan.unlink()
+    run = load_run(results / CURRENT)
+    assert score_scale(run, "POPE") == (100.0, "values above 1")
+    assert score_scale(run, "MMBench_DEV_EN") == (1.0, "all values within 0-1")
+
+
+def test_totals_times_and_failures(files: dict[str, str]) -> None:
+    md = files["report.md"]
+    assert table(md, "Totals") == [["ok", "8"], ["failed", "1"], ["missing", "1"], ["total", "10"]]
+    # 7B: five combinations back to back on one GPU (30+37.5+45+52.5+60 s).
+    # 13B: 148.5 s on gpu-01 in parallel with a 42 s failure on the CPU host.
+    assert table(md, "Time per model") == [
+        ["llava_v1.5_7b", "5", "5", "3m45s", "3m45s"],
+        ["llava_v1.5_13b", "5", "3", "2m28s", "3m10s"],
+    ]
+    assert table(md, "Failures") == [
+        ["llava_v1.5_13b", "OCRBench", "gpu-02", "failed",
+         "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
+         "gpu-02/llava_v1.5_13b/OCRBench/worker.log"],
+        ["llava_v1.5_13b", "SEEDBench_IMG", "gpu-02", "missing",
+         "no status record: host unreachable during the run", "no log collected"],
+    ]  # fmt: skip
+    status = {r[0]: r[1:] for r in table(md, "Status matrix")}
+    assert status["llava_v1.5_13b"][3:] == ["failed (gpu-02)", "missing (gpu-02)"]
+
+
+def test_failed_log_path_exists(files: dict[str, str], results: Path) -> None:
+    log = table(files["report.md"], "Failures")[0][5]
+    assert "CUDA out of memory" in (results / CURRENT / log).read_text()
+
+
+def test_smoke_is_labelled_everywhere(files: dict[str, str]) -> None:
+    assert files["report.md"].startswith("# [SMOKE] ")
+    assert "SMOKE RUN:" in files["report.md"]
+    assert "<title>[SMOKE] " in files["report.html"]
+    assert '<div class="smoke">SMOKE RUN:' in files["report.html"]
+    assert json.loads(files["manifest.json"])["smoke"] is True
+
+
+def test_real_run_has_no_smoke_label(results: Path, refs: dict) -> None:
+    run_json = results / CURRENT / "run.json"
+    info = json.loads(run_json.read_text())
+    info["inputs"]["smoke"] = False
+    run_json.write_text(json.dumps(info))
+    out = build_reports(results / CURRENT, refs)
+    assert "SMOKE" not in out["report.md"]
+    assert "SMOKE" not in out["report.html"]
+
+
+def test_scores_csv_long_form(files: dict[str, str]) -> None:
+    rows = list(csv.DictReader(io.StringIO(files["scores.csv"])))
+    assert list(rows[0]) == ["run", "host", "model", "benchmark", "metric", "value", "samples",
+                             "seconds", "status", "primary"]  # fmt: skip
+    # 18 metric values over the 8 ok combinations, one bare row each for the failed and missing.
+    assert len(rows) == 20
+    pope = [r for r in rows if (r["model"], r["benchmark"]) == ("llava_v1.5_13b", "POPE")]
+    assert {r["metric"]: r["value"] for r in pope} == {
+        "Overall": "66.67", "acc": "66.67", "precision": "50.0"}  # fmt: skip
+    assert [r["primary"] for r in pope] == ["true", "false", "false"]
+    assert {r["seconds"] for r in pope} == {"49.5"} and {r["samples"] for r in pope} == {"3"}
+    missing = [r for r in rows if r["status"] == "missing"]
+    assert len(missing) == 1 and missing[0]["metric"] == missing[0]["value"] == ""
+    assert {r["run"] for r in rows} == {CURRENT}
+
+
+def test_manifest_provenance(files: dict[str, str]) -> None:
+    m = json.loads(files["manifest.json"])
+    assert m["image"]["id"].startswith("sha256:9b1c7e2f")
+    assert m["versions"] == {"torch": "2.1.2", "transformers": "4.37.2", "llava": "1.2.2.post1",
+                             "vlmeval": "0.0.20"}  # fmt: skip
+    assert m["lock_sha256"].startswith("4f2a9c0d")
+    assert m["project_commit"].startswith("08634b0")
+    assert m["ansible_version"] == "2.19.14"
+    assert m["inputs"]["limit"] == 3 and m["inputs"]["smoke"] is True
+    assert m["inputs"]["models"] == ["llava_v1.5_7b", "llava_v1.5_13b"]
+    assert (m["started_at"], m["finished_at"]) == ("2026-11-27T02:00:00Z", "2026-11-27T02:04:30Z")
+    assert m["hosts"]["gpu-01"]["gpu_count"] == 2
+    assert m["hosts"]["gpu-01"]["gpu_model"] == "NVIDIA H100 80GB HBM3"
+    assert (m["hosts"]["gpu-01"]["driver"], m["hosts"]["gpu-01"]["cuda"]) == ("550.54.15", "12.4")
+    assert m["hosts"]["gpu-02"]["gpu_count"] == 0
+    assert m["compared_with"] == {"run_id": PREVIOUS, "threshold_points": 5.0}
+    assert len(m["files_sha256"]["summary.json"]) == 64
+
+
+def test_manifest_takes_commit_and_ansible_from_the_playbook_when_run_json_lacks_them(
+    results: Path, refs: dict
+) -> None:
+    (results / CURRENT / "run.json").unlink()
+    extra = {"ansible_version": "2.19.14", "project_commit": "abc123"}
+    m = json.loads(build_reports(results / CURRENT, refs, extra=extra)["manifest.json"])
+    assert (m["project_commit"], m["ansible_version"]) == ("abc123", "2.19.14")
+
+
+def test_label_versions_does_not_mistake_llava_torch_for_torch() -> None:
+    versions, lock = label_versions({
+        "io.example.llava-torch.version": "1.2.2.post1",
+        "io.example.torch.version": "2.1.2",
+        "io.example.vlmevalkit.version": "0.0.20",
+        "io.example.requirements-lock.sha256": "ff" * 32,
+    })  # fmt: skip
+    assert versions == {"torch": "2.1.2", "vlmeval": "0.0.20"}
+    assert lock == "ff" * 32
+
+
+def test_compare_flags_changes_beyond_threshold(results: Path) -> None:
+    now, then = load_run(results / CURRENT), load_run(results / PREVIOUS)
+    deltas = {(d.model, d.benchmark): d for d in compare_runs(now, then, 5)}
+    assert deltas[("llava_v1.5_13b", "POPE")].delta == pytest.approx(33.34)
+    assert deltas[("llava_v1.5_13b", "POPE")].flagged
+    assert deltas[("llava_v1.5_7b", "OCRBench")].delta == pytest.approx(2.0)
+    assert not deltas[("llava_v1.5_7b", "OCRBench")].flagged
+    assert not deltas[("llava_v1.5_7b", "MMBench_DEV_EN")].flagged
+    # Status changes are flagged whatever the scores.
+    assert deltas[("llava_v1.5_13b", "OCRBench")].flagged
+    assert deltas[("llava_v1.5_7b", "SEEDBench_IMG")].status_before == "failed"
+    assert deltas[("llava_v1.5_7b", "SEEDBench_IMG")].flagged
+    assert compare_runs(now, then, 1.5)[3].flagged  # 7B OCRBench, +2 points
+    with pytest.raises(ReportError, match="threshold"):
+        compare_runs(now, then, -1)
+
+
+def test_compare_section_in_report(files: dict[str, str], results: Path, refs: dict) -> None:
+    rows = {
+        (r[0], r[1]): r[2:] for r in table(files["report.md"], f"Comparison with run {PREVIOUS}")
+    }
+    assert rows[("llava_v1.5_13b", "POPE")] == ["33.33", "66.67", "+33.34", "CHANGED"]
+    assert rows[("llava_v1.5_7b", "OCRBench")] == ["0.00", "2.00", "+2.00", ""]
+    assert rows[("llava_v1.5_13b", "SEEDBench_IMG")] == ["66.67", "missing", "", "CHANGED"]
+    assert "4 of 10 combinations changed" in files["report.md"]
+    assert "Comparison with run" not in build_reports(results / CURRENT, refs)["report.md"]
+
+
+def test_compare_to_unknown_run_names_the_runs_there(results: Path, refs: dict) -> None:
+    with pytest.raises(ReportError, match=f"'nope'.*runs there: {PREVIOUS}, {CURRENT}"):
+        build_reports(results / CURRENT, refs, compare_to="nope")
+
+
+def test_reference_map_covers_only_known_figures(refs: dict) -> None:
+    figures, mapping = refs["reference_scores_figures"], refs["reference_scores_benchmark_map"]
+    assert set(mapping) <= set(SEED_BENCHMARKS)
+    for figure in figures.values():
+        assert figure["source"] and figure["split"] and figure["name"]
+        assert set(figure["scores"]) == {"llava_v1.5_7b", "llava_v1.5_13b"}
+    assert {figures[f]["source"].split(",")[0] for f in mapping.values()} == {
+        "LLaVA repository", "VLMEvalKit v0.1 results tables (Jan 2024)"}  # fmt: skip
+    # The published figures, as ../shared/reference-scores.md gives them.
+    assert figures[mapping["MMBench_DEV_EN"]]["scores"] == {"llava_v1.5_7b": 64.3,
+                                                             "llava_v1.5_13b": 67.7}  # fmt: skip
+    assert figures[mapping["SEEDBench_IMG"]]["scores"]["llava_v1.5_7b"] == 65.6
+    assert figures[mapping["HallusionBench"]]["scores"]["llava_v1.5_13b"] == 46.7
+    assert figures[mapping["ScienceQA_VAL"]]["scores"]["llava_v1.5_13b"] == 72.0
+
+
+def test_reference_section_names_figure_and_source(files: dict[str, str]) -> None:
+    rows = {(r[0], r[1]): r[2:] for r in table(files["report.md"],
+                                                 "Comparison with published scores")}  # fmt: skip
+    ours, published, delta, figure, source, split = rows[("llava_v1.5_7b", "MMBench_DEV_EN")]
+    assert (ours, published, delta, figure) == ("33.33", "64.30", "-30.97", "MMBench")
+    assert source.startswith("LLaVA repository, docs/MODEL_ZOO.md") and "dev" in split
+    # SEEDBench_IMG compares with VLMEvalKit's image-only figure, not LLaVA's SEED (with video).
+    assert rows[("llava_v1.5_7b", "SEEDBench_IMG")][1:4] == [
+        "65.60", "+34.40", "SEEDBench_IMG"]  # fmt: skip
+    assert rows[("llava_v1.5_13b", "SEEDBench_IMG")][0] == "no score"
+    # OCRBench has no published LLaVA-1.5 figure in the sources: no row rather than a guess.
+    assert not any(b == "OCRBench" for _m, b in rows)
+
+
+def test_html_has_same_tables_and_embedded_heatmap(files: dict[str, str]) -> None:
+    page = files["report.html"]
+    assert 'src="data:image/png;base64,iVBORw0KGgo' in page
+    assert "http://" not in page and "https://" not in page
+    for cell in EXPECTED.values():
+        assert f">{cell}</td>" in page
+    assert "gpu-02/llava_v1.5_13b/OCRBench/worker.log" in page
+
+
+def test_reports_are_deterministic(results: Path, refs: dict, files: dict[str, str]) -> None:
+    again = build_reports(results / CURRENT, refs, compare_to=PREVIOUS, threshold=5)
+    assert again == files
+
+
+def test_reason_with_pipe_does_not_break_the_markdown_table(results: Path, refs: dict) -> None:
+    summary_path = results / CURRENT / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    failed = next(e for e in summary["combinations"] if e["status"] == "failed")
+    failed["reason"] = "ValueError: a | b"
+    summary_path.write_text(json.dumps(summary))
+    md = build_reports(results / CURRENT, refs)["report.md"]
+    assert "ValueError: a \\| b" in md
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: (d / "summary.json").unlink(), "summary.json: missing"),
+        (lambda d: (d / "summary.json").write_text("{"), "not valid JSON"),
+        (lambda d: (d / "summary.json").write_text('{"x": 1}'), "no list of combinations"),
+        (
+            lambda d: (d / "summary.json").write_text(
+                '{"combinations": [{"host": "h", "model": "m", "benchmark": "b", '
+                '"status": "done"}]}'
+            ),
+            "status 'done' of m/b is not one of ok, failed, missing",
+        ),
+    ],
+)
+def test_bad_run_directory_is_named(results: Path, refs: dict, mutate, message: str) -> None:
+    mutate(results / CURRENT)
+    with pytest.raises(ReportError, match=message):
+        build_reports(results / CURRENT, refs)
+
+
+def test_write_reports_only_rewrites_changed_files(results: Path, files: dict[str, str]) -> None:
+    assert sorted(write_reports(results / CURRENT, files)) == sorted(eval_report.REPORT_FILES)
+    assert write_reports(results / CURRENT, files) == []
+    assert (results / CURRENT / "report.md").read_text() == files["report.md"]
+
+
+def test_cli_regenerates_and_reports_errors(results: Path, capsys) -> None:
+    assert main([str(results / CURRENT)]) == 0
+    assert "report.html: written" in capsys.readouterr().out
+    assert main([str(results / CURRENT)]) == 0
+    assert "report.html: unchanged" in capsys.readouterr().out
+    assert main([str(results / "nope")]) == 2
+    assert "no such run directory" in capsys.readouterr().err
+
+
+def test_reference_file_is_plain_yaml_for_ansible() -> None:
+    data = yaml.safe_load(REFERENCES_FILE.read_text())
+    assert set(data) == {"reference_scores_figures", "reference_scores_benchmark_map"}
