@@ -1,0 +1,293 @@
+"""The planner: hosts' GPU facts + catalogue + inputs -> work units. Pure; no I/O.
+
+A slot is one GPU (or a group of GPUs on one host for a model bigger than one GPU, or the CPU
+of a GPU-less host in smoke mode). A unit is (host, slot, gpus, model, [benchmarks]); a slot
+runs its units one after the other in one worker process, so each model is loaded once per
+slot. Balancing: whole models are placed longest first on the least loaded slot that fits them,
+then single benchmarks move off the busiest slot while that shortens the run (a move to a slot
+without that model pays the model's load there).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+MIB_PER_GIB = 1024
+# A limit-less smoke run still only sees the worker's small synthetic datasets.
+SMOKE_SAMPLES = 10
+MAX_MOVES = 10_000
+
+
+class EvalPlanError(ValueError):
+    """No plan can satisfy the inputs; the message says why and what would."""
+
+
+def _gib(mib: float) -> float:
+    return round(mib / MIB_PER_GIB, 1)
+
+
+def host_slots(
+    host: str, facts: Mapping[str, Any], need_gpus: int, smoke: bool, allow_cpu: bool
+) -> list[dict[str, Any]]:
+    """The slots of one host. need_gpus > 1 groups that many GPUs per slot (a model bigger
+    than one GPU); leftover GPUs become single-GPU slots."""
+    gpus = sorted(facts.get("gpu_facts_gpus") or [], key=lambda g: int(g["index"]))
+    if not facts.get("gpu_facts_present") or not gpus:
+        if smoke or allow_cpu:
+            # One slot only: a CPU worker already uses every core.
+            return [{"host": host, "slot": "cpu0", "gpus": [], "device": "cpu", "memory_mib": None}]
+        raise EvalPlanError(
+            f"host {host!r} has no NVIDIA GPU (gpu_facts_present is false): run a smoke test "
+            f"(-e smoke=true), allow CPU runs (-e allow_cpu=true), or leave the host out "
+            f"(--limit '!{host}')"
+        )
+    size = max(1, need_gpus) if len(gpus) >= need_gpus else 1
+    slots = []
+    for start in range(0, len(gpus), size):
+        group = gpus[start : start + size]
+        if len(group) < size:
+            # The remainder of a grouped host: single-GPU slots for the models that fit one.
+            for g in group:
+                slots.append(_gpu_slot(host, [g]))
+        else:
+            slots.append(_gpu_slot(host, group))
+    return slots
+
+
+def _gpu_slot(host: str, group: list[Mapping[str, Any]]) -> dict[str, Any]:
+    indexes = [int(g["index"]) for g in group]
+    name = f"gpu{indexes[0]}" if len(indexes) == 1 else f"gpu{indexes[0]}-{indexes[-1]}"
+    return {
+        "host": host,
+        "slot": name,
+        "gpus": indexes,
+        "device": "cuda",
+        "memory_mib": sum(int(g["memory_mib"]) for g in group),
+    }
+
+
+def gpus_needed(need_gib: float, gpus: list[Mapping[str, Any]]) -> int:
+    """How many of this host's GPUs (the smallest one counted) hold a model; 0: not enough."""
+    if not gpus:
+        return 0
+    smallest = min(int(g["memory_mib"]) for g in gpus) / MIB_PER_GIB
+    n = max(1, math.ceil(need_gib / smallest)) if smallest > 0 else 0
+    return n if 0 < n <= len(gpus) else 0
+
+
+def fits(slot: Mapping[str, Any], need_gib: float, smoke: bool) -> bool:
+    if smoke or slot["device"] == "cpu":
+        # Smoke checkpoints are tiny; CPU slots use host memory, which preflight checks.
+        return True
+    return slot["memory_mib"] / MIB_PER_GIB >= need_gib
+
+
+def combination_cost(
+    model: Mapping[str, Any], bench: Mapping[str, Any], limit: int | None, smoke: bool
+) -> float:
+    samples = int(bench["samples"])
+    if smoke:
+        samples = min(samples, SMOKE_SAMPLES)
+    if limit is not None:
+        samples = min(samples, limit)
+    return samples * float(bench["cost_per_sample"]) * float(model["cost_factor"])
+
+
+def plan(
+    hosts: Mapping[str, Mapping[str, Any]],
+    catalogue: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    done: Iterable[Iterable[str]] = (),
+) -> dict[str, Any]:
+    """Plan the combinations of inputs' models x benchmarks that are not in `done`
+    ((model, benchmark) pairs with an ok record: a resume).
+
+    hosts: {inventory_hostname: {gpu_facts_present, gpu_facts_gpus: [{index, memory_mib, ...}]}}
+    in inventory order. Returns {"run_id", "smoke", "limit", "slots", "units", "done",
+    "estimated_cost"}; raises EvalPlanError.
+    """
+    if not hosts:
+        raise EvalPlanError("no reachable host to run on: check the inventory and --limit")
+    models_cat = catalogue["catalogue_models"]
+    benches_cat = catalogue["catalogue_benchmarks"]
+    smoke = bool(inputs["smoke"])
+    allow_cpu = bool(inputs.get("allow_cpu", False))
+    limit = inputs.get("limit")
+    done_set = {tuple(d) for d in done}
+    models = list(inputs["models"])
+    benchmarks = list(inputs["benchmarks"])
+
+    # Slot layout: group GPUs only where a requested model needs more than one of them.
+    slots: list[dict[str, Any]] = []
+    for host, facts in hosts.items():
+        gpus = facts.get("gpu_facts_gpus") or []
+        need = 1
+        if not smoke:
+            for m in models:
+                n = gpus_needed(float(models_cat[m]["gpu_memory_gib"]), gpus)
+                need = max(need, n)
+        slots.extend(host_slots(host, facts, need, smoke, allow_cpu))
+
+    for slot in slots:
+        slot["load"] = 0.0
+        slot["units"] = {}  # model -> [benchmark names]
+
+    pending = [(m, b) for m in models for b in benchmarks if (m, b) not in done_set]
+    cost = {
+        (m, b): combination_cost(models_cat[m], benches_cat[b], limit, smoke) for m, b in pending
+    }
+    candidates: dict[str, list[dict[str, Any]]] = {}
+    for m in dict.fromkeys(m for m, _ in pending):
+        need = float(models_cat[m]["gpu_memory_gib"])
+        candidates[m] = [s for s in slots if fits(s, need, smoke)]
+        if not candidates[m]:
+            biggest = max(slots, key=lambda s: s["memory_mib"] or 0)
+            raise EvalPlanError(
+                f"model {m!r} needs {need:g} GiB of GPU memory but no slot has that much: the "
+                f"largest is {biggest['host']} {biggest['slot']} with "
+                f"{_gib(biggest['memory_mib'] or 0):g} GiB (GPUs of one host are combined only "
+                f"when enough of them hold it); drop the model or add a bigger GPU"
+            )
+
+    def model_cost(m: str) -> float:
+        return float(models_cat[m]["load_cost"]) + sum(c for (pm, _), c in cost.items() if pm == m)
+
+    # Phase 1, longest processing time first: each model whole on the least loaded slot.
+    order = {s["host"] + "/" + s["slot"]: i for i, s in enumerate(slots)}
+    for m in sorted(candidates, key=lambda m: (-model_cost(m), models.index(m))):
+        slot = min(candidates[m], key=lambda s: (s["load"], order[s["host"] + "/" + s["slot"]]))
+        slot["units"][m] = [b for pm, b in pending if pm == m]
+        slot["load"] += model_cost(m)
+
+    # Phase 2: move single benchmarks off the busiest slot while the longest slot shrinks.
+    for _ in range(MAX_MOVES):
+        busiest = max(slots, key=lambda s: (s["load"], -order[s["host"] + "/" + s["slot"]]))
+        best = None
+        for m, bs in busiest["units"].items():
+            for b in bs:
+                src_after = busiest["load"] - cost[(m, b)]
+                if len(bs) == 1:
+                    src_after -= float(models_cat[m]["load_cost"])
+                for dst in candidates[m]:
+                    if dst is busiest:
+                        continue
+                    dst_after = dst["load"] + cost[(m, b)]
+                    if m not in dst["units"]:
+                        dst_after += float(models_cat[m]["load_cost"])
+                    worst = max(src_after, dst_after)
+                    if worst < busiest["load"] - 1e-9 and (best is None or worst < best[0]):
+                        best = (worst, m, b, dst)
+        if best is None:
+            break
+        _, m, b, dst = best
+        busiest["units"][m].remove(b)
+        busiest["load"] -= cost[(m, b)]
+        if not busiest["units"][m]:
+            del busiest["units"][m]
+            busiest["load"] -= float(models_cat[m]["load_cost"])
+        dst["units"].setdefault(m, []).append(b)
+        dst["load"] += cost[(m, b)] + (
+            0 if len(dst["units"][m]) > 1 else models_cat[m]["load_cost"]
+        )
+
+    units = []
+    for slot in slots:
+        # Benchmarks in the order asked for, models in the order asked for: reproducible logs.
+        for m in sorted(slot["units"], key=models.index):
+            bs = sorted(slot["units"][m], key=benchmarks.index)
+            units.append(
+                {
+                    "host": slot["host"],
+                    "slot": slot["slot"],
+                    "gpus": slot["gpus"],
+                    "device": slot["device"],
+                    "model": m,
+                    "benchmarks": [{"name": b, "kind": benches_cat[b]["kind"]} for b in bs],
+                    "estimated_cost": round(
+                        float(models_cat[m]["load_cost"]) + sum(cost[(m, b)] for b in bs), 1
+                    ),
+                }
+            )
+    out_slots = [
+        {
+            "host": s["host"],
+            "slot": s["slot"],
+            "gpus": s["gpus"],
+            "device": s["device"],
+            "memory_gib": None if s["memory_mib"] is None else _gib(s["memory_mib"]),
+            "estimated_cost": round(s["load"], 1),
+        }
+        for s in slots
+    ]
+    return {
+        "run_id": inputs["run_id"],
+        "smoke": smoke,
+        "limit": limit,
+        "models": models,
+        "benchmarks": benchmarks,
+        "slots": out_slots,
+        "units": units,
+        "done": [
+            {"model": m, "benchmark": b} for m in models for b in benchmarks if (m, b) in done_set
+        ],
+        "model_loads": len(units),
+        "estimated_cost": round(max((s["load"] for s in slots), default=0.0), 1),
+    }
+
+
+def hosts_from_hostvars(names: Iterable[str], hostvars: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts the planner reads, from Ansible's hostvars, in play order."""
+    out = {}
+    for name in names:
+        hv = hostvars[name]
+        out[name] = {
+            "gpu_facts_present": bool(hv.get("gpu_facts_present", False)),
+            "gpu_facts_gpus": list(hv.get("gpu_facts_gpus") or []),
+        }
+    return out
+
+
+def eval_plan(
+    names: Iterable[str],
+    hostvars: Mapping[str, Any],
+    catalogue: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    done: Iterable[Iterable[str]] = (),
+) -> dict[str, Any]:
+    """Filter form: {"error": message or None, "plan": plan or None}."""
+    try:
+        return {
+            "error": None,
+            "plan": plan(hosts_from_hostvars(names, hostvars), catalogue, inputs, done),
+        }
+    except EvalPlanError as err:
+        return {"error": str(err), "plan": None}
+
+
+def eval_host_units(plan_: Mapping[str, Any], host: str) -> list[dict[str, Any]]:
+    """This host's slots, each with its units, as slot.json wants them."""
+    slots: dict[str, dict[str, Any]] = {}
+    for u in plan_["units"]:
+        if u["host"] != host:
+            continue
+        s = slots.setdefault(
+            u["slot"], {"slot": u["slot"], "gpus": u["gpus"], "device": u["device"], "units": []}
+        )
+        s["units"].append({"model": u["model"], "benchmarks": u["benchmarks"]})
+    return list(slots.values())
+
+
+def eval_slot_containers(slots: Iterable[Mapping[str, Any]], prefix: str) -> list[dict[str, str]]:
+    """[{slot, container}] for eval_slot_status: container names are <prefix>-<slot>."""
+    return [{"slot": s["slot"], "container": f"{prefix}-{s['slot']}"} for s in slots]
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "eval_plan": eval_plan,
+            "eval_host_units": eval_host_units,
+            "eval_slot_containers": eval_slot_containers,
+        }

@@ -1,0 +1,68 @@
+"""Preflight checks on a host's readings (nvidia-smi, image labels). Pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+MIB_PER_GIB = 1024
+
+
+def gpu_free_mib(query_stdout: str) -> dict[int, int]:
+    """`nvidia-smi --query-gpu=index,memory.used,memory.total --format=csv,noheader,nounits`
+    -> {index: free MiB}."""
+    free = {}
+    for line in query_stdout.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 3:
+            continue
+        index, used, total = (int(float(p)) for p in parts)
+        free[index] = total - used
+    return free
+
+
+def slots_short_of_memory(
+    slots: Iterable[Mapping[str, Any]],
+    free_mib: Mapping[int, int],
+    models: Mapping[str, Mapping[str, Any]],
+    smoke: bool = False,
+) -> list[str]:
+    """One line per GPU slot whose GPUs' free memory is below its biggest model's need."""
+    problems = []
+    for slot in slots:
+        if slot.get("device") != "cuda" or smoke:
+            continue
+        missing = [g for g in slot["gpus"] if int(g) not in free_mib]
+        if missing:
+            problems.append(f"{slot['slot']}: GPU {missing} not reported by nvidia-smi")
+            continue
+        free_gib = sum(free_mib[int(g)] for g in slot["gpus"]) / MIB_PER_GIB
+        for unit in slot["units"]:
+            need = float(models[unit["model"]]["gpu_memory_gib"])
+            if free_gib < need:
+                problems.append(
+                    f"{slot['slot']} (GPU {slot['gpus']}): {unit['model']} needs {need:g} GiB, "
+                    f"{free_gib:.1f} GiB free"
+                )
+    return problems
+
+
+def label_problems(labels: Mapping[str, str] | None, expected: Mapping[str, Any]) -> list[str]:
+    """Expected image labels that are absent or differ (an empty expected value: any)."""
+    labels = labels or {}
+    problems = []
+    for key, want in expected.items():
+        if key not in labels:
+            problems.append(f"label {key} missing")
+        elif want not in (None, "") and str(labels[key]) != str(want):
+            problems.append(f"label {key}={labels[key]!r}, expected {want!r}")
+    return problems
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "eval_gpu_free_mib": gpu_free_mib,
+            "eval_slots_short_of_memory": slots_short_of_memory,
+            "eval_label_problems": label_problems,
+        }

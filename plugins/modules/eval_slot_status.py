@@ -1,0 +1,200 @@
+#!/usr/bin/python
+"""Ansible module: progress of a run's worker slots on one host (read-only)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+---
+module: eval_slot_status
+short_description: Report the progress of eval.yml's worker containers on a host
+description:
+  - Reads each slot's C(slot-progress.json) (written by the worker after every combination)
+    and the state of the slot's container, and sums them into C(eval_progress).
+  - Optionally returns the host's status records (C(<run_dir>/<model>/<benchmark>/status.json)),
+    which eval.yml uses to resume a run without redoing finished combinations.
+  - Changes nothing; supports check mode.
+options:
+  run_dir:
+    description: The host's run directory, C(<eval_dirs_root>/outputs/<run_id>/<host>).
+    type: path
+    required: true
+  slots:
+    description: The slots to report, each with its container name.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      slot:
+        description: Slot name (a directory under I(run_dir)).
+        type: str
+        required: true
+      container:
+        description: Name of the slot's container; omitted means no container is looked up.
+        type: str
+  records:
+    description: Also return the status records found under I(run_dir).
+    type: bool
+    default: false
+  docker_cli:
+    description: The docker client used to read container states.
+    type: str
+    default: docker
+author: vlm-fleet
+"""
+
+EXAMPLES = r"""
+- name: Wait for the workers
+  eval_slot_status:
+    run_dir: /srv/vlm-eval/outputs/20261127T020000Z/gpu-01
+    slots:
+      - {slot: gpu0, container: vlm-eval-20261127T020000Z-gpu-01-gpu0}
+  register: poll
+  until: poll.finished
+  retries: 720
+  delay: 10
+"""
+
+RETURN = r"""
+finished:
+  description: True when no slot's container is still running (created, running, restarting).
+  type: bool
+  returned: always
+eval_progress:
+  description: Progress over all slots of the host.
+  type: dict
+  returned: always
+  contains:
+    done: {description: Combinations finished (ok or failed), type: int}
+    total: {description: Combinations planned on this host, type: int}
+    failed: {description: Combinations whose record says failed, type: int}
+    current: {description: "What runs now, C(slot: model/benchmark) joined by C(; )", type: str}
+    slots:
+      description: Per slot, C(slot), C(container), C(state) (running, exited, missing...),
+        C(exit_code), C(done), C(total), C(current), C(updated_at).
+      type: list
+      elements: dict
+records:
+  description: The status records under I(run_dir) (only with I(records=true)).
+  type: list
+  elements: dict
+  returned: when records is true
+"""
+
+RUNNING_STATES = ("created", "running", "restarting")
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _slot_total(slot_file: Any) -> int:
+    if not isinstance(slot_file, dict):
+        return 0
+    return sum(len(u.get("benchmarks", [])) for u in slot_file.get("units", []))
+
+
+def container_state(module: AnsibleModule, docker: str, name: str) -> tuple[str, int | None, str]:
+    """(status, exit code, error) of a container; status 'missing' when it does not exist."""
+    rc, out, err = module.run_command([docker, "inspect", "--type", "container", name])
+    if rc != 0:
+        if "no such" in (err + out).lower():
+            return "missing", None, ""
+        return "unknown", None, (err or out).strip()
+    try:
+        state = json.loads(out)[0]["State"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return "unknown", None, "unreadable docker inspect output"
+    return str(state.get("Status", "unknown")), state.get("ExitCode"), str(state.get("Error") or "")
+
+
+def status_records(run_dir: str) -> list[dict[str, Any]]:
+    records = []
+    for model in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
+        model_dir = os.path.join(run_dir, model)
+        if not os.path.isdir(model_dir):
+            continue
+        for bench in sorted(os.listdir(model_dir)):
+            data = _read_json(os.path.join(model_dir, bench, "status.json"))
+            if isinstance(data, dict) and "status" in data:
+                data.setdefault("model", model)
+                data.setdefault("benchmark", bench)
+                records.append(data)
+    return records
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "run_dir": {"type": "path", "required": True},
+            "slots": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "slot": {"type": "str", "required": True},
+                    "container": {"type": "str"},
+                },
+            },
+            "records": {"type": "bool", "default": False},
+            "docker_cli": {"type": "str", "default": "docker"},
+        },
+        supports_check_mode=True,
+    )
+    run_dir = module.params["run_dir"]
+    docker = None
+    if any(s.get("container") for s in module.params["slots"]):
+        docker = module.get_bin_path(module.params["docker_cli"], required=True)
+
+    slots_out = []
+    for spec in module.params["slots"]:
+        slot_dir = os.path.join(run_dir, spec["slot"])
+        progress = _read_json(os.path.join(slot_dir, "slot-progress.json"))
+        progress = progress if isinstance(progress, dict) else {}
+        total = progress.get("total") or _slot_total(
+            _read_json(os.path.join(slot_dir, "slot.json"))
+        )
+        state, exit_code, error = ("missing", None, "")
+        if spec.get("container") and docker:
+            state, exit_code, error = container_state(module, docker, spec["container"])
+        slots_out.append(
+            {
+                "slot": spec["slot"],
+                "container": spec.get("container"),
+                "state": state,
+                "exit_code": exit_code,
+                "error": error,
+                "done": int(progress.get("done") or 0),
+                "total": int(total or 0),
+                "current": progress.get("current") if state in RUNNING_STATES else None,
+                "updated_at": progress.get("updated_at"),
+            }
+        )
+    records = status_records(run_dir)
+    result: dict[str, Any] = {
+        "changed": False,
+        "finished": not any(s["state"] in RUNNING_STATES for s in slots_out),
+        "eval_progress": {
+            "done": sum(s["done"] for s in slots_out),
+            "total": sum(s["total"] for s in slots_out),
+            "failed": sum(1 for r in records if r.get("status") == "failed"),
+            "current": "; ".join(f"{s['slot']}: {s['current']}" for s in slots_out if s["current"]),
+            "slots": slots_out,
+        },
+    }
+    if module.params["records"]:
+        result["records"] = records
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
