@@ -1,0 +1,204 @@
+"""roles/eval_image against this machine's Docker: build, pull (from a real registry started
+here) and load (a docker save tarball), each idempotent and verified on the host."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import DOCKER, REPO, changed
+
+pytestmark = pytest.mark.slow
+
+CONTEXT = REPO / "docker" / "transformers-4.37"
+LOCK_SHA = hashlib.sha256((CONTEXT / "requirements.lock").read_bytes()).hexdigest()
+LAB_BASE = "vlm-lab/debian12-python:latest"
+TARBALL = REPO / ".lab" / "images" / "vlm-eval.tar"
+PLAYBOOK = """\
+- name: eval_image under test
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: eval_image
+"""
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DOCKER, *args], capture_output=True, text=True, check=check)
+
+
+def lock_label(ref: str) -> str | None:
+    out = docker("image", "inspect", "--format", "{{json .Config.Labels}}", ref, check=False)
+    if out.returncode != 0:
+        return None
+    return (json.loads(out.stdout) or {}).get("io.vlm-eval.lock.sha256", "")
+
+
+def task_results(runner: Any, task: str) -> list[dict[str, Any]]:
+    return [
+        e["event_data"]
+        for e in runner.events
+        if e.get("event") in ("runner_on_ok", "runner_on_skipped", "runner_on_failed")
+        and e["event_data"].get("task") == task
+    ]
+
+
+def verify_ran(runner: Any) -> bool:
+    results = task_results(runner, "Run the image's verify command on the host")
+    return any(not e.get("res", {}).get("skipped") for e in results)
+
+
+@pytest.fixture
+def target(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A throwaway name for the role's image; only this tag is removed afterwards."""
+    ref = f"vlm-eval-e2e:{request.node.name.replace('_', '-')[:60]}"
+    docker("rmi", ref, check=False)
+    yield ref
+    docker("rmi", ref, check=False)
+
+
+def role_vars(ref: str, **more: Any) -> dict[str, Any]:
+    repository, tag = ref.split(":")
+    return {
+        "eval_image_repository": repository,
+        "eval_image_tag": tag,
+        "eval_image_context": str(CONTEXT),
+        **more,
+    }
+
+
+def test_build_replaces_a_stale_image_verifies_and_then_changes_nothing(
+    run_playbook: Callable[..., Any], target: str, tmp_path: Path, built_image: str
+) -> None:
+    # A stale image under the target name (another lock label) must be replaced.
+    docker("tag", LAB_BASE, target)
+    params = role_vars(
+        target,
+        eval_image_source="build",
+        eval_image_base_image=LAB_BASE,
+        eval_image_ca_bundle="/etc/ssl/certs/ca-certificates.crt",
+        eval_image_build_dir=str(tmp_path / "context"),
+    )
+    dry = run_playbook(PLAYBOOK, check=True, **params)
+    assert dry.rc == 0, dry.stdout.read()
+    assert lock_label(target) == "", "check mode replaced the image"
+
+    first = run_playbook(PLAYBOOK, **params)
+    assert first.rc == 0, first.stdout.read()
+    assert lock_label(target) == LOCK_SHA
+    assert changed(first) > 0
+    assert verify_ran(first), "the verify command did not run after the build"
+
+    second = run_playbook(PLAYBOOK, **params)
+    assert second.rc == 0, second.stdout.read()
+    assert changed(second) == 0
+    assert not verify_ran(second)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[str]:
+    """Debian's docker-registry (distribution) on a free 127.0.0.1 port; Docker treats
+    127.0.0.0/8 as an insecure registry, so plain HTTP works without daemon changes."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+        "log:\n  level: warn\n"
+    )
+    log = (tmp_path / "registry.log").open("w")
+    proc = subprocess.Popen(
+        ["/usr/bin/docker-registry", "serve", str(config)], stdout=log, stderr=log
+    )
+    try:
+        for _ in range(50):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        else:
+            pytest.fail(f"registry did not start: {(tmp_path / 'registry.log').read_text()}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
+def test_pull_from_a_registry_verifies_and_then_changes_nothing(
+    run_playbook: Callable[..., Any], target: str, registry: str, built_image: str
+) -> None:
+    remote = f"{registry}/vlm-eval:transformers-4.37"
+    docker("tag", built_image, remote)
+    docker("push", remote)
+    # Only the registry has the image under that name now: the role has to pull it.
+    docker("rmi", remote)
+    params = role_vars(target, eval_image_source="pull", eval_image_registry=registry)
+    params["eval_image_pull_reference"] = remote
+
+    first = run_playbook(PLAYBOOK, **params)
+    assert first.rc == 0, first.stdout.read()
+    assert lock_label(target) == LOCK_SHA
+    assert verify_ran(first)
+
+    second = run_playbook(PLAYBOOK, **params)
+    assert second.rc == 0, second.stdout.read()
+    assert changed(second) == 0
+    assert not verify_ran(second)
+    docker("rmi", remote, check=False)
+
+
+def test_load_a_tarball_verifies_and_then_changes_nothing(
+    run_playbook: Callable[..., Any], target: str, tmp_path: Path, built_image: str
+) -> None:
+    if not TARBALL.is_file():
+        pytest.fail(f"{TARBALL} is missing: run `make image` first")
+    params = role_vars(
+        target,
+        eval_image_source="load",
+        eval_image_tarball=str(TARBALL),
+        eval_image_tarball_dir=str(tmp_path / "images"),
+    )
+    first = run_playbook(PLAYBOOK, **params)
+    assert first.rc == 0, first.stdout.read()
+    assert lock_label(target) == LOCK_SHA
+    assert verify_ran(first)
+    assert not any((tmp_path / "images").iterdir()), "the staged tarball was left on the host"
+
+    second = run_playbook(PLAYBOOK, **params)
+    assert second.rc == 0, second.stdout.read()
+    assert changed(second) == 0
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"eval_image_source": "fetch"}, "fetch"),
+        (
+            {"eval_image_source": "load", "eval_image_tarball": "/nonexistent/x.tar"},
+            "/nonexistent/x.tar",
+        ),
+        ({"eval_image_source": "pull"}, "eval_image_registry"),
+    ],
+)
+def test_bad_input_is_refused_before_touching_docker(
+    run_playbook: Callable[..., Any], target: str, params: dict[str, Any], message: str
+) -> None:
+    result = run_playbook(PLAYBOOK, **role_vars(target, **params))
+    assert result.rc != 0
+    out = result.stdout.read()
+    assert message in out, out
+    assert "Inspect the host's image" not in out
