@@ -1,0 +1,118 @@
+"""VLMEvalKit's LLaVA wrapper on any device.
+
+ms-vlmeval's ``vlmeval.vlm.LLaVA`` moves the model and every input to CUDA in float16
+unconditionally. ``DeviceLLaVA`` is the same class (prompting, message handling and
+generation settings are inherited) with the device and dtype as parameters, so the same wrapper
+runs on a GPU (cuda:0, float16: what the original does) and on a CPU (float32: CPU kernels such
+as CLIP's convolution have no float16 implementation in torch 2.1).
+"""
+
+from __future__ import annotations
+
+import os.path as osp
+import warnings
+from argparse import Namespace
+from typing import Any
+
+import torch
+from PIL import Image
+from vlmeval.vlm import LLaVA
+
+
+def torch_device(device: str) -> tuple[torch.device, torch.dtype]:
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
+        return torch.device("cuda:0"), torch.float16
+    if device == "cpu":
+        return torch.device("cpu"), torch.float32
+    raise ValueError(f"device {device!r} is not valid; valid: cuda, cpu")
+
+
+class DeviceLLaVA(LLaVA):
+    """vlmeval.vlm.LLaVA with the device chosen by the caller."""
+
+    def __init__(
+        self, model_path: str = "liuhaotian/llava_v1.5_7b", *, device: str = "cuda", **kwargs: Any
+    ) -> None:
+        from llava.mm_utils import get_model_name_from_path
+        from llava.model.builder import load_pretrained_model
+
+        # BaseModel state (dump_image_func) that LLaVA.__init__ never sets up itself.
+        self.dump_image_func = None
+        self.device, self.dtype = torch_device(device)
+        assert osp.exists(model_path) or len(model_path.split("/")) == 2, model_path
+        self.system_prompt = (
+            "A chat between a curious human and an artificial intelligence assistant. "
+            "The assistant gives helpful, detailed, and polite answers to the human's questions. "
+        )
+        self.stop_str = "</s>"
+        if model_path == "Lin-Chen/ShareGPT4V-7B":
+            model_name = "llava-v1.5-7b"
+        elif model_path == "Lin-Chen/ShareGPT4V-13B":
+            model_name = "llava-v1.5-13b"
+        else:
+            model_name = get_model_name_from_path(model_path)
+        self.tokenizer, model, self.image_processor, self.context_len = load_pretrained_model(
+            model_path=model_path, model_base=None, model_name=model_name, device_map="cpu"
+        )
+        self.model = model.to(device=self.device, dtype=self.dtype)
+        self.model.eval()
+        self.conv_mode = "llava_v1"
+        kwargs_default = dict(
+            do_sample=False,
+            temperature=0,
+            max_new_tokens=2048,
+            top_p=None,
+            num_beams=1,
+            use_cache=True,
+        )
+        kwargs_default.update(kwargs)
+        self.kwargs = kwargs_default
+        warnings.warn(
+            f"Following kwargs received: {self.kwargs}, will use as generation config. ",
+            stacklevel=2,
+        )
+
+    def _images(self, paths: list[str]) -> torch.Tensor | None:
+        from llava.mm_utils import process_images
+
+        if not paths:
+            return None
+        images = [Image.open(p).convert("RGB") for p in paths]
+        args = Namespace(image_aspect_ratio="pad")
+        return process_images(images, self.image_processor, args).to(self.device, dtype=self.dtype)
+
+    def _generate(self, prompt: str, image_tensor: torch.Tensor | None) -> str:
+        from llava.constants import IMAGE_TOKEN_INDEX
+        from llava.mm_utils import KeywordsStoppingCriteria, tokenizer_image_token
+
+        input_ids = (
+            tokenizer_image_token(prompt, self.tokenizer, IMAGE_TOKEN_INDEX, return_tensors="pt")
+            .unsqueeze(0)
+            .to(self.device)
+        )
+        stopping = KeywordsStoppingCriteria([self.stop_str], self.tokenizer, input_ids)
+        with torch.inference_mode():
+            output_ids = self.model.generate(
+                input_ids, images=image_tensor, stopping_criteria=[stopping], **self.kwargs
+            )
+        return self.tokenizer.batch_decode(output_ids, skip_special_tokens=True)[0].strip()
+
+    def generate_inner(self, message, dataset=None):
+        content, images = self.concat_tilist(message)
+        prompt = self.system_prompt + "USER: " + content + " ASSISTANT: "
+        return self._generate(prompt, self._images(images))
+
+    def chat_inner(self, message, dataset=None):
+        prompt = self.system_prompt
+        images: list[str] = []
+        for utter in message:
+            prompt += "USER: " if utter["role"] == "user" else "ASSISTANT: "
+            content, images_sub = self.concat_tilist(utter["content"])
+            prompt += content
+            images.extend(images_sub)
+            prompt += " " if utter["role"] == "user" else self.stop_str
+        assert message[-1]["role"] == "user", message
+        prompt += "ASSISTANT: "
+        return self._generate(prompt, self._images(images))

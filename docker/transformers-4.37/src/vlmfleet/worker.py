@@ -1,0 +1,381 @@
+"""The long-lived worker of one GPU slot (contract: docs/architecture.md).
+
+    python -m vlmfleet.worker --slot-file /workspace/outputs/<run_id>/<host>/<slot>/slot.json
+
+Loads each unit's model once through VLMEvalKit's model class, walks its benchmarks through
+VLMEvalKit's dataset classes, inference and evaluation, and writes one atomic status record per
+combination. Exit status: 0 every combination ok, 1 any failed, 2 bad slot file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import os
+import random
+import sys
+import time
+import traceback
+import zlib
+from pathlib import Path
+from typing import Any
+
+from vlmfleet import records
+from vlmfleet.selection import is_circular, select_positions
+from vlmfleet.slotfile import Benchmark, Slot, SlotFileError, load_env_file, load_slot
+
+log = logging.getLogger("vlmfleet.worker")
+SEED = 0
+# VLMEvalKit reads its data root from this variable, spelt this way.
+LMU_ENV = "LMUData"
+# Random weights never emit end-of-sequence on their own: smoke runs cap the answer length
+# unless the slot file says otherwise (VLMEvalKit's LLaVA default is 2048 new tokens).
+SMOKE_MAX_NEW_TOKENS = 16
+# VLMEvalKit's dataset TYPE for each catalogue kind.
+KIND_TYPES = {"mcq": "MCQ", "yorn": "Y/N", "vqa": "VQA"}
+
+
+class CombinationError(RuntimeError):
+    """A combination cannot run; the message is the status record's reason."""
+
+
+def smoke_root() -> Path:
+    """Where smoke checkpoints live: $VLMFLEET_SMOKE_ROOT, else $HF_HOME/smoke (/cache/smoke)."""
+    if os.environ.get("VLMFLEET_SMOKE_ROOT"):
+        return Path(os.environ["VLMFLEET_SMOKE_ROOT"])
+    hf_home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+    return Path(hf_home) / "smoke"
+
+
+def lmu_root() -> Path:
+    return Path(os.environ.get(LMU_ENV) or (Path.home() / "LMUData"))
+
+
+def use_smoke_data_root() -> Path:
+    """Point VLMEvalKit at $LMUData/smoke, so synthetic files never replace real ones."""
+    root = lmu_root() / "smoke"
+    root.mkdir(parents=True, exist_ok=True)
+    os.environ[LMU_ENV] = str(root)
+    return root
+
+
+def tiny_name(model_path: str) -> str:
+    """Folder of a model's tiny checkpoint; LLaVA's builder needs "llava" in the name."""
+    base = Path(model_path.rstrip("/")).name
+    name = f"{base}-tiny"
+    return name if "llava" in name.lower() else f"llava-{name}"
+
+
+def seed_everything(seed: int = SEED) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_model(name: str, slot: Slot) -> Any:
+    """Build VLMEvalKit's model object for ``name`` on the slot's device."""
+    from vlmeval.config import supported_VLM
+    from vlmeval.vlm import LLaVA
+
+    from vlmfleet.model import DeviceLLaVA
+
+    if name not in supported_VLM:
+        raise CombinationError(f"model {name!r} is not a VLMEvalKit model name")
+    factory = supported_VLM[name]
+    cls = getattr(factory, "func", factory)
+    kwargs = dict(getattr(factory, "keywords", {}) or {})
+    is_llava = isinstance(cls, type) and issubclass(cls, LLaVA)
+    max_new = slot.max_new_tokens or (SMOKE_MAX_NEW_TOKENS if slot.smoke else None)
+    if max_new:
+        kwargs["max_new_tokens"] = max_new
+    if slot.min_new_tokens:
+        kwargs["min_new_tokens"] = slot.min_new_tokens
+    cls_name = getattr(cls, "__name__", str(cls))
+    if slot.smoke:
+        if not is_llava:
+            raise CombinationError(
+                f"smoke mode has tiny checkpoints only for models of VLMEvalKit's LLaVA class "
+                f"(e.g. llava_v1.5_7b, llava_v1.5_13b); {name} uses {cls_name}"
+            )
+        from vlmfleet.tiny_checkpoint import ensure_tiny_llava
+
+        target = smoke_root() / "models" / tiny_name(kwargs.get("model_path", name))
+        kwargs["model_path"] = str(ensure_tiny_llava(target, seed=zlib.crc32(name.encode())))
+    if is_llava:
+        kwargs.pop("device", None)
+        return DeviceLLaVA(device=slot.device, **kwargs)
+    if slot.device != "cuda":
+        raise CombinationError(
+            f"device {slot.device!r} runs only models of VLMEvalKit's LLaVA class; "
+            f"{name} uses {cls_name} (valid device for it: cuda)"
+        )
+    return cls(**kwargs)
+
+
+def _clean_scores(flat: dict[str, Any]) -> dict[str, float]:
+    import math
+
+    out = {}
+    for key, value in flat.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if math.isfinite(float(value)):
+            out[str(key)] = float(value)
+    return out
+
+
+def prepare_dataset(bench: Benchmark, slot: Slot) -> Any:
+    """VLMEvalKit's dataset object for ``bench``, limited to the slot's sample limit."""
+    import vlmeval.dataset as vd
+    from vlmeval.dataset import build_dataset
+
+    if slot.smoke:
+        from vlmfleet.smoke_data import DEFAULT_QUESTIONS, write_dataset
+
+        questions = max(DEFAULT_QUESTIONS, slot.limit or 0)
+        _, md5 = write_dataset(Path(os.environ[LMU_ENV]), bench.name, bench.kind, questions)
+        # The dataset class md5-checks its TSV and downloads the real one on mismatch: register
+        # the synthetic file's md5 for this name, in this process only.
+        for cls in vd.DATASET_CLASSES:
+            if bench.name in cls.supported_datasets():
+                if "DATASET_MD5" not in cls.__dict__:
+                    cls.DATASET_MD5 = {}
+                cls.DATASET_MD5[bench.name] = md5
+                break
+    dataset = build_dataset(bench.name)
+    if dataset is None:
+        raise CombinationError(
+            f"VLMEvalKit cannot build benchmark {bench.name!r} (unknown name or no data file "
+            f"in {os.environ.get(LMU_ENV)})"
+        )
+    wanted = KIND_TYPES[bench.kind]
+    got = getattr(dataset, "TYPE", None)
+    if got != wanted:
+        raise CombinationError(
+            f"benchmark {bench.name} is of VLMEvalKit type {got!r}, but the catalogue says kind "
+            f"{bench.kind!r} ({wanted!r})"
+        )
+    data = dataset.data
+    g_index = list(data["g_index"]) if "g_index" in data else None
+    circular = is_circular(bench.name)
+    positions = select_positions(
+        list(data["index"]), slot.limit, circular=circular, g_indices=g_index
+    )
+    dataset.data = data.iloc[positions]
+    dataset.vlmfleet_questions = (
+        len({int(i) % 1_000_000 for i in dataset.data["index"]}) if circular else len(dataset.data)
+    )
+    return dataset
+
+
+def run_combination(
+    model: Any, model_name: str, bench: Benchmark, slot: Slot, cdir: Path
+) -> dict[str, Any]:
+    """Infer and evaluate one combination; returns the fields of an ok record."""
+    from vlmeval.inference import infer_data_job
+    from vlmeval.smp.file import get_pred_file_path
+    from vlmeval.smp.status_report import flatten_summary_metrics
+
+    seed_everything()
+    dataset = prepare_dataset(bench, slot)
+    infer_data_job(model, work_dir=str(cdir), model_name=model_name, dataset=dataset)
+    pred_file = get_pred_file_path(str(cdir), model_name, bench.name, use_env_format=True)
+    raw = dataset.evaluate(pred_file, model=slot.judge, nproc=1)
+    scores = _clean_scores(flatten_summary_metrics(raw))
+    if not scores:
+        raise CombinationError(f"VLMEvalKit's evaluation of {bench.name} returned no scores")
+    # VLMEvalKit names each dataset's headline figure; some datasets derive it (AI2D's
+    # "Overall Acc" is 100 x "split=none|Overall"), so it joins the scores under its own name.
+    primary = _clean_scores(dataset.report_primary_metric(scores))
+    primary_key = next(iter(primary), None)
+    if primary_key is not None:
+        scores.setdefault(primary_key, primary[primary_key])
+    return {
+        "samples": int(dataset.vlmfleet_questions),
+        "scores": scores,
+        "primary_metric": primary_key if primary_key in scores else None,
+        "extra": {"predictions": len(dataset.data), "prediction_file": Path(pred_file).name},
+    }
+
+
+class Worker:
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+        self.run_host_dir = slot.run_host_dir
+        self.total = len(slot.combinations())
+        self.ok = self.failed = self.skipped = 0
+
+    def progress(self, current: str | None, state: str = "running") -> None:
+        records.write_progress(
+            self.slot.slot_dir,
+            done=self.ok + self.failed + self.skipped,
+            total=self.total,
+            current=current,
+            ok=self.ok,
+            failed=self.failed,
+            skipped=self.skipped,
+            state=state,
+        )
+
+    def record(
+        self, model: str, bench: str, status: str, started: str, seconds: float, **fields: Any
+    ) -> None:
+        record = records.make_record(
+            run_id=self.slot.run_id,
+            host=self.slot.host,
+            slot=self.slot.slot,
+            model=model,
+            benchmark=bench,
+            status=status,
+            started_at=started,
+            seconds=seconds,
+            smoke=self.slot.smoke,
+            **fields,
+        )
+        cdir = records.combo_dir(self.run_host_dir, model, bench)
+        records.write_json_atomic(cdir / records.STATUS_FILE, record)
+        if status == "ok":
+            self.ok += 1
+            log.info(
+                "ok %s/%s in %.1f s: %s=%s",
+                model,
+                bench,
+                seconds,
+                record["primary_metric"],
+                record["scores"].get(record["primary_metric"]),
+            )
+        else:
+            self.failed += 1
+            log.error("failed %s/%s: %s", model, bench, record["reason"])
+
+    def run(self) -> int:
+        slot = self.slot
+        pending, done = records.select_pending(
+            self.run_host_dir, [(m, b.name) for m, b in slot.combinations()], smoke=slot.smoke
+        )
+        self.skipped = len(done)
+        for model, bench in done:
+            log.info("skipping %s/%s: ok record exists (resume)", model, bench)
+        self.progress(None)
+        pending_set = set(pending)
+        if slot.smoke:
+            use_smoke_data_root()
+        for unit in slot.units:
+            benches = [b for b in unit.benchmarks if (unit.model, b.name) in pending_set]
+            if not benches:
+                continue
+            log.info(
+                "loading model %s on %s%s",
+                unit.model,
+                slot.device,
+                " (smoke: tiny random checkpoint)" if slot.smoke else "",
+            )
+            started, t0 = records.now_iso(), time.monotonic()
+            try:
+                seed_everything()
+                model = load_model(unit.model, slot)
+            except Exception as err:  # every failure becomes a status record
+                reason = f"model load failed: {type(err).__name__}: {err}"
+                log.error("%s\n%s", reason, traceback.format_exc())
+                for bench in benches:
+                    self.record(
+                        unit.model,
+                        bench.name,
+                        "failed",
+                        started,
+                        time.monotonic() - t0,
+                        reason=reason,
+                    )
+                    self.progress(f"{unit.model}/{bench.name}")
+                continue
+            log.info("loaded model %s in %.1f s", unit.model, time.monotonic() - t0)
+            for bench in benches:
+                self.run_one(model, unit.model, bench)
+            del model
+            gc.collect()
+            _empty_cuda_cache()
+        self.progress(None, state="finished")
+        log.info(
+            "finished: %d ok, %d failed, %d skipped (already ok) of %d",
+            self.ok,
+            self.failed,
+            self.skipped,
+            self.total,
+        )
+        return 0 if self.failed == 0 else 1
+
+    def run_one(self, model: Any, model_name: str, bench: Benchmark) -> None:
+        current = f"{model_name}/{bench.name}"
+        self.progress(current)
+        cdir = records.combo_dir(self.run_host_dir, model_name, bench.name)
+        cdir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(cdir / "worker.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logging.getLogger().addHandler(handler)
+        started, t0 = records.now_iso(), time.monotonic()
+        try:
+            log.info("running %s (limit %s)", current, self.slot.limit)
+            fields = run_combination(model, model_name, bench, self.slot, cdir)
+            self.record(model_name, bench.name, "ok", started, time.monotonic() - t0, **fields)
+        except Exception as err:  # one failure never stops the rest
+            log.error("combination %s raised:\n%s", current, traceback.format_exc())
+            self.record(
+                model_name,
+                bench.name,
+                "failed",
+                started,
+                time.monotonic() - t0,
+                reason=f"{type(err).__name__}: {err}",
+            )
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+        self.progress(current)
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vlmfleet.worker", description=__doc__)
+    parser.add_argument("--slot-file", required=True, type=Path, help="path of slot.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    try:
+        slot = load_slot(args.slot_file)
+        keys = load_env_file(slot.env_file)
+    except SlotFileError as err:
+        log.error("bad slot file: %s", err)
+        return 2
+    slot_log = logging.FileHandler(slot.slot_dir / "worker.log", encoding="utf-8")
+    slot_log.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(slot_log)
+    if keys:
+        # Names only: the values are secrets.
+        log.info("loaded %s from env_file", ", ".join(keys))
+    log.info(
+        "slot %s/%s/%s: %d combinations, device %s, limit %s, smoke %s",
+        slot.run_id,
+        slot.host,
+        slot.slot,
+        len(slot.combinations()),
+        slot.device,
+        slot.limit,
+        slot.smoke,
+    )
+    return Worker(slot).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Synthetic benchmark TSVs: the columns VLMEvalKit's dataset classes and evaluators read."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from vlmfleet import smoke_data
+from vlmfleet.selection import is_circular, select_positions
+
+SEED_BENCHMARKS = {
+    "MMBench_DEV_EN": "mcq",
+    "TextVQA_VAL": "vqa",
+    "GQA_TestDev_Balanced": "vqa",
+    "MMMU_DEV_VAL": "mcq",
+    "DocVQA_VAL": "vqa",
+    "ChartQA_TEST": "vqa",
+    "InfoVQA_VAL": "vqa",
+    "OCRBench": "vqa",
+    "AI2D_TEST": "mcq",
+    "ScienceQA_VAL": "mcq",
+    "POPE": "yorn",
+    "HallusionBench": "yorn",
+    "MMStar": "mcq",
+    "RealWorldQA": "mcq",
+    "VisOnlyQA-VLMEvalKit": "mcq",
+    "VizWiz": "vqa",
+    "SEEDBench_IMG": "mcq",
+    "BLINK": "mcq",
+    "MMBench_DEV_KO": "mcq",
+    "SEEDBench_IMG_KO": "mcq",
+}
+
+
+def read_tsv(path: Path) -> list[dict[str, str]]:
+    csv.field_size_limit(1 << 30)
+    with path.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def images_of(row: dict[str, str], by_index: dict[str, dict[str, str]]) -> list[Image.Image]:
+    value = row["image"]
+    if len(value) <= 64:  # a reference to another row's image, as real MMBench does
+        value = by_index[value]["image"]
+    blobs = ast.literal_eval(value) if value.startswith("[") else [value]
+    return [Image.open(io.BytesIO(base64.b64decode(b))) for b in blobs]
+
+
+@pytest.mark.parametrize(("name", "kind"), sorted(SEED_BENCHMARKS.items()))
+def test_every_seed_benchmark_has_its_kind_columns(tmp_path: Path, name: str, kind: str) -> None:
+    path, md5 = smoke_data.write_dataset(tmp_path, name, kind, questions=6)
+    assert path == tmp_path / f"{name}.tsv"
+    rows = read_tsv(path)
+    by_index = {r["index"]: r for r in rows}
+    assert len(by_index) == len(rows), "index must be unique"
+    for row in rows:
+        assert row["question"]
+        for img in images_of(row, by_index):
+            assert 200 <= img.width <= 500 and 200 <= img.height <= 500
+        if kind == "mcq":
+            assert row["answer"] in "ABCDE" and row[row["answer"]], row
+            assert row["A"] and row["B"]
+        elif kind == "yorn":
+            assert row["answer"] in ("Yes", "No")
+        elif name == "VizWiz":
+            assert isinstance(ast.literal_eval(row["answers"]), list)
+        else:
+            assert row["answer"]
+    assert smoke_data.file_md5(path) == md5
+
+
+def test_files_are_deterministic(tmp_path: Path) -> None:
+    _, first = smoke_data.write_dataset(tmp_path / "a", "POPE", "yorn")
+    _, second = smoke_data.write_dataset(tmp_path / "b", "POPE", "yorn")
+    assert first == second
+
+
+def test_mmbench_has_rotations_that_move_the_answer(tmp_path: Path) -> None:
+    path, _ = smoke_data.write_dataset(tmp_path, "MMBench_DEV_EN", "mcq", questions=4)
+    rows = read_tsv(path)
+    assert len(rows) == 16
+    main, rot = rows[0], next(r for r in rows if r["index"] == str(1_000_000))
+    assert main[main["answer"]] == rot[rot["answer"]]
+    assert [main[c] for c in "ABCD"] != [rot[c] for c in "ABCD"]
+    # A limit of 2 keeps 2 questions with all 4 rotations each.
+    kept = select_positions([int(r["index"]) for r in rows], 2, circular=is_circular(path.stem))
+    assert len(kept) == 8
+
+
+def test_hallusion_index_has_set_figure_question_fields(tmp_path: Path) -> None:
+    path, _ = smoke_data.write_dataset(tmp_path, "HallusionBench", "yorn", questions=8)
+    for row in read_tsv(path):
+        parts = row["index"].split("_")
+        assert len(parts) >= 6 and all(p.isdigit() for p in parts[3:6])
+        assert row["category"] in ("VD", "VS") and row["l2-category"]
+
+
+def test_multi_image_rows_exist_for_mmmu_and_blink(tmp_path: Path) -> None:
+    for name in ("MMMU_DEV_VAL", "BLINK"):
+        path, _ = smoke_data.write_dataset(tmp_path, name, "mcq", questions=6)
+        assert any(r["image"].startswith("[") for r in read_tsv(path)), name
+
+
+def test_korean_sets_are_korean(tmp_path: Path) -> None:
+    path, _ = smoke_data.write_dataset(tmp_path, "SEEDBench_IMG_KO", "mcq", questions=3)
+    assert all(any("\uac00" <= ch <= "\ud7a3" for ch in r["question"]) for r in read_tsv(path))
+
+
+def test_unknown_benchmark_gets_generic_shape_and_bad_kind_is_named(tmp_path: Path) -> None:
+    path, _ = smoke_data.write_dataset(tmp_path, "MyVQA", "vqa", questions=2)
+    assert len(read_tsv(path)) == 2
+    with pytest.raises(ValueError, match="kind 'caption' is not valid; valid: mcq, yorn, vqa"):
+        smoke_data.synthetic_rows("X", "caption")
+    with pytest.raises(ValueError, match="POPE is of kind 'yorn', not 'mcq'"):
+        smoke_data.synthetic_rows("POPE", "mcq")
