@@ -1,0 +1,160 @@
+"""The catalogue and the input checks that use it (plugins/filter/eval_inputs.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from eval_inputs import EvalInputError, check_inputs
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOGUE = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())
+SEED_BENCHMARKS = [
+    "MMBench_DEV_EN",
+    "TextVQA_VAL",
+    "GQA_TestDev_Balanced",
+    "MMMU_DEV_VAL",
+    "DocVQA_VAL",
+    "ChartQA_TEST",
+    "InfoVQA_VAL",
+    "OCRBench",
+    "AI2D_TEST",
+    "ScienceQA_VAL",
+    "POPE",
+    "HallusionBench",
+    "MMStar",
+    "RealWorldQA",
+    "VisOnlyQA-VLMEvalKit",
+    "VizWiz",
+    "SEEDBench_IMG",
+    "BLINK",
+    "MMBench_DEV_KO",
+    "SEEDBench_IMG_KO",
+]
+NOW = "20261127T020000Z"
+
+
+def check(**raw):
+    return check_inputs(raw, CATALOGUE, NOW)
+
+
+def test_catalogue_holds_the_seed_models_and_benchmarks():
+    for name in (
+        "llava_v1.5_7b",
+        "llava_v1.5_13b",
+        "InternVL2-2B",
+        "InternVL2-8B",
+        "MiniCPM-V-2_6",
+        "cogvlm-chat",
+        "sharegpt4v_7b",
+    ):
+        model = CATALOGUE["catalogue_models"][name]
+        assert model["gpu_memory_gib"] > 0 and model["load_cost"] > 0
+        assert isinstance(model["gated"], bool)
+    assert list(CATALOGUE["catalogue_benchmarks"]) == SEED_BENCHMARKS
+    for bench in CATALOGUE["catalogue_benchmarks"].values():
+        assert bench["kind"] in ("mcq", "yorn", "vqa")
+        assert bench["samples"] > 0 and bench["cost_per_sample"] > 0
+    assert CATALOGUE["catalogue_benchmarks"]["POPE"]["kind"] == "yorn"
+    assert CATALOGUE["catalogue_benchmarks"]["TextVQA_VAL"]["kind"] == "vqa"
+
+
+def test_defaults_reproduce_the_seed_matrix():
+    inputs = check()
+    assert inputs["models"] == ["llava_v1.5_7b", "llava_v1.5_13b"]
+    assert inputs["benchmarks"] == SEED_BENCHMARKS
+    assert inputs["limit"] is None and inputs["smoke"] is False
+    assert inputs["run_id"] == NOW and inputs["resume"] is True and not inputs["resumed"]
+
+
+def test_comma_strings_and_lists_are_accepted_and_deduplicated():
+    inputs = check(
+        models="llava_v1.5_13b, llava_v1.5_7b,llava_v1.5_13b", benchmarks=["POPE", "MMStar"]
+    )
+    assert inputs["models"] == ["llava_v1.5_13b", "llava_v1.5_7b"]
+    assert inputs["benchmarks"] == ["POPE", "MMStar"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "limit"), [("10", 10), (3, 3), ("", None), (None, None), ("none", None)]
+)
+def test_limit_values(raw, limit):
+    assert check(limit=raw)["limit"] == limit
+
+
+@pytest.mark.parametrize("raw", ["0", -1, "ten", "1.5", True, [3]])
+def test_bad_limit_names_the_value(raw):
+    with pytest.raises(EvalInputError) as err:
+        check(limit=raw)
+    assert "limit must be a positive integer" in str(err.value)
+    assert f"got {raw!r}" in str(err.value)
+
+
+def test_unknown_model_names_the_value_and_the_valid_ones():
+    with pytest.raises(EvalInputError) as err:
+        check(models="llava_v1.5_7b,gpt-4o")
+    message = str(err.value)
+    assert "'gpt-4o'" in message
+    assert "valid models: llava_v1.5_7b, llava_v1.5_13b, sharegpt4v_7b" in message
+
+
+def test_wrong_case_gets_a_hint():
+    with pytest.raises(EvalInputError, match=r"'pope' \(did you mean 'POPE'\?\)"):
+        check(benchmarks="pope")
+
+
+def test_all_problems_in_one_message():
+    with pytest.raises(EvalInputError) as err:
+        check(models="nope", benchmarks="MMStar,nada", limit="0", smoke="maybe", run_id="../x")
+    message = str(err.value)
+    for part in (
+        "'nope'",
+        "'nada'",
+        "limit",
+        "smoke must be true or false, got 'maybe'",
+        "run_id '../x'",
+    ):
+        assert part in message
+
+
+@pytest.mark.parametrize("run_id", ["../etc", "a/b", "latest", ".hidden", "x" * 65, "a b"])
+def test_unsafe_run_ids_are_refused(run_id):
+    with pytest.raises(EvalInputError, match="run_id"):
+        check(run_id=run_id)
+
+
+@pytest.mark.parametrize("run_id", ["20261127T020000Z", "nightly-7b_v2.1"])
+def test_safe_run_ids(run_id):
+    assert check(run_id=run_id)["run_id"] == run_id
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"), [("true", True), ("False", False), ("yes", True), (False, False)]
+)
+def test_smoke_booleans(raw, value):
+    assert check(smoke=raw)["smoke"] is value
+
+
+PREVIOUS = {"models": ["llava_v1.5_7b"], "benchmarks": ["POPE"], "limit": 3, "smoke": True}
+
+
+def test_resume_takes_the_stored_inputs_when_not_given():
+    inputs = check_inputs({"run_id": "r1"}, CATALOGUE, NOW, PREVIOUS)
+    assert inputs["resumed"] is True
+    assert (inputs["models"], inputs["benchmarks"], inputs["limit"], inputs["smoke"]) == (
+        ["llava_v1.5_7b"],
+        ["POPE"],
+        3,
+        True,
+    )
+
+
+def test_resume_with_different_inputs_is_refused():
+    with pytest.raises(EvalInputError, match=r"limit=5 differs from run 'r1' which used limit=3"):
+        check_inputs({"run_id": "r1", "limit": "5"}, CATALOGUE, NOW, PREVIOUS)
+
+
+def test_resume_false_refuses_an_existing_run():
+    with pytest.raises(EvalInputError, match="run_id 'r1' already has results"):
+        check_inputs({"run_id": "r1", "resume": "false"}, CATALOGUE, NOW, PREVIOUS)

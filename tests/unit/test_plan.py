@@ -1,0 +1,235 @@
+"""The planner (plugins/filter/eval_plan.py), the summary and resume selection
+(plugins/filter/eval_summary.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from eval_plan import EvalPlanError, eval_host_units, plan
+from eval_summary import ok_combinations, pending_combinations, read_records, summarize
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOGUE = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())
+SEED_MODELS = CATALOGUE["catalogue_default_models"]
+SEED_BENCHMARKS = CATALOGUE["catalogue_default_benchmarks"]
+H100 = 81559
+A10 = 23028  # 22.5 GiB
+L4_16 = 16384
+
+
+def gpus(*memory_mib):
+    return {
+        "gpu_facts_present": True,
+        "gpu_facts_gpus": [
+            {"index": i, "name": "NVIDIA test", "memory_mib": m, "uuid": f"GPU-{i}"}
+            for i, m in enumerate(memory_mib)
+        ],
+    }
+
+
+NO_GPU = {"gpu_facts_present": False, "gpu_facts_gpus": []}
+
+
+def inputs(models=SEED_MODELS, benchmarks=SEED_BENCHMARKS, limit=10, smoke=False, **kw):
+    return {
+        "run_id": "r1",
+        "models": list(models),
+        "benchmarks": list(benchmarks),
+        "limit": limit,
+        "smoke": smoke,
+        **kw,
+    }
+
+
+def combos(p):
+    return sorted((u["model"], b["name"]) for u in p["units"] for b in u["benchmarks"])
+
+
+def loads(p):
+    return {(s["host"], s["slot"]): s["estimated_cost"] for s in p["slots"]}
+
+
+def test_every_combination_planned_exactly_once_and_each_model_loaded_once_per_slot():
+    p = plan({"gpu-01": gpus(H100, H100), "gpu-02": gpus(H100)}, CATALOGUE, inputs())
+    assert combos(p) == sorted((m, b) for m in SEED_MODELS for b in SEED_BENCHMARKS)
+    per_slot = [(u["host"], u["slot"], u["model"]) for u in p["units"]]
+    assert len(per_slot) == len(set(per_slot))
+    assert p["model_loads"] == len(p["units"])
+    assert {s["slot"] for s in p["slots"]} == {"gpu0", "gpu1"}
+    for u in p["units"]:
+        assert u["device"] == "cuda" and u["gpus"] == [int(u["slot"][3:])]
+
+
+def test_slots_are_balanced_longest_first():
+    p = plan({"gpu-01": gpus(H100, H100, H100, H100)}, CATALOGUE, inputs(limit=None))
+    costs = sorted(loads(p).values())
+    # Whole benchmarks: a lot of work, so all four GPUs are used and within a third of each other.
+    assert costs[0] > 0
+    assert costs[-1] <= 1.34 * costs[0]
+    # And better than the naive split of one model per GPU.
+    assert p["estimated_cost"] < max(
+        plan({"gpu-01": gpus(H100, H100)}, CATALOGUE, inputs(limit=None))["slots"][i][
+            "estimated_cost"
+        ]
+        for i in range(2)
+    )
+
+
+def test_small_limit_does_not_scatter_model_loads():
+    # With 3 samples per benchmark a model load costs more than all its benchmarks:
+    # splitting a model over slots would only add loads.
+    p = plan({"gpu-01": gpus(H100, H100)}, CATALOGUE, inputs(limit=3))
+    assert p["model_loads"] == 2
+    assert {u["slot"] for u in p["units"]} == {"gpu0", "gpu1"}
+
+
+def test_model_goes_only_where_it_fits():
+    fleet = {"small": gpus(A10), "big": gpus(H100)}
+    p = plan(fleet, CATALOGUE, inputs())
+    for u in p["units"]:
+        if u["model"] == "llava_v1.5_13b":
+            assert u["host"] == "big"
+    # The 7B (15 GiB) fits the 22.5 GiB card, and it gets used.
+    assert any(u["host"] == "small" for u in p["units"])
+
+
+def test_model_bigger_than_one_gpu_gets_a_multi_gpu_slot():
+    p = plan({"gpu-01": gpus(L4_16, L4_16, L4_16)}, CATALOGUE, inputs(models=["llava_v1.5_13b"]))
+    assert [s["slot"] for s in p["slots"]] == ["gpu0-1", "gpu2"]
+    assert {tuple(u["gpus"]) for u in p["units"]} == {(0, 1)}
+
+
+def test_model_that_fits_nowhere_is_a_clear_error():
+    with pytest.raises(EvalPlanError) as err:
+        plan({"gpu-01": gpus(L4_16)}, CATALOGUE, inputs(models=["cogvlm-chat"]))
+    message = str(err.value)
+    assert "'cogvlm-chat' needs 36 GiB" in message
+    assert "gpu-01 gpu0 with 16 GiB" in message
+
+
+def test_host_without_gpu_is_an_error_outside_smoke_mode():
+    with pytest.raises(EvalPlanError, match=r"host 'cpu-01' has no NVIDIA GPU.*smoke=true"):
+        plan({"gpu-01": gpus(H100), "cpu-01": NO_GPU}, CATALOGUE, inputs())
+
+
+def test_host_without_gpu_gets_one_cpu_slot_in_smoke_mode_or_when_allowed():
+    for kw in ({"smoke": True}, {"allow_cpu": True}):
+        p = plan({"cpu-01": NO_GPU, "cpu-02": NO_GPU}, CATALOGUE, inputs(**kw))
+        assert [(s["host"], s["slot"], s["device"]) for s in p["slots"]] == [
+            ("cpu-01", "cpu0", "cpu"),
+            ("cpu-02", "cpu0", "cpu"),
+        ]
+        assert len(combos(p)) == 40
+
+
+def test_smoke_ignores_gpu_memory():
+    p = plan({"gpu-01": gpus(L4_16)}, CATALOGUE, inputs(models=["cogvlm-chat"], smoke=True))
+    assert p["units"][0]["slot"] == "gpu0"
+
+
+def test_no_hosts_is_an_error():
+    with pytest.raises(EvalPlanError, match="no reachable host"):
+        plan({}, CATALOGUE, inputs())
+
+
+def test_resume_plans_only_what_is_not_done():
+    done = [["llava_v1.5_7b", b] for b in SEED_BENCHMARKS[:15]]
+    p = plan({"gpu-01": gpus(H100)}, CATALOGUE, inputs(), done)
+    assert len(combos(p)) == 25
+    assert len(p["done"]) == 15
+    assert ("llava_v1.5_7b", SEED_BENCHMARKS[0]) not in combos(p)
+
+
+def test_plan_is_deterministic_and_host_units_match_slot_json():
+    fleet = {"a": gpus(H100, H100), "b": gpus(H100)}
+    p1, p2 = plan(fleet, CATALOGUE, inputs()), plan(fleet, CATALOGUE, inputs())
+    assert p1 == p2
+    slots = eval_host_units(p1, "a")
+    for s in slots:
+        for u in s["units"]:
+            assert set(u) == {"model", "benchmarks"}
+            assert all(set(b) == {"name", "kind"} for b in u["benchmarks"])
+
+
+def record(host, model, bench, status="ok", **kw):
+    return {
+        "run_id": "r1",
+        "host": host,
+        "slot": "gpu0",
+        "model": model,
+        "benchmark": bench,
+        "status": status,
+        "reason": None if status == "ok" else "RuntimeError: boom",
+        "seconds": 1.5,
+        "samples": 10,
+        "scores": {"Overall": 0.5},
+        "primary_metric": "Overall",
+        **kw,
+    }
+
+
+def small_plan():
+    return plan(
+        {"a": gpus(H100), "b": gpus(H100)},
+        CATALOGUE,
+        inputs(models=["llava_v1.5_7b", "llava_v1.5_13b"], benchmarks=["POPE", "MMStar"]),
+    )
+
+
+def test_summary_has_one_entry_per_combination_with_missing_detected():
+    p = small_plan()
+    where = {(u["model"], b["name"]): u["host"] for u in p["units"] for b in u["benchmarks"]}
+    recs = [
+        record(where[("llava_v1.5_7b", "POPE")], "llava_v1.5_7b", "POPE"),
+        record(where[("llava_v1.5_7b", "MMStar")], "llava_v1.5_7b", "MMStar", "failed"),
+    ]
+    s = summarize(p, recs)
+    assert s["totals"] == {"ok": 1, "failed": 1, "missing": 2, "total": 4}
+    entry = {(e["model"], e["benchmark"]): e for e in s["combinations"]}
+    assert entry[("llava_v1.5_7b", "MMStar")]["reason"] == "RuntimeError: boom"
+    missing = entry[("llava_v1.5_13b", "POPE")]
+    assert missing["status"] == "missing" and missing["host"] == where[("llava_v1.5_13b", "POPE")]
+    assert "did not reach it" in missing["reason"]
+
+
+def test_summary_names_a_lost_host():
+    p = small_plan()
+    lost = p["units"][0]["host"]
+    s = summarize(p, [], lost_hosts=[lost])
+    reasons = [e["reason"] for e in s["combinations"] if e["host"] == lost]
+    assert reasons and all(f"host {lost} unreachable" in r for r in reasons)
+
+
+def test_an_ok_record_from_an_earlier_attempt_on_another_host_counts():
+    p = small_plan()
+    recs = [record("elsewhere", m, b) for m in p["models"] for b in p["benchmarks"]]
+    s = summarize(p, recs)
+    assert s["totals"]["ok"] == 4
+    assert {e["host"] for e in s["combinations"]} == {"elsewhere"}
+
+
+def test_resume_selection_and_records_from_disk(tmp_path):
+    for host, model, bench, status in [
+        ("a", "m1", "POPE", "ok"),
+        ("a", "m1", "MMStar", "failed"),
+        ("b", "m2", "POPE", "ok"),
+    ]:
+        d = tmp_path / host / model / bench
+        d.mkdir(parents=True)
+        (d / "status.json").write_text(json.dumps(record(host, model, bench, status)))
+    broken = tmp_path / "b" / "m2" / "MMStar"
+    broken.mkdir(parents=True)
+    (broken / "status.json").write_text("{not json")
+    recs = read_records(str(tmp_path))
+    assert len(recs) == 4
+    assert [r["status"] for r in recs if r["benchmark"] == "MMStar" and r["model"] == "m2"] == [
+        "failed"
+    ]
+    assert ok_combinations(recs) == [["m1", "POPE"], ["m2", "POPE"]]
+    assert pending_combinations(["m1", "m2"], ["POPE", "MMStar"], recs) == [
+        ["m1", "MMStar"],
+        ["m2", "MMStar"],
+    ]
