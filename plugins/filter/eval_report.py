@@ -31,7 +31,6 @@ from eval_report_data import (  # noqa: E402
     compare_runs,
     load_run,
     model_times,
-    percent,
     run_wall_seconds,
 )
 from eval_report_render import heatmap_png, render_html, render_markdown, sections  # noqa: E402
@@ -51,13 +50,10 @@ CSV_COLUMNS = (
     "status",
     "primary",
 )
-# Image label names vary (OCI-style io.<vendor>.<pkg>.version); match a package by a name token.
-_PACKAGES = {
-    "torch": {"torch", "pytorch"},
-    "transformers": {"transformers"},
-    "llava": {"llava"},
-    "vlmeval": {"vlmeval", "vlmevalkit"},
-}
+DEFAULT_CATALOGUE = _HERE.parent.parent / "playbooks" / "vars" / "catalogue.yml"
+# Package versions in image labels: the image's io.vlm-eval.versions.<package>, or the
+# common <prefix>.<package>.version.
+_VERSION_LABEL = re.compile(r"\.versions\.(?P<a>[A-Za-z0-9_-]+)$|\.(?P<b>[A-Za-z0-9_-]+)\.version$")
 
 
 def scores_csv(run: Run) -> str:
@@ -105,12 +101,10 @@ def label_versions(labels: dict[str, str]) -> tuple[dict[str, str], str | None]:
     lock = None
     for key, value in sorted(labels.items()):
         tokens = set(re.split(r"[./_:-]", key.lower()))
-        if "lock" in tokens and ("sha256" in tokens or "digest" in tokens or "hash" in tokens):
+        if "lock" in tokens and tokens & {"sha256", "digest", "hash"}:
             lock = value
-            continue
-        hits = [name for name, aliases in _PACKAGES.items() if tokens & aliases]
-        if len(hits) == 1:
-            versions.setdefault(hits[0], value)
+        elif match := _VERSION_LABEL.search(key):
+            versions[match.group("a") or match.group("b")] = value
     return versions, lock
 
 
@@ -178,6 +172,25 @@ def load_references(path: str | Path = DEFAULT_REFERENCES) -> dict[str, Any]:
     return data
 
 
+def benchmark_kinds(catalogue: dict[str, Any] | None) -> dict[str, str]:
+    """Benchmark -> kind from catalogue_benchmarks ({name: {kind: ...}}), or {} without one."""
+    out = {}
+    for name, spec in (catalogue or {}).items():
+        kind = spec.get("kind") if isinstance(spec, dict) else spec
+        if isinstance(kind, str):
+            out[str(name)] = kind
+    return out
+
+
+def load_catalogue_kinds(path: str | Path = DEFAULT_CATALOGUE) -> dict[str, str]:
+    import yaml
+
+    if not Path(path).is_file():
+        return {}
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    return benchmark_kinds(data.get("catalogue_benchmarks"))
+
+
 def resolve_compare(run_dir: Path, compare_to: str | None) -> Path | None:
     """A run id (sibling of run_dir) or a path; error names the runs that exist."""
     if not compare_to:
@@ -204,14 +217,17 @@ def build_reports(
     compare_to: str | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     extra: dict[str, Any] | None = None,
+    kinds: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """The four report files of a run directory, as {file name: content}."""
-    run = load_run(run_dir)
+    """The four report files of a run directory, as {file name: content}. `kinds` is the
+    catalogue's benchmark kinds (they fix each score's scale)."""
+    kinds = benchmark_kinds(kinds)
+    run = load_run(run_dir, kinds)
     facts = manifest(run, extra)
     comparison = None
     other_dir = resolve_compare(Path(run_dir), compare_to)
     if other_dir is not None:
-        other = load_run(other_dir)
+        other = load_run(other_dir, kinds)
         threshold = float(threshold)
         comparison = (other.run_id, compare_runs(run, other, threshold), threshold)
         facts["compared_with"] = {"run_id": other.run_id, "threshold_points": threshold}
@@ -240,21 +256,16 @@ def write_reports(run_dir: str | Path, files: dict[str, str]) -> list[str]:
     return written
 
 
-def primary_percent(run_dir: str | Path) -> dict[str, float | None]:
-    """'model/benchmark' -> 0-100 primary score as report.md prints it (for tests and tools)."""
-    run = load_run(run_dir)
-    return {f"{c.model}/{c.benchmark}": percent(run, c) for c in run.combos}
-
-
 def _eval_report_files(
     run_dir: str,
     references: dict[str, Any],
     compare_to: str | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     extra: dict[str, Any] | None = None,
+    kinds: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     try:
-        return build_reports(run_dir, references, compare_to or None, threshold, extra)
+        return build_reports(run_dir, references, compare_to or None, threshold, extra, kinds)
     except ReportError as exc:
         from ansible.errors import AnsibleFilterError
 
@@ -262,7 +273,7 @@ def _eval_report_files(
 
 
 class FilterModule:
-    """`run_dir | eval_report_files(references, compare_to, threshold, extra)`."""
+    """`run_dir | eval_report_files(references, compare_to, threshold, extra, kinds)`."""
 
     def filters(self) -> dict[str, Any]:
         return {"eval_report_files": _eval_report_files}
@@ -282,10 +293,19 @@ def main(argv: list[str] | None = None) -> int:
         help="points (0-100) beyond which a score change is flagged",
     )
     parser.add_argument("--references", default=str(DEFAULT_REFERENCES))
+    parser.add_argument(
+        "--catalogue",
+        default=str(DEFAULT_CATALOGUE),
+        help="catalogue.yml, for the benchmark kinds that fix score scales",
+    )
     args = parser.parse_args(argv)
     try:
         files = build_reports(
-            args.run_dir, load_references(args.references), args.compare_to, args.threshold
+            args.run_dir,
+            load_references(args.references),
+            args.compare_to,
+            args.threshold,
+            kinds=load_catalogue_kinds(args.catalogue),
         )
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -136,8 +136,9 @@ def _ordered(values: list[str], preferred: list[str]) -> list[str]:
     return seen + [v for v in dict.fromkeys(values) if v not in seen]
 
 
-def load_run(run_dir: str | Path) -> Run:
-    """Load results/<run_id>/ into a Run; raises ReportError naming a missing or bad file."""
+def load_run(run_dir: str | Path, kinds: dict[str, str] | None = None) -> Run:
+    """Load results/<run_id>/ into a Run; raises ReportError naming a missing or bad file.
+    `kinds` (benchmark -> catalogue kind) covers benchmarks a resumed run's plan left out."""
     root = Path(run_dir)
     if not root.is_dir():
         raise ReportError(f"{root}: no such run directory")
@@ -146,7 +147,7 @@ def load_run(run_dir: str | Path) -> Run:
     info = _read_json(root / "run.json", required=False)
     plan = _read_json(root / "plan.json", required=False)
     inputs = info.get("inputs", {}) if isinstance(info, dict) else {}
-    kinds = _plan_kinds(plan)
+    kinds = {**(kinds or {}), **_plan_kinds(plan)}
     combos: list[Combo] = []
     for raw in _entries(summary, summary_path):
         missing = [k for k in ("host", "model", "benchmark", "status") if k not in raw]
@@ -157,8 +158,11 @@ def load_run(run_dir: str | Path) -> Run:
                 f"{summary_path}: status {raw['status']!r} of {raw['model']}/{raw['benchmark']}"
                 f" is not one of {', '.join(STATUSES)}"
             )
-        host, model, bench = raw["host"], raw["model"], raw["benchmark"]
-        record = _read_json(root / host / model / bench / "status.json", required=False)
+        # A combination no attempt planned anywhere has no host (summary says so in reason).
+        host, model, bench = raw["host"] or "", raw["model"], raw["benchmark"]
+        record = (
+            _read_json(root / host / model / bench / "status.json", required=False) if host else {}
+        )
         scores = raw.get("scores") or {}
         combos.append(
             Combo(
@@ -175,13 +179,13 @@ def load_run(run_dir: str | Path) -> Run:
                 kind=raw.get("kind") or kinds.get(bench),
                 started_at=raw.get("started_at") or record.get("started_at"),
                 finished_at=raw.get("finished_at") or record.get("finished_at"),
-                log_path=_log_path(root, host, model, bench),
+                log_path=_log_path(root, host, model, bench) if host else None,
                 score_scale=raw.get("score_scale") or record.get("score_scale"),
             )
         )
     hosts = {}
     for host in sorted(
-        {c.host for c in combos} | {p.parent.name for p in root.glob("*/host.json")}
+        {c.host for c in combos if c.host} | {p.parent.name for p in root.glob("*/host.json")}
     ):
         hosts[host] = _read_json(root / host / "host.json", required=False)
     smoke = bool(inputs.get("smoke", summary.get("smoke") if isinstance(summary, dict) else False))

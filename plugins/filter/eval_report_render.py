@@ -88,6 +88,10 @@ def _overview(run: Run) -> Section:
         f"Combinations: {totals['ok']} ok, {totals['failed']} failed, {totals['missing']} missing"
         f" of {totals['total']}",
     ]
+    if run.summary.get("model_loads") is not None:
+        lines.append(f"Model loads: {run.summary['model_loads']}")
+    if run.summary.get("lost_hosts"):
+        lines.append(f"Hosts lost during the run: {', '.join(run.summary['lost_hosts'])}")
     return Section("Overview", paragraphs=lines)
 
 
@@ -130,7 +134,7 @@ def _status(run: Run) -> Section:
         row, cls = [model], [""]
         for bench in run.benchmarks:
             combo = run.combo(model, bench)
-            row.append(f"{combo.status} ({combo.host})" if combo else "not planned")
+            row.append(f"{combo.status} ({combo.host or 'no host'})" if combo else "not planned")
             cls.append(combo.status if combo else "na")
         rows.append(row)
         classes.append(cls)
@@ -183,7 +187,7 @@ def _failures(run: Run) -> Section:
         [
             c.model,
             c.benchmark,
-            c.host,
+            c.host or "none",
             c.status,
             c.reason or "no reason recorded",
             c.log_path or "no log collected",

@@ -121,7 +121,7 @@ def test_totals_times_and_failures(files: dict[str, str]) -> None:
          "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
          "gpu-02/llava_v1.5_13b/OCRBench/worker.log"],
         ["llava_v1.5_13b", "SEEDBench_IMG", "gpu-02", "missing",
-         "no status record: host unreachable during the run", "no log collected"],
+         "no status record: the worker on gpu-02 cpu0 did not reach it", "no log collected"],
     ]  # fmt: skip
     status = {r[0]: r[1:] for r in table(md, "Status matrix")}
     assert status["llava_v1.5_13b"][3:] == ["failed (gpu-02)", "missing (gpu-02)"]
@@ -169,8 +169,9 @@ def test_scores_csv_long_form(files: dict[str, str]) -> None:
 def test_manifest_provenance(files: dict[str, str]) -> None:
     m = json.loads(files["manifest.json"])
     assert m["image"]["id"].startswith("sha256:9b1c7e2f")
-    assert m["versions"] == {"torch": "2.1.2", "transformers": "4.37.2", "llava": "1.2.2.post1",
-                             "vlmeval": "0.0.20"}  # fmt: skip
+    # The image's own labels (docker/transformers-4.37/Dockerfile: io.vlm-eval.versions.*).
+    assert m["versions"] == {"torch": "2.1.2", "torchvision": "0.16.2", "transformers": "4.37.2",
+                             "llava-torch": "1.2.2.post1", "ms-vlmeval": "0.0.20"}  # fmt: skip
     assert m["lock_sha256"].startswith("4f2a9c0d")
     assert m["project_commit"].startswith("08634b0")
     assert m["ansible_version"] == "2.19.14"
@@ -194,14 +195,14 @@ def test_manifest_takes_commit_and_ansible_from_the_playbook_when_run_json_lacks
     assert (m["project_commit"], m["ansible_version"]) == ("abc123", "2.19.14")
 
 
-def test_label_versions_does_not_mistake_llava_torch_for_torch() -> None:
+def test_label_versions_reads_either_label_scheme() -> None:
     versions, lock = label_versions({
         "io.example.llava-torch.version": "1.2.2.post1",
         "io.example.torch.version": "2.1.2",
-        "io.example.vlmevalkit.version": "0.0.20",
         "io.example.requirements-lock.sha256": "ff" * 32,
+        "org.opencontainers.image.title": "vlm-eval",
     })  # fmt: skip
-    assert versions == {"torch": "2.1.2", "vlmeval": "0.0.20"}
+    assert versions == {"torch": "2.1.2", "llava-torch": "1.2.2.post1"}
     assert lock == "ff" * 32
 
 
@@ -331,3 +332,40 @@ def test_cli_regenerates_and_reports_errors(results: Path, capsys) -> None:
 def test_reference_file_is_plain_yaml_for_ansible() -> None:
     data = yaml.safe_load(REFERENCES_FILE.read_text())
     assert set(data) == {"reference_scores_figures", "reference_scores_benchmark_map"}
+
+
+def test_catalogue_kind_fixes_the_scale_when_the_plan_lacks_it(results: Path, refs: dict) -> None:
+    # A resumed run's plan lists only what was left to do: the catalogue knows every kind.
+    (results / CURRENT / "plan.json").write_text(json.dumps({"run_id": CURRENT, "units": []}))
+    summary_path = results / CURRENT / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    for e in summary["combinations"]:
+        if e["benchmark"] == "TextVQA_VAL" and e["model"] == "llava_v1.5_13b":
+            e["scores"] = {"Overall": 0.5}  # percent, as VLMEvalKit's VQA scorer writes it
+    summary_path.write_text(json.dumps(summary))
+    kinds = eval_report.load_catalogue_kinds()
+    assert kinds["TextVQA_VAL"] == "vqa" and kinds["MMBench_DEV_EN"] == "mcq"
+
+    def cell(md: str) -> str:
+        return {r[0]: r[3] for r in table(md, "Primary scores (0-100)")}["llava_v1.5_13b"]
+
+    # Without a kind, values within 0-1 can only be read as fractions: 50 %, wrongly.
+    assert cell(build_reports(results / CURRENT, refs)["report.md"]) == "50.00"
+    assert cell(build_reports(results / CURRENT, refs, kinds=kinds)["report.md"]) == "0.50"
+
+
+def test_combination_no_attempt_planned_has_no_host(results: Path, refs: dict) -> None:
+    summary_path = results / CURRENT / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    entry = next(e for e in summary["combinations"] if e["status"] == "missing")
+    entry.update(host=None, slot=None, reason="no status record and not planned in this attempt")
+    summary_path.write_text(json.dumps(summary))
+    md = build_reports(results / CURRENT, refs)["report.md"]
+    assert "missing (no host)" in md
+    assert ["llava_v1.5_13b", "SEEDBench_IMG", "none", "missing",
+            "no status record and not planned in this attempt", "no log collected"] in table(
+        md, "Failures")  # fmt: skip
+
+
+def test_model_loads_in_overview(files: dict[str, str]) -> None:
+    assert "- Model loads: 3" in files["report.md"]
