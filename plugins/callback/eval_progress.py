@@ -17,15 +17,20 @@ description:
     prints one line per host on every poll and on the final result - combinations done/total,
     the combination running now per slot, elapsed time and an estimate of the time left from
     the rate so far. Other tasks print nothing.
-  - C(eval_progress) is C({done, total, current, slots, started_at, skipped}); C(slots) is a list
-    of C({host, slot, done, total, current, running}); C(started_at) (ISO 8601) and C(skipped)
-    (combinations already ok before this run resumed, excluded from the rate) are optional.
+  - C(eval_progress) is C({done, total, current, slots, started_at, skipped}) as the
+    eval_slot_status module returns it; C(slots) is a list of C({slot, done, total, current,
+    state}) (or C(running) true/false instead of C(state)). C(started_at) (ISO 8601) and
+    C(skipped) (combinations already ok before a resumed run, excluded from the rate) are
+    optional; without C(started_at) the clock and the rate start at the first poll seen, so
+    combinations finished before it do not make the estimate optimistic.
     A list of such dictionaries (each with C(host)) gives one line per host.
 requirements:
   - enable it in ansible.cfg, C(callbacks_enabled = eval_progress)
 """
 
 MAX_SLOTS_SHOWN = 4
+# Container states in which a slot still works (docker's names).
+RUNNING_STATES = ("created", "running", "restarting")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -73,17 +78,26 @@ def _slot_text(slot: dict[str, Any]) -> str:
     done, total = _int(slot.get("done")), _int(slot.get("total"))
     if total and done >= total:
         return f"{name} done {done}/{total}"
-    state = str(slot.get("current") or "") if slot.get("running", True) else "stopped"
+    if "state" in slot:
+        running = slot["state"] in RUNNING_STATES
+        stopped = str(slot["state"])
+    else:
+        running, stopped = bool(slot.get("running", True)), "stopped"
+    state = str(slot.get("current") or "") if running else stopped
     return f"{name} {done}/{total} {state}".rstrip()
 
 
-def progress_line(host: str, progress: dict[str, Any], now: float, first_seen: float) -> str:
-    """The line printed for one host. Elapsed counts from `started_at` when the progress
-    carries it, else from when this controller first saw the host's progress."""
+def progress_line(
+    host: str, progress: dict[str, Any], now: float, first_seen: float, first_done: int = 0
+) -> str:
+    """The line printed for one host. Elapsed and the rate count from `started_at` when the
+    progress carries it, else from the first poll this controller saw (`first_seen`, when
+    `first_done` combinations were already done)."""
     done, total = _int(progress.get("done")), _int(progress.get("total"))
-    started = parse_started(progress.get("started_at")) or first_seen
-    elapsed = max(now - started, 0.0)
-    eta = eta_seconds(done, total, elapsed, _int(progress.get("skipped")))
+    started = parse_started(progress.get("started_at"))
+    skipped = _int(progress.get("skipped")) if started else first_done
+    elapsed = max(now - (started or first_seen), 0.0)
+    eta = eta_seconds(done, total, elapsed, skipped)
     pct = f"{100 * done // total}%" if total else "-"
     parts = [f"eval {host}: {done}/{total} ({pct})", f"elapsed {format_duration(elapsed)}"]
     parts.append("finished" if total and done >= total else f"ETA {format_duration(eta)}")
@@ -116,14 +130,14 @@ class CallbackModule(CallbackBase):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._first_seen: dict[str, float] = {}
+        self._first_seen: dict[str, tuple[float, int]] = {}
         self._clock = time.time
 
     def _show(self, result: Any) -> None:
         now = self._clock()
         for host, progress in progress_items(result._result, result._host.get_name()):
-            first = self._first_seen.setdefault(host, now)
-            self._display.display(progress_line(host, progress, now, first))
+            first, first_done = self._first_seen.setdefault(host, (now, _int(progress["done"])))
+            self._display.display(progress_line(host, progress, now, first, first_done))
 
     def v2_runner_retry(self, result: Any) -> None:
         self._show(result)

@@ -146,3 +146,44 @@ def test_callback_prints_one_line_per_host_per_poll_and_nothing_else() -> None:
     assert lines[1].startswith("eval gpu-01: 13/40")
     # gpu-02 first seen at the third poll: no elapsed time yet, so no rate and no ETA.
     assert lines[2] == "eval gpu-02: 2/8 (25%) | elapsed 0s | ETA --"
+
+
+def test_line_from_eval_slot_status_output() -> None:
+    # What the eval_slot_status module returns: container states, no started_at.
+    progress = {
+        "done": 7,
+        "total": 20,
+        "failed": 1,
+        "current": "gpu0: llava_v1.5_7b/POPE",
+        "slots": [
+            {"slot": "gpu0", "state": "running", "done": 4, "total": 10,
+             "current": "llava_v1.5_7b/POPE"},
+            {"slot": "gpu1", "state": "exited", "exit_code": 137, "done": 3, "total": 10,
+             "current": None},
+        ],
+    }  # fmt: skip
+    line = progress_line("gpu-01", progress, now=T0 + 120, first_seen=T0, first_done=5)
+    # 2 finished in the 120 s since the first poll: 60 s each for the 13 left.
+    assert line == (
+        "eval gpu-01: 7/20 (35%) | elapsed 2m00s | ETA 13m00s | "
+        "gpu0 4/10 llava_v1.5_7b/POPE, gpu1 3/10 exited"
+    )
+
+
+def test_resumed_run_without_started_at_is_not_optimistic() -> None:
+    # 30 of 40 were ok before the rerun: at the first poll nothing is known about the rate.
+    first = progress_line("h", {"done": 30, "total": 40}, now=T0, first_seen=T0, first_done=30)
+    assert "ETA --" in first
+    later = progress_line("h", {"done": 31, "total": 40}, now=T0 + 50, first_seen=T0,
+                          first_done=30)  # fmt: skip
+    assert "ETA 7m30s" in later  # 9 left at 50 s each, not at 31 per 50 s
+
+
+def test_callback_keeps_the_first_poll_as_baseline() -> None:
+    cb = CallbackModule()
+    cb._display = _Display()
+    clock = iter([T0, T0 + 50])
+    cb._clock = lambda: next(clock)
+    cb.v2_runner_retry(_Result("h", {"eval_progress": {"done": 30, "total": 40}}))
+    cb.v2_runner_retry(_Result("h", {"eval_progress": {"done": 31, "total": 40}}))
+    assert cb._display.lines[1] == "eval h: 31/40 (77%) | elapsed 50s | ETA 7m30s"
