@@ -54,13 +54,16 @@ def summarize(
     plan: Mapping[str, Any],
     records: Iterable[Mapping[str, Any]],
     lost_hosts: Iterable[str] = (),
+    slot_notes: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One entry per combination of plan's models x benchmarks.
 
     An ok record wins wherever it was made (a resumed run may have moved a combination);
     otherwise the record of the host this attempt planned it on; otherwise missing, with the
-    reason: its host was lost (unreachable or not collected) or the worker never wrote it.
+    reason: its host was lost (unreachable or not collected) or the worker never wrote it
+    (slot_notes: "host/slot" -> what its container said last, e.g. its exit code and log line).
     """
+    notes = slot_notes or {}
     lost = set(lost_hosts)
     placed = {}
     for u in plan["units"]:
@@ -108,6 +111,8 @@ def summarize(
                 entry["reason"] = "no status record and not planned in this attempt"
             else:
                 entry["reason"] = f"no status record: the worker on {host} {slot} did not reach it"
+                if notes.get(f"{host}/{slot}"):
+                    entry["reason"] += f" ({notes[f'{host}/{slot}']})"
             entries.append(entry)
     totals = {s: sum(1 for e in entries if e["status"] == s) for s in STATUSES}
     totals["total"] = len(entries)
@@ -122,11 +127,37 @@ def summarize(
     }
 
 
+def read_slot_notes(run_dir: str, plan: Mapping[str, Any]) -> dict[str, str]:
+    """ "host/slot" -> the container's exit code (host.json) and last console line
+    (<host>/<slot>/container.log), for the slots of the plan."""
+    notes = {}
+    root = Path(run_dir)
+    for host, slot in dict.fromkeys((u["host"], u["slot"]) for u in plan["units"]):
+        parts = []
+        try:
+            info = json.loads((root / host / "host.json").read_text(encoding="utf-8"))
+            state = next(s for s in info.get("slot_states", []) if s.get("slot") == slot)
+            if state.get("exit_code") not in (None, 0):
+                parts.append(f"container exited {state['exit_code']}")
+        except (OSError, ValueError, StopIteration, AttributeError):
+            pass
+        try:
+            lines = (root / host / slot / "container.log").read_text(errors="replace").splitlines()
+            last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+            if last:
+                parts.append(last[:300])
+        except OSError:
+            pass
+        if parts:
+            notes[f"{host}/{slot}"] = ": ".join(parts)
+    return notes
+
+
 def eval_summary(
     plan: Mapping[str, Any], run_dir: str, lost_hosts: Iterable[str] = ()
 ) -> dict[str, Any]:
     """Filter form: reads the collected records of results/<run_id>/ on the controller."""
-    return summarize(plan, read_records(run_dir), lost_hosts)
+    return summarize(plan, read_records(run_dir), lost_hosts, read_slot_notes(run_dir, plan))
 
 
 def eval_ok_combinations(records: Iterable[Mapping[str, Any]]) -> list[list[str]]:

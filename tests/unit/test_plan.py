@@ -233,3 +233,11 @@ def test_resume_selection_and_records_from_disk(tmp_path):
         ["m1", "MMStar"],
         ["m2", "MMStar"],
     ]
+
+
+def test_missing_reason_carries_the_containers_last_words():
+    p = small_plan()
+    u = p["units"][0]
+    s = summarize(p, [], slot_notes={f"{u['host']}/{u['slot']}": "container exited 1: No module"})
+    reasons = {e["reason"] for e in s["combinations"] if e["host"] == u["host"]}
+    assert any("container exited 1: No module" in r for r in reasons)
