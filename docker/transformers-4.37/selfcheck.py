@@ -214,9 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, str] = {}
     failed: list[str] = []
     for name, fn in checks:
+        start = time.monotonic()
         try:
             detail = fn()
-            print(f"ok     {name}: {detail}", flush=True)
+            print(f"ok     {name} ({time.monotonic() - start:.1f}s): {detail}", flush=True)
             results[name] = "ok"
         except Exception as err:  # every failure is reported, then the exit code says it
             print(f"FAILED {name}: {type(err).__name__}: {err}", flush=True)
