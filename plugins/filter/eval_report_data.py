@@ -121,13 +121,22 @@ def _plan_kinds(plan: dict[str, Any]) -> dict[str, str]:
     return kinds
 
 
-def _log_path(run_dir: Path, host: str, model: str, benchmark: str) -> str | None:
-    combo_dir = run_dir / host / model / benchmark
-    preferred = combo_dir / "worker.log"
-    if preferred.is_file():
-        return str(preferred.relative_to(run_dir))
-    logs = sorted(combo_dir.glob("*.log")) if combo_dir.is_dir() else []
-    return str(logs[0].relative_to(run_dir)) if logs else None
+def _log_path(run_dir: Path, host: str, model: str, benchmark: str, slot: str | None) -> str | None:
+    """The combination's own log; else its slot's (a worker that died before reaching the
+    combination leaves only the slot's container log)."""
+    dirs = [run_dir / host / model / benchmark]
+    if slot:
+        dirs.append(run_dir / host / slot)
+    for directory in dirs:
+        if not directory.is_dir():
+            continue
+        for name in ("worker.log", "container.log"):
+            if (directory / name).is_file():
+                return str((directory / name).relative_to(run_dir))
+        logs = sorted(directory.glob("*.log"))
+        if logs:
+            return str(logs[0].relative_to(run_dir))
+    return None
 
 
 def _ordered(values: list[str], preferred: list[str]) -> list[str]:
@@ -164,13 +173,14 @@ def load_run(run_dir: str | Path, kinds: dict[str, str] | None = None) -> Run:
             _read_json(root / host / model / bench / "status.json", required=False) if host else {}
         )
         scores = raw.get("scores") or {}
+        slot = raw.get("slot") or record.get("slot")
         combos.append(
             Combo(
                 host=host,
                 model=model,
                 benchmark=bench,
                 status=raw["status"],
-                slot=raw.get("slot") or record.get("slot"),
+                slot=slot,
                 reason=raw.get("reason") or record.get("reason"),
                 seconds=raw.get("seconds", record.get("seconds")),
                 samples=raw.get("samples", record.get("samples")),
@@ -179,7 +189,7 @@ def load_run(run_dir: str | Path, kinds: dict[str, str] | None = None) -> Run:
                 kind=raw.get("kind") or kinds.get(bench),
                 started_at=raw.get("started_at") or record.get("started_at"),
                 finished_at=raw.get("finished_at") or record.get("finished_at"),
-                log_path=_log_path(root, host, model, bench) if host else None,
+                log_path=_log_path(root, host, model, bench, slot) if host else None,
                 score_scale=raw.get("score_scale") or record.get("score_scale"),
             )
         )

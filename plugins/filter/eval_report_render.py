@@ -116,8 +116,11 @@ def _scales(run: Run) -> Section:
     rows = []
     for bench in run.benchmarks:
         metrics = sorted({c.primary_metric for c in run.combos if c.benchmark == bench} - {None})
+        if not any(c.primary_raw is not None for c in run.combos if c.benchmark == bench):
+            rows.append([bench, ", ".join(metrics) or "n/a", "n/a", "no score in this run"])
+            continue
         scale, why = score_scale(run, bench)
-        rows.append([bench, ", ".join(metrics) or "n/a", f"0-{scale:g}", why])
+        rows.append([bench, ", ".join(metrics), f"0-{scale:g}", why])
     return Section(
         "Score scales",
         paragraphs=[

@@ -121,15 +121,18 @@ def test_totals_times_and_failures(files: dict[str, str]) -> None:
          "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB",
          "gpu-02/llava_v1.5_13b/OCRBench/worker.log"],
         ["llava_v1.5_13b", "SEEDBench_IMG", "gpu-02", "missing",
-         "no status record: the worker on gpu-02 cpu0 did not reach it", "no log collected"],
+         "no status record: the worker on gpu-02 cpu0 did not reach it",
+         "gpu-02/cpu0/container.log"],
     ]  # fmt: skip
     status = {r[0]: r[1:] for r in table(md, "Status matrix")}
     assert status["llava_v1.5_13b"][3:] == ["failed (gpu-02)", "missing (gpu-02)"]
 
 
-def test_failed_log_path_exists(files: dict[str, str], results: Path) -> None:
-    log = table(files["report.md"], "Failures")[0][5]
-    assert "CUDA out of memory" in (results / CURRENT / log).read_text()
+def test_failure_log_paths_exist(files: dict[str, str], results: Path) -> None:
+    failed, missing = table(files["report.md"], "Failures")
+    assert "CUDA out of memory" in (results / CURRENT / failed[5]).read_text()
+    # A combination the worker never reached points at the slot's console log.
+    assert "Killed" in (results / CURRENT / missing[5]).read_text()
 
 
 def test_smoke_is_labelled_everywhere(files: dict[str, str]) -> None:
