@@ -96,10 +96,12 @@ def _overview(run: Run) -> Section:
 
 
 def _scores(run: Run) -> Section:
+    # Benchmarks down, models across: a matrix has many more benchmarks than models, and a
+    # 20-column table does not fit a page.
     rows, classes = [], []
-    for model in run.models:
-        cells = [_cell(run, model, b) for b in run.benchmarks]
-        rows.append([model, *[c[0] for c in cells]])
+    for bench in run.benchmarks:
+        cells = [_cell(run, m, bench) for m in run.models]
+        rows.append([bench, *[c[0] for c in cells]])
         classes.append(["", *[c[1] for c in cells]])
     return Section(
         "Primary scores (0-100)",
@@ -107,7 +109,7 @@ def _scores(run: Run) -> Section:
             "Each cell is the benchmark's primary metric, rescaled to 0-100 "
             "(see the scales below); a failed or missing combination has no score."
         ],
-        table=Table(["model", *run.benchmarks], rows, classes),
+        table=Table(["benchmark", *run.models], rows, classes),
         heatmap=True,
     )
 
@@ -133,15 +135,15 @@ def _scales(run: Run) -> Section:
 
 def _status(run: Run) -> Section:
     rows, classes = [], []
-    for model in run.models:
-        row, cls = [model], [""]
-        for bench in run.benchmarks:
+    for bench in run.benchmarks:
+        row, cls = [bench], [""]
+        for model in run.models:
             combo = run.combo(model, bench)
             row.append(f"{combo.status} ({combo.host or 'no host'})" if combo else "not planned")
             cls.append(combo.status if combo else "na")
         rows.append(row)
         classes.append(cls)
-    return Section("Status matrix", table=Table(["model", *run.benchmarks], rows, classes))
+    return Section("Status matrix", table=Table(["benchmark", *run.models], rows, classes))
 
 
 def _totals(run: Run) -> Section:
@@ -339,7 +341,7 @@ def render_markdown(run: Run, secs: list[Section]) -> str:
 
 
 def heatmap_png(run: Run) -> bytes:
-    """Models x benchmarks heatmap of the 0-100 primary scores, as PNG bytes."""
+    """Heatmap of the 0-100 primary scores (benchmarks down, models across), as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -347,41 +349,35 @@ def heatmap_png(run: Run) -> bytes:
     import numpy as np
 
     models, benches = run.models, run.benchmarks
-    values = np.full((len(models), len(benches)), np.nan)
-    labels = [["" for _ in benches] for _ in models]
-    for i, model in enumerate(models):
-        for j, bench in enumerate(benches):
-            text, _cls = _cell(run, model, bench)
+    values = np.full((len(benches), len(models)), np.nan)
+    labels = [["" for _ in models] for _ in benches]
+    for i, bench in enumerate(benches):
+        for j, model in enumerate(models):
             value = percent(run, run.combo(model, bench))
             if value is not None:
                 values[i, j] = value
-            labels[i][j] = text
-    width = max(6.0, 1.0 * len(benches) + 3.0)
-    height = max(2.5, 0.8 * len(models) + 2.2)
+            labels[i][j] = _cell(run, model, bench)[0]
+    width = max(5.5, 1.7 * len(models) + 4.0)
+    height = max(2.5, 0.36 * len(benches) + 1.8)
     fig, ax = plt.subplots(figsize=(width, height), dpi=100)
     cmap = matplotlib.colormaps["viridis"].copy()
     cmap.set_bad("#d9d9d9")
     image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0, vmax=100, aspect="auto")
-    ax.set_xticks(range(len(benches)), labels=benches, rotation=40, ha="right", fontsize=9)
-    ax.set_yticks(range(len(models)), labels=models, fontsize=9)
-    for i in range(len(models)):
-        for j in range(len(benches)):
+    ax.set_xticks(range(len(models)), labels=models, fontsize=9)
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(benches)), labels=benches, fontsize=9)
+    for i in range(len(benches)):
+        for j in range(len(models)):
             dark = np.isnan(values[i, j]) or values[i, j] > 60
-            ax.text(
-                j,
-                i,
-                labels[i][j],
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="black" if dark else "white",
-            )
+            ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=9,
+                    color="black" if dark else "white")  # fmt: skip
     ax.set_title(
         ("SMOKE RUN - " if run.smoke else "") + f"primary scores (0-100), run {run.run_id}",
         fontsize=11,
         color="#b00020" if run.smoke else "black",
+        pad=28,
     )
-    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
+    fig.colorbar(image, ax=ax, fraction=0.05, pad=0.03)
     fig.tight_layout()
     buf = io.BytesIO()
     # No Software/date metadata: the same run renders to the same bytes (idempotent reports).
@@ -402,6 +398,7 @@ td.missing{background:#fef7e0;color:#8a5a00}td.na{color:#888}td.flag{color:#a50e
 .smoke{background:#b00020;color:#fff;font-weight:700;padding:12px 16px;border-radius:6px;
 font-size:1.1em;margin:8px 0 16px}
 ul{margin:4px 0;padding-left:20px}img.heatmap{max-width:100%;border:1px solid #ddd;margin:8px 0}
+.pair{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
 """
 
 
@@ -425,8 +422,8 @@ def render_html(run: Run, secs: list[Section], png: bytes) -> str:
         if sec.heatmap:
             data = base64.b64encode(png).decode("ascii")
             parts.append(
-                f'<img class="heatmap" id="heatmap" alt="heatmap of primary scores" '
-                f'src="data:image/png;base64,{data}">'
+                '<div class="pair"><img class="heatmap" id="heatmap" '
+                f'alt="heatmap of primary scores" src="data:image/png;base64,{data}">'
             )
         if sec.table:
             tab = sec.table
@@ -443,6 +440,8 @@ def render_html(run: Run, secs: list[Section], png: bytes) -> str:
                     cells.append(f"<td{attr}>{esc(value)}</td>")
                 parts.append("<tr>" + "".join(cells) + "</tr>")
             parts.append("</tbody></table>")
+        if sec.heatmap:
+            parts.append("</div>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

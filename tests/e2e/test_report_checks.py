@@ -55,9 +55,9 @@ def check_report_md(run_dir: Path) -> None:
     assert set(scales) <= {e["benchmark"] for e in entries}
     for scale in scales.values():
         assert scale in (1.0, 100.0, 1000.0)
-    scores = {r["model"]: r for r in md_table(md, "Primary scores (0-100)")}
+    scores = {r["benchmark"]: r for r in md_table(md, "Primary scores (0-100)")}
     for e in entries:
-        cell = scores[e["model"]][e["benchmark"]]
+        cell = scores[e["benchmark"]][e["model"]]
         if e["status"] == "ok":
             raw = e["scores"][e["primary_metric"]]
             assert cell == f"{raw * 100 / scales[e['benchmark']]:.2f}", (e, cell)
@@ -205,7 +205,7 @@ def test_fixture_reports_pass_the_checks(built_run: Path, tmp_path: Path) -> Non
 
 def test_checks_catch_a_number_that_differs_from_summary(built_run: Path) -> None:
     md = built_run / "report.md"
-    md.write_text(md.read_text().replace("| 66.67 | 66.67 | 33.33 |", "| 66.67 | 66.00 | 33.33 |"))
+    md.write_text(md.read_text().replace("| POPE | 100.00 | 66.67 |", "| POPE | 100.00 | 66.00 |"))
     with pytest.raises(AssertionError):
         check_report_md(built_run)
 
