@@ -19,8 +19,17 @@ _ENTRY_KEYS = ("combinations", "results", "entries")
 # Full-scale value of a primary score by VLMEvalKit scorer kind: its MCQ evaluators report
 # accuracy as a fraction, yes/no and VQA evaluators in percent (vlmeval/dataset/utils).
 _KIND_SCALE = {"mcq": 1.0, "yorn": 100.0, "vqa": 100.0}
-# Metrics whose scale is fixed by name whatever the kind (OCRBench sums points out of 1000).
-_METRIC_SCALE = {"Final Score": 1000.0, "Final Score Norm": 100.0}
+# Metrics whose scale is fixed by name whatever the kind: OCRBench sums points out of 1000, and
+# the primary metrics that VLMEvalKit's report_primary_metric makes up are percentages even for
+# MCQ sets (ms-vlmeval 0.0.20: ImageMCQDataset's "Overall Acc" is the fraction x 100).
+_METRIC_SCALE = {
+    "Final Score": 1000.0,
+    "Final Score Norm": 100.0,
+    "Overall Acc": 100.0,
+    "Overall macro": 100.0,
+    "Overall Avg Score": 100.0,
+    "Overall Score": 100.0,
+}
 
 
 class ReportError(ValueError):

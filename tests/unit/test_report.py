@@ -374,3 +374,19 @@ def test_combination_no_attempt_planned_has_no_host(results: Path, refs: dict) -
 
 def test_model_loads_in_overview(files: dict[str, str]) -> None:
     assert "- Model loads: 3" in files["report.md"]
+
+
+def test_made_up_primary_metric_is_read_as_percent(results: Path, refs: dict) -> None:
+    # MMStar has no split column: ms-vlmeval reports its primary "Overall Acc" as fraction x 100
+    # next to the flattened fraction (as the worker recorded it in a real smoke run).
+    summary_path = results / CURRENT / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    for e in summary["combinations"]:
+        if (e["model"], e["benchmark"]) == ("llava_v1.5_7b", "SEEDBench_IMG"):
+            e["scores"] = {"split=none|Overall": 0.4, "Overall Acc": 40.0}
+            e["primary_metric"] = "Overall Acc"
+    summary_path.write_text(json.dumps(summary))
+    md = build_reports(results / CURRENT, refs)["report.md"]
+    assert {r[0]: r[1] for r in table(md, "Primary scores (0-100)")}["SEEDBench_IMG"] == "40.00"
+    assert ["SEEDBench_IMG", "Overall Acc", "0-100", "metric 'Overall Acc'"] in table(
+        md, "Score scales")  # fmt: skip
