@@ -1,0 +1,258 @@
+"""eval.yml end to end, in the real image, over two inventory names for this machine
+(tests/e2e/inventory-two-hosts/hosts.yml, each with its own eval_dirs_root).
+
+Smoke mode: tiny random checkpoints and synthetic datasets made by the worker, on CPU; the
+orchestration, image, worker and VLMEvalKit code are the real ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+import pytest
+import yaml
+from conftest import DOCKER, REPO
+
+pytestmark = pytest.mark.slow
+
+INVENTORY = REPO / "tests" / "e2e" / "inventory-two-hosts" / "hosts.yml"
+HOSTS = ("node-a", "node-b")
+CATALOGUE = yaml.safe_load((REPO / "playbooks" / "vars" / "catalogue.yml").read_text())
+# A stand-in token: it must never show up in output, results or docker inspect.
+TOKEN = "hf_e2eNotARealToken0123456789"
+POLL = "2"
+
+
+class Fleet:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.results = root / "results"
+        self.env = {
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+            "VLM_E2E_ROOT": str(root / "hosts"),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        }
+
+    def playbook(self, name: str, **kw: Any) -> ansible_runner.Runner:
+        return ansible_runner.run(
+            private_data_dir=tempfile.mkdtemp(dir=self.root),
+            project_dir=str(REPO),
+            playbook=str(REPO / name),
+            inventory=str(INVENTORY),
+            envvars=self.env,
+            quiet=True,
+            **kw,
+        )
+
+    def eval(self, **extravars: Any) -> ansible_runner.Runner:
+        extravars.setdefault("results_dir", str(self.results))
+        extravars.setdefault("eval_run_poll_seconds", POLL)
+        return self.playbook("eval.yml", extravars=extravars)
+
+    def host_dir(self, host: str, run_id: str) -> Path:
+        return self.root / "hosts" / host / "outputs" / run_id / host
+
+    def summary(self, run_id: str) -> dict[str, Any]:
+        return json.loads((self.results / run_id / "summary.json").read_text())
+
+
+def stdout(runner: ansible_runner.Runner) -> str:
+    return runner.stdout.read()
+
+
+@pytest.fixture(scope="module")
+def fleet(built_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """Both inventory names provisioned with role eval_dirs (site.yml's eval_dirs tag)."""
+    f = Fleet(tmp_path_factory.mktemp("eval"))
+    r = f.playbook(
+        "site.yml",
+        tags="eval_dirs",
+        # Root here already; site.yml's become would need sudo, which this machine lacks.
+        extravars={"ansible_become": False, "eval_dirs_hf_token": TOKEN},
+    )
+    assert r.rc == 0, stdout(r)
+    yield f
+    containers = docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id").split()
+    mine = [c for c in containers if str(f.root) in docker("inspect", c)]
+    if mine:
+        docker("rm", "-f", *mine)
+
+
+def docker(*args: str) -> str:
+    return subprocess.run([DOCKER, *args], capture_output=True, text=True, check=False).stdout
+
+
+def run_containers(run_id: str) -> list[str]:
+    return docker("ps", "-aq", "--filter", f"label=io.vlm-eval.run_id={run_id}").split()
+
+
+def tree_digest(path: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_file()
+        else "dir"
+        for p in sorted(path.rglob("*"))
+    }
+
+
+def test_smoke_full_matrix_over_two_hosts(fleet: Fleet) -> None:
+    run_id = "e2e-full"
+    started = time.monotonic()
+    r = fleet.eval(smoke="true", limit="3", run_id=run_id, eval_run_keep_containers="true")
+    wall = time.monotonic() - started
+    out = stdout(r)
+    assert r.rc == 0, out[-5000:]
+
+    summary = fleet.summary(run_id)
+    assert summary["totals"] == {"ok": 40, "failed": 0, "missing": 0, "total": 40}
+    assert summary["smoke"] is True and summary["limit"] == 3
+    pairs = {(c["model"], c["benchmark"]) for c in summary["combinations"]}
+    assert pairs == {
+        (m, b)
+        for m in CATALOGUE["catalogue_default_models"]
+        for b in CATALOGUE["catalogue_default_benchmarks"]
+    }
+    plan = json.loads((fleet.results / run_id / "plan.json").read_text())
+    # Both hosts work, and each model is loaded once per slot it runs on.
+    assert {u["host"] for u in plan["units"]} == set(HOSTS)
+    assert len({(u["host"], u["slot"], u["model"]) for u in plan["units"]}) == len(plan["units"])
+    for c in summary["combinations"]:
+        assert c["samples"] == 3, c
+        record = fleet.results / run_id / c["host"] / c["model"] / c["benchmark"] / "status.json"
+        status = json.loads(record.read_text())
+        assert status["status"] == "ok" and status["smoke"] is True
+        # Results of the two hosts are kept apart: each record sits in its own host's tree.
+        assert (fleet.host_dir(c["host"], run_id) / c["model"] / c["benchmark"]).is_dir()
+    for host in HOSTS:
+        info = json.loads((fleet.results / run_id / host / "host.json").read_text())
+        assert info["image_labels"]["io.vlm-eval.versions.transformers"] == "4.37.2"
+    assert (fleet.results / "latest").resolve() == (fleet.results / run_id).resolve()
+    run = json.loads((fleet.results / run_id / "run.json").read_text())
+    assert run["finished_at"] and run["inputs"]["limit"] == 3
+
+    # The token reached the workers only as a mounted file.
+    containers = run_containers(run_id)
+    assert len(containers) == len({(u["host"], u["slot"]) for u in plan["units"]})
+    for c in containers:
+        assert TOKEN not in docker("inspect", c)
+    assert TOKEN not in out
+    assert not any(
+        TOKEN in p.read_text(errors="replace")
+        for p in (fleet.results / run_id).rglob("*")
+        if p.is_file()
+    )
+    docker("rm", "-f", *containers)
+    loads = len(plan["units"])
+    print(f"\nsmoke 40 combinations, limit 3: {wall:.0f} s wall, {loads} model loads")
+
+
+def test_resume_after_the_worker_is_killed(fleet: Fleet) -> None:
+    run_id = "e2e-resume"
+    benchmarks = "POPE,MMStar,OCRBench,AI2D_TEST,HallusionBench,TextVQA_VAL"
+    killed: list[str] = []
+
+    def kill_after_first_record() -> None:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            done = [
+                p for host in HOSTS for p in fleet.host_dir(host, run_id).glob("*/*/status.json")
+            ]
+            if done:
+                ids = run_containers(run_id)
+                docker("kill", *ids)
+                killed.extend(ids)
+                return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_after_first_record, daemon=True)
+    killer.start()
+    first = fleet.eval(
+        smoke="true", limit="3", run_id=run_id, models="llava_v1.5_7b", benchmarks=benchmarks
+    )
+    killer.join(timeout=5)
+    assert killed, "no status record appeared; the worker never finished a combination"
+    assert first.rc != 0, "the killed run must fail: combinations are missing"
+    before = fleet.summary(run_id)
+    assert 0 < before["totals"]["ok"] < 6, before["totals"]
+    finished_before = {
+        (c["model"], c["benchmark"]): json.loads(
+            (
+                fleet.results / run_id / c["host"] / c["model"] / c["benchmark"] / "status.json"
+            ).read_text()
+        )["finished_at"]
+        for c in before["combinations"]
+        if c["status"] == "ok"
+    }
+
+    # Same run_id, no other input: the stored inputs are reused.
+    second = fleet.eval(run_id=run_id)
+    assert second.rc == 0, stdout(second)[-5000:]
+    after = fleet.summary(run_id)
+    assert after["totals"] == {"ok": 6, "failed": 0, "missing": 0, "total": 6}
+    plan = json.loads((fleet.results / run_id / "plan.json").read_text())
+    replanned = {(u["model"], b["name"]) for u in plan["units"] for b in u["benchmarks"]}
+    assert not replanned & set(finished_before), "finished combinations were planned again"
+    for c in after["combinations"]:
+        if (c["model"], c["benchmark"]) in finished_before:
+            record = fleet.results / run_id / c["host"] / c["model"] / c["benchmark"]
+            status = json.loads((record / "status.json").read_text())
+            assert status["finished_at"] == finished_before[(c["model"], c["benchmark"])]
+
+
+@pytest.mark.parametrize(
+    ("extravars", "message"),
+    [
+        ({"models": "llava_v1.5_7b,gpt-4o"}, "unknown model 'gpt-4o'; valid models: llava_v1.5_7b"),
+        ({"benchmarks": "POPE,MMBench"}, "unknown benchmark 'MMBench'; valid benchmarks:"),
+        ({"limit": "0"}, "limit must be a positive integer"),
+        ({"run_id": "../../etc"}, "run_id '../../etc' is not usable"),
+        ({"smoke": "perhaps"}, "smoke must be true or false, got 'perhaps'"),
+        ({"run_id": "existing", "resume": "false"}, "run_id 'existing' already has results"),
+        ({"run_id": "existing", "limit": "7"}, "limit=7 differs from run 'existing'"),
+    ],
+)
+def test_bad_inputs_stop_before_anything_runs(
+    fleet: Fleet, tmp_path: Path, extravars: dict[str, str], message: str
+) -> None:
+    results = tmp_path / "results"
+    existing = results / "existing"
+    existing.mkdir(parents=True)
+    (existing / "run.json").write_text(
+        json.dumps(
+            {
+                "run_id": "existing",
+                "started_at": "2026-11-27T00:00:00Z",
+                "inputs": {
+                    "models": ["llava_v1.5_7b"],
+                    "benchmarks": ["POPE"],
+                    "limit": 3,
+                    "smoke": True,
+                    "run_id": "existing",
+                },
+            }
+        )
+    )
+    (existing / "summary.json").write_text("{}")
+    before = tree_digest(results)
+    containers_before = docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id")
+    r = fleet.eval(results_dir=str(results), **extravars)
+    out = stdout(r)
+    assert r.rc != 0
+    assert message in out
+    # Stopped on the controller: no inventory host was contacted, nothing written or started.
+    hosts_touched = {e["event_data"].get("host") for e in r.events if e.get("event_data")}
+    assert not hosts_touched & set(HOSTS)
+    assert tree_digest(results) == before
+    assert docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id") == containers_before
