@@ -148,3 +148,36 @@ def test_progress_callback_prints_one_line_per_poll(tmp_path: Path) -> None:
     ]
     assert lines[0].endswith("ETA -- | gpu0 1/4 llava_v1.5_7b/B1")
     assert " | ETA " in lines[1] and "finished" in lines[3]
+
+
+MODULE_PLAYBOOK = """
+- name: eval.yml's poll, on slot directories without containers
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Wait for the workers
+      eval_slot_status:
+        run_dir: "{{ playbook_dir }}/run"
+        slots: [{slot: gpu0}, {slot: gpu1}]
+      register: eval_poll
+"""
+
+
+def test_progress_callback_reads_the_real_poll_module(tmp_path: Path) -> None:
+    for slot, progress in (
+        ("gpu0", {"done": 3, "total": 10, "current": "llava_v1.5_7b/POPE"}),
+        ("gpu1", {"done": 10, "total": 10, "current": None}),
+    ):
+        (tmp_path / "run" / slot).mkdir(parents=True)
+        (tmp_path / "run" / slot / "slot-progress.json").write_text(json.dumps(progress))
+    (tmp_path / "pb.yml").write_text(MODULE_PLAYBOOK)
+    env = dict(os.environ, ANSIBLE_CALLBACKS_ENABLED="eval_progress", ANSIBLE_NOCOLOR="1")
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), str(tmp_path / "pb.yml")],
+        capture_output=True, text=True, env=env, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    lines = [ln for ln in out.splitlines() if ln.startswith("eval ")]
+    # No container to ask about: gpu0 shows docker's "missing" state instead of its benchmark.
+    assert lines == [
+        "eval localhost: 13/20 (65%) | elapsed 0s | ETA -- | gpu0 3/10 missing, gpu1 done 10/10"
+    ]
