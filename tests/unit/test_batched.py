@@ -1,0 +1,108 @@
+"""Batched inference: same answers and the same prediction file as VLMEvalKit's own loop.
+
+The pure checks run everywhere; the comparison needs the image's stack (torch, LLaVA,
+VLMEvalKit) and builds a tiny random LLaVA-1.5 checkpoint on the CPU (float32, greedy).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from vlmfleet.batched import BatchingError, Sample, batches, check_batch_size, check_model
+
+STACK = all(importlib.util.find_spec(m) for m in ("torch", "llava", "vlmeval"))
+needs_stack = pytest.mark.skipif(not STACK, reason="needs torch, llava and vlmeval (the image)")
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.0, "4", True, None])
+def test_bad_batch_size_is_named(bad: object) -> None:
+    with pytest.raises(BatchingError, match="batch_size must be a positive integer"):
+        check_batch_size(bad)
+
+
+def test_batches_keep_every_sample_once_in_order() -> None:
+    samples = [Sample(i, f"p{i}", ["x.png"]) for i in range(7)]
+    got = list(batches(samples, 3))
+    assert [[s.index for s in b] for b in got] == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_model_without_llava_interface_is_refused_with_its_name() -> None:
+    with pytest.raises(BatchingError, match="SimpleNamespace lacks concat_tilist"):
+        check_model(SimpleNamespace(model=None, tokenizer=None))
+
+
+@pytest.fixture(scope="module")
+def smoke_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("smoke")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VLMFLEET_SMOKE_ROOT", str(root / "ckpt"))
+    mp.setenv("LMUData", str(root / "LMUData"))
+    yield root
+    mp.undo()
+
+
+def _slot(tmp: Path, *, max_new: int, min_new: int | None) -> object:
+    from vlmfleet.slotfile import Slot
+
+    return Slot(
+        run_id="t",
+        host="h",
+        slot="cpu0",
+        device="cpu",
+        smoke=True,
+        limit=6,
+        judge="exact_matching",
+        units=(),
+        max_new_tokens=max_new,
+        min_new_tokens=min_new,
+        path=tmp / "t" / "h" / "cpu0" / "slot.json",
+    )
+
+
+@needs_stack
+@pytest.mark.parametrize(
+    ("bench", "kind"),
+    [("MMBench_DEV_EN", "mcq"), ("TextVQA_VAL", "vqa"), ("POPE", "yorn"), ("BLINK", "mcq")],
+)
+@pytest.mark.parametrize("min_new", [None, 12])
+def test_batched_file_equals_infer_data_job_file(
+    smoke_env: Path, bench: str, kind: str, min_new: int | None
+) -> None:
+    """Batch 4 writes the file VLMEvalKit's batch-1 loop writes, byte for byte in content."""
+    from vlmeval.inference import infer_data_job
+    from vlmeval.smp import load
+    from vlmfleet import worker
+    from vlmfleet.batched import infer_batched
+    from vlmfleet.slotfile import Benchmark
+
+    worker.use_smoke_data_root()
+    slot = _slot(smoke_env, max_new=12, min_new=min_new)
+    worker.seed_everything()
+    model = worker.load_model("llava_v1.5_7b", slot)
+    b = Benchmark(bench, kind)
+    ref_dir = smoke_env / f"ref-{bench}-{min_new}"
+    new_dir = smoke_env / f"new-{bench}-{min_new}"
+    ref_dir.mkdir()
+    new_dir.mkdir()
+    infer_data_job(
+        model, work_dir=str(ref_dir), model_name="m", dataset=worker.prepare_dataset(b, slot)
+    )
+    new_file = infer_batched(model, str(new_dir), "m", worker.prepare_dataset(b, slot), 4)
+    ref_files = sorted(p.name for p in ref_dir.iterdir())
+    assert sorted(p.name for p in new_dir.iterdir()) == ref_files
+    assert Path(new_file).name in ref_files
+    ref = load(str(ref_dir / Path(new_file).name))
+    new = load(new_file)
+    assert list(new.columns) == list(ref.columns)
+    assert len(new) >= 6
+    assert list(new["index"]) == list(ref["index"])
+    assert list(new["prediction"]) == list(ref["prediction"])
+    if min_new:
+        # Fixed answer length: no answer may stop early.
+        assert all(len(p) > 0 for p in new["prediction"])
+    # The file is one dataset.evaluate accepts.
+    dataset = worker.prepare_dataset(b, slot)
+    assert dataset.evaluate(new_file, model="exact_matching", nproc=1) is not None
