@@ -49,6 +49,8 @@ CSV_COLUMNS = (
     "seconds",
     "status",
     "primary",
+    # Smoke scores come from random weights: the flag travels with every row.
+    "smoke",
 )
 DEFAULT_CATALOGUE = _HERE.parent.parent / "playbooks" / "vars" / "catalogue.yml"
 # Package versions in image labels: the image's io.vlm-eval.versions.<package>, or the
@@ -62,6 +64,7 @@ def scores_csv(run: Run) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    smoke = "true" if run.smoke else "false"
     for c in run.combos:
         base = [run.run_id, c.host, c.model, c.benchmark]
         tail = [
@@ -71,7 +74,7 @@ def scores_csv(run: Run) -> str:
         ]
         metrics = sorted(c.scores, key=lambda m: (m != c.primary_metric, m))
         if not metrics:
-            writer.writerow([*base, "", "", *tail, ""])
+            writer.writerow([*base, "", "", *tail, "", smoke])
         for metric in metrics:
             writer.writerow(
                 [
@@ -80,6 +83,7 @@ def scores_csv(run: Run) -> str:
                     c.scores[metric],
                     *tail,
                     "true" if metric == c.primary_metric else "false",
+                    smoke,
                 ]
             )
     return buf.getvalue()

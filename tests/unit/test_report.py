@@ -158,7 +158,7 @@ def test_real_run_has_no_smoke_label(results: Path, refs: dict) -> None:
 def test_scores_csv_long_form(files: dict[str, str]) -> None:
     rows = list(csv.DictReader(io.StringIO(files["scores.csv"])))
     assert list(rows[0]) == ["run", "host", "model", "benchmark", "metric", "value", "samples",
-                             "seconds", "status", "primary"]  # fmt: skip
+                             "seconds", "status", "primary", "smoke"]  # fmt: skip
     # 18 metric values over the 8 ok combinations, one bare row each for the failed and missing.
     assert len(rows) == 20
     pope = [r for r in rows if (r["model"], r["benchmark"]) == ("llava_v1.5_13b", "POPE")]
@@ -169,6 +169,7 @@ def test_scores_csv_long_form(files: dict[str, str]) -> None:
     missing = [r for r in rows if r["status"] == "missing"]
     assert len(missing) == 1 and missing[0]["metric"] == missing[0]["value"] == ""
     assert {r["run"] for r in rows} == {CURRENT}
+    assert {r["smoke"] for r in rows} == {"true"}
 
 
 def test_manifest_provenance(files: dict[str, str]) -> None:
