@@ -12,7 +12,9 @@ import base64
 import csv
 import hashlib
 import io
+import os
 import random
+import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -112,9 +114,11 @@ def _options(
     return opts, "ABCDE"[opts.index(correct)]
 
 
-def _mcq_core(name: str, i: int, *, korean: bool = False, n_options: int = 4) -> Row:
+def _mcq_core(
+    name: str, i: int, *, korean: bool = False, n_options: int = 4, image_key: str | None = None
+) -> Row:
     rng = _rng(name, i)
-    png, facts = draw_scene(name, i)
+    png, facts = draw_scene(image_key or name, i)
     ask = rng.choice(["color", "shape", "count"])
     if ask == "color":
         pool, correct = list(COLORS), facts["color"]
@@ -163,7 +167,9 @@ def mmbench(name: str, n: int) -> list[Row]:
     korean = name.endswith("_KO")
     main = []
     for i in range(n):
-        row = _mcq_core(name, i, korean=korean)
+        # VLMEvalKit caches MMBench images per index in one folder for all MMBench sets, so
+        # the English and Korean sets must share their images.
+        row = _mcq_core(name, i, korean=korean, image_key="MMBench")
         row["hint"] = (
             "" if i % 3 else ("힌트: 이미지를 보세요." if korean else "Look at the image.")
         )
@@ -435,8 +441,9 @@ def write_tsv(path: Path, rows: list[Row]) -> str:
     cols = columns_of(rows)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8", newline="") as fh:
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
         writer = csv.DictWriter(
             fh,
             fieldnames=cols,

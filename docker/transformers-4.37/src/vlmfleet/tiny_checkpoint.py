@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -176,9 +178,11 @@ def relocate(ckpt_dir: Path) -> bool:
     if config.get("mm_vision_tower") == wanted:
         return False
     config["mm_vision_tower"] = wanted
-    tmp = config_file.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(config_file)
+    fd, tmp = tempfile.mkstemp(prefix=".config.", suffix=".tmp", dir=ckpt_dir)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(config, indent=2) + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, config_file)
     return True
 
 
@@ -198,9 +202,16 @@ def ensure_tiny_llava(ckpt_dir: Path, *, seed: int = 0) -> Path:
     ckpt_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}-", dir=ckpt_dir.parent))
     staging = tmp_dir / ckpt_dir.name
-    build_tiny_llava(staging, seed=seed)
-    staging.replace(ckpt_dir)
-    tmp_dir.rmdir()
+    try:
+        build_tiny_llava(staging, seed=seed)
+        try:
+            staging.replace(ckpt_dir)
+        except OSError:
+            # Another worker (a second slot on this host) finished the same build first.
+            if not is_tiny_checkpoint(ckpt_dir):
+                raise
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     relocate(ckpt_dir)
     return ckpt_dir
 

@@ -52,9 +52,13 @@ def lmu_root() -> Path:
     return Path(os.environ.get(LMU_ENV) or (Path.home() / "LMUData"))
 
 
-def use_smoke_data_root() -> Path:
-    """Point VLMEvalKit at $LMUData/smoke, so synthetic files never replace real ones."""
-    root = lmu_root() / "smoke"
+def use_smoke_data_root(slot: Slot) -> Path:
+    """Point VLMEvalKit at $LMUData/smoke/<host>/<slot>.
+
+    Synthetic files never replace real ones, and slots running at once on one machine never
+    write the same TSV or image cache file.
+    """
+    root = lmu_root() / "smoke" / slot.host / slot.slot
     root.mkdir(parents=True, exist_ok=True)
     os.environ[LMU_ENV] = str(root)
     return root
@@ -133,6 +137,12 @@ def prepare_dataset(bench: Benchmark, slot: Slot) -> Any:
     import vlmeval.dataset as vd
     from vlmeval.dataset import build_dataset
 
+    known = any(bench.name in cls.supported_datasets() for cls in vd.DATASET_CLASSES)
+    if slot.smoke and not known:
+        raise CombinationError(
+            f"benchmark {bench.name!r} is not a VLMEvalKit dataset name; smoke mode synthesises "
+            "data only for VLMEvalKit's registered datasets"
+        )
     if slot.smoke:
         from vlmfleet.smoke_data import DEFAULT_QUESTIONS, write_dataset
 
@@ -146,6 +156,15 @@ def prepare_dataset(bench: Benchmark, slot: Slot) -> Any:
                     cls.DATASET_MD5 = {}
                 cls.DATASET_MD5[bench.name] = md5
                 break
+    elif not known:
+        # VLMEvalKit would treat an unknown name as a custom dataset in $LMUData; say so
+        # up front when that file is not there instead of failing deep inside evaluation.
+        tsv = Path(os.environ.get(LMU_ENV) or lmu_root()) / f"{bench.name}.tsv"
+        if not tsv.is_file():
+            raise CombinationError(
+                f"benchmark {bench.name!r} is neither a VLMEvalKit dataset nor a custom "
+                f"dataset file {tsv}"
+            )
     dataset = build_dataset(bench.name)
     if dataset is None:
         raise CombinationError(
@@ -263,7 +282,7 @@ class Worker:
         self.progress(None)
         pending_set = set(pending)
         if slot.smoke:
-            use_smoke_data_root()
+            use_smoke_data_root(slot)
         for unit in slot.units:
             benches = [b for b in unit.benchmarks if (unit.model, b.name) in pending_set]
             if not benches:
@@ -279,7 +298,7 @@ class Worker:
                 seed_everything()
                 model = load_model(unit.model, slot)
             except Exception as err:  # every failure becomes a status record
-                reason = f"model load failed: {type(err).__name__}: {err}"
+                reason = f"model load failed: {describe(err)}"
                 log.error("%s\n%s", reason, traceback.format_exc())
                 for bench in benches:
                     self.record(
@@ -329,12 +348,22 @@ class Worker:
                 "failed",
                 started,
                 time.monotonic() - t0,
-                reason=f"{type(err).__name__}: {err}",
+                reason=describe(err),
             )
         finally:
             logging.getLogger().removeHandler(handler)
             handler.close()
         self.progress(current)
+
+
+def describe(err: BaseException) -> str:
+    """One line for a status record: the exception, or where it came from when it is mute."""
+    text = str(err).strip()
+    if text:
+        return f"{type(err).__name__}: {text}"
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}"
+    return f"{type(err).__name__}{where if frames else ''}"
 
 
 def _empty_cuda_cache() -> None:
@@ -347,6 +376,26 @@ def _empty_cuda_cache() -> None:
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+LOCK_FILE = ".worker.lock"
+
+
+def _lock_slot(slot: Slot) -> Any:
+    """An exclusive lock on the slot directory, held until the process exits, or None.
+
+    Two workers on one slot would write the same prediction files; the kernel drops the lock
+    when a worker dies, so a killed worker never blocks the rerun that resumes it.
+    """
+    import fcntl
+
+    fh = (slot.slot_dir / LOCK_FILE).open("a")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        return None
+    return fh
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vlmfleet.worker", description=__doc__)
     parser.add_argument("--slot-file", required=True, type=Path, help="path of slot.json")
@@ -357,6 +406,14 @@ def main(argv: list[str] | None = None) -> int:
         keys = load_env_file(slot.env_file)
     except SlotFileError as err:
         log.error("bad slot file: %s", err)
+        return 2
+    lock = _lock_slot(slot)
+    if lock is None:
+        log.error(
+            "bad slot file: another worker is already running slot %s (lock %s held)",
+            slot.slot_dir,
+            slot.slot_dir / LOCK_FILE,
+        )
         return 2
     slot_log = logging.FileHandler(slot.slot_dir / "worker.log", encoding="utf-8")
     slot_log.setFormatter(logging.Formatter(LOG_FORMAT))
