@@ -17,8 +17,8 @@ LAB_BASE_IMAGE=${LAB_BASE_IMAGE:-vlm-lab/debian12:latest}
 LAB_DEBIAN_MIRROR=${LAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 LAB_DEBIAN_SUITE=bookworm
 # systemd runs as PID 1 in the instances so services behave as on a real host; non-free is
-# enabled as on a GPU host, so the driver role's install path resolves in check mode.
-LAB_COMPONENTS=main,non-free,non-free-firmware
+# enabled as on a GPU host (the driver needs contrib too), so the driver role's install path resolves in check mode.
+LAB_COMPONENTS=main,contrib,non-free,non-free-firmware
 LAB_PACKAGES=python3,python3-apt,systemd,systemd-sysv,dbus,ca-certificates,gnupg,sudo,procps,iproute2,busybox-static
 
 log() { printf 'lab: %s\n' "$*"; }
@@ -90,6 +90,8 @@ EOF
         ln -sf /dev/null "$root/etc/systemd/system/$unit"
     done
     rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
+    # An empty package list must look stale, so `apt: cache_valid_time` updates it.
+    touch -d @0 "$root/var/lib/apt/lists"
     tar -C "$root" -c . | "$DOCKER" import \
         --change 'CMD ["/lib/systemd/systemd"]' \
         --change 'ENV container=docker' \
