@@ -112,12 +112,13 @@ def progress_line(
 
 
 def progress_items(result: dict[str, Any], default_host: str) -> list[tuple[str, dict[str, Any]]]:
-    """(host, progress) pairs a task result carries; empty for every other task."""
+    """(host, progress) pairs a task result carries; empty for every other task, and for a
+    poll with nothing planned yet (eval.yml's resume check reads the host before any slot)."""
     raw = result.get("eval_progress") if isinstance(result, dict) else None
     items = raw if isinstance(raw, list) else [raw]
     out = []
     for item in items:
-        if isinstance(item, dict) and "done" in item and "total" in item:
+        if isinstance(item, dict) and "done" in item and _int(item.get("total")) > 0:
             out.append((str(item.get("host") or default_host), item))
     return out
 

@@ -102,6 +102,8 @@ def test_parse_started() -> None:
 def test_only_results_with_eval_progress_count() -> None:
     assert progress_items({"changed": False, "stdout": "x"}, "h") == []
     assert progress_items({"eval_progress": {"done": 1}}, "h") == []
+    # eval.yml's resume check calls the poll module before any slot exists: 0/0, no line.
+    assert progress_items({"eval_progress": {"done": 0, "total": 0, "slots": []}}, "h") == []
     assert progress_items({"eval_progress": PROGRESS}, "gpu-01") == [("gpu-01", PROGRESS)]
     many = [{"host": "a", "done": 1, "total": 2}, {"host": "b", "done": 0, "total": 2}]
     assert [h for h, _ in progress_items({"eval_progress": many}, "localhost")] == ["a", "b"]
