@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The H100 run, in two device calls of at most 10 minutes each (the whole bench takes longer):
+#   bash bench/device_h100.sh start   # install carried wheels, build checkpoints, start the bench
+#   bash bench/device_h100.sh wait    # the next call, on the same warm machine: wait, collect
+# The bench runs detached (setsid) so it outlives the first call. Results land in $OUT.
+set -u
+W=/tmp/vlmfleet-bench
+SITE=/tmp/site
+# Import-only modules of ms-vlmeval that the machine lacks and that are too big to carry
+# (bench/standin_launch.py): video, Chinese segmentation, HF datasets, OpenAI client.
+STANDINS=datasets,decord,jieba,av,qwen_vl_utils,openai
+DEADLINE=$((SECONDS + ${BENCH_CALL_SECONDS:-560}))
+export PYTHONPATH=$SITE:$PWD/docker/transformers-4.37/src
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+mkdir -p "$W"
+
+collect() {
+  cp -f "$W"/*.json "$W"/*.log "$OUT"/ 2>/dev/null
+  tail -c 20000 "$W/bench.log" 2>/dev/null | tail -25
+}
+
+if [ "${1:-}" = start ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$SITE" .whl/*.whl || exit 1
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  VLMFLEET_BENCH_STANDINS=$STANDINS python3 bench/standin_launch.py bench/probe_imports.py \
+    2>&1 | tee "$W/probe.log" | tail -15 || exit 1
+  grep -q "^imports ok" "$W/probe.log" || exit 1
+  python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b llava_v1.5_13b \
+    2>&1 | tee "$W/checkpoints.log" | grep -v Warning | tail -5
+  df -h /tmp | tail -1
+  setsid nohup bash -c "python3 bench/run_bench.py --device cuda --arms ${BENCH_ARMS:-project,attn,seed} \
+    --work $W --checkpoints $W/ckpt --standins $STANDINS ${BENCH_ARGS:-} \
+    --label 'H100: full-size random LLaVA-1.5-7B/13B' --out $W/h100-fullsize.json; touch $W/bench.done" \
+    > "$W/bench.log" 2>&1 < /dev/null &
+fi
+while [ ! -e "$W/bench.done" ] && [ $SECONDS -lt $DEADLINE ]; do sleep 5; done
+collect
+[ -e "$W/bench.done" ] && echo "bench finished" || echo "bench still running"
