@@ -16,8 +16,8 @@ LAB_DIR=${LAB_DIR:-.lab}
 LAB_BASE_IMAGE=${LAB_BASE_IMAGE:-vlm-lab/debian12:latest}
 LAB_DEBIAN_MIRROR=${LAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 LAB_DEBIAN_SUITE=bookworm
-# systemd runs as PID 1 in the instances so services behave as on a real host; non-free is
-# enabled as on a GPU host (the driver needs contrib too), so the driver role's install path resolves in check mode.
+# systemd runs as PID 1 in the instances so services behave as on a real host; contrib and
+# non-free are enabled as on a GPU host, so the driver role's install path resolves in check mode.
 LAB_COMPONENTS=main,contrib,non-free,non-free-firmware
 LAB_PACKAGES=python3,python3-apt,systemd,systemd-sysv,dbus,ca-certificates,gnupg,sudo,procps,iproute2,busybox-static
 
@@ -127,7 +127,8 @@ main() {
     fi
     mkdir -p "$LAB_DIR"
     # Chromium renders the HTML report in the report tests.
-    apt_install docker.io debootstrap chromium
+    # gnupg signs the stand-in apt repository the molecule scenario serves.
+    apt_install docker.io debootstrap chromium gnupg
     ensure_dockerd
     ensure_base_image
     log "ready"
