@@ -91,6 +91,7 @@ def test_build_replaces_a_stale_image_verifies_and_then_changes_nothing(
     dry = run_playbook(PLAYBOOK, check=True, **params)
     assert dry.rc == 0, dry.stdout.read()
     assert lock_label(target) == "", "check mode replaced the image"
+    assert changed(dry) > 0, "check mode did not report the rebuild"
 
     first = run_playbook(PLAYBOOK, **params)
     assert first.rc == 0, first.stdout.read()
