@@ -74,9 +74,12 @@ eval_progress:
     total: {description: Combinations planned on this host, type: int}
     failed: {description: Combinations whose record says failed, type: int}
     current: {description: "What runs now, C(slot: model/benchmark) joined by C(; )", type: str}
+    skipped: {description: Combinations skipped as already ok (resume), type: int}
+    started_at: {description: Earliest start of the slots' containers (ISO 8601) or null, type: str}
     slots:
       description: Per slot, C(slot), C(container), C(state) (running, exited, missing...),
-        C(exit_code), C(done), C(total), C(current), C(updated_at).
+        C(exit_code), C(error), C(started_at), C(done), C(skipped), C(total), C(current),
+        C(updated_at).
       type: list
       elements: dict
 records:
@@ -103,18 +106,28 @@ def _slot_total(slot_file: Any) -> int:
     return sum(len(u.get("benchmarks", [])) for u in slot_file.get("units", []))
 
 
-def container_state(module: AnsibleModule, docker: str, name: str) -> tuple[str, int | None, str]:
-    """(status, exit code, error) of a container; status 'missing' when it does not exist."""
+def container_state(
+    module: AnsibleModule, docker: str, name: str
+) -> tuple[str, int | None, str, str | None]:
+    """(status, exit code, error, started at) of a container; 'missing' when it does not exist."""
     rc, out, err = module.run_command([docker, "inspect", "--type", "container", name])
     if rc != 0:
         if "no such" in (err + out).lower():
-            return "missing", None, ""
-        return "unknown", None, (err or out).strip()
+            return "missing", None, "", None
+        return "unknown", None, (err or out).strip(), None
     try:
         state = json.loads(out)[0]["State"]
     except (ValueError, KeyError, IndexError, TypeError):
-        return "unknown", None, "unreadable docker inspect output"
-    return str(state.get("Status", "unknown")), state.get("ExitCode"), str(state.get("Error") or "")
+        return "unknown", None, "unreadable docker inspect output", None
+    started = state.get("StartedAt")
+    # Docker's zero time means "never started".
+    started = started if started and not started.startswith("0001-") else None
+    return (
+        str(state.get("Status", "unknown")),
+        state.get("ExitCode"),
+        str(state.get("Error") or ""),
+        started,
+    )
 
 
 def status_records(run_dir: str) -> list[dict[str, Any]]:
@@ -163,9 +176,9 @@ def main() -> None:
         total = progress.get("total") or _slot_total(
             _read_json(os.path.join(slot_dir, "slot.json"))
         )
-        state, exit_code, error = ("missing", None, "")
+        state, exit_code, error, started = ("missing", None, "", None)
         if spec.get("container") and docker:
-            state, exit_code, error = container_state(module, docker, spec["container"])
+            state, exit_code, error, started = container_state(module, docker, spec["container"])
         slots_out.append(
             {
                 "slot": spec["slot"],
@@ -173,7 +186,9 @@ def main() -> None:
                 "state": state,
                 "exit_code": exit_code,
                 "error": error,
+                "started_at": started,
                 "done": int(progress.get("done") or 0),
+                "skipped": int(progress.get("skipped") or 0),
                 "total": int(total or 0),
                 "current": progress.get("current") if state in RUNNING_STATES else None,
                 "updated_at": progress.get("updated_at"),
@@ -187,6 +202,11 @@ def main() -> None:
             "done": sum(s["done"] for s in slots_out),
             "total": sum(s["total"] for s in slots_out),
             "failed": sum(1 for r in records if r.get("status") == "failed"),
+            # Combinations already ok from an earlier attempt: they took no time in this one.
+            "skipped": sum(s["skipped"] for s in slots_out),
+            "started_at": min(
+                (s["started_at"] for s in slots_out if s["started_at"]), default=None
+            ),
             "current": "; ".join(f"{s['slot']}: {s['current']}" for s in slots_out if s["current"]),
             "slots": slots_out,
         },
