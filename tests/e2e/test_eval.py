@@ -256,3 +256,53 @@ def test_bad_inputs_stop_before_anything_runs(
     assert not hosts_touched & set(HOSTS)
     assert tree_digest(results) == before
     assert docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id") == containers_before
+
+
+STANDIN_NVIDIA_SMI = """#!/bin/sh
+# Stand-in for nvidia-smi on this GPU-less machine: two H100s, the first one mostly in use.
+case "$*" in
+  *--query-gpu=index,name,memory.total,uuid,driver_version*)
+    echo "0, NVIDIA H100 80GB HBM3, 81559, GPU-0000, 550.54.15"
+    echo "1, NVIDIA H100 80GB HBM3, 81559, GPU-0001, 550.54.15" ;;
+  *--query-gpu=index,memory.used,memory.total*)
+    echo "0, 70000, 81559"
+    echo "1, 500, 81559" ;;
+  "") echo "| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15    CUDA Version: 12.4 |" ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+def test_gpu_hosts_are_planned_per_gpu_and_preflight_stops_a_busy_gpu(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text(STANDIN_NVIDIA_SMI)
+    smi.chmod(0o755)
+    run_id = "e2e-gpu-preflight"
+    containers_before = docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id")
+    r = fleet.eval(
+        run_id=run_id,
+        models="llava_v1.5_7b,llava_v1.5_13b",
+        benchmarks="POPE,MMStar",
+        limit="2",
+        gpu_facts_nvidia_smi=str(smi),
+    )
+    out = stdout(r)
+    assert r.rc != 0
+    plan = json.loads((fleet.results / run_id / "plan.json").read_text())
+    # Two hosts x two GPUs: four single-GPU slots, each model loaded once per slot it uses.
+    assert sorted((s["host"], s["slot"]) for s in plan["slots"]) == [
+        (h, g) for h in HOSTS for g in ("gpu0", "gpu1")
+    ]
+    assert all(u["device"] == "cuda" and u["gpus"] == [int(u["slot"][3:])] for u in plan["units"])
+    busy = [u for u in plan["units"] if u["slot"] == "gpu0"]
+    if busy:
+        # 81559 - 70000 MiB = 11.3 GiB free: less than either model needs.
+        assert "not enough free GPU memory" in out
+        assert "GiB free" in out
+    else:
+        assert "Docker has no nvidia runtime" in out
+    # Stopped in preflight: no container started, no worker ran, no summary.
+    assert docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id") == containers_before
+    assert not (fleet.results / run_id / "summary.json").exists()
