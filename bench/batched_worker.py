@@ -2,6 +2,9 @@
 
     python bench/batched_worker.py --batch-size 10 [--attn sdpa|eager] --slot-file slot.json
 
+With --batch-size 1 the worker runs exactly as ``python -m vlmfleet.worker`` (VLMEvalKit's own
+per-sample loop), which is how the seed arm runs.
+
 Runs ``vlmfleet.worker`` unchanged except that each combination's inference goes through
 ``vlmfleet.batched.infer_batched`` (the worker calls ``vlmeval.inference.infer_data_job`` by
 module attribute, so replacing that attribute is the whole hook) until the slot file carries a
@@ -21,6 +24,10 @@ def install(batch_size: int, attn: str | None) -> None:
     from vlmfleet.batched import check_batch_size, infer_batched
 
     check_batch_size(batch_size)
+    if batch_size == 1:
+        # VLMEvalKit's own loop, untouched (vlmeval is imported here all the same, so that both
+        # arms' logs attribute import time alike: before the worker's "loading model" line).
+        return
 
     def infer_data_job(model: Any, work_dir: str, model_name: str, dataset: Any, **_: Any) -> Any:
         infer_batched(model, work_dir, model_name, dataset, batch_size)

@@ -29,7 +29,7 @@ if [ "${1:-}" = start ]; then
   python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b llava_v1.5_13b \
     2>&1 | tee "$W/checkpoints.log" | grep -v Warning | tail -5
   df -h /tmp | tail -1
-  setsid nohup bash -c "python3 bench/run_bench.py --device cuda --arms ${BENCH_ARMS:-project,attn,seed} \
+  setsid nohup bash -c "python3 bench/matrix_bench.py --device cuda --arms ${BENCH_ARMS:-project,attn,seed} \
     --work $W --checkpoints $W/ckpt --standins $STANDINS ${BENCH_ARGS:-} \
     --label 'H100: full-size random LLaVA-1.5-7B/13B' --out $W/h100-fullsize.json; touch $W/bench.done" \
     > "$W/bench.log" 2>&1 < /dev/null &

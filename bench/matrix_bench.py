@@ -1,0 +1,471 @@
+"""The seed's per-combination loop against the project's worker, on the same inputs.
+
+    python bench/matrix_bench.py --device cpu  --out bench/results/cpu-tiny.json
+    python bench/matrix_bench.py --device cuda --out bench/results/h100-fullsize.json
+
+Arms (each on the same synthetic datasets, the same answer length, the same checkpoints):
+- seed: for each model, for each benchmark, a fresh worker process (batch 1: VLMEvalKit's own
+  per-sample loop) on a one-combination slot file (one process, one model load per combination, batch 1: what one
+  ``run.py --data B --model M`` per combination costs), models one after another.
+- project: one worker per model slot (model loaded once, all benchmarks, batched through
+  ``bench/batched_worker.py``), the slots running concurrently on the one device.
+- attn: the project's worker for one model and a few benchmarks with SDPA, then eager attention.
+
+Checkpoints come from the worker's smoke path ($VLMFLEET_SMOKE_ROOT/models/<name>-tiny): the tiny
+random checkpoints on a CPU, or the full-size random ones bench/fullsize_checkpoint.py writes there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+SRC = REPO / "docker" / "transformers-4.37" / "src"
+CATALOGUE = REPO / "playbooks" / "vars" / "catalogue.yml"
+MODELS = ("llava_v1.5_7b", "llava_v1.5_13b")
+# The seed matrix, as /work/shared/reference-scores.md lists it.
+SEED_MATRIX = (
+    "MMBench_DEV_EN TextVQA_VAL GQA_TestDev_Balanced MMMU_DEV_VAL DocVQA_VAL ChartQA_TEST "
+    "InfoVQA_VAL OCRBench AI2D_TEST ScienceQA_VAL POPE HallusionBench MMStar RealWorldQA "
+    "VisOnlyQA-VLMEvalKit VizWiz SEEDBench_IMG BLINK MMBench_DEV_KO SEEDBench_IMG_KO"
+)
+BENCHMARKS = SEED_MATRIX.split()
+LOADED = re.compile(r"loaded model (\S+) in ([0-9.]+) s")
+
+
+def catalogue_kinds(path: Path = CATALOGUE) -> dict[str, str]:
+    """Benchmark kinds from the catalogue (flow-mapping lines; no YAML library needed)."""
+    kinds = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        m = re.match(r"\s+([A-Za-z0-9_.-]+): \{kind: (\w+)", line)
+        if m:
+            kinds[m.group(1)] = m.group(2)
+    return kinds
+
+
+def write_slot(
+    outputs: Path,
+    run_id: str,
+    slot: str,
+    device: str,
+    units: list[tuple[str, list[str]]],
+    args: Any,
+) -> Path:
+    kinds = catalogue_kinds()
+    data = {
+        "run_id": run_id,
+        "host": "bench",
+        "slot": slot,
+        "device": device,
+        # The smoke path: synthetic datasets and the checkpoints under $VLMFLEET_SMOKE_ROOT.
+        "smoke": True,
+        "limit": args.limit,
+        "judge": "exact_matching",
+        "max_new_tokens": args.new_tokens,
+        "min_new_tokens": args.new_tokens,
+        "units": [
+            {"model": m, "benchmarks": [{"name": b, "kind": kinds[b]} for b in benches]}
+            for m, benches in units
+        ],
+    }
+    path = outputs / run_id / "bench" / slot / "slot.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+class Sampler:
+    """GPU utilisation every ``period`` seconds (nvidia-smi), or nothing on a CPU."""
+
+    def __init__(self, gpu: bool, period: float = 0.2) -> None:
+        self.gpu = gpu and shutil.which("nvidia-smi") is not None
+        self.period = period
+        self.util: list[float] = []
+        self.mem: list[float] = []
+        self.proc: subprocess.Popen[str] | None = None
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> Sampler:
+        if self.gpu:
+            self.proc = subprocess.Popen(
+                [
+                    "nvidia-smi",
+                    "--query-gpu=utilization.gpu,memory.used",
+                    "--format=csv,noheader,nounits",
+                    f"--loop-ms={int(self.period * 1000)}",
+                    "--id=0",
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            self.thread = threading.Thread(target=self._read, daemon=True)
+            self.thread.start()
+        return self
+
+    def _read(self) -> None:
+        assert self.proc and self.proc.stdout
+        for line in self.proc.stdout:
+            try:
+                util, mem = (float(x) for x in line.split(","))
+            except ValueError:
+                continue
+            self.util.append(util)
+            self.mem.append(mem)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait()
+        if self.thread:
+            self.thread.join(timeout=2)
+
+    def summary(self) -> dict[str, Any]:
+        if not self.util:
+            return {}
+        return {
+            "gpu_busy_share": round(sum(self.util) / len(self.util) / 100, 3),
+            "gpu_samples": len(self.util),
+            "gpu_sample_period_s": self.period,
+            "gpu_share_of_samples_busy": round(sum(u > 0 for u in self.util) / len(self.util), 3),
+            "gpu_memory_peak_mib": max(self.mem),
+        }
+
+
+def child_env(args: Any, threads: int | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["VLMFLEET_SMOKE_ROOT"] = str(args.checkpoints)
+    env["LMUData"] = str(args.work / "LMUData")
+    env["HF_HOME"] = str(args.work / "hf")
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    env["PYTHONWARNINGS"] = "ignore"
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    if args.standins:
+        env["VLMFLEET_BENCH_STANDINS"] = args.standins
+    return env
+
+
+def launch(args: Any, *target: str) -> list[str]:
+    """The interpreter command for a module (-m NAME) or script, with stand-ins when asked."""
+    if args.standins:
+        return [args.python, str(REPO / "bench" / "standin_launch.py"), *target]
+    return [args.python, *target]
+
+
+def run_code(args: Any, code: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    script = args.work / "_snippet.py"
+    script.write_text(code, encoding="utf-8")
+    return subprocess.run(
+        [*launch(args, str(script)), *argv],
+        env=child_env(args, None),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+PROCESS_WALL: list[float] = []
+
+
+def run_procs(cmds: list[list[str]], env: dict[str, str], logs: list[Path]) -> list[int]:
+    """Start all, wait for all; each one's wall time goes to PROCESS_WALL."""
+    procs = []
+    t0 = time.monotonic()
+    for cmd, log in zip(cmds, logs, strict=True):
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w", encoding="utf-8") as fh:
+            procs.append(subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT))
+    ends: dict[int, float] = {}
+    while len(ends) < len(procs):
+        for i, proc in enumerate(procs):
+            if i not in ends and proc.poll() is not None:
+                ends[i] = time.monotonic() - t0
+        time.sleep(0.05)
+    PROCESS_WALL.extend(round(ends[i], 2) for i in range(len(procs)))
+    return [p.returncode for p in procs]
+
+
+def collect(run_dir: Path) -> dict[str, Any]:
+    """Counts and times from the worker's own records and logs."""
+    statuses = [json.loads(p.read_text()) for p in sorted(run_dir.glob("*/*/status.json"))]
+    loads = []
+    for log in sorted(run_dir.glob("*/worker.log")):
+        loads += [(m, float(s)) for m, s in LOADED.findall(log.read_text(errors="replace"))]
+    ok = [s for s in statuses if s["status"] == "ok"]
+    return {
+        "combinations_ok": len(ok),
+        "combinations_failed": len(statuses) - len(ok),
+        "failures": [
+            f"{s['model']}/{s['benchmark']}: {s['reason']}" for s in statuses if s not in ok
+        ],
+        "predictions": sum(s.get("extra", {}).get("predictions", s["samples"]) for s in ok),
+        "questions": sum(s["samples"] for s in ok),
+        "model_loads": len(loads),
+        "model_load_s": round(sum(s for _, s in loads), 2),
+        "combination_s": round(sum(s["seconds"] for s in statuses), 2),
+    }
+
+
+def timed_arm(
+    name: str,
+    cmds: list[list[str]],
+    env: dict[str, str],
+    logs: list[Path],
+    args: Any,
+    run_dir: Path,
+) -> dict[str, Any]:
+    PROCESS_WALL.clear()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with Sampler(args.device == "cuda") as sampler:
+        t0 = time.monotonic()
+        codes = (
+            run_procs(cmds, env, logs)
+            if not args.sequential_cmds
+            else [run_procs([c], env, [lg])[0] for c, lg in zip(cmds, logs, strict=True)]
+        )
+        wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    result = {"arm": name, "wall_s": round(wall, 2), "exit_codes": sorted(set(codes))}
+    result.update(collect(run_dir))
+    result["processes"] = len(cmds)
+    result["process_wall_s"] = list(PROCESS_WALL)
+    # Per process: what is neither loading the model nor running combinations is interpreter
+    # start, imports (vlmeval imports every dataset module) and teardown.
+    result["startup_and_other_s"] = round(
+        max(0.0, sum(PROCESS_WALL) - result["model_load_s"] - result["combination_s"]), 2
+    )
+    if result["predictions"]:
+        result["seconds_per_sample"] = round(wall / result["predictions"], 4)
+    result["cpu_s"] = round(cpu, 1)
+    result["cpu_busy_share"] = round(cpu / wall / (os.cpu_count() or 1), 3)
+    result.update(sampler.summary())
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def seed_arm(args: Any) -> dict[str, Any]:
+    """One fresh worker process per combination, one after another (commands run in order)."""
+    outputs = args.work / "outputs"
+    run_dir = outputs / "seed" / "bench"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    cmds, logs = [], []
+    for model in args.models:
+        for k, bench in enumerate(args.benchmarks):
+            slot = write_slot(
+                outputs, "seed", f"{model}-{k:02d}", args.device, [(model, [bench])], args
+            )
+            cmds.append(
+                [*launch(args, str(REPO / "bench" / "batched_worker.py")), "--batch-size", "1"]
+                + ["--slot-file", str(slot)]
+            )
+            logs.append(slot.parent / "stdout.log")
+    env = child_env(args, None)
+    saved = args.sequential_cmds
+    args.sequential_cmds = True
+    try:
+        return timed_arm("seed", cmds, env, logs, args, run_dir)
+    finally:
+        args.sequential_cmds = saved
+
+
+def project_arm(
+    args: Any,
+    name: str = "project",
+    models: list[str] | None = None,
+    benchmarks: list[str] | None = None,
+    attn: str | None = None,
+) -> dict[str, Any]:
+    outputs = args.work / "outputs"
+    run_dir = outputs / name / "bench"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    models = models or args.models
+    cmds, logs = [], []
+    for model in models:
+        slot = write_slot(
+            outputs,
+            name,
+            f"slot-{model}",
+            args.device,
+            [(model, benchmarks or args.benchmarks)],
+            args,
+        )
+        cmd = [
+            *launch(args, str(REPO / "bench" / "batched_worker.py")),
+            "--batch-size",
+            str(args.batch_size),
+            "--slot-file",
+            str(slot),
+        ]
+        if attn:
+            cmd += ["--attn", attn]
+        cmds.append(cmd)
+        logs.append(slot.parent / "stdout.log")
+    slots = 1 if args.sequential_cmds else len(cmds)
+    threads = max(1, (os.cpu_count() or 1) // slots) if args.device == "cpu" else None
+    result = timed_arm(name, cmds, child_env(args, threads), logs, args, run_dir)
+    result.update(
+        {"batch_size": args.batch_size, "concurrent_slots": slots, "attn": attn or "auto"}
+    )
+    return result
+
+
+def versions(args: Any) -> dict[str, Any]:
+    code = (
+        "import json, sys, torch, transformers, tokenizers, accelerate, platform\n"
+        "v = {'python': platform.python_version(), 'torch': torch.__version__,\n"
+        " 'transformers': transformers.__version__, 'tokenizers': tokenizers.__version__,\n"
+        " 'accelerate': accelerate.__version__, 'cuda': torch.version.cuda,\n"
+        " 'gpu': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}\n"
+        "from importlib.metadata import version\n"
+        "for d in ('ms-vlmeval', 'llava-torch', 'numpy', 'pandas'):\n"
+        "    v[d] = version(d)\n"
+        "print(json.dumps(v))\n"
+    )
+    out = run_code(args, code)
+    if out.returncode:
+        sys.exit(f"version probe failed:\n{out.stderr[-3000:]}")
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    if args.standins:
+        found["standins_for_absent_modules"] = args.standins.split(",")
+    return found
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+    }
+    with contextlib.suppress(OSError, StopIteration):
+        info["cpu_model"] = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    info["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    if shutil.which("nvidia-smi"):
+        info["nvidia_smi"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    return info
+
+
+def prepare(args: Any) -> None:
+    """Checkpoints on disk and in the page cache before either arm is timed."""
+    code = (
+        "import sys, zlib\n"
+        "from vlmfleet import worker\n"
+        "from vlmfleet.tiny_checkpoint import ensure_tiny_llava\n"
+        "from vlmeval.config import supported_VLM\n"
+        "for name in sys.argv[1:]:\n"
+        "    path = supported_VLM[name].keywords['model_path']\n"
+        "    target = worker.smoke_root() / 'models' / worker.tiny_name(path)\n"
+        "    print(ensure_tiny_llava(target, seed=zlib.crc32(name.encode())))\n"
+    )
+    out = run_code(args, code, *args.models)
+    if out.returncode:
+        sys.exit(f"checkpoint preparation failed:\n{out.stderr[-3000:]}")
+    for ckpt in out.stdout.split():
+        for f in Path(ckpt).rglob("*.safetensors"):
+            with f.open("rb") as fh:
+                while fh.read(1 << 24):
+                    pass
+    print("checkpoints:", out.stdout.split(), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", choices=("cpu", "cuda"), required=True)
+    p.add_argument("--arms", default="seed,project", help="comma list of seed, project, attn")
+    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--benchmarks", nargs="+", default=BENCHMARKS)
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--new-tokens", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument(
+        "--sequential-slots",
+        dest="sequential_cmds",
+        action="store_true",
+        help="project arm: run the model slots one after another",
+    )
+    p.add_argument("--attn-benchmarks", nargs="+", default=BENCHMARKS[:4])
+    p.add_argument("--work", type=Path, default=Path("/tmp/vlmfleet-bench"))
+    p.add_argument(
+        "--checkpoints", type=Path, default=None, help="VLMFLEET_SMOKE_ROOT (default WORK/ckpt)"
+    )
+    p.add_argument("--python", default=sys.executable)
+    p.add_argument("--label", default="")
+    p.add_argument(
+        "--standins",
+        default="",
+        help="comma list of absent import-only modules to stand in (bench/standin_launch.py)",
+    )
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    args.work = args.work.absolute()
+    args.checkpoints = (args.checkpoints or args.work / "ckpt").absolute()
+    kinds = catalogue_kinds()
+    bad = [b for b in args.benchmarks if b not in kinds]
+    if bad:
+        p.error(f"benchmarks not in the catalogue: {', '.join(bad)}; valid: {', '.join(kinds)}")
+    arms = args.arms.split(",")
+    if set(arms) - {"seed", "project", "attn"}:
+        p.error(f"--arms {args.arms!r}: valid arms are seed, project, attn")
+    args.work.mkdir(parents=True, exist_ok=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    prepare(args)
+    report: dict[str, Any] = {
+        "label": args.label,
+        "started_at": started,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine(),
+        "versions": versions(args),
+        "inputs": {
+            "models": args.models,
+            "benchmarks": args.benchmarks,
+            "limit": args.limit,
+            "new_tokens_per_answer": args.new_tokens,
+            "data": "vlmfleet.smoke_data synthetic TSVs (VLMEvalKit format, PNG images "
+            "280-400 px a side), the same files for every arm",
+            "checkpoints": str(args.checkpoints),
+        },
+        "arms": {},
+    }
+    if "project" in arms:
+        report["arms"]["project"] = project_arm(args)
+    if "seed" in arms:
+        report["arms"]["seed"] = seed_arm(args)
+    if "attn" in arms:
+        for attn in ("sdpa", "eager"):
+            report["arms"][f"attn_{attn}"] = project_arm(
+                args, f"attn_{attn}", args.models[:1], args.attn_benchmarks, attn
+            )
+    seed, proj = report["arms"].get("seed"), report["arms"].get("project")
+    if seed and proj:
+        report["speedup_wall"] = round(seed["wall_s"] / proj["wall_s"], 2)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps({k: report.get(k) for k in ("speedup_wall",)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
