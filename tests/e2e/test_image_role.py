@@ -8,7 +8,9 @@ import json
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,8 @@ def role_vars(ref: str, **more: Any) -> dict[str, Any]:
         "eval_image_repository": repository,
         "eval_image_tag": tag,
         "eval_image_context": str(CONTEXT),
+        # The interpreter here is the controller's venv, which has requests already.
+        "eval_image_python_packages": [],
         **more,
     }
 
@@ -105,18 +109,28 @@ def test_build_replaces_a_stale_image_verifies_and_then_changes_nothing(
     assert not verify_ran(second)
 
 
+REGISTRY_USER, REGISTRY_PASSWORD = "e2e-puller", "e2e-Secret-7f3a"
+
+
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[str]:
-    """Debian's docker-registry (distribution) on a free 127.0.0.1 port; Docker treats
-    127.0.0.0/8 as an insecure registry, so plain HTTP works without daemon changes."""
+    """Debian's docker-registry (distribution) on a free 127.0.0.1 port with htpasswd auth;
+    Docker treats 127.0.0.0/8 as an insecure registry, so plain HTTP needs no daemon change."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt  # the registry accepts bcrypt only; libxcrypt makes it
+
+        hashed = crypt.crypt(REGISTRY_PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH))
+    (tmp_path / "htpasswd").write_text(f"{REGISTRY_USER}:{hashed}\n")
     config = tmp_path / "registry.yml"
     config.write_text(
         "version: 0.1\n"
         f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry'}\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"auth:\n  htpasswd:\n    realm: e2e\n    path: {tmp_path / 'htpasswd'}\n"
         "log:\n  level: warn\n"
     )
     log = (tmp_path / "registry.log").open("w")
@@ -127,6 +141,8 @@ def registry(tmp_path: Path) -> Iterator[str]:
         for _ in range(50):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
+                break
+            except urllib.error.HTTPError:  # 401: up, and asking for credentials
                 break
             except OSError:
                 time.sleep(0.2)
@@ -142,18 +158,38 @@ def registry(tmp_path: Path) -> Iterator[str]:
 def test_pull_from_a_registry_verifies_and_then_changes_nothing(
     run_playbook: Callable[..., Any], target: str, registry: str, built_image: str
 ) -> None:
-    remote = f"{registry}/vlm-eval:transformers-4.37"
+    # Pushed under the role's own name, so the default eval_image_pull_reference finds it.
+    remote = f"{registry}/{target}"
     docker("tag", built_image, remote)
+    subprocess.run(
+        [DOCKER, "login", "-u", REGISTRY_USER, "--password-stdin", registry],
+        input=REGISTRY_PASSWORD,
+        text=True,
+        capture_output=True,
+        check=True,
+    )
     docker("push", remote)
-    # Only the registry has the image under that name now: the role has to pull it.
+    docker("logout", registry)
+    # Only the registry has the image under that name now: the role has to pull it, and it
+    # can only do so by logging in with the credentials it was given.
     docker("rmi", remote)
-    params = role_vars(target, eval_image_source="pull", eval_image_registry=registry)
-    params["eval_image_pull_reference"] = remote
+    params = role_vars(
+        target,
+        eval_image_source="pull",
+        eval_image_registry=registry,
+        eval_image_registry_username=REGISTRY_USER,
+        eval_image_registry_password=REGISTRY_PASSWORD,
+    )
 
     first = run_playbook(PLAYBOOK, **params)
-    assert first.rc == 0, first.stdout.read()
+    out = first.stdout.read()
+    assert first.rc == 0, out
     assert lock_label(target) == LOCK_SHA
     assert verify_ran(first)
+    assert REGISTRY_PASSWORD not in out, "the registry password was printed"
+    docker_config = Path.home() / ".docker" / "config.json"
+    if docker_config.is_file():
+        assert registry not in docker_config.read_text(), "credentials left on the host"
 
     second = run_playbook(PLAYBOOK, **params)
     assert second.rc == 0, second.stdout.read()
