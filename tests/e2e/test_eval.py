@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,21 +47,21 @@ class Fleet:
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         }
 
-    def playbook(self, name: str, **kw: Any) -> ansible_runner.Runner:
+    def playbook(self, name: str, inventory: Path = INVENTORY, **kw: Any) -> ansible_runner.Runner:
         return ansible_runner.run(
             private_data_dir=tempfile.mkdtemp(dir=self.root),
             project_dir=str(REPO),
             playbook=str(REPO / name),
-            inventory=str(INVENTORY),
+            inventory=str(inventory),
             envvars=self.env,
             quiet=True,
             **kw,
         )
 
-    def eval(self, **extravars: Any) -> ansible_runner.Runner:
+    def eval(self, inventory: Path = INVENTORY, **extravars: Any) -> ansible_runner.Runner:
         extravars.setdefault("results_dir", str(self.results))
         extravars.setdefault("eval_run_poll_seconds", POLL)
-        return self.playbook("eval.yml", extravars=extravars)
+        return self.playbook("eval.yml", inventory=inventory, extravars=extravars)
 
     def host_dir(self, host: str, run_id: str) -> Path:
         return self.root / "hosts" / host / "outputs" / run_id / host
@@ -306,3 +308,156 @@ def test_gpu_hosts_are_planned_per_gpu_and_preflight_stops_a_busy_gpu(
     # Stopped in preflight: no container started, no worker ran, no summary.
     assert docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id") == containers_before
     assert not (fleet.results / run_id / "summary.json").exists()
+
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+class SshHost:
+    """A second 'host' reached over real SSH (an sshd of this test on 127.0.0.1), so the test
+    can make it unreachable mid-run by stopping that sshd, and bring it back."""
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "sshd"
+        self.dir.mkdir()
+        for key in ("host_key", "client_key"):
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.dir / key)],
+                check=True,
+            )
+        (self.dir / "authorized_keys").write_text((self.dir / "client_key.pub").read_text())
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        (self.dir / "sshd_config").write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.dir / 'host_key'}\n"
+            f"AuthorizedKeysFile {self.dir / 'authorized_keys'}\n"
+            "PermitRootLogin prohibit-password\n"
+            f"PidFile {self.dir / 'sshd.pid'}\nStrictModes no\nUsePAM no\n"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [str(SSHD), "-D", "-e", "-f", str(self.dir / "sshd_config")],
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for _ in range(50):
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("the test's sshd did not start")
+
+    def stop(self) -> None:
+        """The host drops off the network: listener and open sessions go."""
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    def inventory(self, fleet: Fleet) -> Path:
+        path = self.dir / "hosts.yml"
+        hosts = fleet.root / "hosts"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "all": {
+                        "hosts": {
+                            "node-a": {
+                                "ansible_connection": "local",
+                                "ansible_python_interpreter": sys.executable,
+                                "eval_dirs_root": str(hosts / "node-a"),
+                            },
+                            "node-ssh": {
+                                "ansible_connection": "ssh",
+                                "ansible_host": "127.0.0.1",
+                                "ansible_port": self.port,
+                                "ansible_user": "root",
+                                "ansible_ssh_private_key_file": str(self.dir / "client_key"),
+                                # One connection per task, so a stopped sshd shows at once.
+                                "ansible_ssh_args": "-o ControlMaster=no -o ConnectTimeout=5 "
+                                "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+                                "ansible_python_interpreter": sys.executable,
+                                "eval_dirs_root": str(hosts / "node-ssh"),
+                            },
+                        }
+                    }
+                }
+            )
+        )
+        return path
+
+
+@pytest.mark.skipif(not SSHD.exists(), reason="needs openssh-server (sshd) for a second host")
+def test_host_lost_mid_run_leaves_the_others_and_a_rerun_finishes_it(fleet: Fleet) -> None:
+    ssh = SshHost(fleet.root)
+    ssh.start()
+    try:
+        inventory = ssh.inventory(fleet)
+        r = fleet.playbook(
+            "site.yml",
+            inventory=inventory,
+            tags="eval_dirs",
+            extravars={"ansible_become": False, "eval_dirs_hf_token": TOKEN},
+        )
+        assert r.rc == 0, stdout(r)
+        run_id = "e2e-lost-host"
+        lost_dir = fleet.root / "hosts" / "node-ssh" / "outputs" / run_id / "node-ssh"
+        stopped = threading.Event()
+
+        def drop_host_once_its_worker_runs() -> None:
+            deadline = time.monotonic() + 900
+            while time.monotonic() < deadline:
+                started = docker(
+                    "ps",
+                    "-q",
+                    "--filter",
+                    f"label=io.vlm-eval.run_id={run_id}",
+                    "--filter",
+                    "name=node-ssh",
+                )
+                if started.strip() and list(lost_dir.glob("*/slot.json")):
+                    ssh.stop()
+                    stopped.set()
+                    return
+                time.sleep(0.2)
+
+        dropper = threading.Thread(target=drop_host_once_its_worker_runs, daemon=True)
+        dropper.start()
+        first = fleet.eval(
+            inventory=inventory,
+            smoke="true",
+            limit="2",
+            run_id=run_id,
+            models="llava_v1.5_7b",
+            benchmarks="POPE,MMStar,OCRBench,AI2D_TEST",
+        )
+        dropper.join(timeout=5)
+        assert stopped.is_set(), "node-ssh never got work: the plan did not use both hosts"
+        assert first.rc != 0
+        summary = fleet.summary(run_id)
+        by_host = {}
+        for c in summary["combinations"]:
+            by_host.setdefault(c["host"], []).append(c)
+        # node-a finished its share although node-ssh went away mid-run.
+        assert by_host["node-a"] and all(c["status"] == "ok" for c in by_host["node-a"])
+        assert by_host["node-ssh"]
+        for c in by_host["node-ssh"]:
+            assert c["status"] == "missing"
+            assert "host node-ssh unreachable" in c["reason"]
+        assert summary["lost_hosts"] == ["node-ssh"]
+
+        # The host comes back; its worker may have finished meanwhile. Same run_id again.
+        for c in run_containers(run_id):
+            docker("wait", c)
+        ssh.start()
+        second = fleet.eval(inventory=inventory, run_id=run_id)
+        assert second.rc == 0, stdout(second)[-5000:]
+        after = fleet.summary(run_id)
+        assert after["totals"] == {"ok": 4, "failed": 0, "missing": 0, "total": 4}
+        assert {c["host"] for c in after["combinations"]} == {"node-a", "node-ssh"}
+    finally:
+        ssh.stop()
