@@ -25,6 +25,7 @@ import ansible_runner
 import pytest
 import yaml
 from conftest import DOCKER, REPO
+from test_report_checks import check_reports
 
 pytestmark = pytest.mark.slow
 
@@ -109,7 +110,7 @@ def tree_digest(path: Path) -> dict[str, str]:
     }
 
 
-def test_smoke_full_matrix_over_two_hosts(fleet: Fleet) -> None:
+def test_smoke_full_matrix_over_two_hosts(fleet: Fleet, tmp_path: Path) -> None:
     run_id = "e2e-full"
     started = time.monotonic()
     r = fleet.eval(smoke="true", limit="3", run_id=run_id, eval_run_keep_containers="true")
@@ -156,6 +157,8 @@ def test_smoke_full_matrix_over_two_hosts(fleet: Fleet) -> None:
         if p.is_file()
     )
     docker("rm", "-f", *containers)
+    # The run's reports agree with its summary and render in a real browser.
+    check_reports(fleet.results / run_id, tmp_path / "report.png")
     loads = len(plan["units"])
     print(f"\nsmoke 40 combinations, limit 3: {wall:.0f} s wall, {loads} model loads")
 
