@@ -4,9 +4,9 @@
     python bench/matrix_bench.py --device cuda --out bench/results/h100-fullsize.json
 
 Arms (each on the same synthetic datasets, the same answer length, the same checkpoints):
-- seed: for each model, for each benchmark, a fresh worker process (batch 1: VLMEvalKit's own
-  per-sample loop) on a one-combination slot file (one process, one model load per combination, batch 1: what one
-  ``run.py --data B --model M`` per combination costs), models one after another.
+- seed: for each model, for each benchmark, a fresh worker process on a one-combination slot
+  file (one process and one model load per combination, VLMEvalKit's own per-sample loop: what
+  one ``run.py --data B --model M`` per combination costs), models one after another.
 - project: one worker per model slot (model loaded once, all benchmarks, batched through
   ``bench/batched_worker.py``), the slots running concurrently on the one device.
 - attn: the project's worker for one model and a few benchmarks with SDPA, then eager attention.
@@ -156,6 +156,10 @@ def child_env(args: Any, threads: int | None) -> dict[str, str]:
         env["OMP_NUM_THREADS"] = str(threads)
     if args.standins:
         env["VLMFLEET_BENCH_STANDINS"] = args.standins
+    if args.device == "cuda":
+        # Two model slots share one GPU: without it the 13B slot ran out of memory on the
+        # multi-image benchmarks (BLINK, MMMU) at batch 10 (fragmentation; peak 81 GB).
+        env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     return env
 
 
@@ -269,10 +273,8 @@ def seed_arm(args: Any) -> dict[str, Any]:
             slot = write_slot(
                 outputs, "seed", f"{model}-{k:02d}", args.device, [(model, [bench])], args
             )
-            cmds.append(
-                [*launch(args, str(REPO / "bench" / "batched_worker.py")), "--batch-size", "1"]
-                + ["--slot-file", str(slot)]
-            )
+            worker = launch(args, str(REPO / "bench" / "batched_worker.py"))
+            cmds.append([*worker, "--batch-size", "1", "--slot-file", str(slot)])
             logs.append(slot.parent / "stdout.log")
     env = child_env(args, None)
     saved = args.sequential_cmds
