@@ -44,8 +44,7 @@ e2e: image ## End-to-end tests through ansible-runner
 
 test: lint unit lab image molecule e2e ## Everything CI runs
 
-smoke: setup ## The main job on this machine, no GPU: provision, then smoke-run the matrix
-	bash tests/lab/lab.sh
+smoke: image ## The main job on this machine, no GPU: provision, then smoke-run the matrix
 	$(BIN)/ansible-playbook site.yml
 	$(BIN)/ansible-playbook eval.yml -e smoke=true -e limit=10
 

@@ -21,6 +21,11 @@ LAB_DEBIAN_SUITE=bookworm
 LAB_COMPONENTS=main,contrib,non-free,non-free-firmware
 LAB_PACKAGES=python3,python3-apt,systemd,systemd-sysv,dbus,ca-certificates,gnupg,sudo,procps,iproute2,busybox-static
 
+# The evaluation image's base in the lab (tests/lab/build-image.sh): Debian 12's CPython 3.11
+# with venv and pip, in place of python:3.11-slim-bookworm, which needs Docker Hub.
+LAB_PYTHON_IMAGE=${LAB_PYTHON_IMAGE:-vlm-lab/debian12-python:latest}
+LAB_PYTHON_PACKAGES=python3.11,python3-venv,python3-pip,ca-certificates
+
 log() { printf 'lab: %s\n' "$*"; }
 
 apt_updated=false
@@ -120,6 +125,55 @@ ensure_base_image() {
     log "base image $LAB_BASE_IMAGE: built in $((SECONDS - start)) s"
 }
 
+build_python_image() {
+    local root
+    root=$(mktemp -d /var/tmp/vlm-lab-python.XXXXXX)
+    # shellcheck disable=SC2064 # expand now: $root is local
+    trap "rm -rf '$root'" EXIT
+    log "debootstrap $LAB_DEBIAN_SUITE (python) into $root"
+    debootstrap --variant=minbase --include="$LAB_PYTHON_PACKAGES" \
+        "$LAB_DEBIAN_SUITE" "$root" "$LAB_DEBIAN_MIRROR" >"$LAB_DIR/debootstrap-python.log" 2>&1 \
+        || { tail -n 30 "$LAB_DIR/debootstrap-python.log" >&2; exit 1; }
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
+    tar -C "$root" -c . | "$DOCKER" import \
+        --change 'CMD ["python3"]' \
+        --change "LABEL org.vlm-fleet.lab.recipe=$1" \
+        - "$LAB_PYTHON_IMAGE" >/dev/null
+    rm -rf "$root"
+}
+
+ensure_python_image() {
+    local recipe current
+    recipe=$(
+        {
+            printf '%s\n' "$LAB_DEBIAN_MIRROR" "$LAB_DEBIAN_SUITE" "$LAB_PYTHON_PACKAGES"
+            declare -f build_python_image
+        } | sha256sum | cut -c1-16
+    )
+    current=$("$DOCKER" image inspect "$LAB_PYTHON_IMAGE" \
+        --format '{{ index .Config.Labels "org.vlm-fleet.lab.recipe" }}' 2>/dev/null || true)
+    if [ "$current" = "$recipe" ]; then
+        log "python base image $LAB_PYTHON_IMAGE (recipe $recipe): reused"
+        return
+    fi
+    log "python base image $LAB_PYTHON_IMAGE: building (recipe $recipe, was '${current:-absent}')"
+    local start=$SECONDS
+    build_python_image "$recipe"
+    log "python base image $LAB_PYTHON_IMAGE: built in $((SECONDS - start)) s"
+}
+
+ensure_sshd_binary() {
+    # The lost-host e2e test runs its own sshd; the package's own daemon must not start.
+    if [ -x /usr/sbin/sshd ]; then
+        log "packages present: openssh-server"
+        return
+    fi
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    apt_install openssh-server
+    rm -f /usr/sbin/policy-rc.d
+}
+
 main() {
     if [ "$(id -u)" -ne 0 ]; then
         echo "lab.sh must run as root (it installs packages and starts dockerd)" >&2
@@ -129,8 +183,10 @@ main() {
     # Chromium renders the HTML report in the report tests.
     # gnupg signs the stand-in apt repository the molecule scenario serves.
     apt_install docker.io debootstrap chromium gnupg
+    ensure_sshd_binary
     ensure_dockerd
     ensure_base_image
+    ensure_python_image
     log "ready"
 }
 
