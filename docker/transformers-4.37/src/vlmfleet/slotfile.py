@@ -45,6 +45,10 @@ class Slot:
     max_new_tokens: int | None = None
     # Optional: a floor on the answer length (benchmarks fix the answer length with both).
     min_new_tokens: int | None = None
+    # Optional: samples per generate call. 1 (default) is VLMEvalKit's own per-sample loop;
+    # more goes through vlmfleet.batched (same prompts, same prediction file, one GPU call
+    # per batch: batch 1 leaves an H100 mostly idle).
+    batch_size: int = 1
     path: Path = field(default=Path("slot.json"), compare=False)
 
     @property
@@ -109,6 +113,7 @@ def parse_slot(data: Any, path: Path = Path("slot.json")) -> Slot:
         raise SlotFileError(f"{where}: env_file must be a path string or null, got {env_file!r}")
     max_new = _optional_count(data, "max_new_tokens", where)
     min_new = _optional_count(data, "min_new_tokens", where)
+    batch_size = _optional_count(data, "batch_size", where) or 1
     if max_new is not None and min_new is not None and min_new > max_new:
         raise SlotFileError(f"{where}: min_new_tokens {min_new} exceeds max_new_tokens {max_new}")
     units_raw = _need(data, "units", list, where)
@@ -148,6 +153,7 @@ def parse_slot(data: Any, path: Path = Path("slot.json")) -> Slot:
         env_file=env_file,
         max_new_tokens=max_new,
         min_new_tokens=min_new,
+        batch_size=batch_size,
         path=path,
     )
 

@@ -201,7 +201,16 @@ def run_combination(
 
     seed_everything()
     dataset = prepare_dataset(bench, slot)
-    infer_data_job(model, work_dir=str(cdir), model_name=model_name, dataset=dataset)
+    from vlmfleet.model import DeviceLLaVA
+
+    # Batched generation exists for the LLaVA wrapper; other models keep VLMEvalKit's own
+    # per-sample loop, so a fleet-wide batch_size never fails them.
+    if slot.batch_size > 1 and isinstance(model, DeviceLLaVA):
+        from vlmfleet.batched import infer_batched
+
+        infer_batched(model, str(cdir), model_name, dataset, slot.batch_size)
+    else:
+        infer_data_job(model, work_dir=str(cdir), model_name=model_name, dataset=dataset)
     pred_file = get_pred_file_path(str(cdir), model_name, bench.name, use_env_format=True)
     raw = dataset.evaluate(pred_file, model=slot.judge, nproc=1)
     scores = _clean_scores(flatten_summary_metrics(raw))
