@@ -105,24 +105,27 @@ EOF
     rm -rf "$root"
 }
 
-ensure_base_image() {
-    local recipe current
+ensure_lab_image() {
+    # ensure_lab_image WHAT IMAGE BUILDER RECIPE_INPUTS...: build IMAGE with BUILDER unless it
+    # carries the hash of its recipe (the inputs and the builder's own code) as a label.
+    local what=$1 image=$2 builder=$3 recipe current
+    shift 3
     recipe=$(
         {
-            printf '%s\n' "$LAB_DEBIAN_MIRROR" "$LAB_DEBIAN_SUITE" "$LAB_COMPONENTS" "$LAB_PACKAGES"
-            declare -f build_base_image
+            printf '%s\n' "$@"
+            declare -f "$builder"
         } | sha256sum | cut -c1-16
     )
-    current=$("$DOCKER" image inspect "$LAB_BASE_IMAGE" \
+    current=$("$DOCKER" image inspect "$image" \
         --format '{{ index .Config.Labels "org.vlm-fleet.lab.recipe" }}' 2>/dev/null || true)
     if [ "$current" = "$recipe" ]; then
-        log "base image $LAB_BASE_IMAGE (recipe $recipe): reused"
+        log "$what $image (recipe $recipe): reused"
         return
     fi
-    log "base image $LAB_BASE_IMAGE: building (recipe $recipe, was '${current:-absent}')"
+    log "$what $image: building (recipe $recipe, was '${current:-absent}')"
     local start=$SECONDS
-    build_base_image "$recipe"
-    log "base image $LAB_BASE_IMAGE: built in $((SECONDS - start)) s"
+    "$builder" "$recipe"
+    log "$what $image: built in $((SECONDS - start)) s"
 }
 
 build_python_image() {
@@ -142,25 +145,6 @@ build_python_image() {
     rm -rf "$root"
 }
 
-ensure_python_image() {
-    local recipe current
-    recipe=$(
-        {
-            printf '%s\n' "$LAB_DEBIAN_MIRROR" "$LAB_DEBIAN_SUITE" "$LAB_PYTHON_PACKAGES"
-            declare -f build_python_image
-        } | sha256sum | cut -c1-16
-    )
-    current=$("$DOCKER" image inspect "$LAB_PYTHON_IMAGE" \
-        --format '{{ index .Config.Labels "org.vlm-fleet.lab.recipe" }}' 2>/dev/null || true)
-    if [ "$current" = "$recipe" ]; then
-        log "python base image $LAB_PYTHON_IMAGE (recipe $recipe): reused"
-        return
-    fi
-    log "python base image $LAB_PYTHON_IMAGE: building (recipe $recipe, was '${current:-absent}')"
-    local start=$SECONDS
-    build_python_image "$recipe"
-    log "python base image $LAB_PYTHON_IMAGE: built in $((SECONDS - start)) s"
-}
 
 ensure_sshd_binary() {
     # The lost-host e2e test runs its own sshd; the package's own daemon must not start.
@@ -185,8 +169,10 @@ main() {
     apt_install docker.io debootstrap chromium gnupg
     ensure_sshd_binary
     ensure_dockerd
-    ensure_base_image
-    ensure_python_image
+    ensure_lab_image "base image" "$LAB_BASE_IMAGE" build_base_image \
+        "$LAB_DEBIAN_MIRROR" "$LAB_DEBIAN_SUITE" "$LAB_COMPONENTS" "$LAB_PACKAGES"
+    ensure_lab_image "python base image" "$LAB_PYTHON_IMAGE" build_python_image \
+        "$LAB_DEBIAN_MIRROR" "$LAB_DEBIAN_SUITE" "$LAB_PYTHON_PACKAGES"
     log "ready"
 }
 
