@@ -7,9 +7,15 @@ Arms (each on the same synthetic datasets, the same answer length, the same chec
 - seed: for each model, for each benchmark, a fresh worker process on a one-combination slot
   file (one process and one model load per combination, VLMEvalKit's own per-sample loop: what
   one ``run.py --data B --model M`` per combination costs), models one after another.
-- project: one worker per model slot (model loaded once, all benchmarks, batched through
-  ``bench/batched_worker.py``), the slots running concurrently on the one device.
-- attn: the project's worker for one model and a few benchmarks with SDPA, then eager attention.
+- project: one worker per model slot (model loaded once, all benchmarks, batched generation,
+  the next benchmark prepared and the previous evaluated while one generates), the slots running
+  concurrently: on the one device, or one slot per GPU with ``--gpus N``.
+- attn: the project's worker for one model and a few benchmarks with SDPA, then eager attention
+  (``bench/attn_worker.py``).
+
+Both arms run ``python -m vlmfleet.worker``, the image's worker: the seed arm with slot files of
+one combination and ``batch_size`` 1 (VLMEvalKit's own per-sample loop), the project arm with the
+whole unit and ``batch_size`` N.
 
 Checkpoints come from the worker's smoke path ($VLMFLEET_SMOKE_ROOT/models/<name>-tiny): the tiny
 random checkpoints on a CPU, or the full-size random ones bench/fullsize_checkpoint.py writes there.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import os
 import platform
@@ -44,6 +51,11 @@ SEED_MATRIX = (
 )
 BENCHMARKS = SEED_MATRIX.split()
 LOADED = re.compile(r"loaded model (\S+) in ([0-9.]+) s")
+# The worker's log lines start with logging's asctime (local time, milliseconds after a comma).
+STAMPED = re.compile(
+    r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?(loading model|loaded model)", re.M
+)
+PHASES = ("prepare", "infer", "evaluate")
 
 
 def catalogue_kinds(path: Path = CATALOGUE) -> dict[str, str]:
@@ -63,6 +75,7 @@ def write_slot(
     device: str,
     units: list[tuple[str, list[str]]],
     args: Any,
+    batch_size: int,
 ) -> Path:
     kinds = catalogue_kinds()
     data = {
@@ -76,6 +89,7 @@ def write_slot(
         "judge": "exact_matching",
         "max_new_tokens": args.new_tokens,
         "min_new_tokens": args.new_tokens,
+        "batch_size": batch_size,
         "units": [
             {"model": m, "benchmarks": [{"name": b, "kind": kinds[b]} for b in benches]}
             for m, benches in units
@@ -90,11 +104,12 @@ def write_slot(
 class Sampler:
     """GPU utilisation every ``period`` seconds (nvidia-smi), or nothing on a CPU."""
 
-    def __init__(self, gpu: bool, period: float = 0.2) -> None:
+    def __init__(self, gpu: bool, gpus: int = 1, period: float = 0.2) -> None:
         self.gpu = gpu and shutil.which("nvidia-smi") is not None
+        self.gpus = gpus
         self.period = period
-        self.util: list[float] = []
-        self.mem: list[float] = []
+        # (epoch seconds, GPU index, utilisation %, memory MiB)
+        self.samples: list[tuple[float, int, float, float]] = []
         self.proc: subprocess.Popen[str] | None = None
         self.thread: threading.Thread | None = None
 
@@ -103,10 +118,10 @@ class Sampler:
             self.proc = subprocess.Popen(
                 [
                     "nvidia-smi",
-                    "--query-gpu=utilization.gpu,memory.used",
+                    "--query-gpu=index,utilization.gpu,memory.used",
                     "--format=csv,noheader,nounits",
                     f"--loop-ms={int(self.period * 1000)}",
-                    "--id=0",
+                    f"--id={','.join(str(i) for i in range(self.gpus))}",
                 ],
                 stdout=subprocess.PIPE,
                 text=True,
@@ -119,11 +134,10 @@ class Sampler:
         assert self.proc and self.proc.stdout
         for line in self.proc.stdout:
             try:
-                util, mem = (float(x) for x in line.split(","))
+                index, util, mem = (float(x) for x in line.split(","))
             except ValueError:
                 continue
-            self.util.append(util)
-            self.mem.append(mem)
+            self.samples.append((time.time(), int(index), util, mem))
 
     def __exit__(self, *exc: object) -> None:
         if self.proc:
@@ -132,16 +146,28 @@ class Sampler:
         if self.thread:
             self.thread.join(timeout=2)
 
+    def share(self, start: float = 0.0, end: float = float("inf")) -> float | None:
+        """Mean utilisation over all sampled GPUs between two epoch times, 0-1."""
+        utils = [u for t, _, u, _ in self.samples if start <= t < end]
+        return round(sum(utils) / len(utils) / 100, 3) if utils else None
+
     def summary(self) -> dict[str, Any]:
-        if not self.util:
+        if not self.samples:
             return {}
-        return {
-            "gpu_busy_share": round(sum(self.util) / len(self.util) / 100, 3),
-            "gpu_samples": len(self.util),
+        utils = [u for _, _, u, _ in self.samples]
+        out: dict[str, Any] = {
+            "gpu_busy_share": self.share(),
+            "gpu_samples": len(utils),
             "gpu_sample_period_s": self.period,
-            "gpu_share_of_samples_busy": round(sum(u > 0 for u in self.util) / len(self.util), 3),
-            "gpu_memory_peak_mib": max(self.mem),
+            "gpu_share_of_samples_busy": round(sum(u > 0 for u in utils) / len(utils), 3),
+            "gpu_memory_peak_mib": max(m for *_, m in self.samples),
         }
+        if self.gpus > 1:
+            out["gpu_busy_share_per_gpu"] = [
+                round(sum(us) / len(us) / 100, 3) if us else None
+                for us in ([u for _, i, u, _ in self.samples if i == g] for g in range(self.gpus))
+            ]
+        return out
 
 
 def child_env(args: Any, threads: int | None) -> dict[str, str]:
@@ -221,7 +247,22 @@ def collect(run_dir: Path) -> dict[str, Any]:
         "model_loads": len(loads),
         "model_load_s": round(sum(s for _, s in loads), 2),
         "combination_s": round(sum(s["seconds"] for s in statuses), 2),
+        # The worker's own phase times (they overlap: prepare and evaluate run beside infer).
+        "phase_s": {
+            phase: round(sum(s.get("phase_seconds", {}).get(phase, 0.0) for s in statuses), 2)
+            for phase in PHASES
+        },
     }
+
+
+def load_window(run_dir: Path) -> tuple[float, float] | None:
+    """Epoch times of the first "loading model" and the last "loaded model" line."""
+    starts, ends = [], []
+    for log in sorted(run_dir.glob("*/worker.log")):
+        for stamp, what in STAMPED.findall(log.read_text(errors="replace")):
+            when = dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            (starts if what == "loading model" else ends).append(when)
+    return (min(starts), max(ends)) if starts and ends else None
 
 
 def timed_arm(
@@ -234,8 +275,8 @@ def timed_arm(
 ) -> dict[str, Any]:
     PROCESS_WALL.clear()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with Sampler(args.device == "cuda") as sampler:
-        t0 = time.monotonic()
+    with Sampler(args.device == "cuda", args.gpus) as sampler:
+        t0, epoch0 = time.monotonic(), time.time()
         codes = (
             run_procs(cmds, env, logs)
             if not args.sequential_cmds
@@ -258,6 +299,21 @@ def timed_arm(
     result["cpu_s"] = round(cpu, 1)
     result["cpu_busy_share"] = round(cpu / wall / (os.cpu_count() or 1), 3)
     result.update(sampler.summary())
+    window = load_window(run_dir)
+    if sampler.samples and window and len(cmds) <= args.gpus * 2:
+        # Where the GPU time goes: before any model load (interpreter start, imports), while
+        # models load, and from the last model loaded to the end (the combinations).
+        loads_from, loads_to = window
+        result["gpu_busy_share_by_stage"] = {
+            "start_and_imports": sampler.share(epoch0, loads_from),
+            "model_loads": sampler.share(loads_from, loads_to),
+            "combinations": sampler.share(loads_to),
+        }
+        result["stage_s"] = {
+            "start_and_imports": round(loads_from - epoch0, 2),
+            "model_loads": round(loads_to - loads_from, 2),
+            "combinations": round(epoch0 + wall - loads_to, 2),
+        }
     print(json.dumps(result), flush=True)
     return result
 
@@ -271,10 +327,9 @@ def seed_arm(args: Any) -> dict[str, Any]:
     for model in args.models:
         for k, bench in enumerate(args.benchmarks):
             slot = write_slot(
-                outputs, "seed", f"{model}-{k:02d}", args.device, [(model, [bench])], args
+                outputs, "seed", f"{model}-{k:02d}", args.device, [(model, [bench])], args, 1
             )
-            worker = launch(args, str(REPO / "bench" / "batched_worker.py"))
-            cmds.append([*worker, "--batch-size", "1", "--slot-file", str(slot)])
+            cmds.append([*launch(args, "-m", "vlmfleet.worker"), "--slot-file", str(slot)])
             logs.append(slot.parent / "stdout.log")
     env = child_env(args, None)
     saved = args.sequential_cmds
@@ -305,23 +360,32 @@ def project_arm(
             args.device,
             [(model, benchmarks or args.benchmarks)],
             args,
+            args.batch_size,
         )
-        cmd = [
-            *launch(args, str(REPO / "bench" / "batched_worker.py")),
-            "--batch-size",
-            str(args.batch_size),
-            "--slot-file",
-            str(slot),
-        ]
-        if attn:
-            cmd += ["--attn", attn]
-        cmds.append(cmd)
+        worker = (
+            [str(REPO / "bench" / "attn_worker.py"), "--attn", attn]
+            if attn
+            else ["-m", "vlmfleet.worker"]
+        )
+        cmds.append([*launch(args, *worker), "--slot-file", str(slot)])
         logs.append(slot.parent / "stdout.log")
     slots = 1 if args.sequential_cmds else len(cmds)
     threads = max(1, (os.cpu_count() or 1) // slots) if args.device == "cpu" else None
-    result = timed_arm(name, cmds, child_env(args, threads), logs, args, run_dir)
+    env = child_env(args, threads)
+    if args.gpus > 1:
+        # One slot per GPU, as the planner pins them: each worker sees its own GPU as cuda:0.
+        wrapped = []
+        for k, cmd in enumerate(cmds):
+            wrapped.append(["env", f"CUDA_VISIBLE_DEVICES={k % args.gpus}", *cmd])
+        cmds = wrapped
+    result = timed_arm(name, cmds, env, logs, args, run_dir)
     result.update(
-        {"batch_size": args.batch_size, "concurrent_slots": slots, "attn": attn or "auto"}
+        {
+            "batch_size": args.batch_size,
+            "concurrent_slots": slots,
+            "gpus": args.gpus,
+            "attn": attn or "auto",
+        }
     )
     return result
 
@@ -402,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=10)
     p.add_argument("--new-tokens", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=10)
+    p.add_argument("--gpus", type=int, default=1, help="project arm: one slot per GPU")
     p.add_argument(
         "--sequential-slots",
         dest="sequential_cmds",

@@ -78,8 +78,8 @@ def test_batched_file_equals_infer_data_job_file(
     from vlmfleet.batched import infer_batched
     from vlmfleet.slotfile import Benchmark
 
-    worker.use_smoke_data_root()
     slot = _slot(smoke_env, max_new=12, min_new=min_new)
+    worker.use_smoke_data_root(slot)
     worker.seed_everything()
     model = worker.load_model("llava_v1.5_7b", slot)
     b = Benchmark(bench, kind)

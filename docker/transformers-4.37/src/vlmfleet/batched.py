@@ -11,16 +11,24 @@ LLaVA ``generate`` per batch of samples (left padding with an attention mask; LL
 
 Samples without an image go through the wrapper's own ``generate`` one at a time: LLaVA 1.2.2
 consumes an image feature for every sample of a batch, with or without an ``<image>`` token.
+
+The CPU work is kept off the GPU's path: ``prepare_samples`` (prompts, image dumps) runs on any
+thread, so the worker prepares the next benchmark while this one generates, and each batch's
+tokens and image tensors are made in a helper thread while the previous batch generates.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 log = logging.getLogger("vlmfleet.batched")
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class BatchingError(ValueError):
@@ -42,7 +50,7 @@ def check_batch_size(batch_size: Any) -> int:
 
 def check_model(model: Any) -> None:
     """The LLaVA wrapper interface batching relies on (vlmfleet.model.DeviceLLaVA has it)."""
-    needed = ("concat_tilist", "system_prompt", "tokenizer", "model", "_images", "kwargs")
+    needed = ("concat_tilist", "system_prompt", "tokenizer", "model", "preprocess_images", "kwargs")
     missing = [name for name in needed if not hasattr(model, name)]
     if missing:
         raise BatchingError(
@@ -81,8 +89,60 @@ def batches(samples: Sequence[Sample], batch_size: int) -> Iterator[list[Sample]
         yield list(samples[start : start + batch_size])
 
 
-def generate_batch(model: Any, samples: Sequence[Sample]) -> list[str]:
-    """One LLaVA generate for ``samples`` (each with at least one image); answers in order."""
+def ahead(items: Iterable[T], work: Callable[[T], R]) -> Iterator[tuple[T, R]]:
+    """``(item, work(item))`` in order, each ``work`` running in a helper thread while the
+    caller still handles the previous item. An exception of ``work`` is raised here, in order."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlmfleet-ahead") as pool:
+        pending: tuple[T, Future[R]] | None = None
+        for item in items:
+            future = pool.submit(work, item)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (item, future)
+        if pending is not None:
+            yield pending[0], pending[1].result()
+
+
+@dataclass
+class PreparedSamples:
+    """One dataset's samples: with images (batched, similar prompt lengths together) and
+    without (the wrapper's own generate, one at a time)."""
+
+    with_images: list[Sample] = field(default_factory=list)
+    text_only: list[tuple[Any, list[dict[str, Any]]]] = field(default_factory=list)
+
+
+def prepare_samples(model: Any, dataset: Any) -> PreparedSamples:
+    """Every sample's prompt and image paths, built as VLMEvalKit builds them (dumps images)."""
+    check_model(model)
+    # A view with this dataset's image dumper: the wrapper keeps the dumper as state, and the
+    # main thread may meanwhile be generating another dataset's answers with the same wrapper.
+    view = copy.copy(model)
+    view.set_dump_image(dataset.dump_image)
+    prepared = PreparedSamples()
+    data = dataset.data
+    for i in range(len(data)):
+        line = data.iloc[i]
+        message = build_message(view, dataset, line)
+        sample = to_sample(view, line["index"], message)
+        if sample.images:
+            prepared.with_images.append(sample)
+        else:
+            prepared.text_only.append((line["index"], message))
+    # Similar lengths together: less padding, and the order never changes an answer.
+    prepared.with_images.sort(key=lambda s: len(s.prompt))
+    return prepared
+
+
+@dataclass
+class BatchInputs:
+    input_ids: Any
+    attention_mask: Any
+    images: Any
+
+
+def batch_inputs(model: Any, samples: Sequence[Sample]) -> BatchInputs:
+    """Token ids (left-padded), attention mask and image tensor of a batch, on the CPU."""
     import torch
     from llava.constants import IMAGE_TOKEN_INDEX
     from llava.mm_utils import tokenizer_image_token
@@ -100,7 +160,14 @@ def generate_batch(model: Any, samples: Sequence[Sample]) -> list[str]:
         input_ids[row, width - len(x) :] = x
         attention[row, width - len(x) :] = 1
     # Images of all samples in sample order: LLaVA walks them with one counter over the batch.
-    images = torch.cat([model._images(s.images) for s in samples], dim=0)
+    images = torch.cat([model.preprocess_images(s.images) for s in samples], dim=0)
+    return BatchInputs(input_ids, attention, images)
+
+
+def generate_inputs(model: Any, inputs: BatchInputs) -> list[str]:
+    """One LLaVA generate on prepared batch inputs; answers in row order."""
+    import torch
+
     config = model.model.config
     before = getattr(config, "tokenizer_padding_side", "right")
     config.tokenizer_padding_side = "left"
@@ -109,51 +176,53 @@ def generate_batch(model: Any, samples: Sequence[Sample]) -> list[str]:
             # The wrapper's KeywordsStoppingCriteria(["</s>"]) fires exactly when a row's last
             # token is eos, which generate already handles per row (finished rows get padding).
             output_ids = model.model.generate(
-                input_ids.to(model.device),
-                images=images,
-                attention_mask=attention.to(model.device),
+                inputs.input_ids.to(model.device),
+                images=inputs.images.to(model.device),
+                attention_mask=inputs.attention_mask.to(model.device),
                 **model.kwargs,
             )
     finally:
         config.tokenizer_padding_side = before
-    texts = tok.batch_decode(output_ids, skip_special_tokens=True)
+    texts = model.tokenizer.batch_decode(output_ids, skip_special_tokens=True)
     return [t.strip() for t in texts]
 
 
-def infer_batched(model: Any, work_dir: str, model_name: str, dataset: Any, batch_size: int) -> str:
-    """Infer every sample of ``dataset`` in batches; write and return infer_data_job's file."""
+def generate_batch(model: Any, samples: Sequence[Sample]) -> list[str]:
+    """One LLaVA generate for ``samples`` (each with at least one image); answers in order."""
+    return generate_inputs(model, batch_inputs(model, samples))
+
+
+def infer_prepared(
+    model: Any,
+    work_dir: str,
+    model_name: str,
+    dataset: Any,
+    prepared: PreparedSamples,
+    batch_size: int,
+) -> str:
+    """Generate every prepared sample's answer; write and return infer_data_job's file."""
     from vlmeval.smp import dump
     from vlmeval.smp.file import get_pred_file_path
 
     check_batch_size(batch_size)
     check_model(model)
-    model.set_dump_image(dataset.dump_image)
-    data = dataset.data
-    with_images: list[Sample] = []
-    text_only: list[tuple[Any, list[dict[str, Any]]]] = []
-    for i in range(len(data)):
-        line = data.iloc[i]
-        message = build_message(model, dataset, line)
-        sample = to_sample(model, line["index"], message)
-        if sample.images:
-            with_images.append(sample)
-        else:
-            text_only.append((line["index"], message))
-    # Similar lengths together: less padding, and the order never changes an answer.
-    with_images.sort(key=lambda s: len(s.prompt))
     answers: dict[Any, str] = {}
-    for batch in batches(with_images, batch_size):
-        for sample, text in zip(batch, generate_batch(model, batch), strict=True):
+    todo = batches(prepared.with_images, batch_size)
+    for batch, inputs in ahead(todo, lambda b: batch_inputs(model, b)):
+        for sample, text in zip(batch, generate_inputs(model, inputs), strict=True):
             answers[sample.index] = text
-    for index, message in text_only:
+    if prepared.text_only:
+        model.set_dump_image(dataset.dump_image)
+    for index, message in prepared.text_only:
         answers[index] = model.generate(message=message, dataset=dataset.dataset_name)
+    data = dataset.data
     log.info(
         "%s/%s: %d samples in batches of up to %d (%d without image, one at a time)",
         model_name,
         dataset.dataset_name,
         len(data),
         batch_size,
-        len(text_only),
+        len(prepared.text_only),
     )
     # infer_data_job's result: the dataset rows with a prediction column, image column dropped.
     data["prediction"] = [str(answers[x]) for x in data["index"]]
@@ -164,3 +233,10 @@ def infer_batched(model: Any, work_dir: str, model_name: str, dataset: Any, batc
     )
     dump(data, result_file)
     return result_file
+
+
+def infer_batched(model: Any, work_dir: str, model_name: str, dataset: Any, batch_size: int) -> str:
+    """Infer every sample of ``dataset`` in batches; write and return infer_data_job's file."""
+    check_batch_size(batch_size)
+    prepared = prepare_samples(model, dataset)
+    return infer_prepared(model, work_dir, model_name, dataset, prepared, batch_size)

@@ -53,8 +53,13 @@ class DeviceLLaVA(LLaVA):
             model_name = "llava-v1.5-13b"
         else:
             model_name = get_model_name_from_path(model_path)
+        # Straight onto the GPU: VLMEvalKit's wrapper loads on the CPU and copies over, which
+        # costs a second pass over every weight. A CPU slot loads float16 on the CPU, then widens.
         self.tokenizer, model, self.image_processor, self.context_len = load_pretrained_model(
-            model_path=model_path, model_base=None, model_name=model_name, device_map="cpu"
+            model_path=model_path,
+            model_base=None,
+            model_name=model_name,
+            device_map=str(self.device),
         )
         self.model = model.to(device=self.device, dtype=self.dtype)
         self.model.eval()
@@ -74,14 +79,18 @@ class DeviceLLaVA(LLaVA):
             stacklevel=2,
         )
 
-    def _images(self, paths: list[str]) -> torch.Tensor | None:
+    def preprocess_images(self, paths: list[str]) -> torch.Tensor:
+        """The images as the model takes them, still on the CPU (safe off the main thread)."""
         from llava.mm_utils import process_images
 
-        if not paths:
-            return None
         images = [Image.open(p).convert("RGB") for p in paths]
         args = Namespace(image_aspect_ratio="pad")
-        return process_images(images, self.image_processor, args).to(self.device, dtype=self.dtype)
+        return process_images(images, self.image_processor, args).to(dtype=self.dtype)
+
+    def _images(self, paths: list[str]) -> torch.Tensor | None:
+        if not paths:
+            return None
+        return self.preprocess_images(paths).to(self.device)
 
     def _generate(self, prompt: str, image_tensor: torch.Tensor | None) -> str:
         from llava.constants import IMAGE_TOKEN_INDEX

@@ -15,9 +15,14 @@ import logging
 import os
 import random
 import sys
+import threading
 import time
 import traceback
 import zlib
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +125,12 @@ def load_model(name: str, slot: Slot) -> Any:
     return cls(**kwargs)
 
 
+def attention_of(model: Any) -> str:
+    """The attention implementation transformers chose for the language model, if it says."""
+    config = getattr(getattr(model, "model", None), "config", None)
+    return str(getattr(config, "_attn_implementation", None) or "default")
+
+
 def _clean_scores(flat: dict[str, Any]) -> dict[str, float]:
     import math
 
@@ -191,31 +202,74 @@ def prepare_dataset(bench: Benchmark, slot: Slot) -> Any:
     return dataset
 
 
-def run_combination(
-    model: Any, model_name: str, bench: Benchmark, slot: Slot, cdir: Path
-) -> dict[str, Any]:
-    """Infer and evaluate one combination; returns the fields of an ok record."""
-    from vlmeval.inference import infer_data_job
-    from vlmeval.smp.file import get_pred_file_path
-    from vlmeval.smp.status_report import flatten_summary_metrics
+@dataclass
+class Combination:
+    """One model x benchmark on its way through prepare, infer and evaluate."""
 
-    seed_everything()
-    dataset = prepare_dataset(bench, slot)
+    model_name: str
+    bench: Benchmark
+    cdir: Path
+    started: str
+    t0: float
+    handler: logging.Handler
+    dataset: Any = None
+    samples: Any = None  # vlmfleet.batched.PreparedSamples when batched
+    error: BaseException | None = None
+    pred_file: str = ""
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.model_name}/{self.bench.name}"
+
+
+def batched_for(model: Any, slot: Slot) -> bool:
+    """Batched generation exists for the LLaVA wrapper; other models keep VLMEvalKit's own
+    per-sample loop, so a fleet-wide batch_size never fails them."""
     from vlmfleet.model import DeviceLLaVA
 
-    # Batched generation exists for the LLaVA wrapper; other models keep VLMEvalKit's own
-    # per-sample loop, so a fleet-wide batch_size never fails them.
-    if slot.batch_size > 1 and isinstance(model, DeviceLLaVA):
-        from vlmfleet.batched import infer_batched
+    return slot.batch_size > 1 and isinstance(model, DeviceLLaVA)
 
-        infer_batched(model, str(cdir), model_name, dataset, slot.batch_size)
+
+def prepare_combination(model: Any, combo: Combination, slot: Slot) -> None:
+    """CPU work before the GPU's: the dataset, its sample selection and, batched, the prompts."""
+    combo.dataset = prepare_dataset(combo.bench, slot)
+    if batched_for(model, slot):
+        from vlmfleet.batched import prepare_samples
+
+        combo.samples = prepare_samples(model, combo.dataset)
+
+
+def infer_combination(model: Any, combo: Combination, slot: Slot) -> None:
+    """The GPU's part: every answer, written to VLMEvalKit's prediction file."""
+    from vlmeval.inference import infer_data_job
+    from vlmeval.smp.file import get_pred_file_path
+
+    seed_everything()
+    if combo.samples is not None:
+        from vlmfleet.batched import infer_prepared
+
+        infer_prepared(
+            model, str(combo.cdir), combo.model_name, combo.dataset, combo.samples, slot.batch_size
+        )
     else:
-        infer_data_job(model, work_dir=str(cdir), model_name=model_name, dataset=dataset)
-    pred_file = get_pred_file_path(str(cdir), model_name, bench.name, use_env_format=True)
-    raw = dataset.evaluate(pred_file, model=slot.judge, nproc=1)
+        infer_data_job(
+            model, work_dir=str(combo.cdir), model_name=combo.model_name, dataset=combo.dataset
+        )
+    combo.pred_file = get_pred_file_path(
+        str(combo.cdir), combo.model_name, combo.bench.name, use_env_format=True
+    )
+
+
+def evaluate_combination(combo: Combination, slot: Slot) -> dict[str, Any]:
+    """VLMEvalKit's evaluation of the prediction file; returns the fields of an ok record."""
+    from vlmeval.smp.status_report import flatten_summary_metrics
+
+    dataset = combo.dataset
+    raw = dataset.evaluate(combo.pred_file, model=slot.judge, nproc=1)
     scores = _clean_scores(flatten_summary_metrics(raw))
     if not scores:
-        raise CombinationError(f"VLMEvalKit's evaluation of {bench.name} returned no scores")
+        raise CombinationError(f"VLMEvalKit's evaluation of {combo.bench.name} returned no scores")
     # VLMEvalKit names each dataset's headline figure; some datasets derive it (AI2D's
     # "Overall Acc" is 100 x "split=none|Overall"), so it joins the scores under its own name.
     primary = _clean_scores(dataset.report_primary_metric(scores))
@@ -226,8 +280,36 @@ def run_combination(
         "samples": int(dataset.vlmfleet_questions),
         "scores": scores,
         "primary_metric": primary_key if primary_key in scores else None,
-        "extra": {"predictions": len(dataset.data), "prediction_file": Path(pred_file).name},
+        "extra": {
+            "predictions": len(dataset.data),
+            "prediction_file": Path(combo.pred_file).name,
+        },
     }
+
+
+# The combination each thread is working on: a combination's worker.log takes the log lines of
+# whichever thread works on it at the time (prepare, infer and evaluate overlap).
+_working_on = threading.local()
+
+
+class ThisCombination(logging.Filter):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.combination = name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(_working_on, "name", None) == self.combination
+
+
+@contextmanager
+def working_on(combo: Combination, phase: str) -> Iterator[None]:
+    _working_on.name = combo.name
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        combo.phases[phase] = round(time.monotonic() - t0, 3)
+        _working_on.name = None
 
 
 class Worker:
@@ -236,18 +318,21 @@ class Worker:
         self.run_host_dir = slot.run_host_dir
         self.total = len(slot.combinations())
         self.ok = self.failed = self.skipped = 0
+        # Records and progress are written from the inference and the evaluation threads.
+        self._lock = threading.RLock()
 
     def progress(self, current: str | None, state: str = "running") -> None:
-        records.write_progress(
-            self.slot.slot_dir,
-            done=self.ok + self.failed + self.skipped,
-            total=self.total,
-            current=current,
-            ok=self.ok,
-            failed=self.failed,
-            skipped=self.skipped,
-            state=state,
-        )
+        with self._lock:
+            records.write_progress(
+                self.slot.slot_dir,
+                done=self.ok + self.failed + self.skipped,
+                total=self.total,
+                current=current,
+                ok=self.ok,
+                failed=self.failed,
+                skipped=self.skipped,
+                state=state,
+            )
 
     def record(
         self, model: str, bench: str, status: str, started: str, seconds: float, **fields: Any
@@ -265,9 +350,13 @@ class Worker:
             **fields,
         )
         cdir = records.combo_dir(self.run_host_dir, model, bench)
-        records.write_json_atomic(cdir / records.STATUS_FILE, record)
+        with self._lock:
+            records.write_json_atomic(cdir / records.STATUS_FILE, record)
+            if status == "ok":
+                self.ok += 1
+            else:
+                self.failed += 1
         if status == "ok":
-            self.ok += 1
             log.info(
                 "ok %s/%s in %.1f s: %s=%s",
                 model,
@@ -277,7 +366,6 @@ class Worker:
                 record["scores"].get(record["primary_metric"]),
             )
         else:
-            self.failed += 1
             log.error("failed %s/%s: %s", model, bench, record["reason"])
 
     def run(self) -> int:
@@ -320,9 +408,13 @@ class Worker:
                     )
                     self.progress(f"{unit.model}/{bench.name}")
                 continue
-            log.info("loaded model %s in %.1f s", unit.model, time.monotonic() - t0)
-            for bench in benches:
-                self.run_one(model, unit.model, bench)
+            log.info(
+                "loaded model %s in %.1f s (attention: %s)",
+                unit.model,
+                time.monotonic() - t0,
+                attention_of(model),
+            )
+            self.run_unit(model, unit.model, benches)
             del model
             gc.collect()
             _empty_cuda_cache()
@@ -336,33 +428,88 @@ class Worker:
         )
         return 0 if self.failed == 0 else 1
 
-    def run_one(self, model: Any, model_name: str, bench: Benchmark) -> None:
-        current = f"{model_name}/{bench.name}"
-        self.progress(current)
+    def run_unit(self, model: Any, model_name: str, benches: list[Benchmark]) -> None:
+        """All of a model's benchmarks as a pipeline: while the main thread generates one
+        benchmark's answers, a thread prepares the next benchmark and another evaluates the
+        previous, so the GPU waits on as little CPU work as possible."""
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="vlmfleet-prepare") as preparer,
+            ThreadPoolExecutor(1, thread_name_prefix="vlmfleet-evaluate") as evaluator,
+        ):
+            evaluations: list[Future[None]] = []
+            upcoming = preparer.submit(self.prepare_one, model, model_name, benches[0])
+            for k in range(len(benches)):
+                combo = upcoming.result()
+                if k + 1 < len(benches):
+                    # At most two evaluations behind: each holds its dataset in memory.
+                    while sum(not e.done() for e in evaluations) > 2:
+                        time.sleep(0.05)
+                    upcoming = preparer.submit(self.prepare_one, model, model_name, benches[k + 1])
+                if combo.error is None:
+                    self.progress(combo.name)
+                    try:
+                        with working_on(combo, "infer"):
+                            log.info("running %s (limit %s)", combo.name, self.slot.limit)
+                            infer_combination(model, combo, self.slot)
+                    except Exception as err:  # one failure never stops the rest
+                        log.error("combination %s raised:\n%s", combo.name, traceback.format_exc())
+                        combo.error = err
+                evaluations.append(evaluator.submit(self.finish_one, combo))
+            for evaluation in evaluations:
+                evaluation.result()
+
+    def prepare_one(self, model: Any, model_name: str, bench: Benchmark) -> Combination:
         cdir = records.combo_dir(self.run_host_dir, model_name, bench.name)
         cdir.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(cdir / "worker.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.addFilter(ThisCombination(f"{model_name}/{bench.name}"))
         logging.getLogger().addHandler(handler)
-        started, t0 = records.now_iso(), time.monotonic()
+        combo = Combination(model_name, bench, cdir, records.now_iso(), time.monotonic(), handler)
         try:
-            log.info("running %s (limit %s)", current, self.slot.limit)
-            fields = run_combination(model, model_name, bench, self.slot, cdir)
-            self.record(model_name, bench.name, "ok", started, time.monotonic() - t0, **fields)
-        except Exception as err:  # one failure never stops the rest
-            log.error("combination %s raised:\n%s", current, traceback.format_exc())
-            self.record(
-                model_name,
-                bench.name,
-                "failed",
-                started,
-                time.monotonic() - t0,
-                reason=describe(err),
-            )
+            with working_on(combo, "prepare"):
+                seed_everything()
+                prepare_combination(model, combo, self.slot)
+        except Exception as err:  # a failure becomes this combination's record
+            with working_on(combo, "prepare"):
+                log.error("combination %s raised:\n%s", combo.name, traceback.format_exc())
+            combo.error = err
+        return combo
+
+    def finish_one(self, combo: Combination) -> None:
+        """Evaluate (unless an earlier phase failed) and write the status record."""
+        try:
+            fields: dict[str, Any] | None = None
+            if combo.error is None:
+                try:
+                    with working_on(combo, "evaluate"):
+                        fields = evaluate_combination(combo, self.slot)
+                except Exception as err:  # one failure never stops the rest
+                    with working_on(combo, "evaluate"):
+                        log.error("combination %s raised:\n%s", combo.name, traceback.format_exc())
+                    combo.error = err
+            seconds = time.monotonic() - combo.t0
+            with working_on(combo, "record"):
+                if fields is not None:
+                    fields["extra"]["phase_seconds"] = dict(combo.phases)
+                    self.record(
+                        combo.model_name, combo.bench.name, "ok", combo.started, seconds, **fields
+                    )
+                else:
+                    assert combo.error is not None
+                    self.record(
+                        combo.model_name,
+                        combo.bench.name,
+                        "failed",
+                        combo.started,
+                        seconds,
+                        reason=describe(combo.error),
+                        extra={"phase_seconds": dict(combo.phases)},
+                    )
+            self.progress(combo.name)
         finally:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
-        self.progress(current)
+            logging.getLogger().removeHandler(combo.handler)
+            combo.handler.close()
 
 
 def describe(err: BaseException) -> str:
