@@ -47,6 +47,8 @@ class Combo:
     slot: str | None = None
     reason: str | None = None
     seconds: float | None = None
+    # The generation phase's seconds (the worker's phase_seconds.infer), when the record says.
+    infer_seconds: float | None = None
     samples: int | None = None
     scores: dict[str, float] = field(default_factory=dict)
     primary_metric: str | None = None
@@ -192,6 +194,7 @@ def load_run(run_dir: str | Path, kinds: dict[str, str] | None = None) -> Run:
                 slot=slot,
                 reason=raw.get("reason") or record.get("reason"),
                 seconds=raw.get("seconds", record.get("seconds")),
+                infer_seconds=(record.get("phase_seconds") or {}).get("infer"),
                 samples=raw.get("samples", record.get("samples")),
                 scores={k: v for k, v in scores.items() if _is_number(v)},
                 primary_metric=raw.get("primary_metric") or record.get("primary_metric"),
@@ -278,7 +281,9 @@ def slot_gpus(run: Run, host: str, slot: str | None) -> int:
 
 def model_times(run: Run) -> dict[str, dict[str, float | None]]:
     """Per model: wall seconds (first start to last finish over its combinations) and
-    device seconds (each combination's seconds times the GPUs of its slot; loads excluded)."""
+    device seconds (each combination's generation seconds times the GPUs of its slot; loads
+    excluded). A worker prepares and evaluates beside generation, so a record's own seconds
+    overlap its neighbours'; records without phase times count their whole seconds."""
     out: dict[str, dict[str, float | None]] = {}
     for model in run.models:
         combos = [c for c in run.combos if c.model == model]
@@ -286,9 +291,9 @@ def model_times(run: Run) -> dict[str, dict[str, float | None]]:
         ends = [t for c in combos if (t := parse_time(c.finished_at))]
         wall = (max(ends) - min(starts)).total_seconds() if starts and ends else None
         device = sum(
-            float(c.seconds) * slot_gpus(run, c.host, c.slot)
+            float(busy) * slot_gpus(run, c.host, c.slot)
             for c in combos
-            if _is_number(c.seconds)
+            if _is_number(busy := c.infer_seconds if _is_number(c.infer_seconds) else c.seconds)
         )
         out[model] = {"wall_seconds": wall, "gpu_seconds": round(device, 1)}
     return out

@@ -177,8 +177,9 @@ def _times(run: Run) -> Section:
         "Time per model",
         paragraphs=[
             "Wall time: first combination start to last finish of the model. "
-            "GPU time: sum of combination seconds times the GPUs of their slot "
-            "(a CPU slot counts as one device; model loading not included)."
+            "GPU time: sum of the combinations' generation seconds times the GPUs of their "
+            "slot (a CPU slot counts as one device; model loading, data preparation and "
+            "evaluation not included: the worker runs them beside generation)."
         ],
         table=Table(["model", "combinations", "ok", "wall time", "GPU time"], rows),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -136,6 +137,13 @@ def test_smoke_full_matrix_over_two_hosts(fleet: Fleet, tmp_path: Path) -> None:
         record = fleet.results / run_id / c["host"] / c["model"] / c["benchmark"] / "status.json"
         status = json.loads(record.read_text())
         assert status["status"] == "ok" and status["smoke"] is True
+        assert set(status["phase_seconds"]) == {"prepare", "infer", "evaluate"}
+        # A worker prepares the next benchmark and evaluates the previous while one generates;
+        # each combination's log still holds its own lines and no other combination's.
+        name = f"{c['model']}/{c['benchmark']}"
+        log_text = (record.parent / "worker.log").read_text()
+        assert f"ok {name} in" in log_text
+        assert set(re.findall(r"(?:running|ok|failed) ([\w.-]+/[\w.-]+)", log_text)) == {name}
         # Results of the two hosts are kept apart: each record sits in its own host's tree.
         assert (fleet.host_dir(c["host"], run_id) / c["model"] / c["benchmark"]).is_dir()
     for host in HOSTS:

@@ -112,6 +112,22 @@ def test_totals_times_and_failures(files: dict[str, str]) -> None:
     assert status["SEEDBench_IMG"] == ["ok (gpu-01)", "missing (gpu-02)"]
 
 
+def test_gpu_time_counts_generation_when_records_have_phase_times(
+    results: Path, refs: dict
+) -> None:
+    # The worker's records say how long generation took; preparation and evaluation ran beside
+    # it, so only the infer phase is GPU time (the 7B ran on a one-GPU slot).
+    for record_file in (results / CURRENT / "gpu-01" / "llava_v1.5_7b").glob("*/status.json"):
+        record = json.loads(record_file.read_text())
+        record["phase_seconds"] = {"prepare": 5.0, "infer": 12.0, "evaluate": 3.0}
+        record_file.write_text(json.dumps(record))
+    md = build_reports(results / CURRENT, refs)["report.md"]
+    rows = {r[0]: r for r in table(md, "Time per model")}
+    # Five combinations x 12 s; the wall time is unchanged; the 13B has no phase times.
+    assert rows["llava_v1.5_7b"] == ["llava_v1.5_7b", "5", "5", "3m45s", "1m00s"]
+    assert rows["llava_v1.5_13b"] == ["llava_v1.5_13b", "5", "3", "2m28s", "3m10s"]
+
+
 def test_failure_log_paths_exist(files: dict[str, str], results: Path) -> None:
     failed, missing = table(files["report.md"], "Failures")
     assert "CUDA out of memory" in (results / CURRENT / failed[5]).read_text()

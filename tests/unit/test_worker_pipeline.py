@@ -1,0 +1,155 @@
+"""The worker's per-unit pipeline: prepare, infer and evaluate of neighbouring benchmarks overlap.
+
+The helpers are checked everywhere; the whole-worker check needs the image's stack (torch, LLaVA,
+VLMEvalKit: ``tests/e2e/test_stack_in_image.py`` runs it inside the image) and runs a slot of
+tiny random LLaVA-1.5 checkpoints on the CPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import re
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from vlmfleet import worker
+from vlmfleet.batched import ahead
+
+STACK = all(importlib.util.find_spec(m) for m in ("torch", "llava", "vlmeval"))
+needs_stack = pytest.mark.skipif(not STACK, reason="needs torch, llava and vlmeval (the image)")
+
+
+def test_ahead_keeps_order_and_works_one_item_ahead() -> None:
+    started: list[int] = []
+    seen: list[tuple[int, list[int]]] = []
+
+    def work(x: int) -> int:
+        started.append(x)
+        return x * 10
+
+    for item, result in ahead(range(4), work):
+        time.sleep(0.05)  # the next item's work has had time to start
+        seen.append((item, list(started)))
+        assert result == item * 10
+    # While item k is handled, item k+1 has already been worked on; never more.
+    assert seen == [(0, [0, 1]), (1, [0, 1, 2]), (2, [0, 1, 2, 3]), (3, [0, 1, 2, 3])]
+
+
+def test_ahead_raises_a_failed_item_in_its_place() -> None:
+    def work(x: int) -> int:
+        if x == 2:
+            raise ValueError("item 2 is bad")
+        return x
+
+    got = []
+    with pytest.raises(ValueError, match="item 2 is bad"):
+        for item, _ in ahead(range(5), work):
+            got.append(item)
+    assert got == [0, 1]
+
+
+def test_a_combination_log_takes_only_the_lines_of_threads_working_on_it(tmp_path: Path) -> None:
+    combos = {
+        name: worker.Combination(
+            "m", worker.Benchmark(name, "mcq"), tmp_path, "t", 0.0, logging.NullHandler()
+        )
+        for name in ("A", "B")
+    }
+    handlers = {}
+    for name in combos:
+        handler = logging.FileHandler(tmp_path / f"{name}.log")
+        handler.addFilter(worker.ThisCombination(f"m/{name}"))
+        logging.getLogger().addHandler(handler)
+        handlers[name] = handler
+    log = logging.getLogger("vlmfleet.test")
+    log.setLevel(logging.INFO)
+
+    def phase(name: str, label: str) -> None:
+        with worker.working_on(combos[name], label):
+            for i in range(20):
+                log.warning("%s line %d", name, i)
+
+    try:
+        threads = [
+            threading.Thread(target=phase, args=("A", "infer")),
+            threading.Thread(target=phase, args=("B", "prepare")),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        log.warning("outside any combination")
+    finally:
+        for handler in handlers.values():
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+    for name in ("A", "B"):
+        lines = (tmp_path / f"{name}.log").read_text().splitlines()
+        assert lines == [f"{name} line {i}" for i in range(20)]
+    assert set(combos["A"].phases) == {"infer"} and set(combos["B"].phases) == {"prepare"}
+
+
+@needs_stack
+def test_unit_pipeline_records_each_combination_and_keeps_going_past_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The worker's INFO lines, as its own logging.basicConfig gives them outside pytest.
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("VLMFLEET_SMOKE_ROOT", str(tmp_path / "ckpt"))
+    monkeypatch.setenv("LMUData", str(tmp_path / "LMUData"))
+    slot_dir = tmp_path / "outputs" / "r1" / "h1" / "cpu0"
+    slot_dir.mkdir(parents=True)
+    benches = [
+        {"name": "MMBench_DEV_EN", "kind": "mcq"},
+        # A wrong kind: this one fails while being prepared, beside the first one's inference.
+        {"name": "POPE", "kind": "mcq"},
+        {"name": "TextVQA_VAL", "kind": "vqa"},
+        {"name": "AI2D_TEST", "kind": "mcq"},
+    ]
+    slot_file = slot_dir / "slot.json"
+    slot_file.write_text(
+        json.dumps(
+            {
+                "run_id": "r1",
+                "host": "h1",
+                "slot": "cpu0",
+                "device": "cpu",
+                "smoke": True,
+                "limit": 4,
+                "judge": "exact_matching",
+                "max_new_tokens": 4,
+                "batch_size": 3,
+                "units": [{"model": "llava_v1.5_7b", "benchmarks": benches}],
+            }
+        )
+    )
+    assert worker.main(["--slot-file", str(slot_file)]) == 1
+
+    run_dir = tmp_path / "outputs" / "r1" / "h1"
+    status = {
+        b["name"]: json.loads((run_dir / "llava_v1.5_7b" / b["name"] / "status.json").read_text())
+        for b in benches
+    }
+    assert {n: r["status"] for n, r in status.items()} == {
+        "MMBench_DEV_EN": "ok",
+        "POPE": "failed",
+        "TextVQA_VAL": "ok",
+        "AI2D_TEST": "ok",
+    }
+    assert status["POPE"]["reason"] == "ValueError: benchmark POPE is of kind 'yorn', not 'mcq'"
+    for name, record in status.items():
+        expected = {"prepare"} if name == "POPE" else {"prepare", "infer", "evaluate"}
+        assert set(record["phase_seconds"]) == expected, name
+        text = (run_dir / "llava_v1.5_7b" / name / "worker.log").read_text()
+        named = set(re.findall(r"(?:running|ok|failed) (llava_v1\.5_7b/[\w.-]+)", text))
+        assert named <= {f"llava_v1.5_7b/{name}"}, (name, named)
+        if record["status"] == "ok":
+            assert record["predictions"] >= 4
+            assert f"ok llava_v1.5_7b/{name} in" in text
+    progress = json.loads((slot_dir / "slot-progress.json").read_text())
+    assert (progress["done"], progress["ok"], progress["failed"]) == (4, 3, 1)
+    assert progress["state"] == "finished"
