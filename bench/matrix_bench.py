@@ -36,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,7 @@ def write_slot(
     units: list[tuple[str, list[str]]],
     args: Any,
     batch_size: int,
+    limit: int | None = None,
 ) -> Path:
     kinds = catalogue_kinds()
     data = {
@@ -85,7 +87,7 @@ def write_slot(
         "device": device,
         # The smoke path: synthetic datasets and the checkpoints under $VLMFLEET_SMOKE_ROOT.
         "smoke": True,
-        "limit": args.limit,
+        "limit": limit or args.limit,
         "judge": "exact_matching",
         "max_new_tokens": args.new_tokens,
         "min_new_tokens": args.new_tokens,
@@ -272,16 +274,20 @@ def timed_arm(
     logs: list[Path],
     args: Any,
     run_dir: Path,
+    after_each: Callable[[int, float], None] | None = None,
 ) -> dict[str, Any]:
     PROCESS_WALL.clear()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with Sampler(args.device == "cuda", args.gpus) as sampler:
         t0, epoch0 = time.monotonic(), time.time()
-        codes = (
-            run_procs(cmds, env, logs)
-            if not args.sequential_cmds
-            else [run_procs([c], env, [lg])[0] for c, lg in zip(cmds, logs, strict=True)]
-        )
+        if args.sequential_cmds:
+            codes = []
+            for k, (cmd, log) in enumerate(zip(cmds, logs, strict=True)):
+                codes += run_procs([cmd], env, [log])
+                if after_each:
+                    after_each(k + 1, time.monotonic() - t0)
+        else:
+            codes = run_procs(cmds, env, logs)
         wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -318,8 +324,11 @@ def timed_arm(
     return result
 
 
-def seed_arm(args: Any) -> dict[str, Any]:
-    """One fresh worker process per combination, one after another (commands run in order)."""
+def seed_arm(args: Any, save_partial: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """One fresh worker process per combination, one after another (commands run in order).
+
+    After each process the figures so far go to ``save_partial``: the whole arm takes about
+    25 minutes on an H100, longer than one device call."""
     outputs = args.work / "outputs"
     run_dir = outputs / "seed" / "bench"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -332,10 +341,19 @@ def seed_arm(args: Any) -> dict[str, Any]:
             cmds.append([*launch(args, "-m", "vlmfleet.worker"), "--slot-file", str(slot)])
             logs.append(slot.parent / "stdout.log")
     env = child_env(args, None)
+
+    def partial(done: int, elapsed: float) -> None:
+        so_far = {"arm": "seed", "partial": True, "processes_done": done}
+        so_far |= {"processes": len(cmds), "wall_s_so_far": round(elapsed, 2)}
+        so_far |= collect(run_dir)
+        so_far["process_wall_s"] = list(PROCESS_WALL)
+        print(json.dumps({k: so_far[k] for k in ("processes_done", "wall_s_so_far")}), flush=True)
+        save_partial(so_far)
+
     saved = args.sequential_cmds
     args.sequential_cmds = True
     try:
-        return timed_arm("seed", cmds, env, logs, args, run_dir)
+        return timed_arm("seed", cmds, env, logs, args, run_dir, partial)
     finally:
         args.sequential_cmds = saved
 
@@ -346,6 +364,7 @@ def project_arm(
     models: list[str] | None = None,
     benchmarks: list[str] | None = None,
     attn: str | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
     outputs = args.work / "outputs"
     run_dir = outputs / name / "bench"
@@ -361,6 +380,7 @@ def project_arm(
             [(model, benchmarks or args.benchmarks)],
             args,
             args.batch_size,
+            limit,
         )
         worker = (
             [str(REPO / "bench" / "attn_worker.py"), "--attn", attn]
@@ -385,6 +405,7 @@ def project_arm(
             "concurrent_slots": slots,
             "gpus": args.gpus,
             "attn": attn or "auto",
+            "limit": limit or args.limit,
         }
     )
     return result
@@ -460,7 +481,18 @@ def prepare(args: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=("cpu", "cuda"), required=True)
-    p.add_argument("--arms", default="seed,project", help="comma list of seed, project, attn")
+    p.add_argument(
+        "--arms",
+        default="project,seed",
+        help="comma list of project, seed, attn, scale, run in that order",
+    )
+    p.add_argument(
+        "--scale-limits",
+        nargs="+",
+        type=int,
+        default=[100],
+        help="scale arm: the project arm again at these limits",
+    )
     p.add_argument("--models", nargs="+", default=list(MODELS))
     p.add_argument("--benchmarks", nargs="+", default=BENCHMARKS)
     p.add_argument("--limit", type=int, default=10)
@@ -494,8 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         p.error(f"benchmarks not in the catalogue: {', '.join(bad)}; valid: {', '.join(kinds)}")
     arms = args.arms.split(",")
-    if set(arms) - {"seed", "project", "attn"}:
-        p.error(f"--arms {args.arms!r}: valid arms are seed, project, attn")
+    if set(arms) - {"seed", "project", "attn", "scale"}:
+        p.error(f"--arms {args.arms!r}: valid arms are project, seed, attn, scale")
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     prepare(args)
@@ -516,21 +548,31 @@ def main(argv: list[str] | None = None) -> int:
         },
         "arms": {},
     }
-    if "project" in arms:
-        report["arms"]["project"] = project_arm(args)
-    if "seed" in arms:
-        report["arms"]["seed"] = seed_arm(args)
-    if "attn" in arms:
-        for attn in ("sdpa", "eager"):
-            report["arms"][f"attn_{attn}"] = project_arm(
-                args, f"attn_{attn}", args.models[:1], args.attn_benchmarks, attn
-            )
-    seed, proj = report["arms"].get("seed"), report["arms"].get("project")
-    if seed and proj:
-        report["speedup_wall"] = round(seed["wall_s"] / proj["wall_s"], 2)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({k: report.get(k) for k in ("speedup_wall",)}), flush=True)
+
+    def save(arm: str | None = None, figures: dict[str, Any] | None = None) -> None:
+        if arm:
+            report["arms"][arm] = figures
+        seed, proj = report["arms"].get("seed"), report["arms"].get("project")
+        if seed and proj and not seed.get("partial"):
+            report["speedup_wall"] = round(seed["wall_s"] / proj["wall_s"], 2)
+        # Written after every arm (and every seed process): a cut-off run keeps what it measured.
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    for arm in arms:
+        if arm == "project":
+            save("project", project_arm(args))
+        elif arm == "seed":
+            save("seed", seed_arm(args, lambda so_far: save("seed", so_far)))
+        elif arm == "attn":
+            for attn in ("sdpa", "eager"):
+                name = f"attn_{attn}"
+                save(name, project_arm(args, name, args.models[:1], args.attn_benchmarks, attn))
+        elif arm == "scale":
+            for limit in args.scale_limits:
+                name = f"project_limit{limit}"
+                save(name, project_arm(args, name, limit=limit))
+    print(json.dumps({"speedup_wall": report.get("speedup_wall")}), flush=True)
     return 0
 
 
