@@ -332,6 +332,7 @@ class Worker:
         self.ok = self.failed = self.skipped = 0
         # Records and progress are written from the inference and the evaluation threads.
         self._lock = threading.RLock()
+        self.generating: str | None = None
 
     def progress(self, current: str | None, state: str = "running") -> None:
         with self._lock:
@@ -460,6 +461,7 @@ class Worker:
                         time.sleep(0.05)
                     upcoming = preparer.submit(self.prepare_one, model, model_name, benches[k + 1])
                 if combo.error is None:
+                    self.generating = combo.name
                     self.progress(combo.name)
                     try:
                         with working_on(combo, "infer"):
@@ -520,7 +522,8 @@ class Worker:
                         reason=describe(combo.error),
                         extra={"phase_seconds": dict(combo.phases)},
                     )
-            self.progress(combo.name)
+            # Progress names the combination generating now, not the one just evaluated.
+            self.progress(self.generating or combo.name)
         finally:
             logging.getLogger().removeHandler(combo.handler)
             combo.handler.close()
