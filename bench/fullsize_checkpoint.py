@@ -22,7 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from vlmfleet.tiny_checkpoint import _CORPUS_WORDS, CLIP_MEAN, CLIP_STD, MARKER, VISION_SUBDIR
+from vlmfleet.tiny_checkpoint import (
+    _CORPUS_WORDS,
+    MARKER,
+    VISION_SUBDIR,
+    llava15_config,
+    save_clip_image_processor,
+)
 from vlmfleet.worker import tiny_name
 
 VOCAB = 32000
@@ -64,8 +70,8 @@ def train_tokenizer(work: Path) -> Path:
 
 def build(name: str, root: Path, sp_model: Path) -> Path:
     import torch
-    from llava.model.language_model.llava_llama import LlavaConfig, LlavaLlamaForCausalLM
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel, LlamaTokenizer
+    from llava.model.language_model.llava_llama import LlavaLlamaForCausalLM
+    from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaTokenizer
 
     model_path, hidden, inter, layers, heads = MODELS[name]
     out = (root / "models" / tiny_name(model_path)).absolute()
@@ -86,46 +92,20 @@ def build(name: str, root: Path, sp_model: Path) -> Path:
     )
     with torch.device("cuda"):
         CLIPVisionModel(vcfg).half().save_pretrained(vision_dir, safe_serialization=True)
-    CLIPImageProcessor(
-        size={"shortest_edge": 336},
-        crop_size={"height": 336, "width": 336},
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
-    ).save_pretrained(vision_dir)
+    save_clip_image_processor(vision_dir, 336)
     tokenizer = LlamaTokenizer(vocab_file=str(sp_model), legacy=False, model_max_length=2048)
     tokenizer.pad_token = tokenizer.unk_token
     tokenizer.save_pretrained(out)
-    config = LlavaConfig(
+    config = llava15_config(
+        vision_dir,
         vocab_size=VOCAB,
         hidden_size=hidden,
         intermediate_size=inter,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        max_position_embeddings=4096,
-        rms_norm_eps=1e-5,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-        tie_word_embeddings=False,
-        torch_dtype="float16",
-        use_cache=True,
-        architectures=["LlavaLlamaForCausalLM"],
-        mm_vision_tower=str(vision_dir),
-        mm_projector_type="mlp2x_gelu",
+        layers=layers,
+        heads=heads,
         mm_hidden_size=1024,
-        mm_vision_select_layer=-2,
-        mm_vision_select_feature="patch",
-        mm_patch_merge_type="flat",
-        mm_use_im_start_end=False,
-        mm_use_im_patch_token=False,
-        image_aspect_ratio="pad",
-        freeze_mm_mlp_adapter=False,
-        tune_mm_mlp_adapter=False,
-        mm_projector_lr=None,
-        tokenizer_model_max_length=2048,
-        tokenizer_padding_side="right",
-        use_mm_proj=True,
+        max_positions=4096,
+        context_len=2048,
     )
     torch.set_default_dtype(torch.float16)
     try:

@@ -306,9 +306,10 @@ def timed_arm(
     result["cpu_busy_share"] = round(cpu / wall / (os.cpu_count() or 1), 3)
     result.update(sampler.summary())
     window = load_window(run_dir)
-    if sampler.samples and window and len(cmds) <= args.gpus * 2:
+    if sampler.samples and window and not args.sequential_cmds:
         # Where the GPU time goes: before any model load (interpreter start, imports), while
-        # models load, and from the last model loaded to the end (the combinations).
+        # models load, and from the last model loaded to the end (the combinations). Processes
+        # one after another (the seed arm) have no such stages.
         loads_from, loads_to = window
         result["gpu_busy_share_by_stage"] = {
             "start_and_imports": sampler.share(epoch0, loads_from),

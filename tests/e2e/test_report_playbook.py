@@ -129,16 +129,21 @@ printf '{"done": %d, "total": 4, "current": "llava_v1.5_7b/B%d", "slots": [{"slo
 """
 
 
+def progress_lines(playbook: Path) -> list[str]:
+    """The eval_progress callback's lines when real ansible-playbook runs ``playbook``."""
+    env = dict(os.environ, ANSIBLE_CALLBACKS_ENABLED="eval_progress", ANSIBLE_NOCOLOR="1")
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), str(playbook)],
+        capture_output=True, text=True, env=env, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    return [ln for ln in out.splitlines() if ln.startswith("eval ")]
+
+
 def test_progress_callback_prints_one_line_per_poll(tmp_path: Path) -> None:
     (tmp_path / "pb.yml").write_text(POLL_PLAYBOOK)
     (tmp_path / "poll.sh").write_text(POLL_SCRIPT)
     (tmp_path / "poll.sh").chmod(0o755)
-    env = dict(os.environ, ANSIBLE_CALLBACKS_ENABLED="eval_progress", ANSIBLE_NOCOLOR="1")
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), str(tmp_path / "pb.yml")],
-        capture_output=True, text=True, env=env, timeout=120, check=True,
-    ).stdout  # fmt: skip
-    lines = [ln for ln in out.splitlines() if ln.startswith("eval ")]
+    lines = progress_lines(tmp_path / "pb.yml")
     # Three polls that retry and the final one; nothing for the task without progress.
     assert [ln.split(" | ")[0] for ln in lines] == [
         "eval localhost: 1/4 (25%)",
@@ -171,12 +176,7 @@ def test_progress_callback_reads_the_real_poll_module(tmp_path: Path) -> None:
         (tmp_path / "run" / slot).mkdir(parents=True)
         (tmp_path / "run" / slot / "slot-progress.json").write_text(json.dumps(progress))
     (tmp_path / "pb.yml").write_text(MODULE_PLAYBOOK)
-    env = dict(os.environ, ANSIBLE_CALLBACKS_ENABLED="eval_progress", ANSIBLE_NOCOLOR="1")
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), str(tmp_path / "pb.yml")],
-        capture_output=True, text=True, env=env, timeout=120, check=True,
-    ).stdout  # fmt: skip
-    lines = [ln for ln in out.splitlines() if ln.startswith("eval ")]
+    lines = progress_lines(tmp_path / "pb.yml")
     # No container to ask about: gpu0 shows docker's "missing" state instead of its benchmark.
     assert lines == [
         "eval localhost: 13/20 (65%) | elapsed 0s | ETA -- | gpu0 3/10 missing, gpu1 done 10/10"

@@ -32,7 +32,10 @@ def test_ahead_keeps_order_and_works_one_item_ahead() -> None:
         return x * 10
 
     for item, result in ahead(range(4), work):
-        time.sleep(0.05)  # the next item's work has had time to start
+        # The next item's work starts on its own thread; wait for it (not for a fixed time).
+        deadline = time.monotonic() + 10
+        while len(started) < min(item + 2, 4) and time.monotonic() < deadline:
+            time.sleep(0.01)
         seen.append((item, list(started)))
         assert result == item * 10
     # While item k is handled, item k+1 has already been worked on; never more.
@@ -69,7 +72,7 @@ def test_a_combination_log_takes_only_the_lines_of_threads_working_on_it(tmp_pat
     log.setLevel(logging.INFO)
 
     def phase(name: str, label: str) -> None:
-        with worker.working_on(combos[name], label):
+        with worker.phase(combos[name], label):
             for i in range(20):
                 log.warning("%s line %d", name, i)
 

@@ -237,6 +237,5 @@ def infer_prepared(
 
 def infer_batched(model: Any, work_dir: str, model_name: str, dataset: Any, batch_size: int) -> str:
     """Infer every sample of ``dataset`` in batches; write and return infer_data_job's file."""
-    check_batch_size(batch_size)
     prepared = prepare_samples(model, dataset)
     return infer_prepared(model, work_dir, model_name, dataset, prepared, batch_size)

@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 VISION_SUBDIR = "vision_tower"
 # The vision tower's image size and the Llama's shape: small enough that a sample takes
@@ -79,7 +80,7 @@ def _train_tokenizer(work: Path) -> Path:
 
 def _build_vision_tower(vision_dir: Path, seed: int) -> int:
     import torch
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+    from transformers import CLIPVisionConfig, CLIPVisionModel
 
     torch.manual_seed(seed)
     cfg = CLIPVisionConfig(
@@ -92,19 +93,76 @@ def _build_vision_tower(vision_dir: Path, seed: int) -> int:
         projection_dim=32,
     )
     CLIPVisionModel(cfg).save_pretrained(vision_dir)
+    save_clip_image_processor(vision_dir, IMAGE_SIZE)
+    return cfg.hidden_size
+
+
+def save_clip_image_processor(vision_dir: Path, image_size: int) -> None:
+    """CLIP's image processor settings (OpenAI's mean and std) for square images."""
+    from transformers import CLIPImageProcessor
+
     CLIPImageProcessor(
-        size={"shortest_edge": IMAGE_SIZE},
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
         image_mean=CLIP_MEAN,
         image_std=CLIP_STD,
     ).save_pretrained(vision_dir)
-    return cfg.hidden_size
+
+
+def llava15_config(
+    vision_dir: Path,
+    *,
+    vocab_size: int,
+    hidden_size: int,
+    intermediate_size: int,
+    layers: int,
+    heads: int,
+    mm_hidden_size: int,
+    max_positions: int,
+    context_len: int,
+) -> Any:
+    """A LlavaConfig with the keys of LLaVA-1.5 and the values of liuhaotian/llava-v1.5-7b,
+    for a Llama of the given shape and the vision tower in ``vision_dir``."""
+    from llava.model.language_model.llava_llama import LlavaConfig
+
+    return LlavaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_positions,
+        rms_norm_eps=1e-5,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        tie_word_embeddings=False,
+        torch_dtype="float16",
+        use_cache=True,
+        architectures=["LlavaLlamaForCausalLM"],
+        mm_vision_tower=str(vision_dir),
+        mm_projector_type="mlp2x_gelu",
+        mm_hidden_size=mm_hidden_size,
+        mm_vision_select_layer=-2,
+        mm_vision_select_feature="patch",
+        mm_patch_merge_type="flat",
+        mm_use_im_start_end=False,
+        mm_use_im_patch_token=False,
+        image_aspect_ratio="pad",
+        freeze_mm_mlp_adapter=False,
+        tune_mm_mlp_adapter=False,
+        mm_projector_lr=None,
+        tokenizer_model_max_length=context_len,
+        tokenizer_padding_side="right",
+        use_mm_proj=True,
+    )
 
 
 def build_tiny_llava(out_dir: Path, *, seed: int = 0) -> Path:
     """Write a tiny random LLaVA-1.5 checkpoint to ``out_dir`` and return its absolute path."""
     import torch
-    from llava.model.language_model.llava_llama import LlavaConfig, LlavaLlamaForCausalLM
+    from llava.model.language_model.llava_llama import LlavaLlamaForCausalLM
     from transformers import LlamaTokenizer
 
     out_dir = Path(out_dir).absolute()
@@ -121,38 +179,16 @@ def build_tiny_llava(out_dir: Path, *, seed: int = 0) -> Path:
         tokenizer.pad_token = tokenizer.unk_token
         tokenizer.save_pretrained(out_dir)
 
-    config = LlavaConfig(
+    config = llava15_config(
+        vision_dir,
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=CONTEXT_LEN,
-        rms_norm_eps=1e-5,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-        tie_word_embeddings=False,
-        torch_dtype="float16",
-        use_cache=True,
-        architectures=["LlavaLlamaForCausalLM"],
-        # The LLaVA-1.5 keys, with the values of liuhaotian/llava-v1.5-7b.
-        mm_vision_tower=str(vision_dir),
-        mm_projector_type="mlp2x_gelu",
+        layers=2,
+        heads=4,
         mm_hidden_size=mm_hidden,
-        mm_vision_select_layer=-2,
-        mm_vision_select_feature="patch",
-        mm_patch_merge_type="flat",
-        mm_use_im_start_end=False,
-        mm_use_im_patch_token=False,
-        image_aspect_ratio="pad",
-        freeze_mm_mlp_adapter=False,
-        tune_mm_mlp_adapter=False,
-        mm_projector_lr=None,
-        tokenizer_model_max_length=CONTEXT_LEN,
-        tokenizer_padding_side="right",
-        use_mm_proj=True,
+        max_positions=CONTEXT_LEN,
+        context_len=CONTEXT_LEN,
     )
     torch.manual_seed(seed)
     model = LlavaLlamaForCausalLM(config)

@@ -20,7 +20,7 @@ import time
 import traceback
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,14 +314,28 @@ class ThisCombination(logging.Filter):
 
 
 @contextmanager
-def working_on(combo: Combination, phase: str) -> Iterator[None]:
+def routed_to(combo: Combination) -> Iterator[None]:
+    """Log lines of this thread go to ``combo``'s worker.log meanwhile."""
     _working_on.name = combo.name
-    t0 = time.monotonic()
     try:
         yield
     finally:
-        combo.phases[phase] = round(time.monotonic() - t0, 3)
         _working_on.name = None
+
+
+@contextmanager
+def phase(combo: Combination, name: str) -> Iterator[None]:
+    """One timed phase of ``combo``; an exception in it becomes the combination's error (one
+    failure never stops the rest) and is logged to its worker.log."""
+    t0 = time.monotonic()
+    with routed_to(combo):
+        try:
+            yield
+        except Exception as err:
+            log.error("combination %s raised:\n%s", combo.name, traceback.format_exc())
+            combo.error = err
+        finally:
+            combo.phases[name] = round(time.monotonic() - t0, 3)
 
 
 class Worker:
@@ -457,19 +471,14 @@ class Worker:
                 combo = upcoming.result()
                 if k + 1 < len(benches):
                     # At most two evaluations behind: each holds its dataset in memory.
-                    while sum(not e.done() for e in evaluations) > 2:
-                        time.sleep(0.05)
+                    wait(evaluations[:-2])
                     upcoming = preparer.submit(self.prepare_one, model, model_name, benches[k + 1])
                 if combo.error is None:
                     self.generating = combo.name
                     self.progress(combo.name)
-                    try:
-                        with working_on(combo, "infer"):
-                            log.info("running %s (limit %s)", combo.name, self.slot.limit)
-                            infer_combination(model, combo, self.slot)
-                    except Exception as err:  # one failure never stops the rest
-                        log.error("combination %s raised:\n%s", combo.name, traceback.format_exc())
-                        combo.error = err
+                    with phase(combo, "infer"):
+                        log.info("running %s (limit %s)", combo.name, self.slot.limit)
+                        infer_combination(model, combo, self.slot)
                 evaluations.append(evaluator.submit(self.finish_one, combo))
             for evaluation in evaluations:
                 evaluation.result()
@@ -482,46 +491,30 @@ class Worker:
         handler.addFilter(ThisCombination(f"{model_name}/{bench.name}"))
         logging.getLogger().addHandler(handler)
         combo = Combination(model_name, bench, cdir, records.now_iso(), time.monotonic(), handler)
-        try:
-            with working_on(combo, "prepare"):
-                seed_everything()
-                prepare_combination(model, combo, self.slot)
-        except Exception as err:  # a failure becomes this combination's record
-            with working_on(combo, "prepare"):
-                log.error("combination %s raised:\n%s", combo.name, traceback.format_exc())
-            combo.error = err
+        with phase(combo, "prepare"):
+            seed_everything()
+            prepare_combination(model, combo, self.slot)
         return combo
 
     def finish_one(self, combo: Combination) -> None:
         """Evaluate (unless an earlier phase failed) and write the status record."""
         try:
-            fields: dict[str, Any] | None = None
+            fields: dict[str, Any] = {}
             if combo.error is None:
-                try:
-                    with working_on(combo, "evaluate"):
-                        fields = evaluate_combination(combo, self.slot)
-                except Exception as err:  # one failure never stops the rest
-                    with working_on(combo, "evaluate"):
-                        log.error("combination %s raised:\n%s", combo.name, traceback.format_exc())
-                    combo.error = err
+                with phase(combo, "evaluate"):
+                    fields = evaluate_combination(combo, self.slot)
+            phases = {"phase_seconds": dict(combo.phases)}
+            if combo.error is None:
+                status = "ok"
+                fields["extra"].update(phases)
+            else:
+                status = "failed"
+                fields = {"reason": describe(combo.error), "extra": phases}
             seconds = time.monotonic() - combo.t0
-            with working_on(combo, "record"):
-                if fields is not None:
-                    fields["extra"]["phase_seconds"] = dict(combo.phases)
-                    self.record(
-                        combo.model_name, combo.bench.name, "ok", combo.started, seconds, **fields
-                    )
-                else:
-                    assert combo.error is not None
-                    self.record(
-                        combo.model_name,
-                        combo.bench.name,
-                        "failed",
-                        combo.started,
-                        seconds,
-                        reason=describe(combo.error),
-                        extra={"phase_seconds": dict(combo.phases)},
-                    )
+            with routed_to(combo):
+                self.record(
+                    combo.model_name, combo.bench.name, status, combo.started, seconds, **fields
+                )
             # Progress names the combination generating now, not the one just evaluated.
             self.progress(self.generating or combo.name)
         finally:
