@@ -33,7 +33,7 @@ if [ "${1:-}" = start ]; then
   df -h /tmp | tail -1
   setsid nohup bash -c "python3 bench/matrix_bench.py --device cuda --arms ${BENCH_ARMS:-project,attn,seed,scale} \
     --work $W --checkpoints $W/ckpt --standins $STANDINS ${BENCH_ARGS:-} \
-    --label 'H100: full-size random LLaVA-1.5-7B/13B' --out $W/h100-fullsize.json; touch $W/bench.done" \
+    --label '${BENCH_LABEL:-H100: full-size random LLaVA-1.5-7B/13B}' --out $W/${BENCH_NAME:-h100-fullsize}.json; touch $W/bench.done" \
     > "$W/bench.log" 2>&1 < /dev/null &
 fi
 while [ ! -e "$W/bench.done" ] && [ $SECONDS -lt $DEADLINE ]; do sleep 5; done

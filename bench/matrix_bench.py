@@ -7,15 +7,17 @@ Arms (each on the same synthetic datasets, the same answer length, the same chec
 - seed: for each model, for each benchmark, a fresh worker process on a one-combination slot
   file (one process and one model load per combination, VLMEvalKit's own per-sample loop: what
   one ``run.py --data B --model M`` per combination costs), models one after another.
-- project: one worker per model slot (model loaded once, all benchmarks, batched generation,
-  the next benchmark prepared and the previous evaluated while one generates), the slots running
-  concurrently: on the one device, or one slot per GPU with ``--gpus N``.
+- project: what ``eval.yml`` runs on this machine. The project's planner
+  (plugins/filter/eval_plan.py) makes the slots of each ``--layouts`` GxS (G GPUs,
+  ``eval_gpu_slots`` S), one worker per slot, all slots at once, each pinned to its GPUs (model
+  loaded once per slot, batched generation at the product's ``eval_run_batch_size``, the next
+  benchmark prepared and the previous evaluated while one generates).
 - attn: the project's worker for one model and a few benchmarks with SDPA, then eager attention
   (``bench/attn_worker.py``).
 
 Both arms run ``python -m vlmfleet.worker``, the image's worker: the seed arm with slot files of
 one combination and ``batch_size`` 1 (VLMEvalKit's own per-sample loop), the project arm with the
-whole unit and ``batch_size`` N.
+planner's units.
 
 Checkpoints come from the worker's smoke path ($VLMFLEET_SMOKE_ROOT/models/<name>-tiny): the tiny
 random checkpoints on a CPU, or the full-size random ones bench/fullsize_checkpoint.py writes there.
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -40,9 +43,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "filter"))
+import eval_plan  # the project's planner, plugins/filter/eval_plan.py
+
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "docker" / "transformers-4.37" / "src"
 CATALOGUE = REPO / "playbooks" / "vars" / "catalogue.yml"
+ROLE_DEFAULTS = REPO / "roles" / "eval_run" / "defaults" / "main.yml"
 MODELS = ("llava_v1.5_7b", "llava_v1.5_13b")
 # The seed matrix, as /work/shared/reference-scores.md lists it.
 SEED_MATRIX = (
@@ -59,14 +68,13 @@ STAMPED = re.compile(
 PHASES = ("prepare", "infer", "evaluate")
 
 
-def catalogue_kinds(path: Path = CATALOGUE) -> dict[str, str]:
-    """Benchmark kinds from the catalogue (flow-mapping lines; no YAML library needed)."""
-    kinds = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        m = re.match(r"\s+([A-Za-z0-9_.-]+): \{kind: (\w+)", line)
-        if m:
-            kinds[m.group(1)] = m.group(2)
-    return kinds
+@functools.cache
+def catalogue() -> dict[str, Any]:
+    return yaml.safe_load(CATALOGUE.read_text(encoding="utf-8"))
+
+
+def catalogue_kinds() -> dict[str, str]:
+    return {name: b["kind"] for name, b in catalogue()["catalogue_benchmarks"].items()}
 
 
 def write_slot(
@@ -184,10 +192,6 @@ def child_env(args: Any, threads: int | None) -> dict[str, str]:
         env["OMP_NUM_THREADS"] = str(threads)
     if args.standins:
         env["VLMFLEET_BENCH_STANDINS"] = args.standins
-    if args.device == "cuda":
-        # Two model slots share one GPU: without it the 13B slot ran out of memory on the
-        # multi-image benchmarks (BLINK, MMMU) at batch 10 (fragmentation; peak 81 GB).
-        env.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     return env
 
 
@@ -275,12 +279,14 @@ def timed_arm(
     args: Any,
     run_dir: Path,
     after_each: Callable[[int, float], None] | None = None,
+    gpus: int = 1,
+    sequential: bool = False,
 ) -> dict[str, Any]:
     PROCESS_WALL.clear()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with Sampler(args.device == "cuda", args.gpus) as sampler:
+    with Sampler(args.device == "cuda", gpus) as sampler:
         t0, epoch0 = time.monotonic(), time.time()
-        if args.sequential_cmds:
+        if sequential:
             codes = []
             for k, (cmd, log) in enumerate(zip(cmds, logs, strict=True)):
                 codes += run_procs([cmd], env, [log])
@@ -306,7 +312,7 @@ def timed_arm(
     result["cpu_busy_share"] = round(cpu / wall / (os.cpu_count() or 1), 3)
     result.update(sampler.summary())
     window = load_window(run_dir)
-    if sampler.samples and window and not args.sequential_cmds:
+    if sampler.samples and window and not sequential:
         # Where the GPU time goes: before any model load (interpreter start, imports), while
         # models load, and from the last model loaded to the end (the combinations). Processes
         # one after another (the seed arm) have no such stages.
@@ -351,60 +357,94 @@ def seed_arm(args: Any, save_partial: Callable[[dict[str, Any]], None]) -> dict[
         print(json.dumps({k: so_far[k] for k in ("processes_done", "wall_s_so_far")}), flush=True)
         save_partial(so_far)
 
-    saved = args.sequential_cmds
-    args.sequential_cmds = True
-    try:
-        return timed_arm("seed", cmds, env, logs, args, run_dir, partial)
-    finally:
-        args.sequential_cmds = saved
+    return timed_arm("seed", cmds, env, logs, args, run_dir, partial, sequential=True)
+
+
+def gpu_facts(args: Any, gpus: int) -> dict[str, Any]:
+    """The planner's view of this machine: its first ``gpus`` GPUs (as gpu_facts reads them),
+    or none on a CPU."""
+    if args.device == "cpu":
+        return {"gpu_facts_present": False, "gpu_facts_gpus": []}
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found = [
+        {"index": int(i), "memory_mib": int(float(m))}
+        for i, m in (line.split(",") for line in out.strip().splitlines())
+    ]
+    if len(found) < gpus:
+        sys.exit(f"layout asks for {gpus} GPUs, nvidia-smi lists {len(found)}")
+    return {"gpu_facts_present": True, "gpu_facts_gpus": found[:gpus]}
 
 
 def project_arm(
     args: Any,
     name: str = "project",
+    layout: tuple[int, int] = (1, 1),
     models: list[str] | None = None,
     benchmarks: list[str] | None = None,
     attn: str | None = None,
     limit: int | None = None,
 ) -> dict[str, Any]:
+    """What eval.yml runs on this machine: the planner's slots for ``layout`` (GPUs,
+    eval_gpu_slots), one worker per slot, all slots at once, each pinned to its GPUs."""
     outputs = args.work / "outputs"
     run_dir = outputs / name / "bench"
     shutil.rmtree(run_dir, ignore_errors=True)
     models = models or args.models
+    benchmarks = benchmarks or args.benchmarks
+    gpus, per_gpu = layout
+    the_plan = eval_plan.plan(
+        {"bench": gpu_facts(args, gpus) | {"eval_gpu_slots": per_gpu}},
+        catalogue(),
+        {
+            "run_id": name,
+            "models": models,
+            "benchmarks": benchmarks,
+            "limit": limit or args.limit,
+            "smoke": False,
+            "allow_cpu": True,
+        },
+    )
     cmds, logs = [], []
-    for model in models:
-        slot = write_slot(
-            outputs,
-            name,
-            f"slot-{model}",
-            args.device,
-            [(model, benchmarks or args.benchmarks)],
-            args,
-            args.batch_size,
-            limit,
+    slots = eval_plan.eval_host_units(the_plan, "bench")
+    for slot in slots:
+        units = [(u["model"], [b["name"] for b in u["benchmarks"]]) for u in slot["units"]]
+        path = write_slot(
+            outputs, name, slot["slot"], args.device, units, args, args.batch_size, limit
         )
         worker = (
             [str(REPO / "bench" / "attn_worker.py"), "--attn", attn]
             if attn
             else ["-m", "vlmfleet.worker"]
         )
-        cmds.append([*launch(args, *worker), "--slot-file", str(slot)])
-        logs.append(slot.parent / "stdout.log")
-    slots = 1 if args.sequential_cmds else len(cmds)
-    threads = max(1, (os.cpu_count() or 1) // slots) if args.device == "cpu" else None
-    env = child_env(args, threads)
-    if args.gpus > 1:
-        # One slot per GPU, as the planner pins them: each worker sees its own GPU as cuda:0.
-        wrapped = []
-        for k, cmd in enumerate(cmds):
-            wrapped.append(["env", f"CUDA_VISIBLE_DEVICES={k % args.gpus}", *cmd])
-        cmds = wrapped
-    result = timed_arm(name, cmds, env, logs, args, run_dir)
+        cmd = [*launch(args, *worker), "--slot-file", str(path)]
+        if slot["device"] == "cuda":
+            # As the container's device request does: the worker sees its GPUs from cuda:0.
+            cmd = ["env", f"CUDA_VISIBLE_DEVICES={','.join(map(str, slot['gpus']))}", *cmd]
+        cmds.append(cmd)
+        logs.append(path.parent / "stdout.log")
+    threads = max(1, (os.cpu_count() or 1) // len(cmds)) if args.device == "cpu" else None
+    result = timed_arm(name, cmds, child_env(args, threads), logs, args, run_dir, gpus=gpus)
     result.update(
         {
             "batch_size": args.batch_size,
-            "concurrent_slots": slots,
-            "gpus": args.gpus,
+            "gpus": gpus,
+            "eval_gpu_slots": per_gpu,
+            "plan": [
+                {
+                    "slot": s["slot"],
+                    "gpus": s["gpus"],
+                    "units": [
+                        {"model": u["model"], "benchmarks": len(u["benchmarks"])}
+                        for u in s["units"]
+                    ],
+                }
+                for s in slots
+            ],
             "attn": attn or "auto",
             "limit": limit or args.limit,
         }
@@ -479,6 +519,26 @@ def prepare(args: Any) -> None:
     print("checkpoints:", out.stdout.split(), flush=True)
 
 
+def layout_arg(text: str) -> tuple[int, int]:
+    """ "GxS" -> (G GPUs, S slots per GPU)."""
+    m = re.fullmatch(r"([1-9][0-9]*)x([1-8])", text)
+    if not m:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a layout is GxS, G GPUs with S slots each (eval_gpu_slots 1-8), e.g. 2x1"
+        )
+    return int(m.group(1)), int(m.group(2))
+
+
+def layout_name(layout: tuple[int, int]) -> str:
+    return f"project_{layout[0]}x{layout[1]}"
+
+
+def default_batch_size() -> int:
+    """The product's default, so the project arms measure what eval.yml runs."""
+    defaults = yaml.safe_load(ROLE_DEFAULTS.read_text(encoding="utf-8"))
+    return int(defaults["eval_run_batch_size"])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=("cpu", "cuda"), required=True)
@@ -498,13 +558,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--benchmarks", nargs="+", default=BENCHMARKS)
     p.add_argument("--limit", type=int, default=10)
     p.add_argument("--new-tokens", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=10)
-    p.add_argument("--gpus", type=int, default=1, help="project arm: one slot per GPU")
     p.add_argument(
-        "--sequential-slots",
-        dest="sequential_cmds",
-        action="store_true",
-        help="project arm: run the model slots one after another",
+        "--batch-size",
+        type=int,
+        default=default_batch_size(),
+        help="samples per generate call in the project arms (default: eval_run_batch_size)",
+    )
+    p.add_argument(
+        "--layouts",
+        nargs="+",
+        type=layout_arg,
+        default=[(1, 1)],
+        help="project arm: GxS = the planner's slots on G GPUs with eval_gpu_slots S, one arm each",
+    )
+    p.add_argument(
+        "--scale-layouts",
+        nargs="+",
+        type=layout_arg,
+        default=None,
+        help="scale arm: the layouts to rerun at --scale-limits (default: --layouts)",
     )
     p.add_argument("--attn-benchmarks", nargs="+", default=BENCHMARKS[:4])
     p.add_argument("--work", type=Path, default=Path("/tmp/vlmfleet-bench"))
@@ -554,25 +626,35 @@ def main(argv: list[str] | None = None) -> int:
     def save(arm: str | None = None, figures: dict[str, Any] | None = None) -> None:
         if arm:
             report["arms"][arm] = figures
-        seed, proj = report["arms"].get("seed"), report["arms"].get("project")
-        if seed and proj and not seed.get("partial"):
-            report["speedup_wall"] = round(seed["wall_s"] / proj["wall_s"], 2)
+        seed = report["arms"].get("seed")
+        if seed and not seed.get("partial"):
+            report["speedup_wall"] = {
+                name: round(seed["wall_s"] / figures["wall_s"], 2)
+                for name, figures in report["arms"].items()
+                if name.startswith("project_") and figures.get("limit") == args.limit
+            }
         # Written after every arm (and every seed process): a cut-off run keeps what it measured.
         args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
     for arm in arms:
         if arm == "project":
-            save("project", project_arm(args))
+            for layout in args.layouts:
+                name = layout_name(layout)
+                save(name, project_arm(args, name, layout))
         elif arm == "seed":
             save("seed", seed_arm(args, lambda so_far: save("seed", so_far)))
         elif arm == "attn":
             for attn in ("sdpa", "eager"):
                 name = f"attn_{attn}"
-                save(name, project_arm(args, name, args.models[:1], args.attn_benchmarks, attn))
+                figures = project_arm(
+                    args, name, (1, 1), args.models[:1], args.attn_benchmarks, attn
+                )
+                save(name, figures)
         elif arm == "scale":
             for limit in args.scale_limits:
-                name = f"project_limit{limit}"
-                save(name, project_arm(args, name, limit=limit))
+                for layout in args.scale_layouts or args.layouts:
+                    name = f"{layout_name(layout)}_limit{limit}"
+                    save(name, project_arm(args, name, layout, limit=limit))
     print(json.dumps({"speedup_wall": report.get("speedup_wall")}), flush=True)
     return 0
 

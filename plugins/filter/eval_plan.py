@@ -1,11 +1,15 @@
 """The planner: hosts' GPU facts + catalogue + inputs -> work units. Pure; no I/O.
 
 A slot is one GPU (or a group of GPUs on one host for a model bigger than one GPU, or the CPU
-of a GPU-less host in smoke mode). A unit is (host, slot, gpus, model, [benchmarks]); a slot
-runs its units one after the other in one worker process, so each model is loaded once per
-slot. Balancing: whole models are placed longest first on the least loaded slot that fits them,
-then single benchmarks move off the busiest slot while that shortens the run (a move to a slot
-without that model pays the model's load there).
+of a GPU-less host in smoke mode). A host whose `eval_gpu_slots` is N > 1 runs N slots on each
+GPU (or group), each counted with 1/N of its memory: worker processes that share a GPU fill
+each other's gaps between kernels (bench/README.md).
+
+A unit is (host, slot, gpus, model, [benchmarks]); a slot runs its units one after the other in
+one worker process, so each model is loaded once per slot. Balancing: whole models are placed
+longest first on the least loaded slot that fits them, then single benchmarks move off the
+busiest slot while that shortens the run (a move to a slot without that model pays the model's
+load there).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ MIB_PER_GIB = 1024
 # A limit-less smoke run still only sees the worker's small synthetic datasets.
 SMOKE_SAMPLES = 10
 MAX_MOVES = 10_000
+MAX_GPU_SLOTS = 8
 
 
 class EvalPlanError(ValueError):
@@ -28,31 +33,73 @@ def _gib(mib: float) -> float:
     return round(mib / MIB_PER_GIB, 1)
 
 
+def gpu_slots(host: str, facts: Mapping[str, Any]) -> int:
+    """The host's `eval_gpu_slots`: how many worker slots share each GPU (default 1)."""
+    value = facts.get("eval_gpu_slots", 1)
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None or not 1 <= number <= MAX_GPU_SLOTS:
+        raise EvalPlanError(
+            f"host {host!r}: eval_gpu_slots must be a whole number from 1 to {MAX_GPU_SLOTS} "
+            f"(worker slots sharing each GPU), got {value!r}"
+        )
+    return number
+
+
 def host_slots(
-    host: str, facts: Mapping[str, Any], need_gpus: int, smoke: bool, allow_cpu: bool
+    host: str,
+    facts: Mapping[str, Any],
+    need_gpus: int,
+    smoke: bool,
+    allow_cpu: bool,
+    per_gpu: int = 1,
 ) -> list[dict[str, Any]]:
     """The slots of one host. need_gpus > 1 groups that many GPUs per slot (a model bigger
-    than one GPU); leftover GPUs become single-GPU slots."""
+    than one GPU); leftover GPUs become single-GPU slots. per_gpu > 1 makes that many slots of
+    each GPU (or group), named <gpu>s0, <gpu>s1..., each with its share of the memory."""
     gpus = sorted(facts.get("gpu_facts_gpus") or [], key=lambda g: int(g["index"]))
     if not facts.get("gpu_facts_present") or not gpus:
         if smoke or allow_cpu:
             # One slot only: a CPU worker already uses every core.
-            return [{"host": host, "slot": "cpu0", "gpus": [], "device": "cpu", "memory_mib": None}]
+            return [
+                {
+                    "host": host,
+                    "slot": "cpu0",
+                    "gpus": [],
+                    "device": "cpu",
+                    "memory_mib": None,
+                    "shared_by": 1,
+                }
+            ]
         raise EvalPlanError(
             f"host {host!r} has no NVIDIA GPU (gpu_facts_present is false): run a smoke test "
             f"(-e smoke=true), allow CPU runs (-e allow_cpu=true), or leave the host out "
             f"(--limit '!{host}')"
         )
     size = max(1, need_gpus) if len(gpus) >= need_gpus else 1
-    slots = []
+    groups = []
     for start in range(0, len(gpus), size):
         group = gpus[start : start + size]
-        if len(group) < size:
-            # The remainder of a grouped host: single-GPU slots for the models that fit one.
-            for g in group:
-                slots.append(_gpu_slot(host, [g]))
-        else:
-            slots.append(_gpu_slot(host, group))
+        # The remainder of a grouped host: single-GPU slots for the models that fit one.
+        groups.extend([[g] for g in group] if len(group) < size else [group])
+    slots = []
+    for group in groups:
+        whole = _gpu_slot(host, group)
+        if per_gpu == 1:
+            slots.append(whole)
+            continue
+        for k in range(per_gpu):
+            slots.append(
+                whole
+                | {
+                    "slot": f"{whole['slot']}s{k}",
+                    "memory_mib": whole["memory_mib"] // per_gpu,
+                    "shared_by": per_gpu,
+                }
+            )
     return slots
 
 
@@ -65,14 +112,16 @@ def _gpu_slot(host: str, group: list[Mapping[str, Any]]) -> dict[str, Any]:
         "gpus": indexes,
         "device": "cuda",
         "memory_mib": sum(int(g["memory_mib"]) for g in group),
+        "shared_by": 1,
     }
 
 
-def gpus_needed(need_gib: float, gpus: list[Mapping[str, Any]]) -> int:
-    """How many of this host's GPUs (the smallest one counted) hold a model; 0: not enough."""
+def gpus_needed(need_gib: float, gpus: list[Mapping[str, Any]], per_gpu: int = 1) -> int:
+    """How many of this host's GPUs (the smallest one counted, its 1/per_gpu share) hold a
+    model; 0: not enough."""
     if not gpus:
         return 0
-    smallest = min(int(g["memory_mib"]) for g in gpus) / MIB_PER_GIB
+    smallest = min(int(g["memory_mib"]) for g in gpus) / MIB_PER_GIB / per_gpu
     n = max(1, math.ceil(need_gib / smallest)) if smallest > 0 else 0
     return n if 0 < n <= len(gpus) else 0
 
@@ -123,12 +172,13 @@ def plan(
     slots: list[dict[str, Any]] = []
     for host, facts in hosts.items():
         gpus = facts.get("gpu_facts_gpus") or []
+        per_gpu = gpu_slots(host, facts)
         need = 1
         if not smoke:
             for m in models:
-                n = gpus_needed(float(models_cat[m]["gpu_memory_gib"]), gpus)
+                n = gpus_needed(float(models_cat[m]["gpu_memory_gib"]), gpus, per_gpu)
                 need = max(need, n)
-        slots.extend(host_slots(host, facts, need, smoke, allow_cpu))
+        slots.extend(host_slots(host, facts, need, smoke, allow_cpu, per_gpu))
 
     for slot in slots:
         slot["load"] = 0.0
@@ -149,6 +199,11 @@ def plan(
                 f"largest is {biggest['host']} {biggest['slot']} with "
                 f"{_gib(biggest['memory_mib'] or 0):g} GiB (GPUs of one host are combined only "
                 f"when enough of them hold it); drop the model or add a bigger GPU"
+                + (
+                    ", or run fewer slots per GPU (eval_gpu_slots) so each gets more"
+                    if any(s["shared_by"] > 1 for s in slots)
+                    else ""
+                )
             )
 
     def model_cost(m: str) -> float:
@@ -217,6 +272,7 @@ def plan(
             "gpus": s["gpus"],
             "device": s["device"],
             "memory_gib": None if s["memory_mib"] is None else _gib(s["memory_mib"]),
+            "shared_by": s["shared_by"],
             "estimated_cost": round(s["load"], 1),
         }
         for s in slots
@@ -245,6 +301,7 @@ def hosts_from_hostvars(names: Iterable[str], hostvars: Mapping[str, Any]) -> di
         out[name] = {
             "gpu_facts_present": bool(hv.get("gpu_facts_present", False)),
             "gpu_facts_gpus": list(hv.get("gpu_facts_gpus") or []),
+            "eval_gpu_slots": hv.get("eval_gpu_slots", 1),
         }
     return out
 

@@ -27,23 +27,39 @@ def slots_short_of_memory(
     models: Mapping[str, Mapping[str, Any]],
     smoke: bool = False,
 ) -> list[str]:
-    """One line per GPU slot whose GPUs' free memory is below its biggest model's need."""
-    problems = []
+    """One line per GPU (or group) whose free memory is below what its slots need at once:
+    each slot holds one model at a time, so the slots sharing a GPU need the sum of their
+    biggest models."""
+    sharing: dict[tuple[int, ...], list[Mapping[str, Any]]] = {}
     for slot in slots:
-        if slot.get("device") != "cuda" or smoke:
-            continue
-        missing = [g for g in slot["gpus"] if int(g) not in free_mib]
+        if slot.get("device") == "cuda" and not smoke:
+            sharing.setdefault(tuple(int(g) for g in slot["gpus"]), []).append(slot)
+    problems = []
+    for gpus, group in sharing.items():
+        names = ", ".join(s["slot"] for s in group)
+        missing = [g for g in gpus if g not in free_mib]
         if missing:
-            problems.append(f"{slot['slot']}: GPU {missing} not reported by nvidia-smi")
+            problems.append(f"{names}: GPU {missing} not reported by nvidia-smi")
             continue
-        free_gib = sum(free_mib[int(g)] for g in slot["gpus"]) / MIB_PER_GIB
-        for unit in slot["units"]:
-            need = float(models[unit["model"]]["gpu_memory_gib"])
-            if free_gib < need:
-                problems.append(
-                    f"{slot['slot']} (GPU {slot['gpus']}): {unit['model']} needs {need:g} GiB, "
-                    f"{free_gib:.1f} GiB free"
-                )
+        free_gib = sum(free_mib[g] for g in gpus) / MIB_PER_GIB
+        biggest = [
+            max(
+                (u["model"] for u in slot["units"]),
+                key=lambda m: float(models[m]["gpu_memory_gib"]),
+            )
+            for slot in group
+            if slot["units"]
+        ]
+        need = sum(float(models[m]["gpu_memory_gib"]) for m in biggest)
+        if free_gib < need:
+            what = (
+                f"{biggest[0]} needs"
+                if len(biggest) == 1
+                else f"{' + '.join(biggest)} (one per slot, at once) need"
+            )
+            problems.append(
+                f"{names} (GPU {list(gpus)}): {what} {need:g} GiB, {free_gib:.1f} GiB free"
+            )
     return problems
 
 

@@ -286,30 +286,37 @@ esac
 """
 
 
+@pytest.mark.parametrize(
+    ("gpu_slots", "slot_names"),
+    [(None, ("gpu0", "gpu1")), ("2", ("gpu0s0", "gpu0s1", "gpu1s0", "gpu1s1"))],
+)
 def test_gpu_hosts_are_planned_per_gpu_and_preflight_stops_a_busy_gpu(
-    fleet: Fleet, tmp_path: Path
+    fleet: Fleet, tmp_path: Path, gpu_slots: str | None, slot_names: tuple[str, ...]
 ) -> None:
     smi = tmp_path / "nvidia-smi"
     smi.write_text(STANDIN_NVIDIA_SMI)
     smi.chmod(0o755)
-    run_id = "e2e-gpu-preflight"
+    run_id = f"e2e-gpu-preflight-{gpu_slots or 1}"
     containers_before = docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id")
+    shared = {"eval_gpu_slots": gpu_slots} if gpu_slots else {}
     r = fleet.eval(
         run_id=run_id,
         models="llava_v1.5_7b,llava_v1.5_13b",
         benchmarks="POPE,MMStar",
         limit="2",
         gpu_facts_nvidia_smi=str(smi),
+        **shared,
     )
     out = stdout(r)
     assert r.rc != 0
     plan = json.loads((fleet.results / run_id / "plan.json").read_text())
-    # Two hosts x two GPUs: four single-GPU slots, each model loaded once per slot it uses.
+    # Two hosts x two GPUs: single-GPU slots (two on each GPU with eval_gpu_slots=2), each
+    # model loaded once per slot it uses.
     assert sorted((s["host"], s["slot"]) for s in plan["slots"]) == [
-        (h, g) for h in HOSTS for g in ("gpu0", "gpu1")
+        (h, g) for h in HOSTS for g in slot_names
     ]
-    assert all(u["device"] == "cuda" and u["gpus"] == [int(u["slot"][3:])] for u in plan["units"])
-    busy = [u for u in plan["units"] if u["slot"] == "gpu0"]
+    assert all(u["device"] == "cuda" and u["gpus"] == [int(u["slot"][3])] for u in plan["units"])
+    busy = [u for u in plan["units"] if u["gpus"] == [0]]
     if busy:
         # 81559 - 70000 MiB = 11.3 GiB free: less than either model needs.
         assert "not enough free GPU memory" in out

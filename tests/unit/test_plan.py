@@ -110,6 +110,61 @@ def test_model_that_fits_nowhere_is_a_clear_error():
     assert "gpu-01 gpu0 with 16 GiB" in message
 
 
+def shared(facts, slots):
+    return facts | {"eval_gpu_slots": slots}
+
+
+def test_eval_gpu_slots_runs_both_models_side_by_side_on_one_gpu():
+    # "2" as `-e eval_gpu_slots=2` gives it: extra vars arrive as strings.
+    p = plan({"gpu-01": shared(gpus(H100), "2")}, CATALOGUE, inputs())
+    assert [(s["slot"], s["gpus"], s["memory_gib"], s["shared_by"]) for s in p["slots"]] == [
+        ("gpu0s0", [0], 39.8, 2),
+        ("gpu0s1", [0], 39.8, 2),
+    ]
+    assert combos(p) == sorted((m, b) for m in SEED_MODELS for b in SEED_BENCHMARKS)
+    # One model per slot, both slots busy at once: two loads, as with two GPUs.
+    assert sorted((u["slot"], u["model"]) for u in p["units"]) == [
+        ("gpu0s0", "llava_v1.5_13b"),
+        ("gpu0s1", "llava_v1.5_7b"),
+    ]
+    assert all(u["gpus"] == [0] for u in p["units"])
+    # Without it, the one GPU runs the two models one after the other in one slot.
+    alone = plan({"gpu-01": gpus(H100)}, CATALOGUE, inputs())
+    assert [(s["slot"], s["shared_by"]) for s in alone["slots"]] == [("gpu0", 1)]
+    assert [u["model"] for u in alone["units"]] == SEED_MODELS
+
+
+def test_eval_gpu_slots_is_per_host_and_counts_each_share_of_memory():
+    fleet = {"big": shared(gpus(H100), 2), "small": shared(gpus(A10), 2)}
+    # Half an H100 holds the 13B; half an A10 (11.2 GiB) holds neither model.
+    p = plan(fleet, CATALOGUE, inputs(models=["llava_v1.5_13b"]))
+    assert {u["host"] for u in p["units"]} == {"big"}
+    with pytest.raises(EvalPlanError) as err:
+        plan({"small": shared(gpus(A10), 2)}, CATALOGUE, inputs(models=["llava_v1.5_7b"]))
+    message = str(err.value)
+    assert "'llava_v1.5_7b' needs 15 GiB" in message
+    assert "small gpu0s0 with 11.2 GiB" in message
+    assert "fewer slots per GPU (eval_gpu_slots)" in message
+
+
+def test_eval_gpu_slots_groups_gpus_when_a_share_is_too_small():
+    p = plan({"gpu-01": shared(gpus(A10, A10), 2)}, CATALOGUE, inputs(models=["llava_v1.5_7b"]))
+    assert [(s["slot"], s["gpus"], s["memory_gib"]) for s in p["slots"]] == [
+        ("gpu0-1s0", [0, 1], 22.5),
+        ("gpu0-1s1", [0, 1], 22.5),
+    ]
+
+
+@pytest.mark.parametrize("bad", [0, 9, "two", "", True, -1, "1.5"])
+def test_bad_eval_gpu_slots_is_a_clear_error(bad):
+    with pytest.raises(EvalPlanError) as err:
+        plan({"gpu-01": gpus(H100), "gpu-02": shared(gpus(H100), bad)}, CATALOGUE, inputs())
+    assert str(err.value) == (
+        f"host 'gpu-02': eval_gpu_slots must be a whole number from 1 to 8 "
+        f"(worker slots sharing each GPU), got {bad!r}"
+    )
+
+
 def test_host_without_gpu_is_an_error_outside_smoke_mode():
     with pytest.raises(EvalPlanError, match=r"host 'cpu-01' has no NVIDIA GPU.*smoke=true"):
         plan({"gpu-01": gpus(H100), "cpu-01": NO_GPU}, CATALOGUE, inputs())

@@ -82,6 +82,10 @@ def import_stack() -> None:
     if "vlmeval.config" in sys.modules:
         return
     t0 = time.monotonic()
+    # Slots sharing a GPU (eval_gpu_slots) each keep a caching allocator: without expandable
+    # segments a 13B slot beside a 7B one ran out of memory on an H100 on multi-image benchmarks
+    # (fragmentation). Must be set before torch initialises CUDA; a value given wins.
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     import torch  # noqa: F401
     import vlmeval.config  # noqa: F401
 

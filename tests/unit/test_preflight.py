@@ -1,0 +1,58 @@
+"""Preflight readings (plugins/filter/eval_preflight.py): free GPU memory against the slots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from eval_preflight import gpu_free_mib, slots_short_of_memory
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())["catalogue_models"]
+GIB = 1024
+
+
+def slot(name, gpus, *models, device="cuda"):
+    return {"slot": name, "gpus": gpus, "device": device, "units": [{"model": m} for m in models]}
+
+
+def test_gpu_free_mib_reads_nvidia_smi_csv():
+    assert gpu_free_mib("0, 70000, 81559\n1, 500, 81559\n\nbad line\n") == {0: 11559, 1: 81059}
+
+
+def test_a_slot_needs_its_biggest_model_free():
+    slots = [slot("gpu0", [0], "llava_v1.5_7b", "llava_v1.5_13b")]
+    assert slots_short_of_memory(slots, {0: 30 * GIB}, MODELS) == []
+    assert slots_short_of_memory(slots, {0: 20 * GIB}, MODELS) == [
+        "gpu0 (GPU [0]): llava_v1.5_13b needs 28 GiB, 20.0 GiB free"
+    ]
+
+
+def test_slots_sharing_a_gpu_need_their_models_at_once():
+    slots = [
+        slot("gpu0s0", [0], "llava_v1.5_13b"),
+        slot("gpu0s1", [0], "llava_v1.5_7b"),
+        slot("gpu1s0", [1], "llava_v1.5_7b"),
+        slot("gpu1s1", [1]),
+    ]
+    # 28 + 15 GiB on GPU 0: 40 GiB free is short although each model alone fits.
+    assert slots_short_of_memory(slots, {0: 40 * GIB, 1: 16 * GIB}, MODELS) == [
+        "gpu0s0, gpu0s1 (GPU [0]): llava_v1.5_13b + llava_v1.5_7b (one per slot, at once) "
+        "need 43 GiB, 40.0 GiB free"
+    ]
+    assert slots_short_of_memory(slots, {0: 43 * GIB, 1: 16 * GIB}, MODELS) == []
+
+
+def test_multi_gpu_slot_counts_its_gpus_together_and_a_missing_gpu_is_named():
+    slots = [slot("gpu0-1", [0, 1], "llava_v1.5_13b")]
+    assert slots_short_of_memory(slots, {0: 15 * GIB, 1: 15 * GIB}, MODELS) == []
+    assert slots_short_of_memory(slots, {0: 15 * GIB}, MODELS) == [
+        "gpu0-1: GPU [1] not reported by nvidia-smi"
+    ]
+
+
+def test_cpu_slots_and_smoke_runs_are_not_checked():
+    assert (
+        slots_short_of_memory([slot("cpu0", [], "llava_v1.5_13b", device="cpu")], {}, MODELS) == []
+    )
+    assert slots_short_of_memory([slot("gpu0", [0], "llava_v1.5_13b")], {0: 0}, MODELS, True) == []
