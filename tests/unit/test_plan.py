@@ -58,9 +58,15 @@ def test_every_combination_planned_exactly_once_and_each_model_loaded_once_per_s
     per_slot = [(u["host"], u["slot"], u["model"]) for u in p["units"]]
     assert len(per_slot) == len(set(per_slot))
     assert p["model_loads"] == len(p["units"])
-    assert {s["slot"] for s in p["slots"]} == {"gpu0", "gpu1"}
+    # gpu-02's one GPU is shared by two slots (eval_gpu_slots auto: fewer GPUs than models).
+    assert sorted((s["host"], s["slot"]) for s in p["slots"]) == [
+        ("gpu-01", "gpu0"),
+        ("gpu-01", "gpu1"),
+        ("gpu-02", "gpu0s0"),
+        ("gpu-02", "gpu0s1"),
+    ]
     for u in p["units"]:
-        assert u["device"] == "cuda" and u["gpus"] == [int(u["slot"][3:])]
+        assert u["device"] == "cuda" and u["gpus"] == [int(u["slot"][3])]
 
 
 def test_slots_are_balanced_longest_first():
@@ -128,8 +134,10 @@ def test_eval_gpu_slots_runs_both_models_side_by_side_on_one_gpu():
         ("gpu0s1", "llava_v1.5_7b"),
     ]
     assert all(u["gpus"] == [0] for u in p["units"])
-    # Without it, the one GPU runs the two models one after the other in one slot.
-    alone = plan({"gpu-01": gpus(H100)}, CATALOGUE, inputs())
+    # "auto" (the default) shares it the same way: one GPU, two models.
+    assert plan({"gpu-01": gpus(H100)}, CATALOGUE, inputs())["slots"] == p["slots"]
+    # With 1, the one GPU runs the two models one after the other in one slot.
+    alone = plan({"gpu-01": shared(gpus(H100), 1)}, CATALOGUE, inputs())
     assert [(s["slot"], s["shared_by"]) for s in alone["slots"]] == [("gpu0", 1)]
     assert [u["model"] for u in alone["units"]] == SEED_MODELS
 
@@ -155,12 +163,29 @@ def test_eval_gpu_slots_groups_gpus_when_a_share_is_too_small():
     ]
 
 
-@pytest.mark.parametrize("bad", [0, 9, "two", "", True, -1, "1.5"])
+def test_auto_eval_gpu_slots_shares_only_when_models_outnumber_gpus_and_fit():
+    def layout(facts, models=SEED_MODELS, **kw):
+        p = plan({"h": facts}, CATALOGUE, inputs(models=models, **kw))
+        return [s["slot"] for s in p["slots"]]
+
+    for auto in ("auto", "", None):
+        assert layout(shared(gpus(H100), auto)) == ["gpu0s0", "gpu0s1"]
+    # As many GPUs as models: no sharing.
+    assert layout(gpus(H100, H100)) == ["gpu0", "gpu1"]
+    # One model: nothing to put beside it.
+    assert layout(gpus(H100), models=["llava_v1.5_13b"]) == ["gpu0"]
+    # Half of a 48 GB L40S (23.5 GiB) is short of the 13B with headroom (28 x 1.25 = 35 GiB).
+    assert layout(gpus(46068)) == ["gpu0"]
+    # Smoke checkpoints are tiny: any GPU is shared.
+    assert layout(gpus(L4_16), smoke=True) == ["gpu0s0", "gpu0s1"]
+
+
+@pytest.mark.parametrize("bad", [0, 9, "two", True, -1, "1.5"])
 def test_bad_eval_gpu_slots_is_a_clear_error(bad):
     with pytest.raises(EvalPlanError) as err:
         plan({"gpu-01": gpus(H100), "gpu-02": shared(gpus(H100), bad)}, CATALOGUE, inputs())
     assert str(err.value) == (
-        f"host 'gpu-02': eval_gpu_slots must be a whole number from 1 to 8 "
+        f"host 'gpu-02': eval_gpu_slots must be auto or a whole number from 1 to 8 "
         f"(worker slots sharing each GPU), got {bad!r}"
     )
 
