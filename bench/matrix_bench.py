@@ -46,7 +46,9 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "filter"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "roles/gpu_facts/filter_plugins"))
 import eval_plan  # the project's planner, plugins/filter/eval_plan.py
+import gpu_facts as smi_parser  # the gpu_facts role's nvidia-smi parser
 
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "docker" / "transformers-4.37" / "src"
@@ -361,20 +363,21 @@ def seed_arm(args: Any, save_partial: Callable[[dict[str, Any]], None]) -> dict[
 
 
 def gpu_facts(args: Any, gpus: int) -> dict[str, Any]:
-    """The planner's view of this machine: its first ``gpus`` GPUs (as gpu_facts reads them),
-    or none on a CPU."""
+    """The planner's view of this machine, read as the gpu_facts role reads it: its first
+    ``gpus`` GPUs, or none on a CPU."""
     if args.device == "cpu":
         return {"gpu_facts_present": False, "gpu_facts_gpus": []}
-    out = subprocess.run(
-        ["nvidia-smi", "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
+    query = subprocess.run(
+        [
+            "nvidia-smi",
+            f"--query-gpu={','.join(smi_parser.QUERY_FIELDS)}",
+            "--format=csv,noheader,nounits",
+        ],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    found = [
-        {"index": int(i), "memory_mib": int(float(m))}
-        for i, m in (line.split(",") for line in out.strip().splitlines())
-    ]
+    found = smi_parser.parse_gpu_query(query)
     if len(found) < gpus:
         sys.exit(f"layout asks for {gpus} GPUs, nvidia-smi lists {len(found)}")
     return {"gpu_facts_present": True, "gpu_facts_gpus": found[:gpus]}
@@ -396,6 +399,7 @@ def project_arm(
     shutil.rmtree(run_dir, ignore_errors=True)
     models = models or args.models
     benchmarks = benchmarks or args.benchmarks
+    limit = limit or args.limit
     gpus, per_gpu = layout
     the_plan = eval_plan.plan(
         {"bench": gpu_facts(args, gpus) | {"eval_gpu_slots": per_gpu}},
@@ -404,7 +408,7 @@ def project_arm(
             "run_id": name,
             "models": models,
             "benchmarks": benchmarks,
-            "limit": limit or args.limit,
+            "limit": limit,
             "smoke": False,
             "allow_cpu": True,
         },
@@ -446,7 +450,7 @@ def project_arm(
                 for s in slots
             ],
             "attn": attn or "auto",
-            "limit": limit or args.limit,
+            "limit": limit,
         }
     )
     return result

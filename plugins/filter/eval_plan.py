@@ -188,17 +188,12 @@ def plan(
     benchmarks = list(inputs["benchmarks"])
 
     # Slot layout: group GPUs only where a requested model needs more than one of them.
+    need_gib = [float(models_cat[m]["gpu_memory_gib"]) for m in models]
     slots: list[dict[str, Any]] = []
     for host, facts in hosts.items():
         gpus = facts.get("gpu_facts_gpus") or []
-        per_gpu = gpu_slots(
-            host, facts, [float(models_cat[m]["gpu_memory_gib"]) for m in models], smoke
-        )
-        need = 1
-        if not smoke:
-            for m in models:
-                n = gpus_needed(float(models_cat[m]["gpu_memory_gib"]), gpus, per_gpu)
-                need = max(need, n)
+        per_gpu = gpu_slots(host, facts, need_gib, smoke)
+        need = 1 if smoke else max([1, *(gpus_needed(n, gpus, per_gpu) for n in need_gib)])
         slots.extend(host_slots(host, facts, need, smoke, allow_cpu, per_gpu))
 
     for slot in slots:
