@@ -16,7 +16,12 @@ RESERVED_RUN_IDS = ("latest",)
 TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")
 # Inputs that a resumed run takes from the stored run when not given again.
-RESUMABLE = ("models", "benchmarks", "limit", "smoke")
+RESUMABLE = ("models", "benchmarks", "limit", "smoke", "smoke_weights")
+# What a smoke run's LLaVA models load: checkpoints trained to answer the synthetic questions
+# (the catalogue's smoke_checkpoint of each model: scores that can be checked), or tiny random
+# ones (every score 0, the fastest).
+SMOKE_WEIGHTS = ("known", "random")
+DEFAULT_SMOKE_WEIGHTS = "known"
 
 
 class EvalInputError(ValueError):
@@ -116,15 +121,15 @@ def check_inputs(
     """Normalise the extra vars. `raw` holds None for an input not given; `previous` is the
     stored run.json "inputs" of the same run_id when that run exists (a resume).
 
-    Returns {"models", "benchmarks", "limit", "run_id", "smoke", "resume", "allow_cpu",
-    "resumed"}; raises EvalInputError listing every problem.
+    Returns {"models", "benchmarks", "limit", "run_id", "smoke", "smoke_weights", "resume",
+    "allow_cpu", "resumed"}; raises EvalInputError listing every problem.
     """
     errors: list[str] = []
     valid_models = list(catalogue["catalogue_models"])
     valid_benchmarks = list(catalogue["catalogue_benchmarks"])
-    given = {k: raw.get(k) for k in ("models", "benchmarks", "limit", "smoke")}
+    given = {k: raw.get(k) for k in ("models", "benchmarks", "limit", "smoke", "smoke_weights")}
     # `models=""` on the command line means "not given", like an unset limit.
-    for key in ("models", "benchmarks", "smoke"):
+    for key in ("models", "benchmarks", "smoke", "smoke_weights"):
         if isinstance(given[key], str) and not given[key].strip():
             given[key] = None
 
@@ -139,6 +144,20 @@ def check_inputs(
     )
     out["limit"] = parse_limit(given["limit"], errors)
     out["smoke"] = None if given["smoke"] is None else parse_bool(given["smoke"], "smoke", errors)
+    out["smoke_weights"] = None
+    if given["smoke_weights"] is not None:
+        if given["smoke_weights"] not in SMOKE_WEIGHTS:
+            errors.append(
+                f"smoke_weights must be one of {', '.join(SMOKE_WEIGHTS)}, "
+                f"got {given['smoke_weights']!r}"
+            )
+        elif out["smoke"] is False:
+            errors.append(
+                f"smoke_weights={given['smoke_weights']} applies to smoke runs only; "
+                "add smoke=true or leave smoke_weights out"
+            )
+        else:
+            out["smoke_weights"] = given["smoke_weights"]
     out["run_id"] = parse_run_id(raw.get("run_id"), default_run_id, errors)
     out["resume"] = (
         True if _unset(raw.get("resume")) else parse_bool(raw.get("resume"), "resume", errors)
@@ -178,6 +197,8 @@ def check_inputs(
         out["benchmarks"] = list(catalogue["catalogue_default_benchmarks"])
     if out["smoke"] is None:
         out["smoke"] = False
+    if out["smoke_weights"] is None:
+        out["smoke_weights"] = DEFAULT_SMOKE_WEIGHTS if out["smoke"] else None
     return out
 
 

@@ -163,6 +163,17 @@ def combination_cost(
     return samples * float(bench["cost_per_sample"]) * float(model["cost_factor"])
 
 
+def smoke_checkpoint(model: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, str]:
+    """What a smoke run's unit loads for this model (slot.json's unit key smoke_checkpoint):
+    the catalogue's known-answer checkpoint with smoke_weights=known, else a tiny random one.
+    Nothing outside smoke mode."""
+    if not inputs["smoke"]:
+        return {}
+    if inputs.get("smoke_weights", "known") == "known" and model.get("smoke_checkpoint"):
+        return {"smoke_checkpoint": model["smoke_checkpoint"]}
+    return {"smoke_checkpoint": "random"}
+
+
 def plan(
     hosts: Mapping[str, Mapping[str, Any]],
     catalogue: Mapping[str, Any],
@@ -276,6 +287,7 @@ def plan(
                     "device": slot["device"],
                     "model": m,
                     "benchmarks": [{"name": b, "kind": benches_cat[b]["kind"]} for b in bs],
+                    **smoke_checkpoint(models_cat[m], inputs),
                     "estimated_cost": round(
                         float(models_cat[m]["load_cost"]) + sum(cost[(m, b)] for b in bs), 1
                     ),
@@ -348,7 +360,7 @@ def eval_host_units(plan_: Mapping[str, Any], host: str) -> list[dict[str, Any]]
         s = slots.setdefault(
             u["slot"], {"slot": u["slot"], "gpus": u["gpus"], "device": u["device"], "units": []}
         )
-        s["units"].append({"model": u["model"], "benchmarks": u["benchmarks"]})
+        s["units"].append({k: u[k] for k in ("model", "smoke_checkpoint", "benchmarks") if k in u})
     return list(slots.values())
 
 

@@ -31,6 +31,7 @@ from eval_report_data import (  # noqa: E402
     compare_runs,
     load_run,
     model_times,
+    percent,
     run_wall_seconds,
 )
 from eval_report_render import heatmap_png, render_html, render_markdown, sections  # noqa: E402
@@ -49,6 +50,8 @@ CSV_COLUMNS = (
     "seconds",
     "status",
     "primary",
+    # The primary metric on 0-100 (the worker's primary_score), on the primary row only.
+    "primary_score",
     # Smoke scores come from random weights: the flag travels with every row.
     "smoke",
 )
@@ -74,15 +77,18 @@ def scores_csv(run: Run) -> str:
         ]
         metrics = sorted(c.scores, key=lambda m: (m != c.primary_metric, m))
         if not metrics:
-            writer.writerow([*base, "", "", *tail, "", smoke])
+            writer.writerow([*base, "", "", *tail, "", "", smoke])
         for metric in metrics:
+            primary = metric == c.primary_metric
+            score = percent(c) if primary else None
             writer.writerow(
                 [
                     *base,
                     metric,
                     c.scores[metric],
                     *tail,
-                    "true" if metric == c.primary_metric else "false",
+                    "true" if primary else "false",
+                    "" if score is None else score,
                     smoke,
                 ]
             )

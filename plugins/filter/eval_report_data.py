@@ -16,20 +16,6 @@ from typing import Any
 STATUSES = ("ok", "failed", "missing")
 # Where a summary may keep its per-combination list; the engine writes "combinations".
 _ENTRY_KEYS = ("combinations", "results", "entries")
-# Full-scale value of a primary score by VLMEvalKit scorer kind: its MCQ evaluators report
-# accuracy as a fraction, yes/no and VQA evaluators in percent (vlmeval/dataset/utils).
-_KIND_SCALE = {"mcq": 1.0, "yorn": 100.0, "vqa": 100.0}
-# Metrics whose scale is fixed by name whatever the kind: OCRBench sums points out of 1000, and
-# the primary metrics that VLMEvalKit's report_primary_metric makes up are percentages even for
-# MCQ sets (ms-vlmeval 0.0.20: ImageMCQDataset's "Overall Acc" is the fraction x 100).
-_METRIC_SCALE = {
-    "Final Score": 1000.0,
-    "Final Score Norm": 100.0,
-    "Overall Acc": 100.0,
-    "Overall macro": 100.0,
-    "Overall Avg Score": 100.0,
-    "Overall Score": 100.0,
-}
 
 
 class ReportError(ValueError):
@@ -56,7 +42,13 @@ class Combo:
     started_at: str | None = None
     finished_at: str | None = None
     log_path: str | None = None
-    score_scale: float | None = None
+    # The worker's primary score on 0-100, and what its source metric reads when every
+    # question is right (vlmfleet.scores): the report never guesses a scale.
+    primary_score: float | None = None
+    primary_scale: float | None = None
+    # What the scorer could not judge, in the worker's words (e.g. open MMMU questions under
+    # exact matching); shown beside the number.
+    scoring_note: str | None = None
 
     @property
     def primary_raw(self) -> float | None:
@@ -202,7 +194,9 @@ def load_run(run_dir: str | Path, kinds: dict[str, str] | None = None) -> Run:
                 started_at=raw.get("started_at") or record.get("started_at"),
                 finished_at=raw.get("finished_at") or record.get("finished_at"),
                 log_path=_log_path(root, host, model, bench, slot) if host else None,
-                score_scale=raw.get("score_scale") or record.get("score_scale"),
+                primary_score=raw.get("primary_score"),
+                primary_scale=raw.get("primary_scale"),
+                scoring_note=raw.get("scoring_note"),
             )
         )
     hosts = {}
@@ -231,33 +225,11 @@ def load_run(run_dir: str | Path, kinds: dict[str, str] | None = None) -> Run:
     )
 
 
-def score_scale(run: Run, benchmark: str) -> tuple[float, str]:
-    """Full-scale value of a benchmark's primary score in this run, and why."""
-    combos = [c for c in run.combos if c.benchmark == benchmark and c.primary_raw is not None]
-    explicit = {float(c.score_scale) for c in combos if _is_number(c.score_scale)}
-    if len(explicit) == 1:
-        return explicit.pop(), "stated by the worker"
-    metrics = {c.primary_metric for c in combos}
-    for metric in metrics:
-        if metric in _METRIC_SCALE:
-            return _METRIC_SCALE[metric], f"metric {metric!r}"
-    kinds = {c.kind for c in combos if c.kind}
-    if len(kinds) == 1 and (kind := kinds.pop()) in _KIND_SCALE:
-        return _KIND_SCALE[kind], f"kind {kind!r}"
-    values = [c.primary_raw for c in combos if c.primary_raw is not None]
-    if values and max(values) > 100:
-        return 1000.0, "values above 100"
-    if values and max(values) > 1:
-        return 100.0, "values above 1"
-    return 1.0, "all values within 0-1"
-
-
-def percent(run: Run, combo: Combo | None) -> float | None:
-    """A combination's primary score on a 0-100 scale, or None when it has none."""
-    if combo is None or combo.primary_raw is None:
+def percent(combo: Combo | None) -> float | None:
+    """A combination's primary score on 0-100 as the worker recorded it, or None."""
+    if combo is None or combo.status != "ok" or not _is_number(combo.primary_score):
         return None
-    scale, _why = score_scale(run, combo.benchmark)
-    return round(combo.primary_raw * 100.0 / scale, 2)
+    return round(float(combo.primary_score), 2)
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -351,7 +323,7 @@ def reference_comparisons(run: Run, references: dict[str, Any]) -> list[RefCompa
                 RefComparison(
                     model=model,
                     benchmark=bench,
-                    ours=percent(run, run.combo(model, bench)),
+                    ours=percent(run.combo(model, bench)),
                     reference=float(published),
                     figure=figure["name"],
                     source=figure["source"],
@@ -391,7 +363,7 @@ def compare_runs(run: Run, other: Run, threshold: float) -> list[Delta]:
         now, then = run.combo(model, bench), other.combo(model, bench)
         if now is None and then is None:
             continue
-        after, before = percent(run, now), percent(other, then)
+        after, before = percent(now), percent(then)
         status_after = now.status if now else "not planned"
         status_before = then.status if then else "not planned"
         moved = before is not None and after is not None and abs(after - before) >= threshold

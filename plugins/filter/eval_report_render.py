@@ -28,7 +28,6 @@ from eval_report_data import (  # noqa: E402
     percent,
     reference_comparisons,
     run_wall_seconds,
-    score_scale,
 )
 
 SMOKE_BANNER = (
@@ -68,8 +67,10 @@ def _cell(run: Run, model: str, bench: str) -> tuple[str, str]:
         return "not planned", "na"
     if combo.status != "ok":
         return combo.status, combo.status
-    value = percent(run, combo)
-    return (fmt(value), "ok") if value is not None else ("no score", "failed")
+    value = percent(combo)
+    if value is None:
+        return "no score", "failed"
+    return (fmt(value) + (" *" if combo.scoring_note else ""), "ok")
 
 
 def _overview(run: Run) -> Section:
@@ -117,19 +118,23 @@ def _scores(run: Run) -> Section:
 def _scales(run: Run) -> Section:
     rows = []
     for bench in run.benchmarks:
-        metrics = sorted({c.primary_metric for c in run.combos if c.benchmark == bench} - {None})
-        if not any(c.primary_raw is not None for c in run.combos if c.benchmark == bench):
-            rows.append([bench, ", ".join(metrics) or "n/a", "n/a", "no score in this run"])
+        combos = [c for c in run.combos if c.benchmark == bench and percent(c) is not None]
+        metrics = sorted({c.primary_metric for c in combos if c.primary_metric})
+        scales = sorted({f"0-{c.primary_scale:g}" for c in combos if c.primary_scale is not None})
+        notes = sorted({f"{c.model}: {c.scoring_note}" for c in combos if c.scoring_note})
+        if not combos:
+            rows.append([bench, "n/a", "n/a", "no score in this run"])
             continue
-        scale, why = score_scale(run, bench)
-        rows.append([bench, ", ".join(metrics), f"0-{scale:g}", why])
+        rows.append([bench, ", ".join(metrics), ", ".join(scales), "; ".join(notes)])
     return Section(
         "Score scales",
         paragraphs=[
-            "VLMEvalKit reports some scores as fractions, some in percent and "
-            "OCRBench out of 1000; this is the scale each was read in."
+            "VLMEvalKit reports some scores as fractions, some in percent and OCRBench as a "
+            "count of right answers; the worker records each primary metric with the value it "
+            "reads when every question is right, and the scores above are that ratio x 100. "
+            "A * beside a score points at a note here on what the scorer could not judge."
         ],
-        table=Table(["benchmark", "primary metric", "raw scale", "scale from"], rows),
+        table=Table(["benchmark", "primary metric", "raw scale", "notes"], rows),
     )
 
 
@@ -354,7 +359,7 @@ def heatmap_png(run: Run) -> bytes:
     labels = [["" for _ in models] for _ in benches]
     for i, bench in enumerate(benches):
         for j, model in enumerate(models):
-            value = percent(run, run.combo(model, bench))
+            value = percent(run.combo(model, bench))
             if value is not None:
                 values[i, j] = value
             labels[i][j] = _cell(run, model, bench)[0]

@@ -12,7 +12,17 @@ from pathlib import Path
 from typing import Any
 
 STATUSES = ("ok", "failed", "missing")
-ENTRY_KEYS = ("status", "reason", "seconds", "samples", "scores", "primary_metric")
+ENTRY_KEYS = (
+    "status",
+    "reason",
+    "seconds",
+    "samples",
+    "scores",
+    "primary_metric",
+    "primary_score",
+    "primary_scale",
+    "scoring_note",
+)
 
 
 def read_records(run_dir: str) -> list[dict[str, Any]]:
@@ -94,6 +104,9 @@ def summarize(
                 "samples": None,
                 "scores": {},
                 "primary_metric": None,
+                "primary_score": None,
+                "primary_scale": None,
+                "scoring_note": None,
             }
             if record is not None:
                 entry["host"] = record.get("host", host)

@@ -12,7 +12,7 @@ import eval_report
 import pytest
 import yaml
 from eval_report import build_reports, label_versions, load_references, main, write_reports
-from eval_report_data import ReportError, compare_runs, load_run, percent, score_scale
+from eval_report_data import ReportError, compare_runs, load_run, percent
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "results"
 CURRENT, PREVIOUS = "20261127T020000Z", "20261126T180000Z"
@@ -22,12 +22,12 @@ SEED_BENCHMARKS = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "playbooks/vars/catalogue.yml").read_text()
 )["catalogue_default_benchmarks"]
 # The fixture's primary scores on 0-100, worked out by hand from the raw values VLMEvalKit
-# writes: MCQ fractions x100, yes/no and VQA percent as is, OCRBench's 0-1000 /10.
+# writes: MCQ fractions x100, yes/no and VQA percent as is, OCRBench's hits of 3 questions.
 EXPECTED = {
     ("llava_v1.5_7b", "MMBench_DEV_EN"): "33.33",
     ("llava_v1.5_7b", "POPE"): "100.00",
     ("llava_v1.5_7b", "TextVQA_VAL"): "0.00",
-    ("llava_v1.5_7b", "OCRBench"): "2.00",
+    ("llava_v1.5_7b", "OCRBench"): "66.67",
     ("llava_v1.5_7b", "SEEDBench_IMG"): "100.00",
     ("llava_v1.5_13b", "MMBench_DEV_EN"): "66.67",
     ("llava_v1.5_13b", "POPE"): "66.67",
@@ -72,22 +72,29 @@ def test_score_table_matches_hand_computed_scores(files: dict[str, str]) -> None
     assert got == EXPECTED
 
 
-def test_scales_follow_vlmevalkit_conventions(results: Path) -> None:
+def test_scores_are_the_workers_never_guessed(results: Path) -> None:
     run = load_run(results / CURRENT)
-    assert score_scale(run, "MMBench_DEV_EN")[0] == 1.0
-    assert score_scale(run, "POPE")[0] == 100.0
-    assert score_scale(run, "OCRBench")[0] == 1000.0
-    # A worker-stated scale wins over the kind.
-    run.combos[0].score_scale = 100
-    assert percent(run, run.combos[0]) == pytest.approx(0.67)
+    ocr = run.combo("llava_v1.5_7b", "OCRBench")
+    assert (ocr.primary_metric, ocr.scores["Final Score"], ocr.primary_scale) == (
+        "Final Score",
+        2,
+        3,
+    )
+    assert percent(ocr) == pytest.approx(66.67)
+    # The record's primary_score is what the report shows, whatever the raw value says.
+    ocr.primary_score = 12.5
+    assert percent(ocr) == 12.5
+    # No primary_score (a record of an older worker): no number rather than a guess.
+    ocr.primary_score = None
+    assert percent(ocr) is None
+    assert percent(run.combo("llava_v1.5_13b", "OCRBench")) is None  # failed
 
 
-def test_scale_without_kind_falls_back_to_the_values(results: Path) -> None:
-    plan = results / CURRENT / "plan.json"
-    plan.unlink()
-    run = load_run(results / CURRENT)
-    assert score_scale(run, "POPE") == (100.0, "values above 1")
-    assert score_scale(run, "MMBench_DEV_EN") == (1.0, "all values within 0-1")
+def test_scales_section_states_each_metric_and_its_full_scale(files: dict[str, str]) -> None:
+    rows = {r[0]: r[1:] for r in table(files["report.md"], "Score scales")}
+    assert rows["OCRBench"][:2] == ["Final Score", "0-3"]
+    assert rows["MMBench_DEV_EN"][:2] == ["Overall", "0-1"]
+    assert rows["POPE"][:2] == ["Overall", "0-100"]
 
 
 def test_totals_times_and_failures(files: dict[str, str]) -> None:
@@ -156,13 +163,14 @@ def test_real_run_has_no_smoke_label(results: Path, refs: dict) -> None:
 def test_scores_csv_long_form(files: dict[str, str]) -> None:
     rows = list(csv.DictReader(io.StringIO(files["scores.csv"])))
     assert list(rows[0]) == ["run", "host", "model", "benchmark", "metric", "value", "samples",
-                             "seconds", "status", "primary", "smoke"]  # fmt: skip
+                             "seconds", "status", "primary", "primary_score", "smoke"]  # fmt: skip
     # 18 metric values over the 8 ok combinations, one bare row each for the failed and missing.
     assert len(rows) == 20
     pope = [r for r in rows if (r["model"], r["benchmark"]) == ("llava_v1.5_13b", "POPE")]
     assert {r["metric"]: r["value"] for r in pope} == {
         "Overall": "66.67", "acc": "66.67", "precision": "50.0"}  # fmt: skip
     assert [r["primary"] for r in pope] == ["true", "false", "false"]
+    assert [r["primary_score"] for r in pope] == ["66.67", "", ""]
     assert {r["seconds"] for r in pope} == {"49.5"} and {r["samples"] for r in pope} == {"3"}
     missing = [r for r in rows if r["status"] == "missing"]
     assert len(missing) == 1 and missing[0]["metric"] == missing[0]["value"] == ""
@@ -215,14 +223,17 @@ def test_compare_flags_changes_beyond_threshold(results: Path) -> None:
     deltas = {(d.model, d.benchmark): d for d in compare_runs(now, then, 5)}
     assert deltas[("llava_v1.5_13b", "POPE")].delta == pytest.approx(33.34)
     assert deltas[("llava_v1.5_13b", "POPE")].flagged
-    assert deltas[("llava_v1.5_7b", "OCRBench")].delta == pytest.approx(2.0)
-    assert not deltas[("llava_v1.5_7b", "OCRBench")].flagged
+    assert deltas[("llava_v1.5_7b", "OCRBench")].delta == pytest.approx(66.67)
+    assert deltas[("llava_v1.5_7b", "OCRBench")].flagged
+    assert deltas[("llava_v1.5_7b", "TextVQA_VAL")].delta == pytest.approx(-2.0)
+    assert not deltas[("llava_v1.5_7b", "TextVQA_VAL")].flagged
     assert not deltas[("llava_v1.5_7b", "MMBench_DEV_EN")].flagged
     # Status changes are flagged whatever the scores.
     assert deltas[("llava_v1.5_13b", "OCRBench")].flagged
     assert deltas[("llava_v1.5_7b", "SEEDBench_IMG")].status_before == "failed"
     assert deltas[("llava_v1.5_7b", "SEEDBench_IMG")].flagged
-    assert compare_runs(now, then, 1.5)[3].flagged  # 7B OCRBench, +2 points
+    lower = {(d.model, d.benchmark): d for d in compare_runs(now, then, 1.5)}
+    assert lower[("llava_v1.5_7b", "TextVQA_VAL")].flagged  # 7B TextVQA, -2 points
     with pytest.raises(ReportError, match="threshold"):
         compare_runs(now, then, -1)
 
@@ -232,9 +243,10 @@ def test_compare_section_in_report(files: dict[str, str], results: Path, refs: d
         (r[0], r[1]): r[2:] for r in table(files["report.md"], f"Comparison with run {PREVIOUS}")
     }
     assert rows[("llava_v1.5_13b", "POPE")] == ["33.33", "66.67", "+33.34", "CHANGED"]
-    assert rows[("llava_v1.5_7b", "OCRBench")] == ["0.00", "2.00", "+2.00", ""]
+    assert rows[("llava_v1.5_7b", "OCRBench")] == ["0.00", "66.67", "+66.67", "CHANGED"]
+    assert rows[("llava_v1.5_7b", "TextVQA_VAL")] == ["2.00", "0.00", "-2.00", ""]
     assert rows[("llava_v1.5_13b", "SEEDBench_IMG")] == ["66.67", "missing", "", "CHANGED"]
-    assert "4 of 10 combinations changed" in files["report.md"]
+    assert "5 of 10 combinations changed" in files["report.md"]
     assert "Comparison with run" not in build_reports(results / CURRENT, refs)["report.md"]
 
 
@@ -338,26 +350,6 @@ def test_reference_file_is_plain_yaml_for_ansible() -> None:
     assert set(data) == {"reference_scores_figures", "reference_scores_benchmark_map"}
 
 
-def test_catalogue_kind_fixes_the_scale_when_the_plan_lacks_it(results: Path, refs: dict) -> None:
-    # A resumed run's plan lists only what was left to do: the catalogue knows every kind.
-    (results / CURRENT / "plan.json").write_text(json.dumps({"run_id": CURRENT, "units": []}))
-    summary_path = results / CURRENT / "summary.json"
-    summary = json.loads(summary_path.read_text())
-    for e in summary["combinations"]:
-        if e["benchmark"] == "TextVQA_VAL" and e["model"] == "llava_v1.5_13b":
-            e["scores"] = {"Overall": 0.5}  # percent, as VLMEvalKit's VQA scorer writes it
-    summary_path.write_text(json.dumps(summary))
-    kinds = eval_report.load_catalogue_kinds()
-    assert kinds["TextVQA_VAL"] == "vqa" and kinds["MMBench_DEV_EN"] == "mcq"
-
-    def cell(md: str) -> str:
-        return {r[0]: r[2] for r in table(md, "Primary scores (0-100)")}["TextVQA_VAL"]
-
-    # Without a kind, values within 0-1 can only be read as fractions: 50 %, wrongly.
-    assert cell(build_reports(results / CURRENT, refs)["report.md"]) == "50.00"
-    assert cell(build_reports(results / CURRENT, refs, kinds=kinds)["report.md"]) == "0.50"
-
-
 def test_combination_no_attempt_planned_has_no_host(results: Path, refs: dict) -> None:
     summary_path = results / CURRENT / "summary.json"
     summary = json.loads(summary_path.read_text())
@@ -373,19 +365,3 @@ def test_combination_no_attempt_planned_has_no_host(results: Path, refs: dict) -
 
 def test_model_loads_in_overview(files: dict[str, str]) -> None:
     assert "- Model loads: 3" in files["report.md"]
-
-
-def test_made_up_primary_metric_is_read_as_percent(results: Path, refs: dict) -> None:
-    # MMStar has no split column: ms-vlmeval reports its primary "Overall Acc" as fraction x 100
-    # next to the flattened fraction (as the worker recorded it in a real smoke run).
-    summary_path = results / CURRENT / "summary.json"
-    summary = json.loads(summary_path.read_text())
-    for e in summary["combinations"]:
-        if (e["model"], e["benchmark"]) == ("llava_v1.5_7b", "SEEDBench_IMG"):
-            e["scores"] = {"split=none|Overall": 0.4, "Overall Acc": 40.0}
-            e["primary_metric"] = "Overall Acc"
-    summary_path.write_text(json.dumps(summary))
-    md = build_reports(results / CURRENT, refs)["report.md"]
-    assert {r[0]: r[1] for r in table(md, "Primary scores (0-100)")}["SEEDBench_IMG"] == "40.00"
-    assert ["SEEDBench_IMG", "Overall Acc", "0-100", "metric 'Overall Acc'"] in table(
-        md, "Score scales")  # fmt: skip

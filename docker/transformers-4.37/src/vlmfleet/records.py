@@ -78,6 +78,9 @@ def make_record(
     samples: int = 0,
     scores: dict[str, float] | None = None,
     primary_metric: str | None = None,
+    primary_score: float | None = None,
+    primary_scale: float | None = None,
+    scoring_note: str | None = None,
     reason: str | None = None,
     finished_at: str | None = None,
     extra: dict[str, Any] | None = None,
@@ -101,6 +104,11 @@ def make_record(
         "samples": int(samples),
         "scores": scores,
         "primary_metric": primary_metric,
+        # The primary metric on 0-100 and what it reads when every question is right
+        # (vlmfleet.scores): readers never guess a benchmark's scale.
+        "primary_score": primary_score,
+        "primary_scale": primary_scale,
+        "scoring_note": scoring_note,
         "smoke": bool(smoke),
         "started_at": started_at,
         "finished_at": finished_at or now_iso(),
@@ -126,6 +134,11 @@ def validate_record(record: Any) -> list[str]:
         problems.append("scores is not an object")
     elif record["primary_metric"] is not None and record["primary_metric"] not in record["scores"]:
         problems.append("primary_metric not among scores")
+    score = record.get("primary_score")
+    if score is not None and (
+        isinstance(score, bool) or not isinstance(score, int | float) or not 0 <= score <= 100
+    ):
+        problems.append(f"primary_score {score!r} is not a number from 0 to 100")
     if not isinstance(record["smoke"], bool):
         problems.append("smoke is not a boolean")
     return problems

@@ -11,6 +11,8 @@ from typing import Any
 DEVICES = ("cuda", "cpu")
 KINDS = ("mcq", "yorn", "vqa")
 JUDGES = ("exact_matching",)
+# What a smoke unit loads: a known-answer checkpoint (vlmfleet.known_answer) or a tiny random one.
+SMOKE_CHECKPOINTS = ("known-strong", "known-weak", "random")
 
 
 class SlotFileError(ValueError):
@@ -27,6 +29,8 @@ class Benchmark:
 class Unit:
     model: str
     benchmarks: tuple[Benchmark, ...]
+    # Smoke runs only; a slot file without it means a tiny random checkpoint.
+    smoke_checkpoint: str = "random"
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,9 @@ def parse_slot(data: Any, path: Path = Path("slot.json")) -> Slot:
         if not isinstance(unit, dict):
             raise SlotFileError(f"{uw} must be an object")
         model = _name(_need(unit, "model", str, uw), "model", uw)
+        smoke_checkpoint = _choice(
+            unit.get("smoke_checkpoint", "random"), "smoke_checkpoint", SMOKE_CHECKPOINTS, uw
+        )
         benches_raw = _need(unit, "benchmarks", list, uw)
         if not benches_raw:
             raise SlotFileError(f"{uw}: benchmarks must list at least one benchmark")
@@ -140,7 +147,7 @@ def parse_slot(data: Any, path: Path = Path("slot.json")) -> Slot:
                 raise SlotFileError(f"{bw}: combination {model}/{name} is listed twice")
             seen.add((model, name))
             benches.append(Benchmark(name, kind))
-        units.append(Unit(model, tuple(benches)))
+        units.append(Unit(model, tuple(benches), smoke_checkpoint))
     return Slot(
         run_id=run_id,
         host=host,

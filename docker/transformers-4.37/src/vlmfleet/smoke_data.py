@@ -58,9 +58,15 @@ def _rng(name: str, i: int) -> random.Random:
     return random.Random(zlib.crc32(f"{name}/{i}".encode()))
 
 
-def draw_scene(name: str, i: int, *, variant: int = 0) -> tuple[bytes, dict[str, Any]]:
-    """A PNG with one big coloured shape, a caption and a small bar chart; returns its facts."""
-    rng = _rng(f"{name}#img{variant}", i)
+# Every benchmark's question i is about scene i: the benchmarks ask different questions of the
+# same scenes (a known-answer model learns each scene once), and scene i never depends on how
+# many questions a file has.
+SCENE_KEY = "scene"
+
+
+def draw_scene(i: int, *, variant: int = 0) -> tuple[bytes, dict[str, Any]]:
+    """Scene i: a PNG with coloured shapes, a caption and a small bar chart; returns its facts."""
+    rng = _rng(f"{SCENE_KEY}#img{variant}", i)
     width, height = rng.choice([(336, 252), (320, 320), (400, 300), (280, 360)])
     color = rng.choice(list(COLORS))
     shape = rng.choice(SHAPES)
@@ -114,11 +120,9 @@ def _options(
     return opts, "ABCDE"[opts.index(correct)]
 
 
-def _mcq_core(
-    name: str, i: int, *, korean: bool = False, n_options: int = 4, image_key: str | None = None
-) -> Row:
+def _mcq_core(name: str, i: int, *, korean: bool = False, n_options: int = 4) -> Row:
     rng = _rng(name, i)
-    png, facts = draw_scene(image_key or name, i)
+    png, facts = draw_scene(i)
     ask = rng.choice(["color", "shape", "count"])
     if ask == "color":
         pool, correct = list(COLORS), facts["color"]
@@ -168,8 +172,8 @@ def mmbench(name: str, n: int) -> list[Row]:
     main = []
     for i in range(n):
         # VLMEvalKit caches MMBench images per index in one folder for all MMBench sets, so
-        # the English and Korean sets must share their images.
-        row = _mcq_core(name, i, korean=korean, image_key="MMBench")
+        # the English and Korean sets must share their images (they do: scene i).
+        row = _mcq_core(name, i, korean=korean)
         row["hint"] = (
             "" if i % 3 else ("힌트: 이미지를 보세요." if korean else "Look at the image.")
         )
@@ -212,15 +216,35 @@ def scienceqa(name: str, n: int) -> list[Row]:
     return rows
 
 
+# Every MMMU_OPEN_EVERY-th MMMU question is open (no options), as MMMU has open questions.
+MMMU_OPEN_EVERY = 4
+
+
+def mmmu_open(name: str, i: int) -> Row:
+    png, facts = draw_scene(i)
+    return {
+        "index": i,
+        "question": "<image 1> How many shapes are there in the image? Answer with a number.",
+        "answer": str(facts["count"]),
+        "image": _b64(png),
+        "category": "Math",
+        "split": "dev" if i % 2 == 0 else "validation",
+        "question_type": "open",
+    }
+
+
 def mmmu(name: str, n: int) -> list[Row]:
     rows = []
     for i in range(n):
+        if i % MMMU_OPEN_EVERY == MMMU_OPEN_EVERY - 1:
+            rows.append(mmmu_open(name, i))
+            continue
         row = _mcq_core(name, i)
         row["split"] = "dev" if i % 2 == 0 else "validation"
         row["category"] = ["Art", "Math", "Physics"][i % 3]
         if i % 3 == 2:
             # Multi-image question: the images are referenced in the text as <image k>.
-            png2, _ = draw_scene(name, i, variant=1)
+            png2, _ = draw_scene(i, variant=1)
             row["image"] = str([row["image"], _b64(png2)])
             row["question"] = "Compare <image 1> and <image 2>. " + row["question"]
         else:
@@ -237,7 +261,7 @@ def blink(name: str, n: int) -> list[Row]:
         row["category"] = ["Counting", "Relative_Depth", "Multi-view_Reasoning"][i % 3]
         row["split"] = "val"
         if i % 2 == 1:
-            png2, _ = draw_scene(name, i, variant=1)
+            png2, _ = draw_scene(i, variant=1)
             row["image"] = str([row["image"], _b64(png2)])
         rows.append(row)
     return rows
@@ -247,7 +271,7 @@ def yorn_pope(name: str, n: int) -> list[Row]:
     rows = []
     for i in range(n):
         rng = _rng(name, i)
-        png, facts = draw_scene(name, i)
+        png, facts = draw_scene(i)
         present = rng.random() < 0.5
         shape = (
             facts["shape"] if present else rng.choice([s for s in SHAPES if s != facts["shape"]])
@@ -268,7 +292,7 @@ def yorn_hallusion(name: str, n: int) -> list[Row]:
     rows = []
     for i in range(n):
         rng = _rng(name, i)
-        png, facts = draw_scene(name, i // 2)  # two questions per figure, as in the benchmark
+        png, facts = draw_scene(i // 2)  # two questions per figure, as in the benchmark
         asked = rng.choice(list(COLORS))
         category = "VD" if i % 4 < 2 else "VS"
         subcat = ["illusion", "chart", "figure"][(i // 4) % 3]
@@ -288,7 +312,7 @@ def yorn_hallusion(name: str, n: int) -> list[Row]:
 
 
 def _vqa_facts(name: str, i: int) -> tuple[random.Random, bytes, dict[str, Any]]:
-    png, facts = draw_scene(name, i)
+    png, facts = draw_scene(i)
     return _rng(name, i), png, facts
 
 

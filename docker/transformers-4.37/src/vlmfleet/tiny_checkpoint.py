@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ CONTEXT_LEN = 2048
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 MARKER = "vlmfleet-tiny.json"
+KNOWN_ANSWER_MARKER = "vlmfleet-known-answer.json"
 
 # Training text for the tokenizer: the words the prompts of the seed benchmarks use, so that
 # tokenisation is realistic (whole words) rather than byte fallback everywhere.
@@ -226,10 +228,19 @@ def is_tiny_checkpoint(ckpt_dir: Path) -> bool:
     return (Path(ckpt_dir) / MARKER).is_file() and (Path(ckpt_dir) / "config.json").is_file()
 
 
-def ensure_tiny_llava(ckpt_dir: Path, *, seed: int = 0) -> Path:
-    """Build the checkpoint if it is not there yet, else make its vision-tower path current."""
+def is_checkpoint(ckpt_dir: Path) -> bool:
+    """A complete tiny or known-answer checkpoint (each written with its marker last)."""
+    markers = (MARKER, KNOWN_ANSWER_MARKER)
+    return (Path(ckpt_dir) / "config.json").is_file() and any(
+        (Path(ckpt_dir) / m).is_file() for m in markers
+    )
+
+
+def ensure_checkpoint(ckpt_dir: Path, build: Callable[[Path], Any]) -> Path:
+    """``build(staging)`` the checkpoint unless ``ckpt_dir`` already holds one (marked by
+    MARKER or known_answer's marker), then make its vision-tower path current."""
     ckpt_dir = Path(ckpt_dir).absolute()
-    if is_tiny_checkpoint(ckpt_dir):
+    if is_checkpoint(ckpt_dir):
         relocate(ckpt_dir)
         return ckpt_dir
     _require_llava_name(ckpt_dir)
@@ -239,17 +250,22 @@ def ensure_tiny_llava(ckpt_dir: Path, *, seed: int = 0) -> Path:
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{ckpt_dir.name}-", dir=ckpt_dir.parent))
     staging = tmp_dir / ckpt_dir.name
     try:
-        build_tiny_llava(staging, seed=seed)
+        build(staging)
         try:
             staging.replace(ckpt_dir)
         except OSError:
             # Another worker (a second slot on this host) finished the same build first.
-            if not is_tiny_checkpoint(ckpt_dir):
+            if not is_checkpoint(ckpt_dir):
                 raise
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     relocate(ckpt_dir)
     return ckpt_dir
+
+
+def ensure_tiny_llava(ckpt_dir: Path, *, seed: int = 0) -> Path:
+    """Build the checkpoint if it is not there yet, else make its vision-tower path current."""
+    return ensure_checkpoint(ckpt_dir, lambda staging: build_tiny_llava(staging, seed=seed))
 
 
 def main(argv: list[str] | None = None) -> int:

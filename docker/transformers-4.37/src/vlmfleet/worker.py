@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmfleet import records
+from vlmfleet.scores import primary_score
 from vlmfleet.selection import is_circular, select_positions
 from vlmfleet.slotfile import Benchmark, Slot, SlotFileError, load_env_file, load_slot
 
@@ -76,6 +77,19 @@ def tiny_name(model_path: str) -> str:
     return name if "llava" in name.lower() else f"llava-{name}"
 
 
+def smoke_model_path(name: str, kwargs: dict[str, Any], smoke_checkpoint: str) -> Path:
+    """The checkpoint a smoke unit loads, made ready under the smoke root."""
+    if smoke_checkpoint.startswith("known-"):
+        from vlmfleet.known_answer import checkpoint_name, ensure_known_answer
+
+        skill = smoke_checkpoint.removeprefix("known-")
+        return ensure_known_answer(smoke_root() / "models" / checkpoint_name(skill), skill)
+    from vlmfleet.tiny_checkpoint import ensure_tiny_llava
+
+    target = smoke_root() / "models" / tiny_name(kwargs.get("model_path", name))
+    return ensure_tiny_llava(target, seed=zlib.crc32(name.encode()))
+
+
 def import_stack() -> None:
     """Import torch and VLMEvalKit (which imports every dataset and model module), once and timed
     on its own: on an H100 machine this takes longer than loading a 7B model."""
@@ -101,8 +115,9 @@ def seed_everything(seed: int = SEED) -> None:
     torch.manual_seed(seed)
 
 
-def load_model(name: str, slot: Slot) -> Any:
-    """Build VLMEvalKit's model object for ``name`` on the slot's device."""
+def load_model(name: str, slot: Slot, smoke_checkpoint: str = "random") -> Any:
+    """Build VLMEvalKit's model object for ``name`` on the slot's device (in smoke mode, on
+    the unit's known-answer or tiny random checkpoint)."""
     from vlmeval.config import supported_VLM
     from vlmeval.vlm import LLaVA
 
@@ -126,10 +141,7 @@ def load_model(name: str, slot: Slot) -> Any:
                 f"smoke mode has tiny checkpoints only for models of VLMEvalKit's LLaVA class "
                 f"(e.g. llava_v1.5_7b, llava_v1.5_13b); {name} uses {cls_name}"
             )
-        from vlmfleet.tiny_checkpoint import ensure_tiny_llava
-
-        target = smoke_root() / "models" / tiny_name(kwargs.get("model_path", name))
-        kwargs["model_path"] = str(ensure_tiny_llava(target, seed=zlib.crc32(name.encode())))
+        kwargs["model_path"] = str(smoke_model_path(name, kwargs, smoke_checkpoint))
     if is_llava:
         kwargs.pop("device", None)
         return DeviceLLaVA(device=slot.device, **kwargs)
@@ -159,6 +171,25 @@ def _clean_scores(flat: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def use_synthetic_dataset(root: Path, name: str, kind: str, questions: int) -> str:
+    """Write the synthetic ``root/<name>.tsv`` and make VLMEvalKit accept it; returns its md5.
+
+    The dataset class md5-checks its TSV and downloads the real one on mismatch: the synthetic
+    file's md5 is registered for this name, in this process only."""
+    import vlmeval.dataset as vd
+
+    from vlmfleet.smoke_data import write_dataset
+
+    _, md5 = write_dataset(root, name, kind, questions)
+    for cls in vd.DATASET_CLASSES:
+        if name in cls.supported_datasets():
+            if "DATASET_MD5" not in cls.__dict__:
+                cls.DATASET_MD5 = {}
+            cls.DATASET_MD5[name] = md5
+            break
+    return md5
+
+
 def prepare_dataset(bench: Benchmark, slot: Slot) -> Any:
     """VLMEvalKit's dataset object for ``bench``, limited to the slot's sample limit."""
     import vlmeval.dataset as vd
@@ -171,18 +202,10 @@ def prepare_dataset(bench: Benchmark, slot: Slot) -> Any:
             "data only for VLMEvalKit's registered datasets"
         )
     if slot.smoke:
-        from vlmfleet.smoke_data import DEFAULT_QUESTIONS, write_dataset
+        from vlmfleet.smoke_data import DEFAULT_QUESTIONS
 
         questions = max(DEFAULT_QUESTIONS, slot.limit or 0)
-        _, md5 = write_dataset(Path(os.environ[LMU_ENV]), bench.name, bench.kind, questions)
-        # The dataset class md5-checks its TSV and downloads the real one on mismatch: register
-        # the synthetic file's md5 for this name, in this process only.
-        for cls in vd.DATASET_CLASSES:
-            if bench.name in cls.supported_datasets():
-                if "DATASET_MD5" not in cls.__dict__:
-                    cls.DATASET_MD5 = {}
-                cls.DATASET_MD5[bench.name] = md5
-                break
+        use_synthetic_dataset(Path(os.environ[LMU_ENV]), bench.name, bench.kind, questions)
     elif not known:
         # VLMEvalKit would treat an unknown name as a custom dataset in $LMUData; say so
         # up front when that file is not there instead of failing deep inside evaluation.
@@ -277,6 +300,23 @@ def infer_combination(model: Any, combo: Combination, slot: Slot) -> None:
     )
 
 
+def open_question_note(data: Any, dataset_type: str, judge: str) -> str | None:
+    """What exact matching cannot judge in an MCQ set: its open questions (rows without
+    options, such as MMMU's), which VLMEvalKit turns into "the answer or Other Answers"."""
+    if dataset_type != "MCQ" or judge != "exact_matching" or "A" not in data:
+        return None
+    import pandas as pd
+
+    open_rows = int(sum(1 for a in data["A"] if pd.isna(a) or str(a) == ""))
+    if not open_rows:
+        return None
+    return (
+        f"{open_rows} of {len(data)} questions are open (no options): exact matching counts "
+        "one right only when the answer's text appears in the prediction, so a paraphrase "
+        "counts wrong; a judge model would score those"
+    )
+
+
 def evaluate_combination(combo: Combination, slot: Slot) -> dict[str, Any]:
     """VLMEvalKit's evaluation of the prediction file; returns the fields of an ok record."""
     from vlmeval.smp.status_report import flatten_summary_metrics
@@ -290,12 +330,18 @@ def evaluate_combination(combo: Combination, slot: Slot) -> dict[str, Any]:
     # "Overall Acc" is 100 x "split=none|Overall"), so it joins the scores under its own name.
     primary = _clean_scores(dataset.report_primary_metric(scores))
     primary_key = next(iter(primary), None)
+    fields: dict[str, Any] = {"primary_metric": None}
     if primary_key is not None:
         scores.setdefault(primary_key, primary[primary_key])
+        fields = primary_score(
+            primary_key, scores[primary_key], dataset.TYPE, int(dataset.vlmfleet_questions)
+        ).record_fields()
+    note = open_question_note(dataset.data, dataset.TYPE, slot.judge)
     return {
         "samples": int(dataset.vlmfleet_questions),
         "scores": scores,
-        "primary_metric": primary_key if primary_key in scores else None,
+        **fields,
+        "scoring_note": note,
         "extra": {
             "predictions": len(dataset.data),
             "prediction_file": Path(combo.pred_file).name,
@@ -422,11 +468,11 @@ class Worker:
                     "loading model %s on %s%s",
                     unit.model,
                     slot.device,
-                    " (smoke: tiny random checkpoint)" if slot.smoke else "",
+                    f" (smoke: {unit.smoke_checkpoint} checkpoint)" if slot.smoke else "",
                 )
                 t_load = time.monotonic()
                 seed_everything()
-                model = load_model(unit.model, slot)
+                model = load_model(unit.model, slot, unit.smoke_checkpoint)
             except Exception as err:  # every failure becomes a status record
                 reason = f"model load failed: {describe(err)}"
                 log.error("%s\n%s", reason, traceback.format_exc())

@@ -1,0 +1,468 @@
+"""Known-answer LLaVA-1.5 checkpoints: small models trained to answer the smoke data.
+
+Random weights score 0 on everything, so no run of them can tell a right score from a wrong
+one. These checkpoints are in LLaVA-1.5's real on-disk format (the tiny checkpoint's layout,
+with a larger Llama and vision tower) and are trained, deterministically on the CPU, on the
+synthetic scenes of ``vlmfleet.smoke_data``: every prompt is built by VLMEvalKit's own dataset
+classes and the LLaVA wrapper, exactly as the worker builds it, and the target is the answer
+the row's image determines. Two skills:
+
+- ``strong``: trained on every row's right answer, so it is right on (nearly) every question;
+- ``weak``: trained on a wrong answer whenever a question asks to count or to read a number
+  (``asks_a_number``), so it is right on a known part.
+
+Scores of a run are then checkable: a test computes each benchmark's expected score from the
+answer key and the predictions with its own arithmetic.
+
+    python -m vlmfleet.known_answer OUT_ROOT      # writes OUT_ROOT/llava-known-{strong,weak}
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vlmfleet.smoke_data import DEFAULT_QUESTIONS
+from vlmfleet.tiny_checkpoint import KNOWN_ANSWER_MARKER as MARKER
+from vlmfleet.tiny_checkpoint import ensure_checkpoint
+
+log = logging.getLogger("vlmfleet.known_answer")
+
+SKILLS = ("strong", "weak")
+# The checkpoints ship beside the package: docker/transformers-4.37/known_answer/ in the
+# repository, /opt/vlm-image/known_answer/ in the image.
+SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "known_answer"
+# Rows of every benchmark the checkpoints are trained on: the smoke data's whole set, so every
+# limit up to it is answered from trained scenes.
+TRAIN_QUESTIONS = DEFAULT_QUESTIONS
+# What the weak checkpoint says to an open question it is taught wrong: no scorer of an open
+# benchmark counts it right.
+WRONG_OPEN_ANSWER = "unknown"
+IMAGE_SIZE = 56
+PATCH_SIZE = 14
+VOCAB_SIZE = 1200
+SEED = 1234
+STEPS = 3000
+BATCH = 24
+LEARNING_RATE = 7e-4
+
+
+def checkpoint_name(skill: str) -> str:
+    """Folder name of a skill's checkpoint; LLaVA's builder needs "llava" in it."""
+    if skill not in SKILLS:
+        raise ValueError(f"known-answer skill {skill!r} is not valid; valid: {', '.join(SKILLS)}")
+    return f"llava-known-{skill}"
+
+
+def asks_a_number(kind: str, line: Any) -> bool:
+    """Whether the row asks to count or to read a number (the weak checkpoint's blind spot)."""
+    if kind == "mcq":
+        question = str(line["question"])
+        return "How many" in question or "몇 개" in question
+    return kind == "vqa" and right_answer(kind, line).isdigit()
+
+
+def ensure_known_answer(ckpt_dir: Path, skill: str) -> Path:
+    """A writable copy of ``skill``'s shipped checkpoint at ``ckpt_dir`` (its config names the
+    vision tower by absolute path, so a copy is relocated)."""
+    shipped = SHIPPED_ROOT / checkpoint_name(skill)
+    if not (shipped / MARKER).is_file():
+        raise FileNotFoundError(
+            f"known-answer checkpoint {shipped} is missing; build it with "
+            f"python -m vlmfleet.known_answer {SHIPPED_ROOT}"
+        )
+
+    def copy(staging: Path) -> None:
+        shutil.copytree(shipped, staging)
+        for path in staging.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+    return ensure_checkpoint(ckpt_dir, copy)
+
+
+def is_taught_wrong(kind: str, line: Any, skill: str) -> bool:
+    """Whether ``skill``'s checkpoint is trained on a wrong answer for this row: the strong one
+    never, the weak one whenever the row asks to count or to read a number."""
+    return skill == "weak" and asks_a_number(kind, line)
+
+
+def _answer_list(text: str) -> list[str]:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return [text]
+    return [str(v) for v in value] if isinstance(value, list) else [text]
+
+
+def right_answer(kind: str, line: Any) -> str:
+    """The answer the row's image determines, as a model should say it."""
+    if kind == "mcq" or kind == "yorn":
+        return str(line["answer"])
+    # VizWiz keeps its ten answers under "answers"; the other VQA sets under "answer", one
+    # string or a list written as a Python literal. The most common answer is the right one.
+    raw = str(
+        line["answers"] if "answers" in line and str(line["answers"]) != "nan" else line["answer"]
+    )
+    return Counter(_answer_list(raw)).most_common(1)[0][0]
+
+
+def wrong_answer(kind: str, line: Any, options: list[str]) -> str:
+    right = right_answer(kind, line)
+    if kind == "yorn":
+        return "No" if right == "Yes" else "Yes"
+    if kind == "mcq" and right in options:
+        return options[(options.index(right) + 1) % len(options)]
+    return WRONG_OPEN_ANSWER
+
+
+@dataclass
+class Example:
+    benchmark: str
+    index: Any
+    prompt: str
+    images: list[str]
+    answer: str
+
+
+def _options(line: Any) -> list[str]:
+    import pandas as pd
+
+    return [c for c in "ABCDEFGH" if c in line and not pd.isna(line[c]) and str(line[c]) != ""]
+
+
+def training_examples(model: Any, lmu_root: Path, skill: str) -> list[Example]:
+    """Every smoke benchmark's first TRAIN_QUESTIONS rows, prompted as the worker prompts them."""
+    from vlmeval.dataset import build_dataset
+
+    from vlmfleet.batched import build_message, to_sample
+    from vlmfleet.smoke_data import BUILDERS
+    from vlmfleet.worker import LMU_ENV, use_synthetic_dataset
+
+    os.environ[LMU_ENV] = str(lmu_root)
+    examples = []
+    for name, (kind, _) in BUILDERS.items():
+        use_synthetic_dataset(lmu_root, name, kind, TRAIN_QUESTIONS)
+        dataset = build_dataset(name)
+        model.set_dump_image(dataset.dump_image)
+        data = dataset.data
+        for i in range(len(data)):
+            line = data.iloc[i]
+            sample = to_sample(model, line["index"], build_message(model, dataset, line))
+            if is_taught_wrong(kind, line, skill):
+                answer = wrong_answer(kind, line, _options(line))
+            else:
+                answer = right_answer(kind, line)
+            examples.append(Example(name, line["index"], sample.prompt, sample.images, answer))
+    return examples
+
+
+def _corpus(examples: list[Example]) -> list[str]:
+    return [e.prompt.replace("<image>", " ") for e in examples] + [e.answer for e in examples]
+
+
+def _train_tokenizer(lines: list[str], work: Path) -> Path:
+    import sentencepiece as spm
+
+    corpus = work / "corpus.txt"
+    corpus.write_text("\n".join(sorted(set(lines))) + "\n", encoding="utf-8")
+    prefix = work / "tokenizer"
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(prefix),
+        vocab_size=VOCAB_SIZE,
+        model_type="bpe",
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        byte_fallback=True,
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        # Digits one by one: numbers the model has not seen still spell out.
+        split_digits=True,
+        minloglevel=2,
+        num_threads=1,
+    )
+    return prefix.with_suffix(".model")
+
+
+def build_untrained(out_dir: Path, examples: list[Example]) -> Path:
+    """The checkpoint's files with initial weights: vision tower, tokenizer, LLaVA config."""
+    import torch
+    from llava.model.language_model.llava_llama import LlavaLlamaForCausalLM
+    from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaTokenizer
+
+    from vlmfleet.tiny_checkpoint import VISION_SUBDIR, llava15_config, save_clip_image_processor
+
+    out_dir = Path(out_dir).absolute()
+    vision_dir = out_dir / VISION_SUBDIR
+    torch.manual_seed(SEED)
+    vision = CLIPVisionConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        projection_dim=64,
+    )
+    CLIPVisionModel(vision).save_pretrained(vision_dir)
+    save_clip_image_processor(vision_dir, IMAGE_SIZE)
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = LlamaTokenizer(
+            vocab_file=str(_train_tokenizer(_corpus(examples), Path(tmp))),
+            legacy=False,
+            model_max_length=2048,
+        )
+        tokenizer.pad_token = tokenizer.unk_token
+        tokenizer.save_pretrained(out_dir)
+    config = llava15_config(
+        vision_dir,
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        layers=4,
+        heads=4,
+        mm_hidden_size=vision.hidden_size,
+        max_positions=2048,
+        context_len=2048,
+    )
+    torch.manual_seed(SEED)
+    LlavaLlamaForCausalLM(config).save_pretrained(out_dir, safe_serialization=True)
+    return out_dir
+
+
+def _encode(model: Any, examples: list[Example]) -> list[tuple[list[int], list[int]]]:
+    from llava.constants import IMAGE_TOKEN_INDEX
+    from llava.mm_utils import tokenizer_image_token
+
+    tok = model.tokenizer
+    encoded = []
+    for e in examples:
+        prompt_ids = tokenizer_image_token(e.prompt, tok, IMAGE_TOKEN_INDEX)
+        answer_ids = [*tok(e.answer, add_special_tokens=False).input_ids, tok.eos_token_id]
+        encoded.append((prompt_ids, answer_ids))
+    return encoded
+
+
+def _batches(n: int, batch: int, rng: random.Random) -> Iterator[list[int]]:
+    while True:
+        order = list(range(n))
+        rng.shuffle(order)
+        for start in range(0, n - batch + 1, batch):
+            yield order[start : start + batch]
+
+
+def _trainable_vision_tower(model: Any) -> None:
+    """LLaVA's CLIPVisionTower.forward runs under no_grad (its tower is frozen in LLaVA's own
+    training); train it here by calling the same layers with gradients."""
+    tower = model.get_model().get_vision_tower()
+
+    def forward(images: Any) -> Any:
+        out = tower.vision_tower(images.to(dtype=tower.dtype), output_hidden_states=True)
+        return tower.feature_select(out).to(images.dtype)
+
+    tower.forward = forward
+    tower.vision_tower.requires_grad_(True)
+
+
+def train(
+    model: Any,
+    examples: list[Example],
+    steps: int = STEPS,
+    lr: float = LEARNING_RATE,
+    batch_size: int = BATCH,
+) -> list[float]:
+    """Train every weight on the examples' answers (prompt tokens carry no loss)."""
+    import torch
+
+    torch.manual_seed(SEED)
+    rng = random.Random(SEED)
+    net = model.model
+    net.train()
+    net.requires_grad_(True)
+    _trainable_vision_tower(net)
+    encoded = _encode(model, examples)
+    pixels = [model.preprocess_images(e.images) for e in examples]
+    pad = model.tokenizer.pad_token_id
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=lr, total_steps=steps, pct_start=0.1
+    )
+    losses = []
+    t0 = time.monotonic()
+    for step, batch in zip(range(steps), _batches(len(examples), batch_size, rng), strict=False):
+        rows = [encoded[i][0] + encoded[i][1] for i in batch]
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, i in enumerate(batch):
+            prompt_ids, answer_ids = encoded[i]
+            ids = prompt_ids + answer_ids
+            input_ids[r, : len(ids)] = torch.tensor(ids)
+            labels[r, len(prompt_ids) : len(ids)] = torch.tensor(answer_ids)
+            attention[r, : len(ids)] = 1
+        images = torch.cat([pixels[i] for i in batch], dim=0).to(model.device)
+        # Importing VLMEvalKit turns gradients off process-wide.
+        with torch.enable_grad():
+            out = net(
+                input_ids=input_ids.to(model.device),
+                attention_mask=attention.to(model.device),
+                labels=labels.to(model.device),
+                images=images,
+            )
+            out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        schedule.step()
+        losses.append(float(out.loss))
+        if step % 100 == 0 or step == steps - 1:
+            log.info(
+                "step %d/%d loss %.4f (%.0f s)", step, steps, losses[-1], time.monotonic() - t0
+            )
+    net.eval()
+    return losses
+
+
+def answered_right(model: Any, examples: list[Example], batch_size: int = 32) -> dict[str, float]:
+    """Per benchmark, the share of examples whose greedy answer is exactly the trained one."""
+    from vlmfleet.batched import Sample, generate_batch
+
+    # Trained answers are a few tokens: a cap keeps an unlearned (endless) answer short.
+    model.kwargs["max_new_tokens"] = 16
+    hits: dict[str, list[bool]] = {}
+    for start in range(0, len(examples), batch_size):
+        chunk = examples[start : start + batch_size]
+        samples = [Sample(e.index, e.prompt, e.images) for e in chunk]
+        for e, text in zip(chunk, generate_batch(model, samples), strict=True):
+            hits.setdefault(e.benchmark, []).append(text == e.answer)
+    return {name: sum(h) / len(h) for name, h in hits.items()}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def on_device(model: Any, device: str) -> Any:
+    """The wrapper with its weights in float32 on ``device`` (cpu, or cuda to train faster)."""
+    import torch
+
+    model.device, model.dtype = torch.device(device), torch.float32
+    model.model.to(device=model.device, dtype=torch.float32)
+    return model
+
+
+def build_known_answer(
+    out_root: Path,
+    skill: str,
+    *,
+    steps: int = STEPS,
+    lr: float = LEARNING_RATE,
+    batch_size: int = BATCH,
+    device: str = "cpu",
+) -> Path:
+    """Train ``skill``'s checkpoint into ``out_root/llava-known-<skill>``; returns its path.
+
+    Deterministic for one machine and software stack (fixed seeds, deterministic kernels);
+    another stack trains a checkpoint of the same skill, not of the same bytes."""
+    import torch
+
+    from vlmfleet.model import DeviceLLaVA
+
+    # cuBLAS is deterministic only with a fixed workspace; set before CUDA starts.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # warn_only: an op without a deterministic CUDA kernel warns (in the log) instead of failing.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    out_dir = Path(out_root).absolute() / checkpoint_name(skill)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        staging = work / out_dir.name
+        # Prompts depend only on the dataset classes and the wrapper's prompt format, not on
+        # the weights: the tiny random checkpoint builds them.
+        from vlmfleet.tiny_checkpoint import build_tiny_llava
+
+        prompter = DeviceLLaVA(str(build_tiny_llava(work / "llava-question-builder")), device="cpu")
+        examples = training_examples(prompter, work / "LMUData", skill)
+        del prompter
+        build_untrained(staging, examples)
+        model = on_device(DeviceLLaVA(str(staging), device="cpu"), device)
+        losses = train(model, examples, steps, lr, batch_size)
+        learned = answered_right(model, examples)
+        log.info("answers as trained: %s", json.dumps(learned))
+        model.model.to(device="cpu", dtype=torch.float16).save_pretrained(
+            staging, safe_serialization=True
+        )
+        (staging / MARKER).write_text(
+            json.dumps(
+                {
+                    "skill": skill,
+                    "seed": SEED,
+                    "steps": steps,
+                    "learning_rate": lr,
+                    "batch_size": batch_size,
+                    "trained_on": device,
+                    "torch": torch.__version__,
+                    "train_questions": TRAIN_QUESTIONS,
+                    "examples": len(examples),
+                    "answered_as_trained": learned,
+                    "final_loss": round(sum(losses[-20:]) / min(20, len(losses)), 6),
+                    "vision_tower": "vision_tower",
+                },
+                indent=2,
+            )
+            + "\n",
+            encoding="utf-8",
+        )
+        for path in staging.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(staging), out_dir)
+    from vlmfleet.tiny_checkpoint import relocate
+
+    relocate(out_dir)
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_root", type=Path, help="folder for llava-known-<skill>/")
+    parser.add_argument("--skill", choices=SKILLS, action="append", help="default: both")
+    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--lr", type=float, default=LEARNING_RATE, help="peak learning rate")
+    parser.add_argument("--batch", type=int, default=BATCH, help="examples per step")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    for skill in args.skill or SKILLS:
+        path = build_known_answer(
+            args.out_root,
+            skill,
+            steps=args.steps,
+            lr=args.lr,
+            batch_size=args.batch,
+            device=args.device,
+        )
+        print(path, _sha256(path / "model.safetensors"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

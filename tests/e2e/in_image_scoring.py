@@ -1,0 +1,132 @@
+"""VLMEvalKit's own scores of always-right and always-wrong answers, inside the image.
+
+Runs in the evaluation image (tests/e2e/test_known_answers.py starts it with the repository's
+worker package mounted over the image's and tests/ on PYTHONPATH):
+
+    python tests/e2e/in_image_scoring.py --questions 1 7 24 [--benchmarks POPE,OCRBench]
+
+For each benchmark and question count: the worker's synthetic TSV of that many questions
+(vlmfleet.worker.use_synthetic_dataset), VLMEvalKit's dataset for it, and two prediction files
+in VLMEvalKit's format (the dataset's rows without images, plus a prediction column) whose
+answers are all right and all wrong (scoring.answer_sets). Each file is scored by
+``dataset.evaluate(file, model="exact_matching", nproc=1)``, as the worker scores one, and by
+this repository's published metrics read back from the same file. Prints one line per file:
+``IN_IMAGE_SCORE {json}`` with benchmark, questions, answers ("right"/"wrong"), metric and
+value (VLMEvalKit's primary key and raw value), scores (all flattened figures), published
+(scoring.published_metrics.primary_score) and, once the worker package has
+``vlmfleet.scores.primary_score``, vlmfleet_primary_score (or vlmfleet_error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+MARKER = "IN_IMAGE_SCORE "
+ORACLE_MODEL = "oracle"
+
+
+def seed_benchmarks() -> dict[str, str]:
+    from vlmfleet.smoke_data import BUILDERS
+
+    return {name: kind for name, (kind, _) in BUILDERS.items()}
+
+
+def prediction_file(dataset: Any, answers: dict[str, str], path: Path) -> Path:
+    """VLMEvalKit's prediction file for ``dataset``: its rows without images, plus answers."""
+    from scoring.published_metrics import index_key
+    from vlmeval.smp import dump
+
+    data = dataset.data.drop(columns=[c for c in ("image", "image_path") if c in dataset.data])
+    data = data.copy()
+    data["prediction"] = [answers[index_key(i)] for i in data["index"]]
+    dump(data, str(path))
+    return path
+
+
+def vlmfleet_primary(metric: str, value: float, dataset: Any, questions: int) -> float | None:
+    """The worker's primary score (vlmfleet.scores.primary_score) of VLMEvalKit's figure, or
+    None while the worker package has no vlmfleet.scores."""
+    try:
+        scores_module = importlib.import_module("vlmfleet.scores")
+    except ModuleNotFoundError:
+        return None
+    result = scores_module.primary_score(
+        metric=metric, value=value, dataset_type=dataset.TYPE, questions=questions
+    )
+    return float(result.score)
+
+
+def score_case(name: str, kind: str, questions: int, right: bool, work: Path) -> dict[str, Any]:
+    from scoring.answer_sets import answer_set
+    from scoring.published_metrics import primary_score, read_predictions
+    from vlmeval.dataset import build_dataset
+    from vlmeval.smp.status_report import flatten_summary_metrics
+    from vlmfleet.smoke_data import synthetic_rows
+    from vlmfleet.worker import use_synthetic_dataset
+
+    lmu = work / "LMUData"
+    os.environ["LMUData"] = str(lmu)  # noqa: SIM112 (VLMEvalKit's name for its data root)
+    use_synthetic_dataset(lmu, name, kind, questions)
+    dataset = build_dataset(name)
+    rows = synthetic_rows(name, kind, questions)
+    answers = answer_set(kind, rows, right=right)
+    case_dir = work / f"{name}-{questions}-{'right' if right else 'wrong'}"
+    case_dir.mkdir()
+    pred = prediction_file(dataset, answers, case_dir / f"{ORACLE_MODEL}_{name}.xlsx")
+    published = primary_score(name, rows, read_predictions(pred))
+    result = dataset.evaluate(str(pred), model="exact_matching", nproc=1)
+    flat = {
+        k: float(v)
+        for k, v in flatten_summary_metrics(result).items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+    primary = dataset.report_primary_metric(flat)
+    metric, value = next(iter(primary.items()), (None, None))
+    record: dict[str, Any] = {
+        "benchmark": name,
+        "questions": questions,
+        "answers": "right" if right else "wrong",
+        "metric": metric,
+        "value": value,
+        "scores": flat,
+        "published": published,
+    }
+    try:
+        ours = vlmfleet_primary(metric, value, dataset, questions)
+    except Exception as err:  # reported to the test, which fails on it
+        record["vlmfleet_error"] = f"{type(err).__name__}: {err}"
+    else:
+        if ours is not None:
+            record["vlmfleet_primary_score"] = ours
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, nargs="+", default=[1, 7, 24])
+    parser.add_argument("--benchmarks", default="", help="comma list; default: every seed one")
+    args = parser.parse_args(argv)
+    kinds = seed_benchmarks()
+    names = [b for b in args.benchmarks.split(",") if b] or list(kinds)
+    unknown = [b for b in names if b not in kinds]
+    if unknown:
+        parser.error(f"no synthetic data for {', '.join(unknown)}; known: {', '.join(kinds)}")
+    with tempfile.TemporaryDirectory(prefix="in-image-scoring-") as tmp:
+        for questions in args.questions:
+            for name in names:
+                for right in (True, False):
+                    record = score_case(name, kinds[name], questions, right, Path(tmp))
+                    print(MARKER + json.dumps(record, sort_keys=True), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

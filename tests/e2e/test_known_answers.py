@@ -1,0 +1,371 @@
+"""Scores checked against answers known in advance.
+
+Two parts, both in the real image:
+
+- The smoke matrix (both seed models, all 20 seed benchmarks) at limits 1, 7 and 24 (24 = the
+  whole synthetic set), once per limit over this machine's two inventory names (test_eval's
+  fleet). For every ok combination the expected primary score is computed from its collected
+  prediction file and the answer key (vlmfleet.smoke_data) by tests/scoring/published_metrics,
+  and summary.json's ``primary_score``, scores.csv's ``primary_score`` column, and the
+  "Primary scores (0-100)" tables of report.md and report.html must show exactly that number
+  (at the precision each shows).
+- VLMEvalKit's own evaluation of always-right and always-wrong prediction files for every
+  seed benchmark at 1, 7 and 24 questions (tests/e2e/in_image_scoring.py in the image): its raw
+  primary key and value must be the scale the worker's normalisation expects, and the worker's
+  ``vlmfleet.scores.primary_score`` must turn them into 100 and 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import re
+import subprocess
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+import test_eval
+import yaml
+from conftest import DOCKER, REPO
+from scoring.published_metrics import (
+    PRIMARY,
+    first_questions,
+    index_key,
+    primary_score,
+    read_predictions,
+)
+from test_eval import Fleet, stdout
+from test_report_checks import md_table
+from vlmfleet.smoke_data import DEFAULT_QUESTIONS, synthetic_rows
+
+pytestmark = pytest.mark.slow
+
+# The module-scoped fixture of test_eval: both inventory names of this machine provisioned.
+fleet = test_eval.fleet
+
+CATALOGUE = yaml.safe_load((REPO / "playbooks" / "vars" / "catalogue.yml").read_text())
+MODELS = CATALOGUE["catalogue_default_models"]
+BENCHMARKS = CATALOGUE["catalogue_default_benchmarks"]
+KINDS = {b: CATALOGUE["catalogue_benchmarks"][b]["kind"] for b in BENCHMARKS}
+LIMITS = (1, 7, 24)
+SCORES_HEADING = "Primary scores (0-100)"
+
+
+# --- showing a number -----------------------------------------------------------------------
+
+
+def shown_as(text: str, expected: float) -> bool:
+    """Whether a rendered number (at least one decimal; a report cell may add a " *" note
+    marker) is ``expected`` rounded to the decimals it shows: within half a unit of its last
+    digit."""
+    match = re.fullmatch(r"(-?\d+\.(\d+))(?: \*)?", text.strip())
+    if not match:
+        return False
+    return abs(float(match.group(1)) - expected) <= 0.5 * 10 ** -len(match.group(2)) + 1e-9
+
+
+def json_number_is(value: Any, expected: float) -> bool:
+    """Whether a JSON number is ``expected`` to the decimals it carries, two at least (summary
+    numbers are rounded to two decimals or more; 100.0 must not pass for 99.97)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    text = repr(float(value))
+    decimals = len(text.split(".")[1]) if "." in text and "e" not in text else 15
+    return abs(value - expected) <= max(0.5 * 10 ** -max(decimals, 2), 1e-9)
+
+
+# --- reading report.html --------------------------------------------------------------------
+
+
+class _HeadedTables(HTMLParser):
+    """The first table under each <h2> of a page, as rows of cell texts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._heading: str | None = None
+        self._in_h2 = False
+        self._table: list[list[str]] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "h2":
+            self._in_h2, self._heading = True, ""
+        elif tag == "table" and self._heading is not None and self._heading not in self.tables:
+            self._table = []
+        elif tag == "tr" and self._table is not None:
+            self._table.append([])
+        elif tag in ("td", "th") and self._table is not None:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "h2":
+            self._in_h2 = False
+        elif tag in ("td", "th") and self._cell is not None and self._table is not None:
+            self._table[-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "table" and self._table is not None and self._heading is not None:
+            self.tables[self._heading] = self._table
+            self._table = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in_h2:
+            self._heading = (self._heading or "") + data
+        elif self._cell is not None:
+            self._cell.append(data)
+
+
+def html_table(page: str, heading: str) -> list[dict[str, str]]:
+    """Rows of the first table under ``<h2>heading</h2>``, as dicts by column."""
+    parser = _HeadedTables()
+    parser.feed(page)
+    if heading not in parser.tables:
+        raise AssertionError(f"report.html has no table under {heading!r}")
+    header, *rows = parser.tables[heading]
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+# --- one smoke run per limit ----------------------------------------------------------------
+
+
+@dataclass
+class Combination:
+    host: str
+    model: str
+    benchmark: str
+    entry: dict[str, Any]  # summary.json's
+    record: dict[str, Any]  # the collected status.json
+    expected: float  # published_metrics' primary score of its prediction file
+
+
+@dataclass
+class KnownRun:
+    limit: int
+    run_dir: Path
+    summary: dict[str, Any]
+    output: str
+    ok: list[Combination] = field(default_factory=list)
+    # (model, benchmark) -> why its prediction file could not be scored
+    unscorable: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def expected_score(run_dir: Path, entry: dict[str, Any], limit: int) -> tuple[dict, float]:
+    """The collected record of an ok combination and the published primary score of its
+    prediction file, after checking that the file answers exactly the first ``limit``
+    questions of the answer key."""
+    where = run_dir / entry["host"] / entry["model"] / entry["benchmark"]
+    record = json.loads((where / "status.json").read_text())
+    name = entry["benchmark"]
+    key = synthetic_rows(name, KINDS[name], max(DEFAULT_QUESTIONS, limit))
+    predictions = read_predictions(where / record["prediction_file"])
+    asked = {index_key(r["index"]) for r in first_questions(name, key, limit)}
+    if set(predictions) != asked:
+        raise AssertionError(
+            f"{name}: predictions for rows {sorted(set(predictions) ^ asked)[:8]} differ from "
+            f"the first {limit} questions"
+        )
+    return record, primary_score(name, key, predictions)
+
+
+@pytest.fixture(scope="module", params=LIMITS, ids=[f"limit{n}" for n in LIMITS])
+def known_run(request: pytest.FixtureRequest, fleet: Fleet) -> KnownRun:
+    limit = request.param
+    run_id = f"e2e-known-answers-{limit}"
+    runner = fleet.eval(smoke="true", limit=str(limit), run_id=run_id)
+    run_dir = fleet.results / run_id
+    out = stdout(runner)
+    if not (run_dir / "summary.json").is_file():
+        pytest.fail(f"eval.yml wrote no summary (rc {runner.rc}):\n{out[-5000:]}")
+    run = KnownRun(limit, run_dir, fleet.summary(run_id), out)
+    for entry in run.summary["combinations"]:
+        if entry["status"] != "ok":
+            continue
+        try:
+            record, expected = expected_score(run_dir, entry, limit)
+        except (OSError, ValueError, KeyError, AssertionError) as err:
+            run.unscorable[(entry["model"], entry["benchmark"])] = f"{type(err).__name__}: {err}"
+            continue
+        run.ok.append(
+            Combination(entry["host"], entry["model"], entry["benchmark"], entry, record, expected)
+        )
+    return run
+
+
+def describe(c: Combination, shown: Any) -> str:
+    raw = c.record.get("scores", {}).get(c.record.get("primary_metric"))
+    return (
+        f"{c.model}/{c.benchmark}: published metric {PRIMARY[c.benchmark].name} gives "
+        f"{c.expected!r}, shown {shown!r} (VLMEvalKit {c.record.get('primary_metric')!r} = {raw!r})"
+    )
+
+
+def test_the_matrix_runs_and_every_prediction_file_is_scored(known_run: KnownRun) -> None:
+    totals = known_run.summary["totals"]
+    failed = [
+        f"{e['model']}/{e['benchmark']}: {e['status']} {e['reason']}"
+        for e in known_run.summary["combinations"]
+        if e["status"] != "ok"
+    ]
+    assert not failed, "\n".join(failed) + "\n" + known_run.output[-3000:]
+    assert totals == {"ok": 40, "failed": 0, "missing": 0, "total": 40}
+    assert known_run.summary["smoke"] is True and known_run.summary["limit"] == known_run.limit
+    assert not known_run.unscorable, known_run.unscorable
+    assert len(known_run.ok) == 40
+    print(f"\nlimit {known_run.limit}: published primary scores")
+    for c in known_run.ok:
+        print(f"  {describe(c, c.entry.get('primary_score'))}")
+
+
+def test_summary_primary_score_is_the_published_score(known_run: KnownRun) -> None:
+    wrong = [
+        describe(c, c.entry.get("primary_score", "<no primary_score>"))
+        for c in known_run.ok
+        if not json_number_is(c.entry.get("primary_score"), c.expected)
+    ]
+    assert not wrong, f"{len(wrong)} of {len(known_run.ok)}:\n" + "\n".join(wrong)
+
+
+def test_scores_csv_shows_the_published_score(known_run: KnownRun) -> None:
+    with (known_run.run_dir / "scores.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and "primary_score" in rows[0], (
+        f"scores.csv has no primary_score column: {rows[:1]}"
+    )
+    wrong = []
+    for c in known_run.ok:
+        mine = [
+            r["primary_score"]
+            for r in rows
+            if (r["host"], r["model"], r["benchmark"]) == (c.host, c.model, c.benchmark)
+        ]
+        cells = [v for v in mine if v != ""]
+        if not cells or not all(shown_as(v, c.expected) for v in cells):
+            wrong.append(describe(c, cells))
+    assert not wrong, f"{len(wrong)} of {len(known_run.ok)}:\n" + "\n".join(wrong)
+
+
+def _table_shows(table: list[dict[str, str]], known_run: KnownRun, source: str) -> None:
+    by_benchmark = {row["benchmark"]: row for row in table}
+    wrong = []
+    for c in known_run.ok:
+        cell = by_benchmark.get(c.benchmark, {}).get(c.model)
+        if cell is None or not shown_as(cell, c.expected):
+            wrong.append(describe(c, cell))
+    assert not wrong, f"{source}: {len(wrong)} of {len(known_run.ok)}:\n" + "\n".join(wrong)
+
+
+def test_report_md_shows_the_published_score(known_run: KnownRun) -> None:
+    markdown = (known_run.run_dir / "report.md").read_text()
+    _table_shows(md_table(markdown, SCORES_HEADING), known_run, "report.md")
+
+
+def test_report_html_shows_the_published_score(known_run: KnownRun) -> None:
+    page = (known_run.run_dir / "report.html").read_text()
+    _table_shows(html_table(page, SCORES_HEADING), known_run, "report.html")
+
+
+# --- VLMEvalKit's own scale, in the image ---------------------------------------------------
+
+IN_IMAGE_SCRIPT = "tests/e2e/in_image_scoring.py"
+IN_IMAGE_MARKER = "IN_IMAGE_SCORE "
+# VLMEvalKit's primary key per benchmark (ms-vlmeval 0.0.20, exact matching, the synthetic
+# data's splits) and what it reads when every question is right; always wrong reads 0.
+FRACTION, PERCENT = 1.0, 100.0
+RAW_PRIMARY: dict[str, tuple[str, float | None]] = {
+    "MMBench_DEV_EN": ("split=dev|Overall", FRACTION),
+    "MMBench_DEV_KO": ("split=dev|Overall", FRACTION),
+    "ScienceQA_VAL": ("split=val|Overall", FRACTION),
+    "VisOnlyQA-VLMEvalKit": ("split=real|Overall", FRACTION),
+    "BLINK": ("split=val|Overall", FRACTION),
+    # No split column: report_primary_metric derives "Overall Acc" = 100 x the fraction.
+    "SEEDBench_IMG": ("Overall Acc", PERCENT),
+    "SEEDBench_IMG_KO": ("Overall Acc", PERCENT),
+    "AI2D_TEST": ("Overall Acc", PERCENT),
+    "MMStar": ("Overall Acc", PERCENT),
+    "RealWorldQA": ("Overall Acc", PERCENT),
+    "POPE": ("split=Overall|Overall", PERCENT),  # F1
+    "HallusionBench": ("split=Overall|aAcc", PERCENT),
+    "TextVQA_VAL": ("Overall", PERCENT),
+    "VizWiz": ("Overall", PERCENT),
+    "DocVQA_VAL": ("Overall", PERCENT),
+    "InfoVQA_VAL": ("Overall", PERCENT),
+    "ChartQA_TEST": ("Overall", PERCENT),
+    "GQA_TestDev_Balanced": ("Overall", PERCENT),
+    # A hit count: all right reads the number of questions.
+    "OCRBench": ("Final Score", None),
+}
+
+
+def raw_primary(benchmark: str, questions: int) -> tuple[str, float]:
+    """VLMEvalKit's primary key and its all-right value for ``questions`` synthetic questions."""
+    if benchmark == "MMMU_DEV_VAL":
+        # Rows alternate dev/validation; the validation split wins once there is one.
+        return ("split=validation|Overall" if questions > 1 else "split=dev|Overall", FRACTION)
+    key, full = RAW_PRIMARY[benchmark]
+    return key, float(questions) if full is None else full
+
+
+def test_vlmevalkit_scales_of_right_and_wrong_answers(
+    built_image: str, project: dict[str, Any]
+) -> None:
+    uid, gid = project["project_container_uid"], project["project_container_gid"]
+    proc = subprocess.run(
+        [
+            DOCKER,
+            "run",
+            "--rm",
+            "--network=none",
+            f"--user={uid}:{gid}",
+            f"--volume={REPO / 'docker' / 'transformers-4.37' / 'src'}:/opt/vlm-image/src:ro",
+            f"--volume={REPO / 'tests'}:/src/tests:ro",
+            "--env=PYTHONPATH=/src/tests",
+            "--env=PYTHONDONTWRITEBYTECODE=1",
+            built_image,
+            "python",
+            f"/src/{IN_IMAGE_SCRIPT}",
+            "--questions",
+            *[str(n) for n in LIMITS],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
+    records = [
+        json.loads(line[len(IN_IMAGE_MARKER) :])
+        for line in proc.stdout.splitlines()
+        if line.startswith(IN_IMAGE_MARKER)
+    ]
+    assert {(r["benchmark"], r["questions"], r["answers"]) for r in records} == {
+        (b, n, a) for b in BENCHMARKS for n in LIMITS for a in ("right", "wrong")
+    }
+    # The worker's normalisation is there once its module is: then it must read 100 and 0.
+    has_scores = importlib.util.find_spec("vlmfleet.scores") is not None
+    print("\nVLMEvalKit's raw primary metric (exact matching), always right / always wrong:")
+    wrong = []
+    for r in sorted(records, key=lambda r: (BENCHMARKS.index(r["benchmark"]), r["questions"])):
+        key, full = raw_primary(r["benchmark"], r["questions"])
+        want = full if r["answers"] == "right" else 0.0
+        percent = 100.0 if r["answers"] == "right" else 0.0
+        print(
+            f"  {r['benchmark']:22} n={r['questions']:<2} {r['answers']:5} {r['metric']!r} = "
+            f"{r['value']!r} -> {r.get('vlmfleet_primary_score', r.get('vlmfleet_error'))!r}"
+        )
+        if (r["metric"], r["value"]) != (key, want):
+            wrong.append(f"{r['benchmark']} n={r['questions']} {r['answers']}: {r['metric']!r}="
+                         f"{r['value']!r}, expected {key!r}={want!r}")  # fmt: skip
+        if r["published"] != percent:
+            wrong.append(f"{r['benchmark']} n={r['questions']}: published {r['published']!r}")
+        if "vlmfleet_error" in r:
+            wrong.append(f"{r['benchmark']} n={r['questions']}: {r['vlmfleet_error']}")
+        elif has_scores and r.get("vlmfleet_primary_score") != pytest.approx(percent):
+            wrong.append(
+                f"{r['benchmark']} n={r['questions']} {r['answers']}: vlmfleet.scores gives "
+                f"{r.get('vlmfleet_primary_score')!r}, not {percent}"
+            )
+    assert not wrong, "\n".join(wrong)

@@ -1,0 +1,1 @@
+"""Test-side scoring: expected benchmark scores computed without VLMEvalKit."""
