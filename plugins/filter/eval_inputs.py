@@ -151,11 +151,6 @@ def check_inputs(
                 f"smoke_weights must be one of {', '.join(SMOKE_WEIGHTS)}, "
                 f"got {given['smoke_weights']!r}"
             )
-        elif out["smoke"] is False:
-            errors.append(
-                f"smoke_weights={given['smoke_weights']} applies to smoke runs only; "
-                "add smoke=true or leave smoke_weights out"
-            )
         else:
             out["smoke_weights"] = given["smoke_weights"]
     out["run_id"] = parse_run_id(raw.get("run_id"), default_run_id, errors)
@@ -197,6 +192,11 @@ def check_inputs(
         out["benchmarks"] = list(catalogue["catalogue_default_benchmarks"])
     if out["smoke"] is None:
         out["smoke"] = False
+    if out["smoke_weights"] is not None and not out["smoke"]:
+        raise EvalInputError(
+            f"smoke_weights={out['smoke_weights']} applies to smoke runs only; "
+            "add smoke=true or leave smoke_weights out"
+        )
     if out["smoke_weights"] is None:
         out["smoke_weights"] = DEFAULT_SMOKE_WEIGHTS if out["smoke"] else None
     return out

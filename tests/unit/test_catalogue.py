@@ -158,3 +158,23 @@ def test_resume_with_different_inputs_is_refused():
 def test_resume_false_refuses_an_existing_run():
     with pytest.raises(EvalInputError, match="run_id 'r1' already has results"):
         check_inputs({"run_id": "r1", "resume": "false"}, CATALOGUE, NOW, PREVIOUS)
+
+
+def test_smoke_weights_default_to_known_answer_and_are_checked():
+    assert check(smoke="true")["smoke_weights"] == "known"
+    assert check(smoke="true", smoke_weights="random")["smoke_weights"] == "random"
+    assert check()["smoke_weights"] is None
+    with pytest.raises(EvalInputError) as err:
+        check(smoke="true", smoke_weights="trained")
+    assert str(err.value) == "smoke_weights must be one of known, random, got 'trained'"
+    with pytest.raises(EvalInputError) as err:
+        check(smoke_weights="random")
+    assert "smoke_weights=random applies to smoke runs only" in str(err.value)
+
+
+def test_every_llava_model_names_a_known_answer_checkpoint():
+    models = CATALOGUE["catalogue_models"]
+    assert models["llava_v1.5_13b"]["smoke_checkpoint"] == "known-strong"
+    assert models["llava_v1.5_7b"]["smoke_checkpoint"] == "known-weak"
+    for name, model in models.items():
+        assert (model["family"] == "llava") == ("smoke_checkpoint" in model), name

@@ -321,3 +321,17 @@ def test_missing_reason_carries_the_containers_last_words():
     s = summarize(p, [], slot_notes={f"{u['host']}/{u['slot']}": "container exited 1: No module"})
     reasons = {e["reason"] for e in s["combinations"] if e["host"] == u["host"]}
     assert any("container exited 1: No module" in r for r in reasons)
+
+
+def test_smoke_units_name_the_checkpoint_they_load():
+    def checkpoints(**kw):
+        p = plan({"h": NO_GPU}, CATALOGUE, inputs(smoke=True, **kw))
+        return {u["model"]: u["smoke_checkpoint"] for u in eval_host_units(p, "h")[0]["units"]}
+
+    assert checkpoints() == {"llava_v1.5_7b": "known-weak", "llava_v1.5_13b": "known-strong"}
+    assert checkpoints(smoke_weights="random") == {
+        "llava_v1.5_7b": "random",
+        "llava_v1.5_13b": "random",
+    }
+    real = plan({"h": gpus(H100)}, CATALOGUE, inputs())
+    assert all("smoke_checkpoint" not in u for u in eval_host_units(real, "h")[0]["units"])

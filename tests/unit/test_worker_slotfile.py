@@ -44,6 +44,8 @@ def test_contract_example_parses(tmp_path: Path) -> None:
     # Combination directories live beside the slot directories, under outputs/<run>/<host>/.
     assert slot.run_host_dir == path.parent.parent
     assert slot.max_new_tokens is None
+    # A unit without smoke_checkpoint loads a tiny random checkpoint in smoke mode.
+    assert slot.units[0].smoke_checkpoint == "random"
 
 
 @pytest.mark.parametrize(
@@ -59,6 +61,18 @@ def test_contract_example_parses(tmp_path: Path) -> None:
         ({"run_id": "../x"}, "'run_id' must be a plain non-empty name"),
         ({"max_new_tokens": 0}, "max_new_tokens must be a positive integer or null, got 0"),
         ({"max_new_tokens": 4, "min_new_tokens": 8}, "min_new_tokens 8 exceeds max_new_tokens 4"),
+        (
+            {
+                "units": [
+                    {
+                        "model": "m",
+                        "smoke_checkpoint": "trained",
+                        "benchmarks": [{"name": "POPE", "kind": "yorn"}],
+                    }
+                ]
+            },
+            "smoke_checkpoint 'trained' is not valid; valid: known-strong, known-weak, random",
+        ),  # fmt: skip
     ],
 )
 def test_bad_values_are_named(change: dict, message: str) -> None:

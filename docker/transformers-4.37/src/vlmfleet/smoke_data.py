@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from vlmfleet.selection import CIRCULAR_OFFSET
 
@@ -88,7 +88,9 @@ def draw_scene(i: int, *, variant: int = 0) -> tuple[bytes, dict[str, Any]]:
             draw.rectangle(box, fill=fill)
         else:
             draw.polygon([(x0, y0 + size), (x0 + size // 2, y0), (x0 + size, y0 + size)], fill=fill)
-    draw.text((15, height - 60), f"{word} {number}", fill=(0, 0, 0))
+    # Large enough to stay legible when a model shrinks the scene to a few dozen pixels.
+    font = ImageFont.load_default(size=height // 6)
+    draw.text((15, height - 70), f"{word} {number}", fill=(0, 0, 0), font=font)
     base = height - 80
     for k, bar in enumerate(bars):
         x = width - 100 + k * 28
