@@ -72,7 +72,7 @@ def test_contract_example_parses(tmp_path: Path) -> None:
                 ]
             },
             "smoke_checkpoint 'trained' is not valid; valid: known-strong, known-weak, random",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_bad_values_are_named(change: dict, message: str) -> None:
