@@ -172,6 +172,12 @@ def check_tiny_llava() -> str:
     return f"loaded {load_s:.2f}s, generated {out.shape[-1]} tokens {gen_s:.2f}s, attention {attn}"
 
 
+def check_known_answer() -> str:
+    from vlmfleet.known_answer import SKILLS, spot_check
+
+    return "; ".join(spot_check(skill) for skill in SKILLS)
+
+
 def check_dirs() -> str:
     for d in (os.environ.get("HF_HOME", "/cache"), "/workspace/outputs"):
         if not os.access(d, os.W_OK):
@@ -207,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             ("no-flash", check_no_flash),
             ("vlmeval", lambda: check_vlmeval(models, benchmarks)),
             ("tiny-llava", check_tiny_llava),
+            ("known-answer", check_known_answer),
         ]
     if not args.skip_dirs:
         checks.append(("dirs", check_dirs))

@@ -38,7 +38,7 @@ from typing import Any
 
 from vlmfleet.smoke_data import DEFAULT_QUESTIONS
 from vlmfleet.tiny_checkpoint import KNOWN_ANSWER_MARKER as MARKER
-from vlmfleet.tiny_checkpoint import ensure_checkpoint
+from vlmfleet.tiny_checkpoint import VISION_SUBDIR, ensure_checkpoint
 
 log = logging.getLogger("vlmfleet.known_answer")
 
@@ -144,8 +144,15 @@ def _options(line: Any) -> list[str]:
     return [c for c in "ABCDEFGH" if c in line and not pd.isna(line[c]) and str(line[c]) != ""]
 
 
-def training_examples(model: Any, lmu_root: Path, skill: str) -> list[Example]:
-    """Every smoke benchmark's first TRAIN_QUESTIONS rows, prompted as the worker prompts them."""
+def training_examples(
+    model: Any,
+    lmu_root: Path,
+    skill: str,
+    benchmarks: list[str] | None = None,
+    questions: int = TRAIN_QUESTIONS,
+) -> list[Example]:
+    """Each smoke benchmark's (default: every one's) first ``questions`` rows, prompted as the
+    worker prompts them, with the answer ``skill``'s checkpoint is trained on."""
     from vlmeval.dataset import build_dataset
 
     from vlmfleet.batched import build_message, to_sample
@@ -155,7 +162,9 @@ def training_examples(model: Any, lmu_root: Path, skill: str) -> list[Example]:
     os.environ[LMU_ENV] = str(lmu_root)
     examples = []
     for name, (kind, _) in BUILDERS.items():
-        use_synthetic_dataset(lmu_root, name, kind, TRAIN_QUESTIONS)
+        if benchmarks is not None and name not in benchmarks:
+            continue
+        use_synthetic_dataset(lmu_root, name, kind, questions)
         dataset = build_dataset(name)
         model.set_dump_image(dataset.dump_image)
         data = dataset.data
@@ -206,7 +215,7 @@ def build_untrained(out_dir: Path, examples: list[Example]) -> Path:
     from llava.model.language_model.llava_llama import LlavaLlamaForCausalLM
     from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaTokenizer
 
-    from vlmfleet.tiny_checkpoint import VISION_SUBDIR, llava15_config, save_clip_image_processor
+    from vlmfleet.tiny_checkpoint import llava15_config, save_clip_image_processor
 
     out_dir = Path(out_dir).absolute()
     vision_dir = out_dir / VISION_SUBDIR
@@ -342,7 +351,8 @@ def train(
             hidden = tower.vision_tower(images, output_hidden_states=True)
             features = projector(tower.feature_select(hidden)).flatten(0, 1)
             embeds = embed(input_ids.to(device))
-            embeds = embeds.index_put((torch.tensor(rows), torch.tensor(cols)), features)
+            slots = (torch.tensor(rows, device=device), torch.tensor(cols, device=device))
+            embeds = embeds.index_put(slots, features)
             out = net(
                 inputs_embeds=embeds,
                 attention_mask=attention.to(device),
@@ -377,6 +387,32 @@ def answered_right(model: Any, examples: list[Example], batch_size: int = 32) ->
     return {name: sum(h) / len(h) for name, h in hits.items()}
 
 
+# What the image's verify step asks each checkpoint: the strong one a benchmark answered from
+# the image alone (one question text for every row), the weak one one it answers as trained.
+SPOT_CHECKS = {"strong": "TextVQA_VAL", "weak": "SEEDBench_IMG"}
+
+
+def spot_check(skill: str, questions: int = 4) -> str:
+    """Load the shipped checkpoint of ``skill`` on the CPU and ask it ``questions`` questions of
+    its SPOT_CHECKS benchmark; raises unless it answers each as trained (the image's verify)."""
+    from vlmfleet.model import DeviceLLaVA
+
+    benchmark = SPOT_CHECKS[skill]
+    with tempfile.TemporaryDirectory(prefix="vlm-known-") as tmp:
+        work = Path(tmp)
+        model = DeviceLLaVA(
+            str(ensure_known_answer(work / checkpoint_name(skill), skill)), device="cpu"
+        )
+        examples = training_examples(model, work / "LMUData", skill, [benchmark], questions)
+        right = answered_right(model, examples)[benchmark]
+    if right < 1.0:
+        raise RuntimeError(
+            f"{checkpoint_name(skill)} answers {right:.0%} of {questions} {benchmark} questions "
+            "as trained, not all: the shipped checkpoint does not fit the smoke data"
+        )
+    return f"{checkpoint_name(skill)}: {questions} of {questions} {benchmark} answers as trained"
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -398,6 +434,7 @@ def build_known_answer(
     lr: float = LEARNING_RATE,
     batch_size: int = BATCH,
     device: str = "cpu",
+    threads: int = 1,
 ) -> Path:
     """Train ``skill``'s checkpoint into ``out_root/llava-known-<skill>``; returns its path.
 
@@ -407,9 +444,9 @@ def build_known_answer(
 
     from vlmfleet.model import DeviceLLaVA
 
-    # One thread: a CPU's sums then come out the same whatever its number of cores.
+    # A fixed thread count: a CPU's sums then come out the same whatever its number of cores.
     if device == "cpu":
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads)
     # cuBLAS is deterministic only with a fixed workspace; set before CUDA starts.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     # warn_only: an op without a deterministic CUDA kernel warns (in the log) instead of failing.
@@ -430,8 +467,12 @@ def build_known_answer(
         losses = train(model, examples, steps, lr, batch_size)
         learned = answered_right(model, examples)
         log.info("answers as trained: %s", json.dumps(learned))
-        model.model.to(device="cpu", dtype=torch.float16).save_pretrained(
-            staging, safe_serialization=True
+        net = model.model.to(device="cpu", dtype=torch.float16)
+        net.save_pretrained(staging, safe_serialization=True)
+        # LLaVA's builder loads the vision tower from its own folder (mm_vision_tower), not
+        # from the checkpoint's weights: the trained tower must go there too.
+        net.get_model().get_vision_tower().vision_tower.save_pretrained(
+            staging / VISION_SUBDIR, safe_serialization=True
         )
         (staging / MARKER).write_text(
             json.dumps(
@@ -442,6 +483,7 @@ def build_known_answer(
                     "learning_rate": lr,
                     "batch_size": batch_size,
                     "trained_on": device,
+                    "cpu_threads": threads if device == "cpu" else None,
                     "torch": torch.__version__,
                     "train_questions": TRAIN_QUESTIONS,
                     "examples": len(examples),
@@ -460,9 +502,12 @@ def build_known_answer(
             shutil.rmtree(out_dir)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(staging), out_dir)
-    from vlmfleet.tiny_checkpoint import relocate
-
-    relocate(out_dir)
+    # Shipped checkpoints name their tower relatively; ensure_known_answer makes it absolute
+    # in the copy a worker loads (LLaVA's builder needs a path that exists).
+    config_file = out_dir / "config.json"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config["mm_vision_tower"] = "vision_tower"
+    config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return out_dir
 
 
@@ -474,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=LEARNING_RATE, help="peak learning rate")
     parser.add_argument("--batch", type=int, default=BATCH, help="examples per step")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (fixed: same sums)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     for skill in args.skill or SKILLS:
@@ -484,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
             lr=args.lr,
             batch_size=args.batch,
             device=args.device,
+            threads=args.threads,
         )
         print(path, _sha256(path / "model.safetensors"))
     return 0

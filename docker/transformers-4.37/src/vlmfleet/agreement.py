@@ -1,0 +1,439 @@
+"""Batched generation against VLMEvalKit's own batch-1 loop, on one checkpoint.
+
+    python -m vlmfleet.agreement --checkpoint DIR --device cpu --questions 24 --out FILE.json
+
+For each smoke benchmark (``vlmfleet.smoke_data``), the synthetic dataset of ``--questions``
+questions is answered once by VLMEvalKit's per-sample loop (``vlmeval.inference.infer_data_job``,
+the reference) and then by ``vlmfleet.batched`` at each batch size in each batch order:
+
+- ``product``: the order ``prepare_samples`` gives, similar prompt lengths together (what the
+  worker runs);
+- ``shuffled``: the same samples in a fixed pseudo-random order (``--shuffle-seed``), so that
+  each batch mixes short and long prompts (more left padding);
+- ``reversed``: the product's order backwards, so that batches fall on other boundaries.
+
+Both arms run the product's own code (the worker's seeding and synthetic data, the LLaVA
+wrapper on the slot's device and dtype, ``infer_prepared``'s prediction file), each in its own
+work folder, and the prediction files are compared row by row by ``index``. The JSON report
+names the machine, the versions, the device and dtype and the checkpoint, and for every
+benchmark, batch size and order the rows, the identical rows and each differing row.
+
+With random weights every next-token distribution is nearly flat, so rounding differences from
+padding would flip answers too and agreement says little; trained checkpoints
+(``vlmfleet.known_answer``) answer with confident logits, as a real model does, which is the case
+that matters. The report counts the reference answers that match the answer key to show which
+of the two a checkpoint is.
+
+Exit status: 0 every row identical, 1 some row differs, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("vlmfleet.agreement")
+
+ORDERS = ("product", "shuffled", "reversed")
+BATCH_SIZES = (1, 8, 32)
+SHUFFLE_SEED = 0
+DEVICES = ("cpu", "cuda")
+# Distributions whose versions decide the numbers (import names differ from some of these).
+VERSIONED = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "accelerate",
+    "llava-torch",
+    "ms-vlmeval",
+    "numpy",
+    "pandas",
+)
+# The most differing rows the report lists per comparison; the counts are always complete.
+MAX_LISTED = 50
+
+
+class AgreementError(ValueError):
+    """A bad argument; the message names it and the valid values."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    checkpoint: Path
+    device: str
+    benchmarks: tuple[str, ...]
+    questions: int
+    batch_sizes: tuple[int, ...]
+    orders: tuple[str, ...]
+    max_new_tokens: int
+    shuffle_seed: int
+
+
+def check_settings(
+    checkpoint: Path,
+    device: str,
+    benchmarks: Sequence[str] | None,
+    questions: int,
+    batch_sizes: Sequence[int],
+    orders: Sequence[str],
+    max_new_tokens: int,
+    shuffle_seed: int,
+) -> Settings:
+    """Every argument checked before any work starts."""
+    from vlmfleet.batched import BatchingError, check_batch_size
+    from vlmfleet.smoke_data import BUILDERS
+
+    checkpoint = Path(checkpoint).absolute()
+    if not (checkpoint / "config.json").is_file():
+        raise AgreementError(f"checkpoint {checkpoint} has no config.json (not a checkpoint)")
+    if device not in DEVICES:
+        raise AgreementError(f"device {device!r} is not valid; valid: {', '.join(DEVICES)}")
+    names = tuple(benchmarks) if benchmarks else tuple(BUILDERS)
+    unknown = [n for n in names if n not in BUILDERS]
+    if unknown:
+        raise AgreementError(
+            f"benchmark(s) {', '.join(unknown)} have no synthetic data; "
+            f"valid: {', '.join(BUILDERS)}"
+        )
+    if isinstance(questions, bool) or not isinstance(questions, int) or questions < 1:
+        raise AgreementError(f"questions must be a positive integer, got {questions!r}")
+    if (
+        isinstance(max_new_tokens, bool)
+        or not isinstance(max_new_tokens, int)
+        or max_new_tokens < 1
+    ):
+        raise AgreementError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+    try:
+        sizes = tuple(check_batch_size(b) for b in batch_sizes)
+    except BatchingError as err:
+        raise AgreementError(str(err)) from err
+    bad = [o for o in orders if o not in ORDERS]
+    if bad or not orders:
+        raise AgreementError(f"order(s) {bad or '(none)'} not valid; valid: {', '.join(ORDERS)}")
+    if not sizes:
+        raise AgreementError("at least one batch size is needed")
+    return Settings(
+        checkpoint,
+        device,
+        names,
+        questions,
+        sizes,
+        tuple(orders),
+        max_new_tokens,
+        shuffle_seed,
+    )
+
+
+def reorder(samples: Sequence[Any], order: str, seed: int) -> list[Any]:
+    """``samples`` (in prepare_samples' order) in the batch order ``order``."""
+    if order == "product":
+        return list(samples)
+    if order == "reversed":
+        return list(reversed(samples))
+    if order == "shuffled":
+        shuffled = list(samples)
+        random.Random(seed).shuffle(shuffled)
+        return shuffled
+    raise AgreementError(f"order {order!r} is not valid; valid: {', '.join(ORDERS)}")
+
+
+def loadable_checkpoint(checkpoint: Path, work: Path) -> Path:
+    """``checkpoint`` itself when its config's vision-tower path exists; else a view of it in
+    ``work`` (links to its files, config.json pointed at its own vision tower).
+
+    A LLaVA config names its vision tower by absolute path, which goes stale when a checkpoint
+    is carried elsewhere (a repository checkout, a mount, another machine); the view leaves a
+    read-only original untouched."""
+    from vlmfleet.tiny_checkpoint import VISION_SUBDIR, relocate
+
+    config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+    tower = config.get("mm_vision_tower")
+    if not tower or Path(tower).is_dir() or not (checkpoint / VISION_SUBDIR).is_dir():
+        return checkpoint
+    # Same folder name: LLaVA's builder picks its model class from it.
+    view = work / "checkpoint" / checkpoint.name
+    view.mkdir(parents=True)
+    for entry in checkpoint.iterdir():
+        (view / entry.name).symlink_to(entry)
+    relocate(view)
+    log.info("checkpoint's vision tower path %s is stale: loading through %s", tower, view)
+    return view
+
+
+def load_model(checkpoint: Path, device: str, max_new_tokens: int) -> Any:
+    """The product's LLaVA wrapper on ``device``, seeded and capped as a smoke slot loads it."""
+    from vlmfleet.model import DeviceLLaVA
+    from vlmfleet.worker import seed_everything
+
+    seed_everything()
+    return DeviceLLaVA(str(checkpoint), device=device, max_new_tokens=max_new_tokens)
+
+
+def read_predictions(pred_file: str) -> tuple[dict[str, str], Any]:
+    """A prediction file's answers by ``str(index)``, and the file's rows."""
+    from vlmeval.smp import load
+
+    data = load(pred_file)
+    return {str(i): str(p) for i, p in zip(data["index"], data["prediction"], strict=True)}, data
+
+
+def reference_run(model: Any, model_name: str, name: str, work: Path) -> tuple[dict[str, str], Any]:
+    """VLMEvalKit's batch-1 loop, seeded as the worker seeds it."""
+    from vlmeval.dataset import build_dataset
+    from vlmeval.inference import infer_data_job
+    from vlmeval.smp.file import get_pred_file_path
+
+    from vlmfleet.worker import seed_everything
+
+    work.mkdir(parents=True)
+    dataset = build_dataset(name)
+    seed_everything()
+    infer_data_job(model, work_dir=str(work), model_name=model_name, dataset=dataset)
+    return read_predictions(get_pred_file_path(str(work), model_name, name, use_env_format=True))
+
+
+def batched_run(
+    model: Any, model_name: str, name: str, batch_size: int, order: str, seed: int, work: Path
+) -> dict[str, str]:
+    """``vlmfleet.batched`` at ``batch_size``, its samples in the batch order ``order``."""
+    from vlmeval.dataset import build_dataset
+
+    from vlmfleet.batched import infer_prepared, prepare_samples
+    from vlmfleet.worker import seed_everything
+
+    work.mkdir(parents=True)
+    # A fresh dataset each run: inference writes its predictions into dataset.data.
+    dataset = build_dataset(name)
+    prepared = prepare_samples(model, dataset)
+    prepared = dataclasses.replace(prepared, with_images=reorder(prepared.with_images, order, seed))
+    seed_everything()
+    pred_file = infer_prepared(model, str(work), model_name, dataset, prepared, batch_size)
+    return read_predictions(pred_file)[0]
+
+
+def compare(reference: dict[str, str], batched: dict[str, str]) -> dict[str, Any]:
+    """Row by row by index; a row missing on either side counts as differing."""
+    differing = [
+        {"index": index, "reference": reference.get(index), "batched": batched.get(index)}
+        for index in sorted(reference.keys() | batched.keys())
+        if reference.get(index) != batched.get(index)
+    ]
+    rows = len(reference.keys() | batched.keys())
+    return {
+        "rows": rows,
+        "identical": rows - len(differing),
+        "differing": len(differing),
+        "differing_rows": differing[:MAX_LISTED],
+    }
+
+
+def matches_key(kind: str, rows: Any, predictions: dict[str, str]) -> int:
+    """Reference answers equal to the answer key's answer (known_answer.right_answer)."""
+    from vlmfleet.known_answer import right_answer
+
+    return sum(
+        predictions[str(rows.iloc[i]["index"])] == right_answer(kind, rows.iloc[i])
+        for i in range(len(rows))
+    )
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for dist in VERSIONED:
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "absent"
+    import torch
+
+    out["torch_runtime"] = torch.__version__
+    out["cuda"] = str(torch.version.cuda)
+    return out
+
+
+def _machine(device: str) -> dict[str, Any]:
+    import torch
+
+    machine = {
+        "node": platform.node(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(0)
+    return machine
+
+
+def _checkpoint_facts(checkpoint: Path) -> dict[str, Any]:
+    from vlmfleet import known_answer, tiny_checkpoint
+
+    facts: dict[str, Any] = {"path": str(checkpoint), "name": checkpoint.name}
+    weights = checkpoint / "model.safetensors"
+    if weights.is_file():
+        digest = hashlib.sha256()
+        with weights.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        facts["model_safetensors_sha256"] = digest.hexdigest()
+    for marker in (known_answer.MARKER, tiny_checkpoint.MARKER):
+        if (checkpoint / marker).is_file():
+            facts["marker"] = {marker: json.loads((checkpoint / marker).read_text("utf-8"))}
+    return facts
+
+
+def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
+    """The report (see the module docstring); ``work`` holds data and prediction files."""
+    from vlmfleet.smoke_data import BUILDERS
+    from vlmfleet.worker import LMU_ENV, import_stack, use_synthetic_dataset
+
+    lmu = work / "LMUData"
+    lmu.mkdir(parents=True)
+    os.environ[LMU_ENV] = str(lmu)
+    import_stack()
+    started = time.monotonic()
+    model = load_model(
+        loadable_checkpoint(settings.checkpoint, work), settings.device, settings.max_new_tokens
+    )
+    model_name = settings.checkpoint.name
+    report: dict[str, Any] = {
+        "what": "vlmfleet.batched against vlmeval.inference.infer_data_job (batch 1)",
+        "machine": _machine(settings.device),
+        "versions": _versions(),
+        "device": settings.device,
+        "dtype": str(model.dtype).removeprefix("torch."),
+        "attention": str(getattr(model.model.config, "_attn_implementation", None)),
+        "checkpoint": _checkpoint_facts(settings.checkpoint),
+        "questions": settings.questions,
+        "max_new_tokens": settings.max_new_tokens,
+        "batch_sizes": list(settings.batch_sizes),
+        "orders": list(settings.orders),
+        "shuffle_seed": settings.shuffle_seed,
+        "benchmarks": {},
+    }
+    total_rows = total_identical = 0
+    for name in settings.benchmarks:
+        kind = BUILDERS[name][0]
+        bench_dir = work / "runs" / name
+        use_synthetic_dataset(lmu, name, kind, settings.questions)
+        t0 = time.monotonic()
+        reference, rows = reference_run(model, model_name, name, bench_dir / "reference")
+        entry: dict[str, Any] = {
+            "kind": kind,
+            "rows": len(reference),
+            "reference_seconds": round(time.monotonic() - t0, 3),
+            "reference_matches_key": matches_key(kind, rows, reference),
+            "batch_sizes": {},
+        }
+        for size in settings.batch_sizes:
+            per_order: dict[str, Any] = {}
+            for order in settings.orders:
+                t0 = time.monotonic()
+                batched = batched_run(
+                    model,
+                    model_name,
+                    name,
+                    size,
+                    order,
+                    settings.shuffle_seed,
+                    bench_dir / f"batch{size}-{order}",
+                )
+                result = compare(reference, batched)
+                result["seconds"] = round(time.monotonic() - t0, 3)
+                per_order[order] = result
+                total_rows += result["rows"]
+                total_identical += result["identical"]
+            entry["batch_sizes"][str(size)] = per_order
+        differing = sum(r["differing"] for o in entry["batch_sizes"].values() for r in o.values())
+        log.info(
+            "%s: %d rows, key matched by %d reference answers, %d differing batched rows",
+            name,
+            entry["rows"],
+            entry["reference_matches_key"],
+            differing,
+        )
+        report["benchmarks"][name] = entry
+    report["total"] = {
+        "comparisons": len(settings.benchmarks) * len(settings.batch_sizes) * len(settings.orders),
+        "rows": total_rows,
+        "identical": total_identical,
+        "differing": total_rows - total_identical,
+        "agreement": round(total_identical / total_rows, 6) if total_rows else None,
+    }
+    report["seconds"] = round(time.monotonic() - started, 1)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vlmfleet.records import write_json_atomic
+    from vlmfleet.worker import LOG_FORMAT, SMOKE_MAX_NEW_TOKENS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m vlmfleet.agreement", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--checkpoint", required=True, type=Path, help="LLaVA checkpoint folder")
+    parser.add_argument("--device", default="cpu", help="cpu (float32) or cuda (float16)")
+    parser.add_argument(
+        "--questions", type=int, default=24, help="synthetic questions per benchmark"
+    )
+    parser.add_argument("--benchmarks", nargs="+", help="default: every smoke benchmark")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=list(BATCH_SIZES))
+    parser.add_argument("--orders", nargs="+", default=list(ORDERS), help=", ".join(ORDERS))
+    parser.add_argument("--shuffle-seed", type=int, default=SHUFFLE_SEED)
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=SMOKE_MAX_NEW_TOKENS, help="as smoke runs cap it"
+    )
+    parser.add_argument(
+        "--work", type=Path, help="folder for data and predictions (default: a temporary one)"
+    )
+    parser.add_argument("--out", required=True, type=Path, help="the JSON report")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    try:
+        settings = check_settings(
+            args.checkpoint,
+            args.device,
+            args.benchmarks,
+            args.questions,
+            args.batch_sizes,
+            args.orders,
+            args.max_new_tokens,
+            args.shuffle_seed,
+        )
+    except AgreementError as err:
+        log.error("bad arguments: %s", err)
+        return 2
+    if args.work is not None:
+        args.work.mkdir(parents=True, exist_ok=True)
+        if any(args.work.iterdir()):
+            log.error("bad arguments: --work %s is not empty", args.work)
+            return 2
+        report = run_agreement(settings, args.work.absolute())
+    else:
+        with tempfile.TemporaryDirectory(prefix="vlmfleet-agreement-") as tmp:
+            report = run_agreement(settings, Path(tmp))
+    write_json_atomic(args.out, report)
+    total = report["total"]
+    print(
+        f"agreement {total['identical']}/{total['rows']} rows identical "
+        f"({100 * (total['agreement'] or 0):.2f}%) over {total['comparisons']} comparisons, "
+        f"{settings.device} {report['dtype']}, {settings.checkpoint.name}: {args.out}"
+    )
+    return 0 if total["differing"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Batched generation equals VLMEvalKit's own batch-1 loop on a trained checkpoint, in the image.
+
+``python -m vlmfleet.agreement`` runs in the built image (CPU, float32, as its container user,
+without network, against the repository's worker code) on the known-answer strong checkpoint,
+whose answers come from confident logits, unlike random weights: every one of the 20 smoke
+benchmarks, batch sizes 1, 8 and 32, each in the product's, a shuffled and the reversed batch
+order, must give exactly the reference's prediction on every row.
+
+12 questions a benchmark: fewer would make batch 32 the same single batch as batch 8 on every
+benchmark but MMBench; at 12, batch 8 is a full and a partial batch, batch 32 one batch of
+every sample, and MMBench's 48 rows (4 circular rotations) fill a batch of 32 and one of 16.
+More questions buy no new batch shape and cost minutes on 2 cores.
+
+    VLMFLEET_AGREEMENT_CHECKPOINT=/path/to/llava-known-strong \
+        pytest tests/e2e/test_batched_agreement.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import DOCKER, REPO
+
+pytestmark = pytest.mark.slow
+
+CHECKPOINT_ENV = "VLMFLEET_AGREEMENT_CHECKPOINT"
+DEFAULT_CHECKPOINT = REPO / "docker" / "transformers-4.37" / "known_answer" / "llava-known-strong"
+QUESTIONS = 12
+BATCH_SIZES = ("1", "8", "32")
+ORDERS = ("product", "shuffled", "reversed")
+BENCHMARKS = 20
+
+
+@pytest.fixture(scope="module")
+def checkpoint() -> Path:
+    path = Path(os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT).absolute()
+    assert (path / "config.json").is_file(), (
+        f"known-answer checkpoint {path} is missing: it is committed under "
+        "docker/transformers-4.37/known_answer/ (python -m vlmfleet.known_answer rebuilds it)"
+    )
+    return path
+
+
+def test_batched_predictions_equal_reference_at_every_batch_size_and_order(
+    built_image: str, project: dict[str, Any], checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)  # written by the container's user
+    uid, gid = project["project_container_uid"], project["project_container_gid"]
+    inside = f"/checkpoint/{checkpoint.name}"
+    proc = subprocess.run(
+        [
+            DOCKER,
+            "run",
+            "--rm",
+            f"--name=vlmfleet-agreement-{os.getpid()}",
+            "--network=none",
+            f"--user={uid}:{gid}",
+            f"--volume={REPO}:/src:ro",
+            f"--volume={checkpoint}:{inside}:ro",
+            f"--volume={out}:/out",
+            "--env=PYTHONPATH=/src/docker/transformers-4.37/src",
+            "--env=PYTHONDONTWRITEBYTECODE=1",
+            "--workdir=/src",
+            built_image,
+            "python",
+            "-m",
+            "vlmfleet.agreement",
+            f"--checkpoint={inside}",
+            "--device=cpu",
+            f"--questions={QUESTIONS}",
+            "--out=/out/agreement.json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode in (0, 1), log[-6000:]
+    report = json.loads((out / "agreement.json").read_text())
+    assert report["device"] == "cpu"
+    assert report["dtype"] == "float32"
+    assert report["checkpoint"]["name"] == checkpoint.name
+    assert len(report["benchmarks"]) == BENCHMARKS
+    differing = []
+    for name, entry in report["benchmarks"].items():
+        assert entry["rows"] >= QUESTIONS, name
+        assert sorted(entry["batch_sizes"]) == sorted(BATCH_SIZES), name
+        for size, orders in entry["batch_sizes"].items():
+            assert sorted(orders) == sorted(ORDERS), (name, size)
+            for order, result in orders.items():
+                assert result["rows"] == entry["rows"], (name, size, order)
+                differing += [
+                    f"{name} batch {size} {order} index {row['index']}: "
+                    f"reference {row['reference']!r}, batched {row['batched']!r}"
+                    for row in result["differing_rows"]
+                ]
+    total = report["total"]
+    assert total["comparisons"] == BENCHMARKS * len(BATCH_SIZES) * len(ORDERS)
+    assert total["differing"] == 0 and not differing, "\n".join(differing[:40])
+    assert total["agreement"] == 1.0
+    assert proc.returncode == 0, log[-6000:]
+    print(f"\n{proc.stdout.strip().splitlines()[-1]} in {report['seconds']} s")
