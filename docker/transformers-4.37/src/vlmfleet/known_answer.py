@@ -53,7 +53,6 @@ TRAIN_QUESTIONS = DEFAULT_QUESTIONS
 # benchmark counts it right.
 WRONG_OPEN_ANSWER = "unknown"
 IMAGE_SIZE = 84
-PATCH_SIZE = 14
 VOCAB_SIZE = 1200
 SEED = 1234
 STEPS = 3000
@@ -184,53 +183,23 @@ def _corpus(examples: list[Example]) -> list[str]:
 
 
 def _train_tokenizer(lines: list[str], work: Path) -> Path:
-    import sentencepiece as spm
+    from vlmfleet.tiny_checkpoint import train_llama_tokenizer
 
-    corpus = work / "corpus.txt"
-    corpus.write_text("\n".join(sorted(set(lines))) + "\n", encoding="utf-8")
-    prefix = work / "tokenizer"
-    spm.SentencePieceTrainer.train(
-        input=str(corpus),
-        model_prefix=str(prefix),
-        vocab_size=VOCAB_SIZE,
-        model_type="bpe",
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        byte_fallback=True,
-        character_coverage=1.0,
-        hard_vocab_limit=False,
-        # Digits one by one: numbers the model has not seen still spell out.
-        split_digits=True,
-        minloglevel=2,
-        num_threads=1,
-    )
-    return prefix.with_suffix(".model")
+    # Digits one by one: numbers the model has not seen still spell out.
+    return train_llama_tokenizer(sorted(set(lines)), work, VOCAB_SIZE, split_digits=True)
 
 
 def build_untrained(out_dir: Path, examples: list[Example]) -> Path:
     """The checkpoint's files with initial weights: vision tower, tokenizer, LLaVA config."""
     import torch
     from llava.model.language_model.llava_llama import LlavaLlamaForCausalLM
-    from transformers import CLIPVisionConfig, CLIPVisionModel, LlamaTokenizer
+    from transformers import LlamaTokenizer
 
-    from vlmfleet.tiny_checkpoint import llava15_config, save_clip_image_processor
+    from vlmfleet.tiny_checkpoint import build_vision_tower, llava15_config
 
     out_dir = Path(out_dir).absolute()
     vision_dir = out_dir / VISION_SUBDIR
-    torch.manual_seed(SEED)
-    vision = CLIPVisionConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        image_size=IMAGE_SIZE,
-        patch_size=PATCH_SIZE,
-        projection_dim=64,
-    )
-    CLIPVisionModel(vision).save_pretrained(vision_dir)
-    save_clip_image_processor(vision_dir, IMAGE_SIZE)
+    mm_hidden = build_vision_tower(vision_dir, SEED, hidden_size=64, image_size=IMAGE_SIZE)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = LlamaTokenizer(
             vocab_file=str(_train_tokenizer(_corpus(examples), Path(tmp))),
@@ -246,7 +215,7 @@ def build_untrained(out_dir: Path, examples: list[Example]) -> Path:
         intermediate_size=256,
         layers=4,
         heads=4,
-        mm_hidden_size=vision.hidden_size,
+        mm_hidden_size=mm_hidden,
         max_positions=2048,
         context_len=2048,
     )

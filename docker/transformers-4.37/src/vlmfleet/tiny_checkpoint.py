@@ -53,17 +53,18 @@ def _require_llava_name(out_dir: Path) -> None:
         )
 
 
-def _train_tokenizer(work: Path) -> Path:
+def train_llama_tokenizer(lines: list[str], work: Path, vocab_size: int, **options: Any) -> Path:
+    """A sentencepiece BPE model with Llama's special ids, trained on ``lines``; returns its
+    path. ``options`` go to the trainer as they are (e.g. split_digits)."""
     import sentencepiece as spm
 
     corpus = work / "corpus.txt"
-    lines = [_CORPUS_WORDS] * 4 + [f"{w} {i}" for i, w in enumerate(_CORPUS_WORDS.split())]
     corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
     prefix = work / "tokenizer"
     spm.SentencePieceTrainer.train(
         input=str(corpus),
         model_prefix=str(prefix),
-        vocab_size=VOCAB_SIZE,
+        vocab_size=vocab_size,
         model_type="bpe",
         # Llama's ids: unk 0, bos 1, eos 2, no pad; byte fallback so any text (Korean too)
         # encodes without unknown tokens.
@@ -76,26 +77,36 @@ def _train_tokenizer(work: Path) -> Path:
         hard_vocab_limit=False,
         minloglevel=2,
         num_threads=1,
+        **options,
     )
     return prefix.with_suffix(".model")
 
 
-def _build_vision_tower(vision_dir: Path, seed: int) -> int:
+def _train_tokenizer(work: Path) -> Path:
+    lines = [_CORPUS_WORDS] * 4 + [f"{w} {i}" for i, w in enumerate(_CORPUS_WORDS.split())]
+    return train_llama_tokenizer(lines, work, VOCAB_SIZE)
+
+
+def build_vision_tower(
+    vision_dir: Path, seed: int, *, hidden_size: int = 32, image_size: int = IMAGE_SIZE
+) -> int:
+    """A random 3-layer CLIP vision tower (14-pixel patches) and its image processor in
+    ``vision_dir``; returns its hidden size (LLaVA's mm_hidden_size)."""
     import torch
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     torch.manual_seed(seed)
     cfg = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=3,
         num_attention_heads=4,
-        image_size=IMAGE_SIZE,
+        image_size=image_size,
         patch_size=PATCH_SIZE,
-        projection_dim=32,
+        projection_dim=hidden_size,
     )
     CLIPVisionModel(cfg).save_pretrained(vision_dir)
-    save_clip_image_processor(vision_dir, IMAGE_SIZE)
+    save_clip_image_processor(vision_dir, image_size)
     return cfg.hidden_size
 
 
@@ -171,7 +182,7 @@ def build_tiny_llava(out_dir: Path, *, seed: int = 0) -> Path:
     _require_llava_name(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     vision_dir = out_dir / VISION_SUBDIR
-    mm_hidden = _build_vision_tower(vision_dir, seed)
+    mm_hidden = build_vision_tower(vision_dir, seed)
 
     with tempfile.TemporaryDirectory() as tmp:
         sp_model = _train_tokenizer(Path(tmp))
