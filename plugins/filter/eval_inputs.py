@@ -22,6 +22,9 @@ RESUMABLE = ("models", "benchmarks", "limit", "smoke", "smoke_weights")
 # ones (every score 0, the fastest).
 SMOKE_WEIGHTS = ("known", "random")
 DEFAULT_SMOKE_WEIGHTS = "known"
+# The judges the worker accepts (vlmfleet.slotfile.JUDGES; tests/unit/test_catalogue.py keeps
+# the two equal): VLMEvalKit's exact matching only, until a judge model can be configured.
+JUDGES = ("exact_matching",)
 
 
 class EvalInputError(ValueError):
@@ -112,6 +115,42 @@ def parse_run_id(value: Any, default: str, errors: list[str]) -> str | None:
     return text
 
 
+def parse_count(value: Any, what: str, meaning: str, errors: list[str]) -> None:
+    """A positive whole number, or unset: checked here, defaulted where the run role says."""
+    if _unset(value):
+        return
+    if isinstance(value, bool) or not (
+        (isinstance(value, int) and value >= 1)
+        or (isinstance(value, str) and value.strip().isdigit() and int(value) >= 1)
+    ):
+        errors.append(f"{what} must be a positive whole number ({meaning}), got {value!r}")
+
+
+def check_run_options(raw: Mapping[str, Any], errors: list[str]) -> None:
+    """The generation options a user may set with -e (the run role's defaults apply otherwise)."""
+    parse_count(raw.get("batch_size"), "eval_run_batch_size", "samples per generate call", errors)
+    parse_count(raw.get("max_new_tokens"), "max_new_tokens", "tokens per answer", errors)
+    judge = raw.get("judge")
+    if not _unset(judge) and judge not in JUDGES:
+        errors.append(
+            f"eval_run_judge {judge!r} is not available; valid: {', '.join(JUDGES)} "
+            "(VLMEvalKit's exact matching; this project cannot configure a judge model yet)"
+        )
+
+
+def check_smoke_models(models: list[str], catalogue: Mapping[str, Any]) -> None:
+    """Smoke runs have checkpoints only for the models whose catalogue entry names one."""
+    cat = catalogue["catalogue_models"]
+    able = [m for m in cat if cat[m].get("smoke_checkpoint")]
+    unable = [m for m in models if m not in able]
+    if unable:
+        raise EvalInputError(
+            "smoke mode has no checkpoint for "
+            + ", ".join(f"{m!r} (family {cat[m]['family']})" for m in unable)
+            + f"; models smoke runs can load: {', '.join(able)}"
+        )
+
+
 def check_inputs(
     raw: Mapping[str, Any],
     catalogue: Mapping[str, Any],
@@ -154,6 +193,7 @@ def check_inputs(
         else:
             out["smoke_weights"] = given["smoke_weights"]
     out["run_id"] = parse_run_id(raw.get("run_id"), default_run_id, errors)
+    check_run_options(raw, errors)
     out["resume"] = (
         True if _unset(raw.get("resume")) else parse_bool(raw.get("resume"), "resume", errors)
     )
@@ -199,6 +239,8 @@ def check_inputs(
         )
     if out["smoke_weights"] is None:
         out["smoke_weights"] = DEFAULT_SMOKE_WEIGHTS if out["smoke"] else None
+    if out["smoke"]:
+        check_smoke_models(out["models"], catalogue)
     return out
 
 

@@ -234,6 +234,18 @@ def test_resume_after_the_worker_is_killed(fleet: Fleet) -> None:
         ({"smoke": "perhaps"}, "smoke must be true or false, got 'perhaps'"),
         ({"run_id": "existing", "resume": "false"}, "run_id 'existing' already has results"),
         ({"run_id": "existing", "limit": "7"}, "limit=7 differs from run 'existing'"),
+        ({"eval_run_batch_size": "0"}, "eval_run_batch_size must be a positive whole number"),
+        ({"max_new_tokens": "-1"}, "max_new_tokens must be a positive whole number"),
+        ({"eval_run_judge": "gpt-4o-mini"}, "eval_run_judge 'gpt-4o-mini' is not available"),
+        (
+            {"models": "InternVL2-2B", "smoke": "true"},
+            "smoke mode has no checkpoint for 'InternVL2-2B' (family internvl)",
+        ),
+        (
+            {"models": "MiniCPM-V-2_6", "smoke": "true"},
+            "smoke mode has no checkpoint for 'MiniCPM-V-2_6' (family minicpm)",
+        ),
+        ({"results_dir": "/proc/x"}, "results_dir /proc/x cannot be used"),
     ],
 )
 def test_bad_inputs_stop_before_anything_runs(
@@ -260,7 +272,7 @@ def test_bad_inputs_stop_before_anything_runs(
     (existing / "summary.json").write_text("{}")
     before = tree_digest(results)
     containers_before = docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id")
-    r = fleet.eval(results_dir=str(results), **extravars)
+    r = fleet.eval(**{"results_dir": str(results), **extravars})
     out = stdout(r)
     assert r.rc != 0
     assert message in out

@@ -178,3 +178,36 @@ def test_every_llava_model_names_a_known_answer_checkpoint():
     assert models["llava_v1.5_7b"]["smoke_checkpoint"] == "known-weak"
     for name, model in models.items():
         assert (model["family"] == "llava") == ("smoke_checkpoint" in model), name
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"batch_size": "0"}, "eval_run_batch_size must be a positive whole number"),
+        ({"batch_size": True}, "eval_run_batch_size must be a positive whole number"),
+        ({"max_new_tokens": "-1"}, "max_new_tokens must be a positive whole number"),
+        ({"judge": "gpt-4o-mini"}, "eval_run_judge 'gpt-4o-mini' is not available; valid: exact"),
+        (
+            {"models": "InternVL2-2B", "smoke": "true"},
+            "smoke mode has no checkpoint for 'InternVL2-2B' (family internvl); models smoke "
+            "runs can load: llava_v1.5_7b, llava_v1.5_13b, sharegpt4v_7b",
+        ),
+        (
+            {"models": "MiniCPM-V-2_6,llava_v1.5_7b", "smoke": "true"},
+            "smoke mode has no checkpoint for 'MiniCPM-V-2_6' (family minicpm)",
+        ),
+    ],
+)
+def test_run_options_and_smoke_models_are_checked_up_front(raw, message):
+    with pytest.raises(EvalInputError) as err:
+        check(**raw)
+    assert message in str(err.value)
+    # Good values pass, and the run role's defaults stay where they are.
+    assert "batch_size" not in check(batch_size="8", max_new_tokens="16", judge="exact_matching")
+
+
+def test_judges_are_the_ones_the_worker_accepts():
+    from eval_inputs import JUDGES
+    from vlmfleet.slotfile import JUDGES as WORKER_JUDGES
+
+    assert JUDGES == WORKER_JUDGES
