@@ -166,7 +166,8 @@ main() {
     mkdir -p "$LAB_DIR"
     # Chromium renders the HTML report in the report tests.
     # gnupg signs the stand-in apt repository the molecule scenario serves.
-    apt_install docker.io debootstrap chromium gnupg
+    # docker-registry is the registry the image role's pull test logs in to and pulls from.
+    apt_install docker.io debootstrap chromium gnupg docker-registry
     ensure_sshd_binary
     ensure_dockerd
     ensure_lab_image "base image" "$LAB_BASE_IMAGE" build_base_image \
