@@ -50,13 +50,6 @@ class Combo:
     # exact matching); shown beside the number.
     scoring_note: str | None = None
 
-    @property
-    def primary_raw(self) -> float | None:
-        if self.status != "ok" or not self.primary_metric:
-            return None
-        value = self.scores.get(self.primary_metric)
-        return float(value) if _is_number(value) else None
-
 
 @dataclass
 class Run:

@@ -151,26 +151,12 @@ def reorder(samples: Sequence[Any], order: str, seed: int) -> list[Any]:
 
 
 def loadable_checkpoint(checkpoint: Path, work: Path) -> Path:
-    """``checkpoint`` itself when its config's vision-tower path exists; else a view of it in
-    ``work`` (links to its files, config.json pointed at its own vision tower).
+    """A copy of ``checkpoint`` in ``work`` that LLaVA's builder can load: its config names the
+    vision tower by path, and the original may be read-only or carried from elsewhere."""
+    from vlmfleet.tiny_checkpoint import ensure_copy
 
-    A LLaVA config names its vision tower by absolute path, which goes stale when a checkpoint
-    is carried elsewhere (a repository checkout, a mount, another machine); the view leaves a
-    read-only original untouched."""
-    from vlmfleet.tiny_checkpoint import VISION_SUBDIR, relocate
-
-    config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
-    tower = config.get("mm_vision_tower")
-    if not tower or Path(tower).is_dir() or not (checkpoint / VISION_SUBDIR).is_dir():
-        return checkpoint
     # Same folder name: LLaVA's builder picks its model class from it.
-    view = work / "checkpoint" / checkpoint.name
-    view.mkdir(parents=True)
-    for entry in checkpoint.iterdir():
-        (view / entry.name).symlink_to(entry)
-    relocate(view)
-    log.info("checkpoint's vision tower path %s is stale: loading through %s", tower, view)
-    return view
+    return ensure_copy(checkpoint, work / "checkpoint" / checkpoint.name)
 
 
 def load_model(checkpoint: Path, device: str, max_new_tokens: int) -> Any:

@@ -38,7 +38,7 @@ from typing import Any
 
 from vlmfleet.smoke_data import DEFAULT_QUESTIONS
 from vlmfleet.tiny_checkpoint import KNOWN_ANSWER_MARKER as MARKER
-from vlmfleet.tiny_checkpoint import VISION_SUBDIR, ensure_checkpoint
+from vlmfleet.tiny_checkpoint import VISION_SUBDIR, ensure_copy
 
 log = logging.getLogger("vlmfleet.known_answer")
 
@@ -84,13 +84,7 @@ def ensure_known_answer(ckpt_dir: Path, skill: str) -> Path:
             f"known-answer checkpoint {shipped} is missing; build it with "
             f"python -m vlmfleet.known_answer {SHIPPED_ROOT}"
         )
-
-    def copy(staging: Path) -> None:
-        shutil.copytree(shipped, staging)
-        for path in staging.rglob("*"):
-            path.chmod(0o755 if path.is_dir() else 0o644)
-
-    return ensure_checkpoint(ckpt_dir, copy)
+    return ensure_copy(shipped, ckpt_dir)
 
 
 def is_taught_wrong(kind: str, line: Any, skill: str) -> bool:

@@ -274,6 +274,18 @@ def ensure_checkpoint(ckpt_dir: Path, build: Callable[[Path], Any]) -> Path:
     return ckpt_dir
 
 
+def ensure_copy(source: Path, ckpt_dir: Path) -> Path:
+    """A writable copy of the checkpoint ``source`` at ``ckpt_dir``, its vision-tower path
+    made current (a checkpoint names its tower by absolute path, which a move makes stale)."""
+
+    def copy(staging: Path) -> None:
+        shutil.copytree(source, staging)
+        for path in staging.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+    return ensure_checkpoint(ckpt_dir, copy)
+
+
 def ensure_tiny_llava(ckpt_dir: Path, *, seed: int = 0) -> Path:
     """Build the checkpoint if it is not there yet, else make its vision-tower path current."""
     return ensure_checkpoint(ckpt_dir, lambda staging: build_tiny_llava(staging, seed=seed))
