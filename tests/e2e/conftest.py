@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -32,6 +33,39 @@ def built_image(project: dict[str, Any]) -> str:
     if found.returncode != 0:
         pytest.fail(f"image {ref} is missing: run `make image` first")
     return ref
+
+
+@pytest.fixture(scope="session")
+def run_in_image(built_image: str, project: dict[str, Any]) -> Callable[..., Any]:
+    """run_in_image(*command, volumes=(), env=(), workdir=None, timeout=1200): the command in
+    a fresh container of the image, as its user, without network; returns the finished
+    process (stdout and stderr captured). ``volumes``: "host:container[:ro]" strings;
+    ``env``: "NAME=value" strings (bytecode is never written into the mounted tree)."""
+    user = f"{project['project_container_uid']}:{project['project_container_gid']}"
+
+    def run(
+        *command: str,
+        volumes: tuple[str, ...] = (),
+        env: tuple[str, ...] = (),
+        workdir: str | None = None,
+        timeout: int = 1200,
+    ) -> subprocess.CompletedProcess[str]:
+        args = [DOCKER, "run", "--rm", f"--name=vlmfleet-e2e-{os.getpid()}-{next(_counter)}"]
+        args += ["--network=none", f"--user={user}", "--env=PYTHONDONTWRITEBYTECODE=1"]
+        args += [f"--volume={v}" for v in volumes] + [f"--env={e}" for e in env]
+        args += [f"--workdir={workdir}"] if workdir else []
+        return subprocess.run(
+            [*args, built_image, *command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run
+
+
+_counter = itertools.count()
 
 
 def changed(runner: ansible_runner.Runner) -> int:

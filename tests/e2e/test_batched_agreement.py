@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DOCKER, REPO
+from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -47,40 +47,24 @@ def checkpoint() -> Path:
 
 
 def test_batched_predictions_equal_reference_at_every_batch_size_and_order(
-    built_image: str, project: dict[str, Any], checkpoint: Path, tmp_path: Path
+    run_in_image: Callable[..., Any], checkpoint: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     out.mkdir()
     out.chmod(0o777)  # written by the container's user
-    uid, gid = project["project_container_uid"], project["project_container_gid"]
     inside = f"/checkpoint/{checkpoint.name}"
-    proc = subprocess.run(
-        [
-            DOCKER,
-            "run",
-            "--rm",
-            f"--name=vlmfleet-agreement-{os.getpid()}",
-            "--network=none",
-            f"--user={uid}:{gid}",
-            f"--volume={REPO}:/src:ro",
-            f"--volume={checkpoint}:{inside}:ro",
-            f"--volume={out}:/out",
-            "--env=PYTHONPATH=/src/docker/transformers-4.37/src",
-            "--env=PYTHONDONTWRITEBYTECODE=1",
-            "--workdir=/src",
-            built_image,
-            "python",
-            "-m",
-            "vlmfleet.agreement",
-            f"--checkpoint={inside}",
-            "--device=cpu",
-            f"--questions={QUESTIONS}",
-            "--out=/out/agreement.json",
-        ],
-        capture_output=True,
-        text=True,
+    proc = run_in_image(
+        "python",
+        "-m",
+        "vlmfleet.agreement",
+        f"--checkpoint={inside}",
+        "--device=cpu",
+        f"--questions={QUESTIONS}",
+        "--out=/out/agreement.json",
+        volumes=(f"{REPO}:/src:ro", f"{checkpoint}:{inside}:ro", f"{out}:/out"),
+        env=("PYTHONPATH=/src/docker/transformers-4.37/src",),
+        workdir="/src",
         timeout=1800,
-        check=False,
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode in (0, 1), log[-6000:]

@@ -21,7 +21,7 @@ import csv
 import importlib.util
 import json
 import re
-import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import test_eval
 import yaml
-from conftest import DOCKER, REPO
+from conftest import REPO
 from scoring.published_metrics import (
     PRIMARY,
     first_questions,
@@ -309,31 +309,17 @@ def raw_primary(benchmark: str, questions: int) -> tuple[str, float]:
     return key, float(questions) if full is None else full
 
 
-def test_vlmevalkit_scales_of_right_and_wrong_answers(
-    built_image: str, project: dict[str, Any]
-) -> None:
-    uid, gid = project["project_container_uid"], project["project_container_gid"]
-    proc = subprocess.run(
-        [
-            DOCKER,
-            "run",
-            "--rm",
-            "--network=none",
-            f"--user={uid}:{gid}",
-            f"--volume={REPO / 'docker' / 'transformers-4.37' / 'src'}:/opt/vlm-image/src:ro",
-            f"--volume={REPO / 'tests'}:/src/tests:ro",
-            "--env=PYTHONPATH=/src/tests",
-            "--env=PYTHONDONTWRITEBYTECODE=1",
-            built_image,
-            "python",
-            f"/src/{IN_IMAGE_SCRIPT}",
-            "--questions",
-            *[str(n) for n in LIMITS],
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
+def test_vlmevalkit_scales_of_right_and_wrong_answers(run_in_image: Callable[..., Any]) -> None:
+    proc = run_in_image(
+        "python",
+        f"/src/{IN_IMAGE_SCRIPT}",
+        "--questions",
+        *[str(n) for n in LIMITS],
+        volumes=(
+            f"{REPO / 'docker' / 'transformers-4.37' / 'src'}:/opt/vlm-image/src:ro",
+            f"{REPO / 'tests'}:/src/tests:ro",
+        ),
+        env=("PYTHONPATH=/src/tests",),
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-6000:]
     records = [

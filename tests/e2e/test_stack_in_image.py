@@ -11,11 +11,11 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import DOCKER, REPO
+from conftest import REPO
 
 STACK_TESTS = ("tests/unit/test_batched.py", "tests/unit/test_worker_pipeline.py")
 # pytest and what it imports on Python 3.11: pure Python, so this venv's copies run in the image.
@@ -37,37 +37,22 @@ def pytest_site(target: Path) -> Path:
 
 
 def test_stack_unit_tests_pass_inside_the_image(
-    built_image: str, project: dict[str, Any], tmp_path: Path
+    run_in_image: Callable[..., Any], tmp_path: Path
 ) -> None:
     site = pytest_site(tmp_path / "pytest-site")
-    uid, gid = project["project_container_uid"], project["project_container_gid"]
-    proc = subprocess.run(
-        [
-            DOCKER,
-            "run",
-            "--rm",
-            "--network=none",
-            f"--user={uid}:{gid}",
-            f"--volume={REPO}:/src:ro",
-            f"--volume={site}:/opt/pytest:ro",
-            "--env=PYTHONPATH=/opt/pytest",
-            "--env=PYTHONDONTWRITEBYTECODE=1",
-            "--workdir=/src",
-            built_image,
-            "python",
-            "-m",
-            "pytest",
-            "-q",
-            "-rs",
-            "-p",
-            "no:cacheprovider",
-            "--basetemp=/tmp/pytest",
-            *STACK_TESTS,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
+    proc = run_in_image(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-rs",
+        "-p",
+        "no:cacheprovider",
+        "--basetemp=/tmp/pytest",
+        *STACK_TESTS,
+        volumes=(f"{REPO}:/src:ro", f"{site}:/opt/pytest:ro"),
+        env=("PYTHONPATH=/opt/pytest",),
+        workdir="/src",
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-6000:]
