@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from vlmfleet.families.llava import tiny_name
 from vlmfleet.tiny_checkpoint import (
     _CORPUS_WORDS,
     MARKER,
@@ -29,7 +30,6 @@ from vlmfleet.tiny_checkpoint import (
     llava15_config,
     save_clip_image_processor,
 )
-from vlmfleet.worker import tiny_name
 
 VOCAB = 32000
 # (VLMEvalKit model_path, hidden, intermediate, layers, heads): Llama-2 7B and 13B.

@@ -46,14 +46,16 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "filter"))
+# The planner imports the contract through the project's collection (ansible.cfg's path).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "collections"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "roles/gpu_facts/filter_plugins"))
+import eval_inputs  # the project's validation step, plugins/filter/eval_inputs.py
 import eval_plan  # the project's planner, plugins/filter/eval_plan.py
 import gpu_facts as smi_parser  # the gpu_facts role's nvidia-smi parser
 
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "docker" / "transformers-4.37" / "src"
 CATALOGUE = REPO / "playbooks" / "vars" / "catalogue.yml"
-ROLE_DEFAULTS = REPO / "roles" / "eval_run" / "defaults" / "main.yml"
 MODELS = ("llava_v1.5_7b", "llava_v1.5_13b")
 # The seed matrix, as /work/shared/reference-scores.md lists it.
 SEED_MATRIX = (
@@ -89,7 +91,7 @@ def write_slot(
     batch_size: int,
     limit: int | None = None,
 ) -> Path:
-    kinds = catalogue_kinds()
+    models = catalogue()["catalogue_models"]
     data = {
         "run_id": run_id,
         "host": "bench",
@@ -102,8 +104,13 @@ def write_slot(
         "max_new_tokens": args.new_tokens,
         "min_new_tokens": args.new_tokens,
         "batch_size": batch_size,
+        # Each benchmark as the planner writes it into a slot file (kind, type, scale, shape).
         "units": [
-            {"model": m, "benchmarks": [{"name": b, "kind": kinds[b]} for b in benches]}
+            {
+                "model": m,
+                "family": models[m]["family"],
+                "benchmarks": [eval_plan.benchmark_entry(b, catalogue()) for b in benches],
+            }
             for m, benches in units
         ],
     }
@@ -504,12 +511,13 @@ def prepare(args: Any) -> None:
     """Checkpoints on disk and in the page cache before either arm is timed."""
     code = (
         "import sys, zlib\n"
-        "from vlmfleet import worker\n"
+        "from vlmfleet.families import smoke_root\n"
+        "from vlmfleet.families.llava import tiny_name\n"
         "from vlmfleet.tiny_checkpoint import ensure_tiny_llava\n"
         "from vlmeval.config import supported_VLM\n"
         "for name in sys.argv[1:]:\n"
         "    path = supported_VLM[name].keywords['model_path']\n"
-        "    target = worker.smoke_root() / 'models' / worker.tiny_name(path)\n"
+        "    target = smoke_root() / 'models' / tiny_name(path)\n"
         "    print(ensure_tiny_llava(target, seed=zlib.crc32(name.encode())))\n"
     )
     out = run_code(args, code, *args.models)
@@ -538,9 +546,9 @@ def layout_name(layout: tuple[int, int]) -> str:
 
 
 def default_batch_size() -> int:
-    """The product's default, so the project arms measure what eval.yml runs."""
-    defaults = yaml.safe_load(ROLE_DEFAULTS.read_text(encoding="utf-8"))
-    return int(defaults["eval_run_batch_size"])
+    """The product's default (the validation step's), so the project arms measure what eval.yml
+    runs."""
+    return eval_inputs.DEFAULT_BATCH_SIZE
 
 
 def main(argv: list[str] | None = None) -> int:

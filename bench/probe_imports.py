@@ -11,8 +11,9 @@ NAMES = (
     "vlmeval.inference",
     "llava.model.builder",
     "vlmfleet.worker",
-    "vlmfleet.model",
-    "vlmfleet.batched",
+    "vlmfleet.families.llava",
+    "vlmfleet.families.llava_wrapper",
+    "vlmfleet.families.llava_batched",
 )
 
 

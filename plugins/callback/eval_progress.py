@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from ansible.plugins.callback import CallbackBase
+from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import RUNNING_STATES
 
 DOCUMENTATION = """
 name: eval_progress
@@ -17,11 +18,10 @@ description:
     prints one line per host on every poll and on the final result - combinations done/total,
     the combination running now per slot, elapsed time and an estimate of the time left from
     the rate so far. Other tasks print nothing.
-  - C(eval_progress) is C({done, total, current, slots, started_at, skipped}) as the
+  - C(eval_progress) is C({done, total, current, slots, started_at}) as the
     eval_slot_status module returns it; C(slots) is a list of C({slot, done, total, current,
-    state}) (or C(running) true/false instead of C(state)). C(started_at) (ISO 8601) and
-    C(skipped) (combinations already ok before a resumed run, excluded from the rate) are
-    optional; without C(started_at) the clock and the rate start at the first poll seen, so
+    state}). A resumed run's slots count only the combinations still to run. Without
+    C(started_at) (ISO 8601) the clock and the rate start at the first poll seen, so
     combinations finished before it do not make the estimate optimistic.
     A list of such dictionaries (each with C(host)) gives one line per host.
 requirements:
@@ -30,7 +30,6 @@ requirements:
 
 MAX_SLOTS_SHOWN = 4
 # Container states in which a slot still works (docker's names).
-RUNNING_STATES = ("created", "running", "restarting")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -45,12 +44,12 @@ def format_duration(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-def eta_seconds(done: int, total: int, elapsed: float, skipped: int = 0) -> float | None:
-    """Time left at the rate so far; None until one combination has finished in this run.
-    Combinations skipped on resume took no time, so they do not count towards the rate."""
+def eta_seconds(done: int, total: int, elapsed: float, seen_done: int = 0) -> float | None:
+    """Time left at the rate so far; None until one combination has finished since the clock
+    started (``seen_done`` were done before it)."""
     if total <= 0 or done >= total:
         return 0.0
-    finished_here = done - skipped
+    finished_here = done - seen_done
     if finished_here <= 0 or elapsed <= 0:
         return None
     return (total - done) * elapsed / finished_here
@@ -78,12 +77,8 @@ def _slot_text(slot: dict[str, Any]) -> str:
     done, total = _int(slot.get("done")), _int(slot.get("total"))
     if total and done >= total:
         return f"{name} done {done}/{total}"
-    if "state" in slot:
-        running = slot["state"] in RUNNING_STATES
-        stopped = str(slot["state"])
-    else:
-        running, stopped = bool(slot.get("running", True)), "stopped"
-    state = str(slot.get("current") or "") if running else stopped
+    running = slot.get("state") in RUNNING_STATES
+    state = str(slot.get("current") or "") if running else str(slot.get("state"))
     return f"{name} {done}/{total} {state}".rstrip()
 
 
@@ -95,9 +90,8 @@ def progress_line(
     `first_done` combinations were already done)."""
     done, total = _int(progress.get("done")), _int(progress.get("total"))
     started = parse_started(progress.get("started_at"))
-    skipped = _int(progress.get("skipped")) if started else first_done
     elapsed = max(now - (started or first_seen), 0.0)
-    eta = eta_seconds(done, total, elapsed, skipped)
+    eta = eta_seconds(done, total, elapsed, 0 if started else first_done)
     pct = f"{100 * done // total}%" if total else "-"
     parts = [f"eval {host}: {done}/{total} ({pct})", f"elapsed {format_duration(elapsed)}"]
     parts.append("finished" if total and done >= total else f"ETA {format_duration(eta)}")

@@ -7,8 +7,10 @@ valid ones, and all problems are reported together in one message.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import JUDGES
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Names that would collide with the results directory's own entries.
@@ -22,9 +24,15 @@ RESUMABLE = ("models", "benchmarks", "limit", "smoke", "smoke_weights")
 # ones (every score 0, the fastest).
 SMOKE_WEIGHTS = ("known", "random")
 DEFAULT_SMOKE_WEIGHTS = "known"
-# The judges the worker accepts (vlmfleet.slotfile.JUDGES; tests/unit/test_catalogue.py keeps
-# the two equal): VLMEvalKit's exact matching only, until a judge model can be configured.
-JUDGES = ("exact_matching",)
+DEFAULT_JUDGE = "exact_matching"
+# Samples per generate call: batch 1 leaves an H100 mostly idle (bench/README.md), and the
+# batched path answers as VLMEvalKit's batch-1 loop does (tests/e2e/test_batched_agreement.py).
+DEFAULT_BATCH_SIZE = 8
+# Smoke checkpoints answer in a few tokens; the tiny random ones never stop on their own.
+SMOKE_MAX_NEW_TOKENS = 16
+# eval_gpu_slots: worker slots sharing each GPU ("auto" lets the planner choose).
+MAX_GPU_SLOTS = 8
+BATCH_MEANING = "samples per generate call"
 
 
 class EvalInputError(ValueError):
@@ -115,39 +123,95 @@ def parse_run_id(value: Any, default: str, errors: list[str]) -> str | None:
     return text
 
 
-def parse_count(value: Any, what: str, meaning: str, errors: list[str]) -> None:
-    """A positive whole number, or unset: checked here, defaulted where the run role says."""
+def parse_count(value: Any, what: str, meaning: str, errors: list[str]) -> int | None:
+    """A positive whole number, or None when unset."""
     if _unset(value):
-        return
+        return None
     if isinstance(value, bool) or not (
         (isinstance(value, int) and value >= 1)
         or (isinstance(value, str) and value.strip().isdigit() and int(value) >= 1)
     ):
         errors.append(f"{what} must be a positive whole number ({meaning}), got {value!r}")
+        return None
+    return int(value)
 
 
-def check_run_options(raw: Mapping[str, Any], errors: list[str]) -> None:
-    """The generation options a user may set with -e (the run role's defaults apply otherwise)."""
-    parse_count(raw.get("batch_size"), "eval_run_batch_size", "samples per generate call", errors)
-    parse_count(raw.get("max_new_tokens"), "max_new_tokens", "tokens per answer", errors)
+def check_run_options(raw: Mapping[str, Any], errors: list[str]) -> dict[str, Any]:
+    """The generation options a user may set with -e, with their defaults (max_new_tokens'
+    depends on smoke, settled last)."""
+    batch = parse_count(raw.get("batch_size"), "eval_run_batch_size", BATCH_MEANING, errors)
+    max_new = parse_count(raw.get("max_new_tokens"), "max_new_tokens", "tokens per answer", errors)
     judge = raw.get("judge")
     if not _unset(judge) and judge not in JUDGES:
         errors.append(
             f"eval_run_judge {judge!r} is not available; valid: {', '.join(JUDGES)} "
             "(VLMEvalKit's exact matching; this project cannot configure a judge model yet)"
         )
+    return {
+        "batch_size": batch or DEFAULT_BATCH_SIZE,
+        "max_new_tokens": max_new,
+        "judge": DEFAULT_JUDGE if _unset(judge) else judge,
+    }
+
+
+def parse_gpu_slots(value: Any, host: str, errors: list[str]) -> str | int:
+    if _unset(value) or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return "auto"
+    number = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+    if number is None or not 1 <= number <= MAX_GPU_SLOTS:
+        errors.append(
+            f"host {host!r}: eval_gpu_slots must be auto or a whole number from 1 to "
+            f"{MAX_GPU_SLOTS} (worker slots sharing each GPU), got {value!r}"
+        )
+        return "auto"
+    return number
+
+
+def check_hosts(
+    pattern: Any,
+    hosts: Mapping[str, Mapping[str, Any]],
+    inventory: Iterable[str],
+    batch: int,
+    errors: list[str],
+) -> dict[str, dict[str, Any]]:
+    """The hosts eval_hosts selects, each with its inventory's eval_gpu_slots and
+    eval_run_batch_size (checked here, like every input)."""
+    if not hosts:
+        errors.append(
+            f"eval_hosts {pattern!r} matches no host of the inventory; hosts: "
+            f"{', '.join(inventory) or 'none'}"
+        )
+    out = {}
+    for host, hv in hosts.items():
+        out[host] = {
+            "gpu_slots": parse_gpu_slots(hv.get("eval_gpu_slots"), host, errors),
+            "batch_size": parse_count(
+                hv.get("eval_run_batch_size"),
+                f"host {host!r}: eval_run_batch_size",
+                BATCH_MEANING,
+                errors,
+            )
+            or batch,
+        }
+    return out
 
 
 def check_smoke_models(models: list[str], catalogue: Mapping[str, Any]) -> None:
-    """Smoke runs have checkpoints only for the models whose catalogue entry names one."""
-    cat = catalogue["catalogue_models"]
-    able = [m for m in cat if cat[m].get("smoke_checkpoint")]
-    unable = [m for m in models if m not in able]
+    """Smoke runs load the smoke checkpoints, which exist for some families only."""
+    cat, families = catalogue["catalogue_models"], catalogue["catalogue_families"]
+    able = [f for f, spec in families.items() if spec["smoke"]]
+    unable = [m for m in models if not families[cat[m]["family"]]["smoke"]]
     if unable:
+        able_models = [m for m in cat if cat[m]["family"] in able]
         raise EvalInputError(
             "smoke mode has no checkpoint for "
             + ", ".join(f"{m!r} (family {cat[m]['family']})" for m in unable)
-            + f"; models smoke runs can load: {', '.join(able)}"
+            + f"; families smoke runs can load: {', '.join(able)} "
+            f"(models: {', '.join(able_models)})"
         )
 
 
@@ -156,12 +220,17 @@ def check_inputs(
     catalogue: Mapping[str, Any],
     default_run_id: str,
     previous: Mapping[str, Any] | None = None,
+    hosts: Mapping[str, Mapping[str, Any]] | None = None,
+    inventory: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """Normalise the extra vars. `raw` holds None for an input not given; `previous` is the
-    stored run.json "inputs" of the same run_id when that run exists (a resume).
+    """Normalise the extra vars, with every default. `raw` holds None for an input not given;
+    `previous` is the stored run.json "inputs" of the same run_id when that run exists (a
+    resume); `hosts` the inventory variables of the hosts eval_hosts selects, `inventory` every
+    host's name (for the message when it selects none).
 
     Returns {"models", "benchmarks", "limit", "run_id", "smoke", "smoke_weights", "resume",
-    "allow_cpu", "resumed"}; raises EvalInputError listing every problem.
+    "allow_cpu", "resumed", "batch_size", "max_new_tokens", "judge", "hosts": {host:
+    {"gpu_slots", "batch_size"}}}; raises EvalInputError listing every problem.
     """
     errors: list[str] = []
     valid_models = list(catalogue["catalogue_models"])
@@ -193,7 +262,15 @@ def check_inputs(
         else:
             out["smoke_weights"] = given["smoke_weights"]
     out["run_id"] = parse_run_id(raw.get("run_id"), default_run_id, errors)
-    check_run_options(raw, errors)
+    options = check_run_options(raw, errors)
+    out["hosts"] = check_hosts(
+        raw.get("eval_hosts") or "all",
+        hosts or {},
+        inventory or list(hosts or {}),
+        options["batch_size"],
+        errors,
+    )
+    out |= options
     out["resume"] = (
         True if _unset(raw.get("resume")) else parse_bool(raw.get("resume"), "resume", errors)
     )
@@ -241,6 +318,7 @@ def check_inputs(
         out["smoke_weights"] = DEFAULT_SMOKE_WEIGHTS if out["smoke"] else None
     if out["smoke"]:
         check_smoke_models(out["models"], catalogue)
+        out["max_new_tokens"] = out["max_new_tokens"] or SMOKE_MAX_NEW_TOKENS
     return out
 
 
@@ -249,11 +327,24 @@ def eval_check_inputs(
     catalogue: Mapping[str, Any],
     default_run_id: str,
     previous: Mapping[str, Any] | None = None,
+    hostvars: Mapping[str, Any] | None = None,
+    selected: Iterable[str] = (),
+    inventory: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Filter form: {"error": message or None, "inputs": normalised inputs or None}, so the
-    playbook can fail with the bare message rather than a templating traceback."""
+    playbook can fail with the bare message rather than a templating traceback. `selected`:
+    the hosts eval_hosts names, whose inventory variables come from `hostvars`."""
+    hosts = {
+        h: {k: (hostvars or {})[h].get(k) for k in ("eval_gpu_slots", "eval_run_batch_size")}
+        for h in selected
+    }
     try:
-        return {"error": None, "inputs": check_inputs(raw, catalogue, default_run_id, previous)}
+        return {
+            "error": None,
+            "inputs": check_inputs(
+                raw, catalogue, default_run_id, previous, hosts, list(inventory)
+            ),
+        }
     except EvalInputError as err:
         return {"error": str(err), "inputs": None}
 

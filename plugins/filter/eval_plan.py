@@ -19,6 +19,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
+
 MIB_PER_GIB = 1024
 # A limit-less smoke run still only sees the worker's small synthetic datasets.
 SMOKE_SAMPLES = 10
@@ -37,35 +39,25 @@ def _gib(mib: float) -> float:
     return round(mib / MIB_PER_GIB, 1)
 
 
-def gpu_slots(host: str, facts: Mapping[str, Any], need_gib: list[float], smoke: bool) -> int:
-    """The host's `eval_gpu_slots`: how many worker slots share each GPU. "auto" (the default)
-    shares a GPU only where the host has fewer GPUs than the run has models, with as many slots
-    as it takes to give each model its own (measured on an H100: the seed matrix in 94.9 s with
-    two slots against 161.7 s with one), and only while each share holds the biggest model
-    with AUTO_HEADROOM to spare."""
-    value = facts.get("eval_gpu_slots", "auto")
-    # `-e eval_gpu_slots=` (empty) means "not given", like the other inputs.
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("auto", "")):
-        gpus = facts.get("gpu_facts_gpus") or []
-        if not gpus or not need_gib:
-            return 1
-        smallest = min(int(g["memory_mib"]) for g in gpus) / MIB_PER_GIB
-        wanted = min(MAX_GPU_SLOTS, math.ceil(len(need_gib) / len(gpus)))
-        for n in range(wanted, 1, -1):
-            if smoke or smallest / n >= max(need_gib) * AUTO_HEADROOM:
-                return n
+def gpu_slots(
+    value: str | int, facts: Mapping[str, Any], need_gib: list[float], smoke: bool
+) -> int:
+    """How many worker slots share each GPU: the host's `eval_gpu_slots` as the validation
+    step settled it. "auto" shares a GPU only where the host has fewer GPUs than the run has
+    models, with as many slots as it takes to give each model its own (measured on an H100:
+    the seed matrix in 94.9 s with two slots against 161.7 s with one), and only while each
+    share holds the biggest model with AUTO_HEADROOM to spare."""
+    if value != "auto":
+        return int(value)
+    gpus = facts.get("gpu_facts_gpus") or []
+    if not gpus or not need_gib:
         return 1
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
-    if number is None or not 1 <= number <= MAX_GPU_SLOTS:
-        raise EvalPlanError(
-            f"host {host!r}: eval_gpu_slots must be auto or a whole number from 1 to "
-            f"{MAX_GPU_SLOTS} (worker slots sharing each GPU), got {value!r}"
-        )
-    return number
+    smallest = min(int(g["memory_mib"]) for g in gpus) / MIB_PER_GIB
+    wanted = min(MAX_GPU_SLOTS, math.ceil(len(need_gib) / len(gpus)))
+    for n in range(wanted, 1, -1):
+        if smoke or smallest / n >= max(need_gib) * AUTO_HEADROOM:
+            return n
+    return 1
 
 
 def host_slots(
@@ -145,7 +137,9 @@ def gpus_needed(need_gib: float, gpus: list[Mapping[str, Any]], per_gpu: int = 1
     return n if 0 < n <= len(gpus) else 0
 
 
-def fits(slot: Mapping[str, Any], need_gib: float, smoke: bool) -> bool:
+def fits(slot: Mapping[str, Any], need_gib: float, smoke: bool, devices: Iterable[str]) -> bool:
+    if slot["device"] not in devices:
+        return False
     if smoke or slot["device"] == "cpu":
         # Smoke checkpoints are tiny; CPU slots use host memory, which preflight checks.
         return True
@@ -161,6 +155,20 @@ def combination_cost(
     if limit is not None:
         samples = min(samples, limit)
     return samples * float(bench["cost_per_sample"]) * float(model["cost_factor"])
+
+
+def benchmark_entry(name: str, catalogue: Mapping[str, Any]) -> dict[str, Any]:
+    """A benchmark as the slot file names it: its kind and what the kind declares (VLMEvalKit's
+    dataset type, score scale, smoke data shape), the benchmark's own smoke shape first."""
+    bench = catalogue["catalogue_benchmarks"][name]
+    kind = catalogue["catalogue_kinds"][bench["kind"]]
+    return {
+        "name": name,
+        "kind": bench["kind"],
+        "dataset_type": kind["dataset_type"],
+        "score_scale": float(kind["score_scale"]),
+        "smoke_shape": bench.get("smoke_shape", kind["smoke_shape"]),
+    }
 
 
 def smoke_checkpoint(model: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, str]:
@@ -203,7 +211,7 @@ def plan(
     slots: list[dict[str, Any]] = []
     for host, facts in hosts.items():
         gpus = facts.get("gpu_facts_gpus") or []
-        per_gpu = gpu_slots(host, facts, need_gib, smoke)
+        per_gpu = gpu_slots(inputs["hosts"][host]["gpu_slots"], facts, need_gib, smoke)
         need = 1 if smoke else max([1, *(gpus_needed(n, gpus, per_gpu) for n in need_gib)])
         slots.extend(host_slots(host, facts, need, smoke, allow_cpu, per_gpu))
 
@@ -216,9 +224,18 @@ def plan(
         (m, b): combination_cost(models_cat[m], benches_cat[b], limit, smoke) for m, b in pending
     }
     candidates: dict[str, list[dict[str, Any]]] = {}
+    families = catalogue["catalogue_families"]
     for m in dict.fromkeys(m for m, _ in pending):
         need = float(models_cat[m]["gpu_memory_gib"])
-        candidates[m] = [s for s in slots if fits(s, need, smoke)]
+        devices = families[models_cat[m]["family"]]["devices"]
+        candidates[m] = [s for s in slots if fits(s, need, smoke, devices)]
+        if not candidates[m] and not any(s["device"] in devices for s in slots):
+            able = [f for f, spec in families.items() if "cpu" in spec["devices"]]
+            raise EvalPlanError(
+                f"model {m!r} (family {models_cat[m]['family']}) runs only on "
+                f"{', '.join(devices)} and no planned host has a GPU; families that run on the "
+                f"CPU: {', '.join(able)}"
+            )
         if not candidates[m]:
             biggest = max(slots, key=lambda s: s["memory_mib"] or 0)
             raise EvalPlanError(
@@ -277,6 +294,7 @@ def plan(
     units = []
     for slot in slots:
         # Benchmarks in the order asked for, models in the order asked for: reproducible logs.
+        container = contract.container_name(inputs["run_id"], slot["host"], slot["slot"])
         for m in sorted(slot["units"], key=models.index):
             bs = sorted(slot["units"][m], key=benchmarks.index)
             units.append(
@@ -285,8 +303,10 @@ def plan(
                     "slot": slot["slot"],
                     "gpus": slot["gpus"],
                     "device": slot["device"],
+                    "container": container,
                     "model": m,
-                    "benchmarks": [{"name": b, "kind": benches_cat[b]["kind"]} for b in bs],
+                    "family": models_cat[m]["family"],
+                    "benchmarks": [benchmark_entry(b, catalogue) for b in bs],
                     **smoke_checkpoint(models_cat[m], inputs),
                     "estimated_cost": round(
                         float(models_cat[m]["load_cost"]) + sum(cost[(m, b)] for b in bs), 1
@@ -301,6 +321,7 @@ def plan(
             "device": s["device"],
             "memory_gib": None if s["memory_mib"] is None else _gib(s["memory_mib"]),
             "shared_by": s["shared_by"],
+            "batch_size": inputs["hosts"][s["host"]]["batch_size"],
             "estimated_cost": round(s["load"], 1),
         }
         for s in slots
@@ -309,6 +330,8 @@ def plan(
         "run_id": inputs["run_id"],
         "smoke": smoke,
         "limit": limit,
+        "judge": inputs["judge"],
+        "max_new_tokens": inputs["max_new_tokens"],
         "models": models,
         "benchmarks": benchmarks,
         "slots": out_slots,
@@ -329,7 +352,6 @@ def hosts_from_hostvars(names: Iterable[str], hostvars: Mapping[str, Any]) -> di
         out[name] = {
             "gpu_facts_present": bool(hv.get("gpu_facts_present", False)),
             "gpu_facts_gpus": list(hv.get("gpu_facts_gpus") or []),
-            "eval_gpu_slots": hv.get("eval_gpu_slots", "auto"),
         }
     return out
 
@@ -352,21 +374,44 @@ def eval_plan(
 
 
 def eval_host_units(plan_: Mapping[str, Any], host: str) -> list[dict[str, Any]]:
-    """This host's slots, each with its units, as slot.json wants them."""
+    """This host's slots: {slot, gpus, device, container, models, secret_env, slot_file}, each
+    slot file complete (contract.slot_file) so that the run role only writes it."""
     slots: dict[str, dict[str, Any]] = {}
+    batch = {s["slot"]: s["batch_size"] for s in plan_["slots"] if s["host"] == host}
     for u in plan_["units"]:
         if u["host"] != host:
             continue
         s = slots.setdefault(
-            u["slot"], {"slot": u["slot"], "gpus": u["gpus"], "device": u["device"], "units": []}
+            u["slot"],
+            {k: u[k] for k in ("slot", "gpus", "device", "container")} | {"units": []},
         )
-        s["units"].append({k: u[k] for k in ("model", "smoke_checkpoint", "benchmarks") if k in u})
-    return list(slots.values())
+        s["units"].append(
+            {k: u[k] for k in ("model", "family", "smoke_checkpoint", "benchmarks") if k in u}
+        )
+    out = []
+    for s in slots.values():
+        units = s.pop("units")
+        s["models"] = [u["model"] for u in units]
+        s["secret_env"] = contract.CONTAINER_SECRET_ENV
+        s["slot_file"] = contract.slot_file(
+            run_id=plan_["run_id"],
+            host=host,
+            slot=s["slot"],
+            device=s["device"],
+            smoke=plan_["smoke"],
+            limit=plan_["limit"],
+            judge=plan_["judge"],
+            max_new_tokens=plan_["max_new_tokens"],
+            batch_size=batch[s["slot"]],
+            units=units,
+        )
+        out.append(s)
+    return out
 
 
-def eval_slot_containers(slots: Iterable[Mapping[str, Any]], prefix: str) -> list[dict[str, str]]:
-    """[{slot, container}] for eval_slot_status: container names are <prefix>-<slot>."""
-    return [{"slot": s["slot"], "container": f"{prefix}-{s['slot']}"} for s in slots]
+def eval_slot_containers(slots: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """[{slot, container}] of eval_host_units' slots, as eval_slot_status takes them."""
+    return [{"slot": s["slot"], "container": s["container"]} for s in slots]
 
 
 class FilterModule:

@@ -43,12 +43,9 @@ def slots_short_of_memory(
             continue
         free_gib = sum(free_mib[g] for g in gpus) / MIB_PER_GIB
         biggest = [
-            max(
-                (u["model"] for u in slot["units"]),
-                key=lambda m: float(models[m]["gpu_memory_gib"]),
-            )
+            max(slot["models"], key=lambda m: float(models[m]["gpu_memory_gib"]))
             for slot in group
-            if slot["units"]
+            if slot["models"]
         ]
         need = sum(float(models[m]["gpu_memory_gib"]) for m in biggest)
         if free_gib < need:

@@ -95,16 +95,6 @@ def scores_csv(run: Run) -> str:
     return buf.getvalue()
 
 
-def _first(mapping: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        node: Any = mapping
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if node not in (None, "", []):
-            return node
-    return None
-
-
 def label_versions(labels: dict[str, str]) -> tuple[dict[str, str], str | None]:
     """Package versions and the lock file's sha256 named by the image's labels."""
     versions: dict[str, str] = {}
@@ -128,20 +118,17 @@ def manifest(run: Run, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     hosts: dict[str, Any] = {}
     images: dict[str, dict[str, Any]] = {}
     for host, facts in run.hosts.items():
-        gpus = _first(facts, "gpu_facts_gpus", "gpus") or []
-        names = list(dict.fromkeys(str(g.get("name")) for g in gpus if isinstance(g, dict)))
-        image_id = _first(facts, "image_id", "image.id", "eval_image_id")
-        labels = _first(facts, "image_labels", "image.labels", "eval_image_labels") or {}
+        # host.json as roles/eval_run/tasks/collect.yml writes it ({} for a host without one).
+        gpus = facts.get("gpu_facts_gpus") or []
+        names = list(dict.fromkeys(str(g["name"]) for g in gpus))
+        image_id = facts.get("image_id")
+        labels = facts.get("image_labels") or {}
         hosts[host] = {
             "gpu_count": len(gpus),
             "gpu_model": ", ".join(names) or None,
             "gpus": gpus,
-            "driver": _first(
-                facts, "gpu_facts_driver_version", "gpu_facts_driver", "driver_version", "driver"
-            ),
-            "cuda": _first(
-                facts, "gpu_facts_cuda_version", "gpu_facts_cuda", "cuda_version", "cuda"
-            ),
+            "driver": facts.get("gpu_facts_driver_version") or None,
+            "cuda": facts.get("gpu_facts_cuda_version") or None,
             "image_id": image_id,
         }
         if image_id:
@@ -150,7 +137,6 @@ def manifest(run: Run, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     image = next(iter(images.values()), {}) if len(images) == 1 else {}
     versions, lock = label_versions(image.get("labels", {})) if image else ({}, None)
     inputs = dict(run.info.get("inputs", {}))
-    inputs.setdefault("smoke", run.smoke)
     return {
         "run_id": run.run_id,
         "smoke": run.smoke,

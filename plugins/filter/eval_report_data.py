@@ -13,9 +13,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
+    CONTAINER_LOG,
+    WORKER_LOG,
+)
+
 STATUSES = ("ok", "failed", "missing")
 # Where a summary may keep its per-combination list; the engine writes "combinations".
-_ENTRY_KEYS = ("combinations", "results", "entries")
 
 
 class ReportError(ValueError):
@@ -100,12 +104,10 @@ def _read_json(path: Path, required: bool = True) -> Any:
 
 
 def _entries(summary: Any, path: Path) -> list[dict[str, Any]]:
-    if isinstance(summary, list):
-        return summary
-    for key in _ENTRY_KEYS:
-        if isinstance(summary.get(key), list):
-            return summary[key]
-    raise ReportError(f"{path}: no list of combinations under any of {', '.join(_ENTRY_KEYS)}")
+    """summary.json's combinations, as plugins/filter/eval_summary.py writes them."""
+    if not isinstance(summary, dict) or not isinstance(summary.get("combinations"), list):
+        raise ReportError(f"{path}: no list of combinations under 'combinations'")
+    return summary["combinations"]
 
 
 def _plan_kinds(plan: dict[str, Any]) -> dict[str, str]:
@@ -126,7 +128,7 @@ def _log_path(run_dir: Path, host: str, model: str, benchmark: str, slot: str | 
     for directory in dirs:
         if not directory.is_dir():
             continue
-        for name in ("worker.log", "container.log"):
+        for name in (WORKER_LOG, CONTAINER_LOG):
             if (directory / name).is_file():
                 return str((directory / name).relative_to(run_dir))
         logs = sorted(directory.glob("*.log"))

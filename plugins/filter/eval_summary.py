@@ -11,53 +11,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("ok", "failed", "missing")
-ENTRY_KEYS = (
-    "status",
-    "reason",
-    "seconds",
-    "samples",
-    "scores",
-    "primary_metric",
-    "primary_score",
-    "primary_scale",
-    "scoring_note",
+from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
+    CONTAINER_LOG,
+    RESULT_KEYS,
+    SUMMARY_STATUSES,
+    done_combinations,
+    run_records,
 )
-
-
-def read_records(run_dir: str) -> list[dict[str, Any]]:
-    """Every status.json under a controller run directory (results/<run_id>/), host by host.
-    A record that cannot be read is returned as a failed one naming the file, not dropped."""
-    records = []
-    root = Path(run_dir)
-    if not root.is_dir():
-        return records
-    for path in sorted(root.glob("*/*/*/status.json")):
-        host, model, bench = path.parts[-4:-1]
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-        except (OSError, ValueError) as err:
-            data = {"status": "failed", "reason": f"unreadable status record {path}: {err}"}
-        data.setdefault("host", host)
-        data.setdefault("model", model)
-        data.setdefault("benchmark", bench)
-        records.append(data)
-    return records
-
-
-def ok_combinations(records: Iterable[Mapping[str, Any]]) -> list[list[str]]:
-    """Resume selection: the (model, benchmark) pairs that already have an ok record."""
-    seen = {(r["model"], r["benchmark"]) for r in records if r.get("status") == "ok"}
-    return [list(p) for p in sorted(seen)]
-
-
-def pending_combinations(
-    models: list[str], benchmarks: list[str], records: Iterable[Mapping[str, Any]]
-) -> list[list[str]]:
-    done = {tuple(p) for p in ok_combinations(records)}
-    return [[m, b] for m in models for b in benchmarks if (m, b) not in done]
 
 
 def summarize(
@@ -88,36 +48,17 @@ def summarize(
         for b in plan["benchmarks"]:
             host, slot = placed.get((m, b), (None, None))
             recs = by_combo.get((m, b), [])
-            ok = [r for r in recs if r.get("status") == "ok"]
+            ok = [r for r in recs if r["status"] == "ok"]
             # Prefer the planned host's record; otherwise any, in a stable order.
             ok.sort(key=lambda r: (r.get("host") != host, str(r.get("host"))))
-            mine = [r for r in recs if r.get("host") == host]
+            mine = [r for r in recs if r["host"] == host]
             record = ok[0] if ok else (mine[0] if mine else None)
-            entry: dict[str, Any] = {
-                "host": host,
-                "slot": slot,
-                "model": m,
-                "benchmark": b,
-                "status": "missing",
-                "reason": None,
-                "seconds": None,
-                "samples": None,
-                "scores": {},
-                "primary_metric": None,
-                "primary_score": None,
-                "primary_scale": None,
-                "scoring_note": None,
-            }
+            entry: dict[str, Any] = {"host": host, "slot": slot, "model": m, "benchmark": b}
+            entry |= {k: None for k in RESULT_KEYS} | {"status": "missing", "scores": {}}
             if record is not None:
-                entry["host"] = record.get("host", host)
-                entry["slot"] = record.get("slot", slot)
-                for key in ENTRY_KEYS:
-                    if key in record:
-                        entry[key] = record[key]
-                if entry["status"] not in STATUSES[:2]:
-                    entry["reason"] = f"unknown status {entry['status']!r} in the record"
-                    entry["status"] = "failed"
-                entry["scores"] = entry["scores"] or {}
+                # contract.read_record turned a record that breaks the contract into a failed one.
+                entry |= {"host": record["host"], "slot": record["slot"] or slot}
+                entry |= {k: record[k] for k in RESULT_KEYS}
             elif host in lost:
                 entry["reason"] = f"no status record: host {host} unreachable during the run"
             elif host is None:
@@ -127,7 +68,7 @@ def summarize(
                 if notes.get(f"{host}/{slot}"):
                     entry["reason"] += f" ({notes[f'{host}/{slot}']})"
             entries.append(entry)
-    totals = {s: sum(1 for e in entries if e["status"] == s) for s in STATUSES}
+    totals = {s: sum(1 for e in entries if e["status"] == s) for s in SUMMARY_STATUSES}
     totals["total"] = len(entries)
     return {
         "run_id": plan["run_id"],
@@ -155,7 +96,7 @@ def read_slot_notes(run_dir: str, plan: Mapping[str, Any]) -> dict[str, str]:
         except (OSError, ValueError, StopIteration, AttributeError):
             pass
         try:
-            lines = (root / host / slot / "container.log").read_text(errors="replace").splitlines()
+            lines = (root / host / slot / CONTAINER_LOG).read_text(errors="replace").splitlines()
             last = next((line.strip() for line in reversed(lines) if line.strip()), "")
             if last:
                 parts.append(last[:300])
@@ -170,15 +111,16 @@ def eval_summary(
     plan: Mapping[str, Any], run_dir: str, lost_hosts: Iterable[str] = ()
 ) -> dict[str, Any]:
     """Filter form: reads the collected records of results/<run_id>/ on the controller."""
-    return summarize(plan, read_records(run_dir), lost_hosts, read_slot_notes(run_dir, plan))
+    return summarize(plan, run_records(run_dir), lost_hosts, read_slot_notes(run_dir, plan))
 
 
-def eval_ok_combinations(records: Iterable[Mapping[str, Any]]) -> list[list[str]]:
-    return ok_combinations(records)
+def eval_done_combinations(records: Iterable[Mapping[str, Any]], smoke: bool) -> list[list[str]]:
+    """Resume: the (model, benchmark) pairs with a record that contract.is_done accepts."""
+    return done_combinations(records, smoke=smoke)
 
 
 def eval_controller_records(run_dir: str) -> list[dict[str, Any]]:
-    return read_records(run_dir)
+    return run_records(run_dir)
 
 
 def eval_lost_hosts(plan: Mapping[str, Any], hostvars: Mapping[str, Any]) -> list[str]:
@@ -202,7 +144,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "eval_summary": eval_summary,
-            "eval_ok_combinations": eval_ok_combinations,
+            "eval_done_combinations": eval_done_combinations,
             "eval_controller_records": eval_controller_records,
             "eval_lost_hosts": eval_lost_hosts,
             "eval_combination_line": combination_line,

@@ -8,6 +8,14 @@ import os
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
+    PROGRESS_FILE,
+    RUNNING_STATES,
+    SLOT_FILE,
+    host_records,
+    read_json,
+    slot_total,
+)
 
 DOCUMENTATION = r"""
 ---
@@ -74,36 +82,19 @@ eval_progress:
     total: {description: Combinations planned on this host, type: int}
     failed: {description: Combinations whose record says failed, type: int}
     current: {description: "What runs now, C(slot: model/benchmark) joined by C(; )", type: str}
-    skipped: {description: Combinations skipped as already ok (resume), type: int}
     started_at: {description: Earliest start of the slots' containers (ISO 8601) or null, type: str}
     slots:
       description: Per slot, C(slot), C(container), C(state) (running, exited, missing...),
-        C(exit_code), C(error), C(started_at), C(done), C(skipped), C(total), C(current),
-        C(updated_at).
+        C(exit_code), C(error), C(started_at), C(done), C(total), C(current), C(updated_at).
       type: list
       elements: dict
 records:
-  description: The status records under I(run_dir) (only with I(records=true)).
+  description: The status records under I(run_dir) (only with I(records=true)); one that
+    breaks the contract comes back as a failed record naming the file and the problem.
   type: list
   elements: dict
   returned: when records is true
 """
-
-RUNNING_STATES = ("created", "running", "restarting")
-
-
-def _read_json(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
-
-
-def _slot_total(slot_file: Any) -> int:
-    if not isinstance(slot_file, dict):
-        return 0
-    return sum(len(u.get("benchmarks", [])) for u in slot_file.get("units", []))
 
 
 def container_state(
@@ -128,21 +119,6 @@ def container_state(
         str(state.get("Error") or ""),
         started,
     )
-
-
-def status_records(run_dir: str) -> list[dict[str, Any]]:
-    records = []
-    for model in sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []:
-        model_dir = os.path.join(run_dir, model)
-        if not os.path.isdir(model_dir):
-            continue
-        for bench in sorted(os.listdir(model_dir)):
-            data = _read_json(os.path.join(model_dir, bench, "status.json"))
-            if isinstance(data, dict) and "status" in data:
-                data.setdefault("model", model)
-                data.setdefault("benchmark", bench)
-                records.append(data)
-    return records
 
 
 def main() -> None:
@@ -171,11 +147,9 @@ def main() -> None:
     slots_out = []
     for spec in module.params["slots"]:
         slot_dir = os.path.join(run_dir, spec["slot"])
-        progress = _read_json(os.path.join(slot_dir, "slot-progress.json"))
+        progress = read_json(os.path.join(slot_dir, PROGRESS_FILE))
         progress = progress if isinstance(progress, dict) else {}
-        total = progress.get("total") or _slot_total(
-            _read_json(os.path.join(slot_dir, "slot.json"))
-        )
+        total = progress.get("total") or slot_total(read_json(os.path.join(slot_dir, SLOT_FILE)))
         state, exit_code, error, started = ("missing", None, "", None)
         if spec.get("container") and docker:
             state, exit_code, error, started = container_state(module, docker, spec["container"])
@@ -188,13 +162,12 @@ def main() -> None:
                 "error": error,
                 "started_at": started,
                 "done": int(progress.get("done") or 0),
-                "skipped": int(progress.get("skipped") or 0),
                 "total": int(total or 0),
                 "current": progress.get("current") if state in RUNNING_STATES else None,
                 "updated_at": progress.get("updated_at"),
             }
         )
-    records = status_records(run_dir)
+    records = host_records(run_dir)
     result: dict[str, Any] = {
         "changed": False,
         "finished": not any(s["state"] in RUNNING_STATES for s in slots_out),
@@ -202,8 +175,6 @@ def main() -> None:
             "done": sum(s["done"] for s in slots_out),
             "total": sum(s["total"] for s in slots_out),
             "failed": sum(1 for r in records if r.get("status") == "failed"),
-            # Combinations already ok from an earlier attempt: they took no time in this one.
-            "skipped": sum(s["skipped"] for s in slots_out),
             "started_at": min(
                 (s["started_at"] for s in slots_out if s["started_at"]), default=None
             ),

@@ -6,7 +6,7 @@ worker package mounted over the image's and tests/ on PYTHONPATH):
     python tests/e2e/in_image_scoring.py --questions 1 7 24 [--benchmarks POPE,OCRBench]
 
 For each benchmark and question count: the worker's synthetic TSV of that many questions
-(vlmfleet.worker.use_synthetic_dataset), VLMEvalKit's dataset for it, and two prediction files
+(vlmfleet.datasets.use_synthetic_dataset), VLMEvalKit's dataset for it, and two prediction files
 in VLMEvalKit's format (the dataset's rows without images, plus a prediction column) whose
 answers are all right and all wrong (scoring.answer_sets). Each file is scored by
 ``dataset.evaluate(file, model="exact_matching", nproc=1)``, as the worker scores one, and by
@@ -34,9 +34,9 @@ ORACLE_MODEL = "oracle"
 
 
 def seed_benchmarks() -> dict[str, str]:
-    from vlmfleet.smoke_data import BUILDERS
+    from vlmfleet.known_answer import SEED_BENCHMARKS
 
-    return {name: kind for name, (kind, _) in BUILDERS.items()}
+    return {name: bench.kind for name, bench in SEED_BENCHMARKS.items()}
 
 
 def prediction_file(dataset: Any, answers: dict[str, str], path: Path) -> Path:
@@ -58,8 +58,11 @@ def vlmfleet_primary(metric: str, value: float, dataset: Any, questions: int) ->
         scores_module = importlib.import_module("vlmfleet.scores")
     except ModuleNotFoundError:
         return None
+    from vlmfleet.known_answer import SEED_BENCHMARKS
+
+    scale = SEED_BENCHMARKS[dataset.dataset_name].score_scale
     result = scores_module.primary_score(
-        metric=metric, value=value, dataset_type=dataset.TYPE, questions=questions
+        metric=metric, value=value, score_scale=scale, questions=questions
     )
     return float(result.score)
 
@@ -69,14 +72,16 @@ def score_case(name: str, kind: str, questions: int, right: bool, work: Path) ->
     from scoring.published_metrics import primary_score, read_predictions
     from vlmeval.dataset import build_dataset
     from vlmeval.smp.status_report import flatten_summary_metrics
+    from vlmfleet.datasets import use_synthetic_dataset
+    from vlmfleet.known_answer import SEED_BENCHMARKS
     from vlmfleet.smoke_data import synthetic_rows
-    from vlmfleet.worker import use_synthetic_dataset
 
     lmu = work / "LMUData"
     os.environ["LMUData"] = str(lmu)  # noqa: SIM112 (VLMEvalKit's name for its data root)
-    use_synthetic_dataset(lmu, name, kind, questions)
+    shape = SEED_BENCHMARKS[name].smoke_shape
+    use_synthetic_dataset(lmu, name, shape, questions)
     dataset = build_dataset(name)
-    rows = synthetic_rows(name, kind, questions)
+    rows = synthetic_rows(name, shape, questions)
     answers = answer_set(kind, rows, right=right)
     case_dir = work / f"{name}-{questions}-{'right' if right else 'wrong'}"
     case_dir.mkdir()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import DOCKER, REPO, changed
 
 pytestmark = pytest.mark.slow
@@ -70,10 +71,14 @@ def target(request: pytest.FixtureRequest) -> Iterator[str]:
 
 def role_vars(ref: str, **more: Any) -> dict[str, Any]:
     repository, tag = ref.split(":")
+    project = yaml.safe_load((REPO / "playbooks" / "vars" / "project.yml").read_text())
     return {
         "eval_image_repository": repository,
         "eval_image_tag": tag,
         "eval_image_context": str(CONTEXT),
+        "eval_image_container_uid": project["project_container_uid"],
+        "eval_image_container_gid": project["project_container_gid"],
+        "eval_image_container_user": project["project_container_user"],
         # The interpreter here is the controller's venv, which has requests already.
         "eval_image_python_packages": [],
         **more,

@@ -51,6 +51,12 @@ CATALOGUE = yaml.safe_load((REPO / "playbooks" / "vars" / "catalogue.yml").read_
 MODELS = CATALOGUE["catalogue_default_models"]
 BENCHMARKS = CATALOGUE["catalogue_default_benchmarks"]
 KINDS = {b: CATALOGUE["catalogue_benchmarks"][b]["kind"] for b in BENCHMARKS}
+SHAPES = {
+    b: CATALOGUE["catalogue_benchmarks"][b].get(
+        "smoke_shape", CATALOGUE["catalogue_kinds"][KINDS[b]]["smoke_shape"]
+    )
+    for b in BENCHMARKS
+}
 LIMITS = (1, 7, 24)
 SCORES_HEADING = "Primary scores (0-100)"
 
@@ -160,7 +166,7 @@ def expected_score(run_dir: Path, entry: dict[str, Any], limit: int) -> tuple[di
     where = run_dir / entry["host"] / entry["model"] / entry["benchmark"]
     record = json.loads((where / "status.json").read_text())
     name = entry["benchmark"]
-    key = synthetic_rows(name, KINDS[name], max(DEFAULT_QUESTIONS, limit))
+    key = synthetic_rows(name, SHAPES[name], max(DEFAULT_QUESTIONS, limit))
     predictions = read_predictions(where / record["prediction_file"])
     asked = {index_key(r["index"]) for r in first_questions(name, key, limit)}
     if set(predictions) != asked:

@@ -1,4 +1,4 @@
-"""Batched inference: same answers and the same prediction file as VLMEvalKit's own loop.
+"""The llava family's batched engine: same answers and prediction file as VLMEvalKit's own loop.
 
 The pure checks run everywhere; the comparison needs the image's stack (torch, LLaVA,
 VLMEvalKit) and builds a tiny random LLaVA-1.5 checkpoint on the CPU (float32, greedy).
@@ -11,7 +11,14 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from vlmfleet.batched import BatchingError, Sample, batches, check_batch_size, check_model
+from vlmfleet.families.llava_batched import (
+    BatchingError,
+    Sample,
+    batches,
+    check_batch_size,
+    check_model,
+)
+from vlmfleet.known_answer import SEED_BENCHMARKS
 
 STACK = all(importlib.util.find_spec(m) for m in ("torch", "llava", "vlmeval"))
 needs_stack = pytest.mark.skipif(not STACK, reason="needs torch, llava and vlmeval (the image)")
@@ -45,7 +52,7 @@ def smoke_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _slot(tmp: Path, *, max_new: int, min_new: int | None) -> object:
-    from vlmfleet.slotfile import Slot
+    from vlmfleet.contract import Slot
 
     return Slot(
         run_id="t",
@@ -63,34 +70,31 @@ def _slot(tmp: Path, *, max_new: int, min_new: int | None) -> object:
 
 
 @needs_stack
-@pytest.mark.parametrize(
-    ("bench", "kind"),
-    [("MMBench_DEV_EN", "mcq"), ("TextVQA_VAL", "vqa"), ("POPE", "yorn"), ("BLINK", "mcq")],
-)
+@pytest.mark.parametrize("bench", ["MMBench_DEV_EN", "TextVQA_VAL", "POPE", "BLINK"])
 @pytest.mark.parametrize("min_new", [None, 12])
 def test_batched_file_equals_infer_data_job_file(
-    smoke_env: Path, bench: str, kind: str, min_new: int | None
+    smoke_env: Path, bench: str, min_new: int | None
 ) -> None:
     """Batch 4 writes the file VLMEvalKit's batch-1 loop writes, byte for byte in content."""
     from vlmeval.inference import infer_data_job
     from vlmeval.smp import load
-    from vlmfleet import worker
-    from vlmfleet.batched import infer_batched
-    from vlmfleet.slotfile import Benchmark
+    from vlmfleet.contract import Unit
+    from vlmfleet.datasets import prepare_dataset, use_smoke_data_root
+    from vlmfleet.families import llava
+    from vlmfleet.families.llava_batched import infer_batched
+    from vlmfleet.stack import seed_everything
 
     slot = _slot(smoke_env, max_new=12, min_new=min_new)
-    worker.use_smoke_data_root(slot)
-    worker.seed_everything()
-    model = worker.load_model("llava_v1.5_7b", slot)
-    b = Benchmark(bench, kind)
+    use_smoke_data_root(slot)
+    seed_everything()
+    b = SEED_BENCHMARKS[bench]
+    model = llava.load(Unit("llava_v1.5_7b", "llava", (b,)), slot)
     ref_dir = smoke_env / f"ref-{bench}-{min_new}"
     new_dir = smoke_env / f"new-{bench}-{min_new}"
     ref_dir.mkdir()
     new_dir.mkdir()
-    infer_data_job(
-        model, work_dir=str(ref_dir), model_name="m", dataset=worker.prepare_dataset(b, slot)
-    )
-    new_file = infer_batched(model, str(new_dir), "m", worker.prepare_dataset(b, slot), 4)
+    infer_data_job(model, work_dir=str(ref_dir), model_name="m", dataset=prepare_dataset(b, slot))
+    new_file = infer_batched(model, str(new_dir), "m", prepare_dataset(b, slot), 4)
     ref_files = sorted(p.name for p in ref_dir.iterdir())
     assert sorted(p.name for p in new_dir.iterdir()) == ref_files
     assert Path(new_file).name in ref_files
@@ -104,5 +108,5 @@ def test_batched_file_equals_infer_data_job_file(
         # Fixed answer length: no answer may stop early.
         assert all(len(p) > 0 for p in new["prediction"])
     # The file is one dataset.evaluate accepts.
-    dataset = worker.prepare_dataset(b, slot)
+    dataset = prepare_dataset(b, slot)
     assert dataset.evaluate(new_file, model="exact_matching", nproc=1) is not None

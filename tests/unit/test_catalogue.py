@@ -33,10 +33,12 @@ SEED_BENCHMARKS = [
     "SEEDBench_IMG_KO",
 ]
 NOW = "20261127T020000Z"
+# The embedded default inventory: one host, no variables of its own.
+LOCALHOST = {"localhost": {}}
 
 
-def check(**raw):
-    return check_inputs(raw, CATALOGUE, NOW)
+def check(hosts=LOCALHOST, **raw):
+    return check_inputs(raw, CATALOGUE, NOW, None, hosts, list(hosts))
 
 
 def test_catalogue_holds_the_seed_models_and_benchmarks():
@@ -54,7 +56,7 @@ def test_catalogue_holds_the_seed_models_and_benchmarks():
         assert isinstance(model["gated"], bool)
     assert list(CATALOGUE["catalogue_benchmarks"]) == SEED_BENCHMARKS
     for bench in CATALOGUE["catalogue_benchmarks"].values():
-        assert bench["kind"] in ("mcq", "yorn", "vqa")
+        assert bench["kind"] in CATALOGUE["catalogue_kinds"]
         assert bench["samples"] > 0 and bench["cost_per_sample"] > 0
     assert CATALOGUE["catalogue_benchmarks"]["POPE"]["kind"] == "yorn"
     assert CATALOGUE["catalogue_benchmarks"]["TextVQA_VAL"]["kind"] == "vqa"
@@ -66,6 +68,15 @@ def test_defaults_reproduce_the_seed_matrix():
     assert inputs["benchmarks"] == SEED_BENCHMARKS
     assert inputs["limit"] is None and inputs["smoke"] is False
     assert inputs["run_id"] == NOW and inputs["resume"] is True and not inputs["resumed"]
+    # The validation step owns every default.
+    assert (inputs["batch_size"], inputs["max_new_tokens"], inputs["judge"]) == (
+        8,
+        None,
+        "exact_matching",
+    )
+    assert inputs["hosts"] == {"localhost": {"gpu_slots": "auto", "batch_size": 8}}
+    assert check(smoke="true")["max_new_tokens"] == 16
+    assert check(smoke="true", max_new_tokens="4")["max_new_tokens"] == 4
 
 
 def test_comma_strings_and_lists_are_accepted_and_deduplicated():
@@ -140,7 +151,7 @@ PREVIOUS = {"models": ["llava_v1.5_7b"], "benchmarks": ["POPE"], "limit": 3, "sm
 
 
 def test_resume_takes_the_stored_inputs_when_not_given():
-    inputs = check_inputs({"run_id": "r1"}, CATALOGUE, NOW, PREVIOUS)
+    inputs = check_inputs({"run_id": "r1"}, CATALOGUE, NOW, PREVIOUS, LOCALHOST, ["localhost"])
     assert inputs["resumed"] is True
     assert (inputs["models"], inputs["benchmarks"], inputs["limit"], inputs["smoke"]) == (
         ["llava_v1.5_7b"],
@@ -152,12 +163,16 @@ def test_resume_takes_the_stored_inputs_when_not_given():
 
 def test_resume_with_different_inputs_is_refused():
     with pytest.raises(EvalInputError, match=r"limit=5 differs from run 'r1' which used limit=3"):
-        check_inputs({"run_id": "r1", "limit": "5"}, CATALOGUE, NOW, PREVIOUS)
+        check_inputs(
+            {"run_id": "r1", "limit": "5"}, CATALOGUE, NOW, PREVIOUS, LOCALHOST, ["localhost"]
+        )
 
 
 def test_resume_false_refuses_an_existing_run():
     with pytest.raises(EvalInputError, match="run_id 'r1' already has results"):
-        check_inputs({"run_id": "r1", "resume": "false"}, CATALOGUE, NOW, PREVIOUS)
+        check_inputs(
+            {"run_id": "r1", "resume": "false"}, CATALOGUE, NOW, PREVIOUS, LOCALHOST, ["localhost"]
+        )
 
 
 def test_smoke_weights_default_to_known_answer_and_are_checked():
@@ -172,12 +187,12 @@ def test_smoke_weights_default_to_known_answer_and_are_checked():
     assert "smoke_weights=random applies to smoke runs only" in str(err.value)
 
 
-def test_every_llava_model_names_a_known_answer_checkpoint():
-    models = CATALOGUE["catalogue_models"]
+def test_every_model_of_a_smoke_family_names_a_known_answer_checkpoint():
+    models, families = CATALOGUE["catalogue_models"], CATALOGUE["catalogue_families"]
     assert models["llava_v1.5_13b"]["smoke_checkpoint"] == "known-strong"
     assert models["llava_v1.5_7b"]["smoke_checkpoint"] == "known-weak"
     for name, model in models.items():
-        assert (model["family"] == "llava") == ("smoke_checkpoint" in model), name
+        assert families[model["family"]]["smoke"] == ("smoke_checkpoint" in model), name
 
 
 @pytest.mark.parametrize(
@@ -189,8 +204,8 @@ def test_every_llava_model_names_a_known_answer_checkpoint():
         ({"judge": "gpt-4o-mini"}, "eval_run_judge 'gpt-4o-mini' is not available; valid: exact"),
         (
             {"models": "InternVL2-2B", "smoke": "true"},
-            "smoke mode has no checkpoint for 'InternVL2-2B' (family internvl); models smoke "
-            "runs can load: llava_v1.5_7b, llava_v1.5_13b, sharegpt4v_7b",
+            "smoke mode has no checkpoint for 'InternVL2-2B' (family internvl); families smoke "
+            "runs can load: llava (models: llava_v1.5_7b, llava_v1.5_13b, sharegpt4v_7b)",
         ),
         (
             {"models": "MiniCPM-V-2_6,llava_v1.5_7b", "smoke": "true"},
@@ -202,12 +217,37 @@ def test_run_options_and_smoke_models_are_checked_up_front(raw, message):
     with pytest.raises(EvalInputError) as err:
         check(**raw)
     assert message in str(err.value)
-    # Good values pass, and the run role's defaults stay where they are.
-    assert "batch_size" not in check(batch_size="8", max_new_tokens="16", judge="exact_matching")
+    good = check(batch_size="4", max_new_tokens="16", judge="exact_matching")
+    assert (good["batch_size"], good["max_new_tokens"]) == (4, 16)
 
 
-def test_judges_are_the_ones_the_worker_accepts():
-    from eval_inputs import JUDGES
-    from vlmfleet.slotfile import JUDGES as WORKER_JUDGES
+@pytest.mark.parametrize(
+    ("hosts", "raw", "message"),
+    [
+        (
+            {"gpu-01": {"eval_gpu_slots": "two"}},
+            {},
+            "host 'gpu-01': eval_gpu_slots must be auto or a whole number from 1 to 8 "
+            "(worker slots sharing each GPU), got 'two'",
+        ),
+        (
+            {"gpu-01": {}, "gpu-02": {"eval_run_batch_size": 0}},
+            {},
+            "host 'gpu-02': eval_run_batch_size must be a positive whole number "
+            "(samples per generate call), got 0",
+        ),
+        ({}, {"eval_hosts": "gpu-9*"}, "eval_hosts 'gpu-9*' matches no host of the inventory"),
+    ],
+)
+def test_inventory_values_and_eval_hosts_are_inputs_too(hosts, raw, message):
+    with pytest.raises(EvalInputError) as err:
+        check(hosts=hosts, **raw)
+    assert message in str(err.value)
 
-    assert JUDGES == WORKER_JUDGES
+
+def test_a_hosts_own_batch_size_wins_over_the_default():
+    inputs = check(hosts={"a": {}, "b": {"eval_run_batch_size": "32", "eval_gpu_slots": "2"}})
+    assert inputs["hosts"] == {
+        "a": {"gpu_slots": "auto", "batch_size": 8},
+        "b": {"gpu_slots": 2, "batch_size": 32},
+    }

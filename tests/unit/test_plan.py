@@ -1,4 +1,4 @@
-"""The planner (plugins/filter/eval_plan.py), the summary and resume selection
+"""The planner (plugins/filter/eval_plan.py), its slot files, the summary and resume selection
 (plugins/filter/eval_summary.py)."""
 
 from __future__ import annotations
@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from eval_plan import EvalPlanError, eval_host_units, plan
-from eval_summary import ok_combinations, pending_combinations, read_records, summarize
+from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
+from eval_inputs import DEFAULT_BATCH_SIZE, EvalInputError, check_hosts
+from eval_plan import EvalPlanError, eval_host_units
+from eval_plan import plan as planner
+from eval_summary import eval_controller_records, eval_done_combinations, summarize
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())
@@ -34,14 +37,28 @@ NO_GPU = {"gpu_facts_present": False, "gpu_facts_gpus": []}
 
 
 def inputs(models=SEED_MODELS, benchmarks=SEED_BENCHMARKS, limit=10, smoke=False, **kw):
+    """Inputs as the validation step settles them (its defaults included)."""
     return {
         "run_id": "r1",
         "models": list(models),
         "benchmarks": list(benchmarks),
         "limit": limit,
         "smoke": smoke,
+        "batch_size": DEFAULT_BATCH_SIZE,
+        "max_new_tokens": 16 if smoke else None,
+        "judge": "exact_matching",
         **kw,
     }
+
+
+def plan(fleet, catalogue, inp, done=()):
+    """The planner after the validation step has checked each host's eval_gpu_slots and
+    eval_run_batch_size (set in the fleet's facts here, as the inventory sets them)."""
+    errors: list[str] = []
+    hosts = check_hosts("all", fleet, list(fleet), inp["batch_size"], errors)
+    if errors:
+        raise EvalInputError("; ".join(errors))
+    return planner(fleet, catalogue, inp | {"hosts": hosts}, done)
 
 
 def combos(p):
@@ -182,7 +199,7 @@ def test_auto_eval_gpu_slots_shares_only_when_models_outnumber_gpus_and_fit():
 
 @pytest.mark.parametrize("bad", [0, 9, "two", True, -1, "1.5"])
 def test_bad_eval_gpu_slots_is_a_clear_error(bad):
-    with pytest.raises(EvalPlanError) as err:
+    with pytest.raises(EvalInputError) as err:
         plan({"gpu-01": gpus(H100), "gpu-02": shared(gpus(H100), bad)}, CATALOGUE, inputs())
     assert str(err.value) == (
         f"host 'gpu-02': eval_gpu_slots must be auto or a whole number from 1 to 8 "
@@ -206,13 +223,14 @@ def test_host_without_gpu_gets_one_cpu_slot_in_smoke_mode_or_when_allowed():
 
 
 def test_smoke_ignores_gpu_memory():
-    p = plan({"gpu-01": gpus(L4_16)}, CATALOGUE, inputs(models=["cogvlm-chat"], smoke=True))
+    p = plan({"gpu-01": gpus(L4_16)}, CATALOGUE, inputs(models=["llava_v1.5_13b"], smoke=True))
     assert p["units"][0]["slot"] == "gpu0"
 
 
 def test_no_hosts_is_an_error():
+    # Every selected host unreachable: discovery left none to plan on.
     with pytest.raises(EvalPlanError, match="no reachable host"):
-        plan({}, CATALOGUE, inputs())
+        planner({}, CATALOGUE, inputs() | {"hosts": {}})
 
 
 def test_resume_plans_only_what_is_not_done():
@@ -223,15 +241,44 @@ def test_resume_plans_only_what_is_not_done():
     assert ("llava_v1.5_7b", SEED_BENCHMARKS[0]) not in combos(p)
 
 
-def test_plan_is_deterministic_and_host_units_match_slot_json():
-    fleet = {"a": gpus(H100, H100), "b": gpus(H100)}
+def test_plan_is_deterministic_and_host_units_are_complete_slot_files():
+    fleet = {"a": gpus(H100, H100), "b": gpus(H100) | {"eval_run_batch_size": "4"}}
     p1, p2 = plan(fleet, CATALOGUE, inputs()), plan(fleet, CATALOGUE, inputs())
     assert p1 == p2
-    slots = eval_host_units(p1, "a")
-    for s in slots:
-        for u in s["units"]:
-            assert set(u) == {"model", "benchmarks"}
-            assert all(set(b) == {"name", "kind"} for b in u["benchmarks"])
+    for host in fleet:
+        for s in eval_host_units(p1, host):
+            slot = contract.parse_slot(s["slot_file"])
+            assert (slot.host, slot.slot, slot.run_id) == (host, s["slot"], "r1")
+            assert s["container"] == f"vlm-eval-r1-{host}-{s['slot']}"
+            assert slot.batch_size == (4 if host == "b" else DEFAULT_BATCH_SIZE)
+            assert (slot.limit, slot.judge, slot.max_new_tokens) == (10, "exact_matching", None)
+            for u in slot.units:
+                assert u.family == "llava"
+    units = [u for h in fleet for s in eval_host_units(p1, h) for u in s["slot_file"]["units"]]
+    # What each benchmark's kind declares in the catalogue, the benchmark's own smoke shape first.
+    pope = next(b for u in units for b in u["benchmarks"] if b["name"] == "POPE")
+    assert pope == {
+        "name": "POPE",
+        "kind": "yorn",
+        "dataset_type": "Y/N",
+        "score_scale": 100.0,
+        "smoke_shape": "yorn_pope",
+    }
+    mmbench = next(b for u in units for b in u["benchmarks"] if b["name"] == "MMBench_DEV_EN")
+    assert (mmbench["dataset_type"], mmbench["score_scale"], mmbench["smoke_shape"]) == (
+        "MCQ",
+        1.0,
+        "mmbench",
+    )
+
+
+def test_a_cuda_only_family_is_never_planned_on_a_cpu_slot():
+    with pytest.raises(EvalPlanError) as err:
+        plan({"cpu-01": NO_GPU}, CATALOGUE, inputs(models=["InternVL2-2B"], allow_cpu=True))
+    assert str(err.value) == (
+        "model 'InternVL2-2B' (family internvl) runs only on cuda and no planned host has a "
+        "GPU; families that run on the CPU: llava"
+    )
 
 
 def record(host, model, bench, status="ok", **kw):
@@ -247,6 +294,12 @@ def record(host, model, bench, status="ok", **kw):
         "samples": 10,
         "scores": {"Overall": 0.5},
         "primary_metric": "Overall",
+        "primary_score": 50.0,
+        "primary_scale": 1.0,
+        "scoring_note": None,
+        "smoke": False,
+        "started_at": "2026-12-01T00:00:00+00:00",
+        "finished_at": "2026-12-01T00:00:02+00:00",
         **kw,
     }
 
@@ -292,27 +345,35 @@ def test_an_ok_record_from_an_earlier_attempt_on_another_host_counts():
 
 
 def test_resume_selection_and_records_from_disk(tmp_path):
-    for host, model, bench, status in [
-        ("a", "m1", "POPE", "ok"),
-        ("a", "m1", "MMStar", "failed"),
-        ("b", "m2", "POPE", "ok"),
+    for host, model, bench, status, kw in [
+        ("a", "m1", "POPE", "ok", {}),
+        ("a", "m1", "MMStar", "failed", {}),
+        ("b", "m2", "POPE", "ok", {}),
+        # A smoke result never stands in for a real one.
+        ("b", "m3", "POPE", "ok", {"smoke": True}),
     ]:
         d = tmp_path / host / model / bench
         d.mkdir(parents=True)
-        (d / "status.json").write_text(json.dumps(record(host, model, bench, status)))
+        (d / "status.json").write_text(json.dumps(record(host, model, bench, status, **kw)))
     broken = tmp_path / "b" / "m2" / "MMStar"
     broken.mkdir(parents=True)
     (broken / "status.json").write_text("{not json")
-    recs = read_records(str(tmp_path))
-    assert len(recs) == 4
-    assert [r["status"] for r in recs if r["benchmark"] == "MMStar" and r["model"] == "m2"] == [
-        "failed"
-    ]
-    assert ok_combinations(recs) == [["m1", "POPE"], ["m2", "POPE"]]
-    assert pending_combinations(["m1", "m2"], ["POPE", "MMStar"], recs) == [
-        ["m1", "MMStar"],
-        ["m2", "MMStar"],
-    ]
+    foreign = tmp_path / "b" / "m3" / "MMStar"
+    foreign.mkdir(parents=True)
+    (foreign / "status.json").write_text(json.dumps({"status": "ok", "score": 1}))
+    recs = eval_controller_records(str(tmp_path))
+    assert len(recs) == 6
+    by = {(r["model"], r["benchmark"]): r for r in recs}
+    assert by[("m2", "MMStar")]["status"] == "failed"
+    assert "not readable JSON" in by[("m2", "MMStar")]["reason"]
+    # A record of another format fails loudly, naming the file and what it lacks.
+    assert by[("m3", "MMStar")]["status"] == "failed"
+    assert (
+        f"status record {foreign / 'status.json'} breaks the contract: missing key 'run_id'"
+        in (by[("m3", "MMStar")]["reason"])
+    )
+    assert eval_done_combinations(recs, False) == [["m1", "POPE"], ["m2", "POPE"]]
+    assert eval_done_combinations(recs, True) == [["m3", "POPE"]]
 
 
 def test_missing_reason_carries_the_containers_last_words():
@@ -326,7 +387,8 @@ def test_missing_reason_carries_the_containers_last_words():
 def test_smoke_units_name_the_checkpoint_they_load():
     def checkpoints(**kw):
         p = plan({"h": NO_GPU}, CATALOGUE, inputs(smoke=True, **kw))
-        return {u["model"]: u["smoke_checkpoint"] for u in eval_host_units(p, "h")[0]["units"]}
+        units = eval_host_units(p, "h")[0]["slot_file"]["units"]
+        return {u["model"]: u["smoke_checkpoint"] for u in units}
 
     assert checkpoints() == {"llava_v1.5_7b": "known-weak", "llava_v1.5_13b": "known-strong"}
     assert checkpoints(smoke_weights="random") == {
@@ -334,4 +396,6 @@ def test_smoke_units_name_the_checkpoint_they_load():
         "llava_v1.5_13b": "random",
     }
     real = plan({"h": gpus(H100)}, CATALOGUE, inputs())
-    assert all("smoke_checkpoint" not in u for u in eval_host_units(real, "h")[0]["units"])
+    assert all(
+        "smoke_checkpoint" not in u for u in eval_host_units(real, "h")[0]["slot_file"]["units"]
+    )

@@ -1,5 +1,6 @@
-"""plugins/modules/eval_slot_status.py run as Ansible runs it (JSON args in, JSON out), with a
-stand-in docker client that answers `docker inspect` from a table."""
+"""plugins/modules/eval_slot_status.py run as Ansible runs it (JSON args in, JSON out, the
+project collection's module_utils importable as Ansiballz bundles them), with a stand-in docker
+client that answers `docker inspect` from a table."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
 
-MODULE = Path(__file__).resolve().parents[2] / "plugins" / "modules" / "eval_slot_status.py"
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = ROOT / "plugins" / "modules" / "eval_slot_status.py"
 
 STANDIN_DOCKER = """#!/bin/sh
 # Stand-in for `docker inspect --type container NAME`: states come from $0.states.
@@ -31,20 +34,40 @@ def run_module(tmp_path: Path, args: dict) -> dict:
     args_file = tmp_path / "args.json"
     args_file.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
     out = subprocess.run(
-        [sys.executable, str(MODULE), str(args_file)], capture_output=True, text=True, check=False
+        [sys.executable, str(MODULE), str(args_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PYTHONPATH": str(ROOT / "plugins" / "collections")},
     )
     return json.loads(out.stdout)
 
 
 @pytest.fixture
 def host_dir(tmp_path: Path) -> Path:
-    run = tmp_path / "outputs" / "r1" / "gpu-01"
-    slot_units = {"units": [{"model": "m", "benchmarks": [{"name": "A"}, {"name": "B"}]}]}
-    write(run / "gpu0" / "slot.json", slot_units)
-    write(run / "gpu0" / "slot-progress.json", {"done": 1, "total": 2, "current": "m/B"})
-    write(run / "gpu1" / "slot.json", slot_units)  # not started yet: total from slot.json
-    write(run / "m" / "A" / "status.json", {"status": "ok", "model": "m", "benchmark": "A"})
-    write(run / "m" / "C" / "status.json", {"status": "failed", "model": "m", "benchmark": "C"})
+    run = contract.host_run_dir(tmp_path, "r1", "gpu-01")
+    bench = {"kind": "mcq", "dataset_type": "MCQ", "score_scale": 1, "smoke_shape": "plain_mcq"}
+    units = [
+        {
+            "model": "m",
+            "family": "llava",
+            "benchmarks": [bench | {"name": "A"}, bench | {"name": "B"}],
+        }
+    ]
+    for slot in ("gpu0", "gpu1"):  # gpu1 not started yet: its total comes from slot.json
+        slot_file = contract.slot_file(
+            run_id="r1", host="gpu-01", slot=slot, device="cuda", smoke=False, limit=None,
+            judge="exact_matching", max_new_tokens=None, batch_size=8, units=units,
+        )  # fmt: skip
+        write(run / slot / "slot.json", slot_file)
+    contract.write_progress(run / "gpu0", done=1, total=2, current="m/B")
+    for bench_name, status in (("A", "ok"), ("C", "failed")):
+        record = contract.make_record(
+            run_id="r1", host="gpu-01", slot="gpu0", model="m", benchmark=bench_name,
+            status=status, started_at=contract.now_iso(), seconds=1.0, smoke=False,
+            reason=None if status == "ok" else "RuntimeError: boom",
+        )  # fmt: skip
+        write(contract.combo_dir(run, "m", bench_name) / "status.json", record)
     docker = tmp_path / "docker"
     docker.write_text(STANDIN_DOCKER)
     docker.chmod(0o755)

@@ -13,7 +13,7 @@ GIB = 1024
 
 
 def slot(name, gpus, *models, device="cuda"):
-    return {"slot": name, "gpus": gpus, "device": device, "units": [{"model": m} for m in models]}
+    return {"slot": name, "gpus": gpus, "device": device, "models": list(models)}
 
 
 def test_gpu_free_mib_reads_nvidia_smi_csv():

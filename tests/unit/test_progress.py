@@ -22,9 +22,9 @@ PROGRESS = {
     "started_at": "2026-11-27T02:00:00Z",
     "slots": [
         {"host": "gpu-01", "slot": "gpu0", "done": 5, "total": 20,
-         "current": "llava_v1.5_7b/POPE", "running": True},
+         "current": "llava_v1.5_7b/POPE", "state": "running"},
         {"host": "gpu-01", "slot": "gpu1", "done": 7, "total": 20,
-         "current": "llava_v1.5_13b/GQA_TestDev_Balanced", "running": True},
+         "current": "llava_v1.5_13b/GQA_TestDev_Balanced", "state": "running"},
     ],
 }  # fmt: skip
 
@@ -46,10 +46,10 @@ def test_eta_from_rate_so_far() -> None:
     assert eta_seconds(3, 0, 10) == 0.0
 
 
-def test_eta_ignores_combinations_skipped_on_resume() -> None:
-    # 10 were ok before the rerun; 2 done in 100 s: 50 s each for the 28 left.
-    assert eta_seconds(12, 40, 100, skipped=10) == pytest.approx(1400)
-    assert eta_seconds(10, 40, 100, skipped=10) is None
+def test_eta_counts_only_what_finished_since_the_clock_started() -> None:
+    # 10 were done when the controller first saw the host; 2 more in 100 s: 50 s each.
+    assert eta_seconds(12, 40, 100, seen_done=10) == pytest.approx(1400)
+    assert eta_seconds(10, 40, 100, seen_done=10) is None
 
 
 def test_line_shows_counts_elapsed_eta_and_slots() -> None:
@@ -74,20 +74,20 @@ def test_finished_and_stopped_slots() -> None:
         "done": 20,
         "total": 20,
         "slots": [
-            {"slot": "gpu0", "done": 10, "total": 10, "running": False},
-            {"slot": "gpu1", "done": 10, "total": 10, "running": False},
+            {"slot": "gpu0", "done": 10, "total": 10, "state": "exited"},
+            {"slot": "gpu1", "done": 10, "total": 10, "state": "exited"},
         ],
     }
     line = progress_line("h", progress, now=T0 + 60, first_seen=T0)
     assert line.endswith("| finished | gpu0 done 10/10, gpu1 done 10/10")
-    slot = {"slot": "gpu0", "done": 3, "total": 10, "running": False, "current": "m/b"}
+    slot = {"slot": "gpu0", "done": 3, "total": 10, "state": "exited", "current": "m/b"}
     crashed = {"done": 3, "total": 10, "slots": [slot]}
-    assert progress_line("h", crashed, T0 + 60, T0).endswith("gpu0 3/10 stopped")
+    assert progress_line("h", crashed, T0 + 60, T0).endswith("gpu0 3/10 exited")
 
 
 def test_many_slots_stay_on_one_short_line() -> None:
-    slots = [{"slot": f"gpu{i}", "done": 1, "total": 5, "current": "llava_v1.5_13b/MMStar"}
-             for i in range(8)]  # fmt: skip
+    slots = [{"slot": f"gpu{i}", "done": 1, "total": 5, "current": "llava_v1.5_13b/MMStar",
+              "state": "running"} for i in range(8)]  # fmt: skip
     line = progress_line("h", {"done": 8, "total": 40, "slots": slots}, T0 + 60, T0)
     assert line.count("gpu") == 4 and line.endswith(", +4 slots")
     assert len(line) < 220

@@ -9,32 +9,14 @@ import io
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
 from vlmfleet import smoke_data
+from vlmfleet.known_answer import SEED_BENCHMARKS
 from vlmfleet.selection import is_circular, select_positions
 
-SEED_BENCHMARKS = {
-    "MMBench_DEV_EN": "mcq",
-    "TextVQA_VAL": "vqa",
-    "GQA_TestDev_Balanced": "vqa",
-    "MMMU_DEV_VAL": "mcq",
-    "DocVQA_VAL": "vqa",
-    "ChartQA_TEST": "vqa",
-    "InfoVQA_VAL": "vqa",
-    "OCRBench": "vqa",
-    "AI2D_TEST": "mcq",
-    "ScienceQA_VAL": "mcq",
-    "POPE": "yorn",
-    "HallusionBench": "yorn",
-    "MMStar": "mcq",
-    "RealWorldQA": "mcq",
-    "VisOnlyQA-VLMEvalKit": "mcq",
-    "VizWiz": "vqa",
-    "SEEDBench_IMG": "mcq",
-    "BLINK": "mcq",
-    "MMBench_DEV_KO": "mcq",
-    "SEEDBench_IMG_KO": "mcq",
-}
+REPO = Path(__file__).resolve().parents[2]
+SEEDS = sorted((b.name, b.kind, b.smoke_shape) for b in SEED_BENCHMARKS.values())
 
 
 def read_tsv(path: Path) -> list[dict[str, str]]:
@@ -51,9 +33,11 @@ def images_of(row: dict[str, str], by_index: dict[str, dict[str, str]]) -> list[
     return [Image.open(io.BytesIO(base64.b64decode(b))) for b in blobs]
 
 
-@pytest.mark.parametrize(("name", "kind"), sorted(SEED_BENCHMARKS.items()))
-def test_every_seed_benchmark_has_its_kind_columns(tmp_path: Path, name: str, kind: str) -> None:
-    path, md5 = smoke_data.write_dataset(tmp_path, name, kind, questions=6)
+@pytest.mark.parametrize(("name", "kind", "shape"), SEEDS)
+def test_every_seed_benchmark_has_its_kind_columns(
+    tmp_path: Path, name: str, kind: str, shape: str
+) -> None:
+    path, md5 = smoke_data.write_dataset(tmp_path, name, shape, questions=6)
     assert path == tmp_path / f"{name}.tsv"
     rows = read_tsv(path)
     by_index = {r["index"]: r for r in rows}
@@ -78,13 +62,13 @@ def test_every_seed_benchmark_has_its_kind_columns(tmp_path: Path, name: str, ki
 
 
 def test_files_are_deterministic(tmp_path: Path) -> None:
-    _, first = smoke_data.write_dataset(tmp_path / "a", "POPE", "yorn")
-    _, second = smoke_data.write_dataset(tmp_path / "b", "POPE", "yorn")
+    _, first = smoke_data.write_dataset(tmp_path / "a", "POPE", "yorn_pope")
+    _, second = smoke_data.write_dataset(tmp_path / "b", "POPE", "yorn_pope")
     assert first == second
 
 
 def test_mmbench_has_rotations_that_move_the_answer(tmp_path: Path) -> None:
-    path, _ = smoke_data.write_dataset(tmp_path, "MMBench_DEV_EN", "mcq", questions=4)
+    path, _ = smoke_data.write_dataset(tmp_path, "MMBench_DEV_EN", "mmbench", questions=4)
     rows = read_tsv(path)
     assert len(rows) == 16
     main, rot = rows[0], next(r for r in rows if r["index"] == str(1_000_000))
@@ -96,7 +80,7 @@ def test_mmbench_has_rotations_that_move_the_answer(tmp_path: Path) -> None:
 
 
 def test_hallusion_index_has_set_figure_question_fields(tmp_path: Path) -> None:
-    path, _ = smoke_data.write_dataset(tmp_path, "HallusionBench", "yorn", questions=8)
+    path, _ = smoke_data.write_dataset(tmp_path, "HallusionBench", "yorn_hallusion", questions=8)
     for row in read_tsv(path):
         parts = row["index"].split("_")
         assert len(parts) >= 6 and all(p.isdigit() for p in parts[3:6])
@@ -104,20 +88,54 @@ def test_hallusion_index_has_set_figure_question_fields(tmp_path: Path) -> None:
 
 
 def test_multi_image_rows_exist_for_mmmu_and_blink(tmp_path: Path) -> None:
-    for name in ("MMMU_DEV_VAL", "BLINK"):
-        path, _ = smoke_data.write_dataset(tmp_path, name, "mcq", questions=6)
+    for name, shape in (("MMMU_DEV_VAL", "mmmu"), ("BLINK", "blink")):
+        path, _ = smoke_data.write_dataset(tmp_path, name, shape, questions=6)
         assert any(r["image"].startswith("[") for r in read_tsv(path)), name
 
 
-def test_korean_sets_are_korean(tmp_path: Path) -> None:
-    path, _ = smoke_data.write_dataset(tmp_path, "SEEDBench_IMG_KO", "mcq", questions=3)
+@pytest.mark.parametrize(
+    ("name", "shape"), [("SEEDBench_IMG_KO", "plain_mcq_ko"), ("MMBench_DEV_KO", "mmbench_ko")]
+)
+def test_korean_sets_are_korean(tmp_path: Path, name: str, shape: str) -> None:
+    path, _ = smoke_data.write_dataset(tmp_path, name, shape, questions=3)
     assert all(any("\uac00" <= ch <= "\ud7a3" for ch in r["question"]) for r in read_tsv(path))
 
 
-def test_unknown_benchmark_gets_generic_shape_and_bad_kind_is_named(tmp_path: Path) -> None:
-    path, _ = smoke_data.write_dataset(tmp_path, "MyVQA", "vqa", questions=2)
+def test_any_benchmark_takes_a_shape_and_a_bad_shape_is_named(tmp_path: Path) -> None:
+    path, _ = smoke_data.write_dataset(tmp_path, "MyVQA", "vqa_color", questions=2)
     assert len(read_tsv(path)) == 2
-    with pytest.raises(ValueError, match="kind 'caption' is not valid; valid: mcq, yorn, vqa"):
+    with pytest.raises(ValueError, match="smoke shape 'caption' is not valid; valid: plain_mcq, "):
         smoke_data.synthetic_rows("X", "caption")
-    with pytest.raises(ValueError, match="POPE is of kind 'yorn', not 'mcq'"):
-        smoke_data.synthetic_rows("POPE", "mcq")
+    with pytest.raises(ValueError, match="questions must be positive"):
+        smoke_data.synthetic_rows("X", "plain_mcq", 0)
+
+
+def test_the_seed_list_is_the_catalogues() -> None:
+    """known_answer.SEED_BENCHMARKS (the image has no catalogue) and playbooks/vars/catalogue.yml
+    declare the same seed benchmarks, kinds, types, scales and smoke shapes."""
+    catalogue = yaml.safe_load((REPO / "playbooks" / "vars" / "catalogue.yml").read_text())
+    assert set(catalogue["catalogue_default_benchmarks"]) == set(SEED_BENCHMARKS)
+    kinds = catalogue["catalogue_kinds"]
+    declared = {}
+    for name in SEED_BENCHMARKS:
+        entry = catalogue["catalogue_benchmarks"][name]
+        kind = kinds[entry["kind"]]
+        declared[name] = (
+            entry["kind"],
+            kind["dataset_type"],
+            float(kind["score_scale"]),
+            entry.get("smoke_shape", kind["smoke_shape"]),
+        )
+    ours = {
+        b.name: (b.kind, b.dataset_type, b.score_scale, b.smoke_shape)
+        for b in SEED_BENCHMARKS.values()
+    }
+    assert ours == declared
+
+
+def test_every_shape_the_catalogue_names_has_a_generator() -> None:
+    catalogue = yaml.safe_load((REPO / "playbooks" / "vars" / "catalogue.yml").read_text())
+    named = {k["smoke_shape"] for k in catalogue["catalogue_kinds"].values()} | {
+        b["smoke_shape"] for b in catalogue["catalogue_benchmarks"].values() if "smoke_shape" in b
+    }
+    assert named <= set(smoke_data.GENERATORS)

@@ -4,10 +4,28 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 from pathlib import Path
 
 import pytest
-from vlmfleet import worker
+from vlmfleet import datasets, families, worker
+from vlmfleet.contract import load_slot
+from vlmfleet.families import llava
+from vlmfleet.pipeline import describe
+
+BENCH = {
+    "name": "POPE",
+    "kind": "yorn",
+    "dataset_type": "Y/N",
+    "score_scale": 100,
+    "smoke_shape": "yorn_pope",
+}
+
+
+@pytest.fixture(autouse=True)
+def no_token_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine's own /run/secrets/eval.env never reaches a test."""
+    monkeypatch.setattr(worker, "SECRET_ENV", tmp_path / "absent.env")
 
 
 def write_slot(tmp_path: Path, **change: object) -> Path:
@@ -21,7 +39,10 @@ def write_slot(tmp_path: Path, **change: object) -> Path:
         "smoke": False,
         "limit": 3,
         "judge": "exact_matching",
-        "units": [{"model": "llava_v1.5_7b", "benchmarks": [{"name": "POPE", "kind": "yorn"}]}],
+        "max_new_tokens": None,
+        "min_new_tokens": None,
+        "batch_size": 1,
+        "units": [{"model": "llava_v1.5_7b", "family": "llava", "benchmarks": [BENCH]}],
     } | change
     path = slot_dir / "slot.json"
     path.write_text(json.dumps(data))
@@ -34,10 +55,16 @@ def test_bad_slot_file_exits_2_naming_the_value(tmp_path: Path, caplog) -> None:
     assert "device 'gpu' is not valid; valid: cuda, cpu" in caplog.text
 
 
-def test_missing_env_file_exits_2(tmp_path: Path, caplog) -> None:
-    path = write_slot(tmp_path, env_file=str(tmp_path / "absent.env"))
+def test_bad_token_file_exits_2_without_showing_its_line(
+    tmp_path: Path, caplog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tmp_path / "eval.env"
+    token.write_text("hf_secret_without_key\n")
+    monkeypatch.setattr(worker, "SECRET_ENV", token)
+    path = write_slot(tmp_path)
     assert worker.main(["--slot-file", str(path)]) == 2
-    assert "cannot read env_file" in caplog.text
+    assert f"bad token file: {token}: line 1: expected KEY=VALUE" in caplog.text
+    assert "hf_secret" not in caplog.text
 
 
 def test_second_worker_on_a_busy_slot_exits_2(tmp_path: Path, caplog) -> None:
@@ -58,7 +85,7 @@ def test_second_worker_on_a_busy_slot_exits_2(tmp_path: Path, caplog) -> None:
     ],
 )
 def test_tiny_checkpoint_folder_names(model_path: str, folder: str) -> None:
-    assert worker.tiny_name(model_path) == folder
+    assert llava.tiny_name(model_path) == folder
 
 
 def test_mute_exception_reason_says_where() -> None:
@@ -68,10 +95,10 @@ def test_mute_exception_reason_says_where() -> None:
     try:
         inner()
     except NotImplementedError as err:
-        reason = worker.describe(err)
+        reason = describe(err)
     assert reason.startswith("NotImplementedError at test_worker_main.py:")
     assert reason.endswith("in inner")
-    assert worker.describe(ValueError("bad x")) == "ValueError: bad x"
+    assert describe(ValueError("bad x")) == "ValueError: bad x"
 
 
 def test_smoke_paths_follow_the_environment(
@@ -79,11 +106,61 @@ def test_smoke_paths_follow_the_environment(
 ) -> None:
     monkeypatch.delenv("VLMFLEET_SMOKE_ROOT", raising=False)
     monkeypatch.setenv("HF_HOME", "/cache")
-    assert worker.smoke_root() == Path("/cache/smoke")
+    assert families.smoke_root() == Path("/cache/smoke")
     monkeypatch.setenv("LMUData", str(tmp_path))
-    slot = worker.load_slot(write_slot(tmp_path, smoke=True))
-    root = worker.use_smoke_data_root(slot)
+    slot = load_slot(write_slot(tmp_path, smoke=True))
+    root = datasets.use_smoke_data_root(slot)
     assert root == tmp_path / "smoke" / "h1" / "gpu0" and root.is_dir()
     import os
 
-    assert os.environ[worker.LMU_ENV] == str(root)
+    assert os.environ[datasets.LMU_ENV] == str(root)
+
+
+def test_a_family_without_a_module_fails_its_combinations_naming_the_known_ones(
+    tmp_path: Path,
+) -> None:
+    # No torch needed: the family is resolved before the stack is imported.
+    units = [
+        {
+            "model": "InternVL2-8B",
+            "family": "internvl",
+            "benchmarks": [BENCH, BENCH | {"name": "HallusionBench"}],
+        }
+    ]
+    path = write_slot(tmp_path, units=units)
+    assert worker.main(["--slot-file", str(path)]) == 1
+    run_dir = path.parent.parent
+    reasons = {
+        b: json.loads((run_dir / "InternVL2-8B" / b / "status.json").read_text())["reason"]
+        for b in ("POPE", "HallusionBench")
+    }
+    message = (
+        "model family 'internvl' has no module in this image (vlmfleet.families); "
+        "known families: llava"
+    )
+    assert reasons == {"POPE": message, "HallusionBench": message}
+    progress = json.loads((path.parent / "slot-progress.json").read_text())
+    assert (progress["done"], progress["failed"], progress["state"]) == (2, 2, "finished")
+    assert "skipped" not in progress
+    # The slot's own log has the lines, and the lock is given back.
+    assert message in (path.parent / "worker.log").read_text()
+    with (path.parent / worker.LOCK_FILE).open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_the_token_file_is_loaded_when_there_is_one_and_named_without_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    caplog.set_level(logging.INFO)
+    token = tmp_path / "eval.env"
+    token.write_text("HF_TOKEN=hf_secret\n")
+    monkeypatch.setattr(worker, "SECRET_ENV", token)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    units = [{"model": "m", "family": "nope", "benchmarks": [BENCH]}]
+    assert worker.main(["--slot-file", str(write_slot(tmp_path, units=units))]) == 1
+    import os
+
+    assert os.environ["HF_TOKEN"] == "hf_secret"
+    monkeypatch.delenv("HF_TOKEN")
+    assert f"loaded HF_TOKEN from {token}" in caplog.text
+    assert "hf_secret" not in caplog.text

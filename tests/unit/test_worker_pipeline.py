@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-from vlmfleet import worker
-from vlmfleet.batched import ahead
+from vlmfleet import log_routing, pipeline, worker
+from vlmfleet.contract import Benchmark
+from vlmfleet.families.llava_batched import ahead
 
 STACK = all(importlib.util.find_spec(m) for m in ("torch", "llava", "vlmeval"))
 needs_stack = pytest.mark.skipif(not STACK, reason="needs torch, llava and vlmeval (the image)")
@@ -57,22 +58,27 @@ def test_ahead_raises_a_failed_item_in_its_place() -> None:
 
 def test_a_combination_log_takes_only_the_lines_of_threads_working_on_it(tmp_path: Path) -> None:
     combos = {
-        name: worker.Combination(
-            "m", worker.Benchmark(name, "mcq"), tmp_path, "t", 0.0, logging.NullHandler()
+        name: pipeline.Combination(
+            "m",
+            Benchmark(name, "mcq", "MCQ", 1.0, "plain_mcq"),
+            tmp_path,
+            "t",
+            0.0,
+            logging.NullHandler(),
         )
         for name in ("A", "B")
     }
     handlers = {}
     for name in combos:
         handler = logging.FileHandler(tmp_path / f"{name}.log")
-        handler.addFilter(worker.ThisCombination(f"m/{name}"))
+        handler.addFilter(log_routing.ThisCombination(f"m/{name}"))
         logging.getLogger().addHandler(handler)
         handlers[name] = handler
     log = logging.getLogger("vlmfleet.test")
     log.setLevel(logging.INFO)
 
     def phase(name: str, label: str) -> None:
-        with worker.phase(combos[name], label):
+        with pipeline.phase(combos[name], label):
             for i in range(20):
                 log.warning("%s line %d", name, i)
 
@@ -106,12 +112,19 @@ def test_unit_pipeline_records_each_combination_and_keeps_going_past_a_failure(
     monkeypatch.setenv("LMUData", str(tmp_path / "LMUData"))
     slot_dir = tmp_path / "outputs" / "r1" / "h1" / "cpu0"
     slot_dir.mkdir(parents=True)
+    mcq = {"kind": "mcq", "dataset_type": "MCQ", "score_scale": 1, "smoke_shape": "plain_mcq"}
     benches = [
-        {"name": "MMBench_DEV_EN", "kind": "mcq"},
-        # A wrong kind: this one fails while being prepared, beside the first one's inference.
-        {"name": "POPE", "kind": "mcq"},
-        {"name": "TextVQA_VAL", "kind": "vqa"},
-        {"name": "AI2D_TEST", "kind": "mcq"},
+        mcq | {"name": "MMBench_DEV_EN", "smoke_shape": "mmbench"},
+        # A wrong type: this one fails while being prepared, beside the first one's inference.
+        mcq | {"name": "POPE"},
+        {
+            "name": "TextVQA_VAL",
+            "kind": "vqa",
+            "dataset_type": "VQA",
+            "score_scale": 100,
+            "smoke_shape": "vqa_textvqa",
+        },
+        mcq | {"name": "AI2D_TEST"},
     ]
     slot_file = slot_dir / "slot.json"
     slot_file.write_text(
@@ -125,11 +138,13 @@ def test_unit_pipeline_records_each_combination_and_keeps_going_past_a_failure(
                 "limit": 4,
                 "judge": "exact_matching",
                 "max_new_tokens": 4,
+                "min_new_tokens": None,
                 "batch_size": 3,
-                "units": [{"model": "llava_v1.5_7b", "benchmarks": benches}],
+                "units": [{"model": "llava_v1.5_7b", "family": "llava", "benchmarks": benches}],
             }
         )
     )
+    monkeypatch.setattr(worker, "SECRET_ENV", tmp_path / "absent.env")
     assert worker.main(["--slot-file", str(slot_file)]) == 1
 
     run_dir = tmp_path / "outputs" / "r1" / "h1"
@@ -143,7 +158,10 @@ def test_unit_pipeline_records_each_combination_and_keeps_going_past_a_failure(
         "TextVQA_VAL": "ok",
         "AI2D_TEST": "ok",
     }
-    assert status["POPE"]["reason"] == "ValueError: benchmark POPE is of kind 'yorn', not 'mcq'"
+    assert status["POPE"]["reason"] == (
+        "DatasetError: benchmark POPE is of VLMEvalKit type 'Y/N', but the slot file says "
+        "'MCQ' (kind 'mcq')"
+    )
     for name, record in status.items():
         expected = {"prepare"} if name == "POPE" else {"prepare", "infer", "evaluate"}
         assert set(record["phase_seconds"]) == expected, name
@@ -151,8 +169,11 @@ def test_unit_pipeline_records_each_combination_and_keeps_going_past_a_failure(
         named = set(re.findall(r"(?:running|ok|failed) (llava_v1\.5_7b/[\w.-]+)", text))
         assert named <= {f"llava_v1.5_7b/{name}"}, (name, named)
         if record["status"] == "ok":
-            assert record["predictions"] >= 4
+            assert record["predictions"] >= 4 and record["samples"] == 4
+            # The slot file's score_scale, but AI2D's derived "Overall Acc" is in percent.
+            scale = {"MMBench_DEV_EN": 1.0, "TextVQA_VAL": 100.0, "AI2D_TEST": 100.0}[name]
+            assert record["primary_scale"] == scale, (name, record["primary_metric"])
             assert f"ok llava_v1.5_7b/{name} in" in text
     progress = json.loads((slot_dir / "slot-progress.json").read_text())
     assert (progress["done"], progress["ok"], progress["failed"]) == (4, 3, 1)
-    assert progress["state"] == "finished"
+    assert progress["state"] == "finished" and "skipped" not in progress

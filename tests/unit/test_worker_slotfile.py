@@ -1,4 +1,4 @@
-"""slot.json parsing and validation (docs/architecture.md), without torch."""
+"""slot.json as the worker reads it (vlmfleet.contract.load_slot), without torch."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
-from vlmfleet.slotfile import SlotFileError, load_env_file, load_slot, parse_env_file, parse_slot
+from vlmfleet.contract import ContractError as SlotFileError
+from vlmfleet.contract import load_slot, parse_slot
+
+POPE = {
+    "name": "POPE",
+    "kind": "yorn",
+    "dataset_type": "Y/N",
+    "score_scale": 100,
+    "smoke_shape": "yorn_pope",
+}
 
 
 def good() -> dict:
@@ -18,13 +27,22 @@ def good() -> dict:
         "smoke": False,
         "limit": 10,
         "judge": "exact_matching",
-        "env_file": "/run/secrets/eval.env",
+        "max_new_tokens": None,
+        "min_new_tokens": None,
+        "batch_size": 8,
         "units": [
             {
                 "model": "llava_v1.5_7b",
+                "family": "llava",
                 "benchmarks": [
-                    {"name": "MMBench_DEV_EN", "kind": "mcq"},
-                    {"name": "POPE", "kind": "yorn"},
+                    {
+                        "name": "MMBench_DEV_EN",
+                        "kind": "mcq",
+                        "dataset_type": "MCQ",
+                        "score_scale": 1,
+                        "smoke_shape": "mmbench",
+                    },
+                    dict(POPE),
                 ],
             }
         ],
@@ -37,13 +55,17 @@ def test_contract_example_parses(tmp_path: Path) -> None:
     path.write_text(json.dumps(good()))
     slot = load_slot(path)
     assert slot.limit == 10 and slot.device == "cuda" and not slot.smoke
-    assert [(m, b.name) for m, b in slot.combinations()] == [
+    assert [(u.model, b.name) for u, b in slot.combinations()] == [
         ("llava_v1.5_7b", "MMBench_DEV_EN"),
         ("llava_v1.5_7b", "POPE"),
     ]
     # Combination directories live beside the slot directories, under outputs/<run>/<host>/.
     assert slot.run_host_dir == path.parent.parent
-    assert slot.max_new_tokens is None
+    assert slot.max_new_tokens is None and slot.batch_size == 8
+    # What the worker needs of each benchmark comes with it.
+    pope = slot.units[0].benchmarks[1]
+    assert (pope.dataset_type, pope.score_scale, pope.smoke_shape) == ("Y/N", 100.0, "yorn_pope")
+    assert slot.units[0].family == "llava"
     # A unit without smoke_checkpoint loads a tiny random checkpoint in smoke mode.
     assert slot.units[0].smoke_checkpoint == "random"
 
@@ -66,8 +88,9 @@ def test_contract_example_parses(tmp_path: Path) -> None:
                 "units": [
                     {
                         "model": "m",
+                        "family": "llava",
                         "smoke_checkpoint": "trained",
-                        "benchmarks": [{"name": "POPE", "kind": "yorn"}],
+                        "benchmarks": [POPE],
                     }
                 ]
             },
@@ -82,10 +105,14 @@ def test_bad_values_are_named(change: dict, message: str) -> None:
     assert message in str(err.value)
 
 
-def test_bad_kind_names_the_valid_ones() -> None:
+def test_a_benchmark_without_what_the_worker_needs_is_refused() -> None:
     data = good()
-    data["units"][0]["benchmarks"][1]["kind"] = "caption"
-    with pytest.raises(SlotFileError, match=r"kind 'caption' is not valid; valid: mcq, yorn, vqa"):
+    del data["units"][0]["benchmarks"][1]["smoke_shape"]
+    with pytest.raises(SlotFileError, match=r"benchmarks\[1\]: missing key 'smoke_shape'"):
+        parse_slot(data)
+    data = good()
+    del data["units"][0]["family"]
+    with pytest.raises(SlotFileError, match=r"units\[0\]: missing key 'family'"):
         parse_slot(data)
 
 
@@ -98,9 +125,7 @@ def test_missing_key_is_named() -> None:
 
 def test_duplicate_combination_rejected() -> None:
     data = good()
-    data["units"].append(
-        {"model": "llava_v1.5_7b", "benchmarks": [{"name": "POPE", "kind": "yorn"}]}
-    )
+    data["units"].append({"model": "llava_v1.5_7b", "family": "llava", "benchmarks": [POPE]})
     with pytest.raises(SlotFileError, match=r"llava_v1\.5_7b/POPE is listed twice"):
         parse_slot(data)
 
@@ -112,23 +137,3 @@ def test_unreadable_and_invalid_json(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(SlotFileError, match="not valid JSON"):
         load_slot(bad)
-
-
-def test_env_file_parsing_and_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = "# token\nHF_TOKEN=hf_secret\nexport OTHER='quoted value'\n\n"
-    assert parse_env_file(text) == {"HF_TOKEN": "hf_secret", "OTHER": "quoted value"}
-    env = tmp_path / "eval.env"
-    env.write_text(text)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    assert load_env_file(str(env)) == ["HF_TOKEN", "OTHER"]
-    import os
-
-    assert os.environ["HF_TOKEN"] == "hf_secret"
-    monkeypatch.delenv("OTHER")
-
-
-def test_env_file_error_never_echoes_the_line() -> None:
-    with pytest.raises(SlotFileError) as err:
-        parse_env_file("hf_secret_without_key\n")
-    assert "hf_secret" not in str(err.value)
-    assert "line 1" in str(err.value)

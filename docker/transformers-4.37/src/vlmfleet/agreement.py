@@ -2,9 +2,10 @@
 
     python -m vlmfleet.agreement --checkpoint DIR --device cpu --questions 24 --out FILE.json
 
-For each smoke benchmark (``vlmfleet.smoke_data``), the synthetic dataset of ``--questions``
-questions is answered once by VLMEvalKit's per-sample loop (``vlmeval.inference.infer_data_job``,
-the reference) and then by ``vlmfleet.batched`` at each batch size in each batch order:
+For each seed benchmark (``vlmfleet.known_answer.SEED_BENCHMARKS``), the synthetic dataset of
+``--questions`` questions is answered once by VLMEvalKit's per-sample loop
+(``vlmeval.inference.infer_data_job``, the reference) and then by the llava family's batched
+engine (``vlmfleet.families.llava_batched``) at each batch size in each batch order:
 
 - ``product``: the order ``prepare_samples`` gives, similar prompt lengths together (what the
   worker runs);
@@ -93,20 +94,20 @@ def check_settings(
     shuffle_seed: int,
 ) -> Settings:
     """Every argument checked before any work starts."""
-    from vlmfleet.batched import BatchingError, check_batch_size
-    from vlmfleet.smoke_data import BUILDERS
+    from vlmfleet.families.llava_batched import BatchingError, check_batch_size
+    from vlmfleet.known_answer import SEED_BENCHMARKS
 
     checkpoint = Path(checkpoint).absolute()
     if not (checkpoint / "config.json").is_file():
         raise AgreementError(f"checkpoint {checkpoint} has no config.json (not a checkpoint)")
     if device not in DEVICES:
         raise AgreementError(f"device {device!r} is not valid; valid: {', '.join(DEVICES)}")
-    names = tuple(benchmarks) if benchmarks else tuple(BUILDERS)
-    unknown = [n for n in names if n not in BUILDERS]
+    names = tuple(benchmarks) if benchmarks else tuple(SEED_BENCHMARKS)
+    unknown = [n for n in names if n not in SEED_BENCHMARKS]
     if unknown:
         raise AgreementError(
-            f"benchmark(s) {', '.join(unknown)} have no synthetic data; "
-            f"valid: {', '.join(BUILDERS)}"
+            f"benchmark(s) {', '.join(unknown)} are not seed benchmarks; "
+            f"valid: {', '.join(SEED_BENCHMARKS)}"
         )
     if isinstance(questions, bool) or not isinstance(questions, int) or questions < 1:
         raise AgreementError(f"questions must be a positive integer, got {questions!r}")
@@ -161,8 +162,8 @@ def loadable_checkpoint(checkpoint: Path, work: Path) -> Path:
 
 def load_model(checkpoint: Path, device: str, max_new_tokens: int) -> Any:
     """The product's LLaVA wrapper on ``device``, seeded and capped as a smoke slot loads it."""
-    from vlmfleet.model import DeviceLLaVA
-    from vlmfleet.worker import seed_everything
+    from vlmfleet.families.llava_wrapper import DeviceLLaVA
+    from vlmfleet.stack import seed_everything
 
     seed_everything()
     return DeviceLLaVA(str(checkpoint), device=device, max_new_tokens=max_new_tokens)
@@ -182,7 +183,7 @@ def reference_run(model: Any, model_name: str, name: str, work: Path) -> tuple[d
     from vlmeval.inference import infer_data_job
     from vlmeval.smp.file import get_pred_file_path
 
-    from vlmfleet.worker import seed_everything
+    from vlmfleet.stack import seed_everything
 
     work.mkdir(parents=True)
     dataset = build_dataset(name)
@@ -194,11 +195,11 @@ def reference_run(model: Any, model_name: str, name: str, work: Path) -> tuple[d
 def batched_run(
     model: Any, model_name: str, name: str, batch_size: int, order: str, seed: int, work: Path
 ) -> dict[str, str]:
-    """``vlmfleet.batched`` at ``batch_size``, its samples in the batch order ``order``."""
+    """The llava family's batched engine at ``batch_size``, samples in the batch order ``order``."""
     from vlmeval.dataset import build_dataset
 
-    from vlmfleet.batched import infer_prepared, prepare_samples
-    from vlmfleet.worker import seed_everything
+    from vlmfleet.families.llava_batched import infer_prepared, prepare_samples
+    from vlmfleet.stack import seed_everything
 
     work.mkdir(parents=True)
     # A fresh dataset each run: inference writes its predictions into dataset.data.
@@ -283,8 +284,9 @@ def _checkpoint_facts(checkpoint: Path) -> dict[str, Any]:
 
 def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
     """The report (see the module docstring); ``work`` holds data and prediction files."""
-    from vlmfleet.smoke_data import BUILDERS
-    from vlmfleet.worker import LMU_ENV, import_stack, use_synthetic_dataset
+    from vlmfleet.datasets import LMU_ENV, use_synthetic_dataset
+    from vlmfleet.known_answer import SEED_BENCHMARKS
+    from vlmfleet.stack import import_stack
 
     lmu = work / "LMUData"
     lmu.mkdir(parents=True)
@@ -296,7 +298,8 @@ def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
     )
     model_name = settings.checkpoint.name
     report: dict[str, Any] = {
-        "what": "vlmfleet.batched against vlmeval.inference.infer_data_job (batch 1)",
+        "what": "vlmfleet.families.llava_batched against vlmeval.inference.infer_data_job "
+        "(batch 1)",
         "machine": _machine(settings.device),
         "versions": _versions(),
         "device": settings.device,
@@ -312,9 +315,9 @@ def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
     }
     total_rows = total_identical = 0
     for name in settings.benchmarks:
-        kind = BUILDERS[name][0]
+        kind = SEED_BENCHMARKS[name].kind
         bench_dir = work / "runs" / name
-        use_synthetic_dataset(lmu, name, kind, settings.questions)
+        use_synthetic_dataset(lmu, name, SEED_BENCHMARKS[name].smoke_shape, settings.questions)
         t0 = time.monotonic()
         reference, rows = reference_run(model, model_name, name, bench_dir / "reference")
         entry: dict[str, Any] = {
@@ -364,8 +367,9 @@ def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vlmfleet.records import write_json_atomic
-    from vlmfleet.worker import LOG_FORMAT, SMOKE_MAX_NEW_TOKENS
+    from vlmfleet.contract import write_json_atomic
+    from vlmfleet.families import SMOKE_MAX_NEW_TOKENS
+    from vlmfleet.log_routing import LOG_FORMAT
 
     parser = argparse.ArgumentParser(
         prog="python -m vlmfleet.agreement", description=__doc__.splitlines()[0]
@@ -375,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--questions", type=int, default=24, help="synthetic questions per benchmark"
     )
-    parser.add_argument("--benchmarks", nargs="+", help="default: every smoke benchmark")
+    parser.add_argument("--benchmarks", nargs="+", help="default: every seed benchmark")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=list(BATCH_SIZES))
     parser.add_argument("--orders", nargs="+", default=list(ORDERS), help=", ".join(ORDERS))
     parser.add_argument("--shuffle-seed", type=int, default=SHUFFLE_SEED)

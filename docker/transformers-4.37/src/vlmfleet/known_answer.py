@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vlmfleet.contract import Benchmark
 from vlmfleet.smoke_data import DEFAULT_QUESTIONS
 from vlmfleet.tiny_checkpoint import KNOWN_ANSWER_MARKER as MARKER
 from vlmfleet.tiny_checkpoint import VISION_SUBDIR, ensure_copy
@@ -58,6 +59,38 @@ SEED = 1234
 STEPS = 3000
 BATCH = 24
 LEARNING_RATE = 5e-4
+
+
+# The checkpoints' training set: the seed benchmarks as the catalogue declares them (name,
+# kind, VLMEvalKit type, score scale, smoke shape; the image has no catalogue, and
+# tests/unit/test_smoke_data.py checks that the two agree). The order is the training data's
+# order, part of how the shipped checkpoints were made. The agreement tool and the tests run
+# the same list.
+SEED_BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in (
+        Benchmark("MMBench_DEV_EN", "mcq", "MCQ", 1.0, "mmbench"),
+        Benchmark("MMBench_DEV_KO", "mcq", "MCQ", 1.0, "mmbench_ko"),
+        Benchmark("SEEDBench_IMG", "mcq", "MCQ", 1.0, "plain_mcq"),
+        Benchmark("SEEDBench_IMG_KO", "mcq", "MCQ", 1.0, "plain_mcq_ko"),
+        Benchmark("AI2D_TEST", "mcq", "MCQ", 1.0, "plain_mcq"),
+        Benchmark("ScienceQA_VAL", "mcq", "MCQ", 1.0, "scienceqa"),
+        Benchmark("MMStar", "mcq", "MCQ", 1.0, "mmstar"),
+        Benchmark("RealWorldQA", "mcq", "MCQ", 1.0, "realworldqa"),
+        Benchmark("VisOnlyQA-VLMEvalKit", "mcq", "MCQ", 1.0, "visonlyqa"),
+        Benchmark("MMMU_DEV_VAL", "mcq", "MCQ", 1.0, "mmmu"),
+        Benchmark("BLINK", "mcq", "MCQ", 1.0, "blink"),
+        Benchmark("POPE", "yorn", "Y/N", 100.0, "yorn_pope"),
+        Benchmark("HallusionBench", "yorn", "Y/N", 100.0, "yorn_hallusion"),
+        Benchmark("TextVQA_VAL", "vqa", "VQA", 100.0, "vqa_textvqa"),
+        Benchmark("GQA_TestDev_Balanced", "vqa", "VQA", 100.0, "vqa_color"),
+        Benchmark("ChartQA_TEST", "vqa", "VQA", 100.0, "vqa_bar"),
+        Benchmark("DocVQA_VAL", "vqa", "VQA", 100.0, "vqa_doc"),
+        Benchmark("InfoVQA_VAL", "vqa", "VQA", 100.0, "vqa_doc"),
+        Benchmark("OCRBench", "vqa", "VQA", 100.0, "vqa_ocrbench"),
+        Benchmark("VizWiz", "vqa", "VQA", 100.0, "vqa_vizwiz"),
+    )
+}
 
 
 def checkpoint_name(skill: str) -> str:
@@ -148,16 +181,16 @@ def training_examples(
     worker prompts them, with the answer ``skill``'s checkpoint is trained on."""
     from vlmeval.dataset import build_dataset
 
-    from vlmfleet.batched import build_message, to_sample
-    from vlmfleet.smoke_data import BUILDERS
-    from vlmfleet.worker import LMU_ENV, use_synthetic_dataset
+    from vlmfleet.datasets import LMU_ENV, use_synthetic_dataset
+    from vlmfleet.families.llava_batched import build_message, to_sample
 
     os.environ[LMU_ENV] = str(lmu_root)
     examples = []
-    for name, (kind, _) in BUILDERS.items():
+    for name, bench in SEED_BENCHMARKS.items():
         if benchmarks is not None and name not in benchmarks:
             continue
-        use_synthetic_dataset(lmu_root, name, kind, questions)
+        kind = bench.kind
+        use_synthetic_dataset(lmu_root, name, bench.smoke_shape, questions)
         dataset = build_dataset(name)
         model.set_dump_image(dataset.dump_image)
         data = dataset.data
@@ -337,7 +370,7 @@ def train(
 
 def answered_right(model: Any, examples: list[Example], batch_size: int = 32) -> dict[str, float]:
     """Per benchmark, the share of examples whose greedy answer is exactly the trained one."""
-    from vlmfleet.batched import Sample, generate_batch
+    from vlmfleet.families.llava_batched import Sample, generate_batch
 
     # Trained answers are a few tokens: a cap keeps an unlearned (endless) answer short.
     model.kwargs["max_new_tokens"] = 16
@@ -358,7 +391,7 @@ SPOT_CHECKS = {"strong": "TextVQA_VAL", "weak": "SEEDBench_IMG"}
 def spot_check(skill: str, questions: int = 4) -> str:
     """Load the shipped checkpoint of ``skill`` on the CPU and ask it ``questions`` questions of
     its SPOT_CHECKS benchmark; raises unless it answers each as trained (the image's verify)."""
-    from vlmfleet.model import DeviceLLaVA
+    from vlmfleet.families.llava_wrapper import DeviceLLaVA
 
     benchmark = SPOT_CHECKS[skill]
     with tempfile.TemporaryDirectory(prefix="vlm-known-") as tmp:
@@ -405,7 +438,7 @@ def build_known_answer(
     another stack trains a checkpoint of the same skill, not of the same bytes."""
     import torch
 
-    from vlmfleet.model import DeviceLLaVA
+    from vlmfleet.families.llava_wrapper import DeviceLLaVA
 
     # A fixed thread count: a CPU's sums then come out the same whatever its number of cores.
     if device == "cpu":

@@ -1,9 +1,12 @@
 """Synthetic benchmark data in VLMEvalKit's TSV format, for smoke runs.
 
-Each seed benchmark gets rows shaped like its real TSV (the columns its dataset class and
+A smoke run writes rows shaped like a benchmark's real TSV (the columns its dataset class and
 evaluator read), with deterministic images drawn with PIL (a few hundred pixels a side), so that
-VLMEvalKit's own dataset classes, prompts and evaluators run unchanged. Only Pillow and the
-standard library are used: the controller's unit tests import this module.
+VLMEvalKit's own dataset classes, prompts and evaluators run unchanged. Which shape a benchmark
+gets is the slot file's ``smoke_shape`` (the catalogue's, per benchmark or per kind): the keys
+of ``GENERATORS``. A generator takes the benchmark's name, which seeds its random choices, and
+a number of questions. Only Pillow and the standard library are used: the controller's unit
+tests import this module.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ COLORS = {
     "purple": (140, 60, 170),
     "orange": (240, 140, 30),
 }
-SHAPES = ("circle", "square", "triangle")
+# The figures a scene draws (a "smoke shape" is something else: a generator's name).
+FIGURES = ("circle", "square", "triangle")
 KO_COLORS = {
     "red": "빨간색",
     "green": "초록색",
@@ -41,7 +45,7 @@ KO_COLORS = {
     "purple": "보라색",
     "orange": "주황색",
 }
-KO_SHAPES = {"circle": "원", "square": "사각형", "triangle": "삼각형"}
+KO_FIGURES = {"circle": "원", "square": "사각형", "triangle": "삼각형"}
 OCRBENCH_CATEGORIES = (
     "Regular Text Recognition",
     "Scene Text-centric VQA",
@@ -52,6 +56,8 @@ OCRBENCH_CATEGORIES = (
 DEFAULT_QUESTIONS = 24
 
 Row = dict[str, Any]
+# A generator: (benchmark name, number of questions) -> rows.
+Generator = Callable[[str, int], list[Row]]
 
 
 def _rng(name: str, i: int) -> random.Random:
@@ -69,7 +75,7 @@ def draw_scene(i: int, *, variant: int = 0) -> tuple[bytes, dict[str, Any]]:
     rng = _rng(f"{SCENE_KEY}#img{variant}", i)
     width, height = rng.choice([(336, 252), (320, 320), (400, 300), (280, 360)])
     color = rng.choice(list(COLORS))
-    shape = rng.choice(SHAPES)
+    shape = rng.choice(FIGURES)
     count = rng.randint(1, 4)
     word = rng.choice(["STOP", "EXIT", "OPEN", "SALE", "PARK", "TAXI"])
     number = rng.randint(10, 99)
@@ -134,11 +140,11 @@ def _mcq_core(name: str, i: int, *, korean: bool = False, n_options: int = 4) ->
             correct = KO_COLORS[correct]
             question = "이미지 속 도형은 무슨 색입니까?"
     elif ask == "shape":
-        pool, correct = [*SHAPES, "star", "hexagon"], facts["shape"]
+        pool, correct = [*FIGURES, "star", "hexagon"], facts["shape"]
         question = "Which shape is drawn in the image?"
         if korean:
-            pool = [KO_SHAPES.get(s, s) for s in pool]
-            correct = KO_SHAPES[correct]
+            pool = [KO_FIGURES.get(s, s) for s in pool]
+            correct = KO_FIGURES[correct]
             question = "이미지에 그려진 도형은 무엇입니까?"
     else:
         pool, correct = [str(k) for k in range(1, 7)], str(facts["count"])
@@ -169,21 +175,25 @@ def _rotate(row: Row, k: int, n_options: int) -> Row:
     return new
 
 
-def mmbench(name: str, n: int) -> list[Row]:
-    korean = name.endswith("_KO")
-    main = []
-    for i in range(n):
-        # VLMEvalKit caches MMBench images per index in one folder for all MMBench sets, so
-        # the English and Korean sets must share their images (they do: scene i).
-        row = _mcq_core(name, i, korean=korean)
-        row["hint"] = (
-            "" if i % 3 else ("힌트: 이미지를 보세요." if korean else "Look at the image.")
-        )
-        row["l2-category"] = "perception"
-        row["split"] = "dev"
-        main.append(row)
-    # As in the real file: every question first, then the rotations.
-    return main + [_rotate(r, k, 4) for k in (1, 2, 3) for r in main]
+def mmbench(*, korean: bool = False) -> Generator:
+    """MMBench's circular layout: every question, then its three rotations."""
+
+    def build(name: str, n: int) -> list[Row]:
+        main = []
+        for i in range(n):
+            # VLMEvalKit caches MMBench images per index in one folder for all MMBench sets, so
+            # the English and Korean sets must share their images (they do: scene i).
+            row = _mcq_core(name, i, korean=korean)
+            row["hint"] = (
+                "" if i % 3 else ("힌트: 이미지를 보세요." if korean else "Look at the image.")
+            )
+            row["l2-category"] = "perception"
+            row["split"] = "dev"
+            main.append(row)
+        # As in the real file: every question first, then the rotations.
+        return main + [_rotate(r, k, 4) for k in (1, 2, 3) for r in main]
+
+    return build
 
 
 def plain_mcq(
@@ -192,7 +202,7 @@ def plain_mcq(
     hint: bool = False,
     n_options: int = 4,
     extra: dict[str, Callable[[int], Any]] | None = None,
-) -> Callable[[str, int], list[Row]]:
+) -> Generator:
     def build(name: str, n: int) -> list[Row]:
         rows = []
         for i in range(n):
@@ -276,7 +286,7 @@ def yorn_pope(name: str, n: int) -> list[Row]:
         png, facts = draw_scene(i)
         present = rng.random() < 0.5
         shape = (
-            facts["shape"] if present else rng.choice([s for s in SHAPES if s != facts["shape"]])
+            facts["shape"] if present else rng.choice([s for s in FIGURES if s != facts["shape"]])
         )
         rows.append(
             {
@@ -334,22 +344,36 @@ def vqa_textvqa(name: str, n: int) -> list[Row]:
     return rows
 
 
-def vqa_single(question_key: str) -> Callable[[str, int], list[Row]]:
-    def build(name: str, n: int) -> list[Row]:
-        rows = []
-        for i in range(n):
-            _, png, facts = _vqa_facts(name, i)
-            if question_key == "color":
-                q, a = "What color are the shapes?", facts["color"]
-            else:
-                q, a = "What is the value of the first bar?", str(facts["bars"][0])
-            row: Row = {"index": i, "question": q, "answer": a, "image": _b64(png)}
-            if name.startswith("ChartQA"):
-                row["split"] = "human" if i % 2 == 0 else "augmented"
-            rows.append(row)
-        return rows
+def vqa_color(name: str, n: int) -> list[Row]:
+    rows = []
+    for i in range(n):
+        _, png, facts = _vqa_facts(name, i)
+        rows.append(
+            {
+                "index": i,
+                "question": "What color are the shapes?",
+                "answer": facts["color"],
+                "image": _b64(png),
+            }
+        )
+    return rows
 
-    return build
+
+def vqa_bar(name: str, n: int) -> list[Row]:
+    """ChartQA's shape: a chart question, and the split its evaluator reports by."""
+    rows = []
+    for i in range(n):
+        _, png, facts = _vqa_facts(name, i)
+        rows.append(
+            {
+                "index": i,
+                "question": "What is the value of the first bar?",
+                "answer": str(facts["bars"][0]),
+                "image": _b64(png),
+                "split": "human" if i % 2 == 0 else "augmented",
+            }
+        )
+    return rows
 
 
 def vqa_doc(name: str, n: int) -> list[Row]:
@@ -401,54 +425,45 @@ def vqa_vizwiz(name: str, n: int) -> list[Row]:
     return rows
 
 
-# Each seed benchmark: (kind, builder). Unlisted names fall back to their kind's generic shape.
-BUILDERS: dict[str, tuple[str, Callable[[str, int], list[Row]]]] = {
-    "MMBench_DEV_EN": ("mcq", mmbench),
-    "MMBench_DEV_KO": ("mcq", mmbench),
-    "SEEDBench_IMG": ("mcq", plain_mcq()),
-    "SEEDBench_IMG_KO": ("mcq", plain_mcq(korean=True)),
-    "AI2D_TEST": ("mcq", plain_mcq()),
-    "ScienceQA_VAL": ("mcq", scienceqa),
-    "MMStar": (
-        "mcq",
-        plain_mcq(
-            extra={"l2_category": lambda i: "coarse perception", "bench": lambda i: "synthetic"}
-        ),
+# Every smoke shape by name: the slot file's smoke_shape picks one. plain_mcq, yorn_pope and
+# vqa_color are the kinds' own (catalogue_kinds); the others follow one benchmark's columns.
+GENERATORS: dict[str, Generator] = {
+    "plain_mcq": plain_mcq(),
+    "plain_mcq_ko": plain_mcq(korean=True),
+    "mmbench": mmbench(),
+    "mmbench_ko": mmbench(korean=True),
+    "scienceqa": scienceqa,
+    "mmstar": plain_mcq(
+        extra={"l2_category": lambda i: "coarse perception", "bench": lambda i: "synthetic"}
     ),
-    "RealWorldQA": ("mcq", plain_mcq(n_options=3)),
-    "VisOnlyQA-VLMEvalKit": (
-        "mcq",
-        plain_mcq(extra={"split": lambda i: "real", "category": lambda i: "geometry"}),
-    ),
-    "MMMU_DEV_VAL": ("mcq", mmmu),
-    "BLINK": ("mcq", blink),
-    "POPE": ("yorn", yorn_pope),
-    "HallusionBench": ("yorn", yorn_hallusion),
-    "TextVQA_VAL": ("vqa", vqa_textvqa),
-    "GQA_TestDev_Balanced": ("vqa", vqa_single("color")),
-    "ChartQA_TEST": ("vqa", vqa_single("bar")),
-    "DocVQA_VAL": ("vqa", vqa_doc),
-    "InfoVQA_VAL": ("vqa", vqa_doc),
-    "OCRBench": ("vqa", vqa_ocrbench),
-    "VizWiz": ("vqa", vqa_vizwiz),
-}
-GENERIC: dict[str, Callable[[str, int], list[Row]]] = {
-    "mcq": plain_mcq(),
-    "yorn": yorn_pope,
-    "vqa": vqa_single("color"),
+    "realworldqa": plain_mcq(n_options=3),
+    "visonlyqa": plain_mcq(extra={"split": lambda i: "real", "category": lambda i: "geometry"}),
+    "mmmu": mmmu,
+    "blink": blink,
+    "yorn_pope": yorn_pope,
+    "yorn_hallusion": yorn_hallusion,
+    "vqa_textvqa": vqa_textvqa,
+    "vqa_color": vqa_color,
+    "vqa_bar": vqa_bar,
+    "vqa_doc": vqa_doc,
+    "vqa_ocrbench": vqa_ocrbench,
+    "vqa_vizwiz": vqa_vizwiz,
 }
 
 
-def synthetic_rows(name: str, kind: str, questions: int = DEFAULT_QUESTIONS) -> list[Row]:
-    if kind not in GENERIC:
-        raise ValueError(f"kind {kind!r} is not valid; valid: {', '.join(GENERIC)}")
+def generator(shape: str) -> Generator:
+    if shape not in GENERATORS:
+        raise ValueError(f"smoke shape {shape!r} is not valid; valid: {', '.join(GENERATORS)}")
+    return GENERATORS[shape]
+
+
+def synthetic_rows(name: str, shape: str, questions: int = DEFAULT_QUESTIONS) -> list[Row]:
+    """Benchmark ``name``'s first ``questions`` synthetic questions in the smoke shape
+    ``shape`` (a circular shape adds its rotations)."""
+    build = generator(shape)
     if questions < 1:
         raise ValueError(f"questions must be positive, got {questions}")
-    known = BUILDERS.get(name)
-    if known is not None and known[0] != kind:
-        raise ValueError(f"benchmark {name} is of kind {known[0]!r}, not {kind!r}")
-    builder = known[1] if known else GENERIC[kind]
-    return builder(name, questions)
+    return build(name, questions)
 
 
 def columns_of(rows: list[Row]) -> list[str]:
@@ -493,9 +508,9 @@ def file_md5(path: Path) -> str:
 
 
 def write_dataset(
-    root: Path, name: str, kind: str, questions: int = DEFAULT_QUESTIONS
+    root: Path, name: str, shape: str, questions: int = DEFAULT_QUESTIONS
 ) -> tuple[Path, str]:
-    """Write ``root/<name>.tsv`` (unchanged if already identical); return (path, md5)."""
+    """Write ``root/<name>.tsv`` in the smoke shape ``shape``; return (path, md5)."""
     path = Path(root) / f"{name}.tsv"
-    rows = synthetic_rows(name, kind, questions)
+    rows = synthetic_rows(name, shape, questions)
     return path, write_tsv(path, rows)

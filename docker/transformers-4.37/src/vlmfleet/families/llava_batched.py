@@ -1,4 +1,4 @@
-"""Batched inference for VLMEvalKit's LLaVA models: several samples per ``generate`` call.
+"""The llava family's batched engine: several samples per LLaVA ``generate`` call.
 
 At batch 1 a full-size LLaVA-1.5 decodes at about 40 ms a token on an H100, bound by per-step
 overhead rather than by the GPU (DESIGN.md), so most of the GPU idles. ``infer_batched`` is a
@@ -26,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-log = logging.getLogger("vlmfleet.batched")
+log = logging.getLogger("vlmfleet.families.llava_batched")
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -49,12 +49,12 @@ def check_batch_size(batch_size: Any) -> int:
 
 
 def check_model(model: Any) -> None:
-    """The LLaVA wrapper interface batching relies on (vlmfleet.model.DeviceLLaVA has it)."""
+    """The LLaVA wrapper interface batching relies on (llava_wrapper.DeviceLLaVA has it)."""
     needed = ("concat_tilist", "system_prompt", "tokenizer", "model", "preprocess_images", "kwargs")
     missing = [name for name in needed if not hasattr(model, name)]
     if missing:
         raise BatchingError(
-            f"batched inference needs VLMEvalKit's LLaVA wrapper (vlmfleet.model.DeviceLLaVA); "
+            f"batched inference needs VLMEvalKit's LLaVA wrapper (DeviceLLaVA); "
             f"{type(model).__name__} lacks {', '.join(missing)} (use batch_size 1 for it)"
         )
 

@@ -1,10 +1,13 @@
-"""VLMEvalKit's LLaVA wrapper on any device.
+"""VLMEvalKit's LLaVA wrapper on any device (the llava family's model object).
 
 ms-vlmeval's ``vlmeval.vlm.LLaVA`` moves the model and every input to CUDA in float16
 unconditionally. ``DeviceLLaVA`` is the same class (prompting, message handling and
 generation settings are inherited) with the device and dtype as parameters, so the same wrapper
 runs on a GPU (cuda:0, float16: what the original does) and on a CPU (float32: CPU kernels such
 as CLIP's convolution have no float16 implementation in torch 2.1).
+
+Imports torch and VLMEvalKit: ``vlmfleet.families.llava`` imports this module only when it
+loads a model.
 """
 
 from __future__ import annotations

@@ -1,0 +1,543 @@
+"""The contract between the controller and the workers: one owner for each fact of a run.
+
+What lives here, and nowhere else:
+- the path layout of a run on a host and on the controller;
+- the statuses a combination can have, the status record's schema, and the one ``is_done`` rule
+  that decides what a resumed run skips (on the controller, before anything runs);
+- the slot file's schema: the planner builds it (``slot_file``), the run role only writes it,
+  the worker parses it (``parse_slot``);
+- the slot-progress file the worker writes and the slot-status module reads.
+
+Imported by the worker in the image (``vlmfleet.contract``) and, through the project's
+collection (``ansible_collections.vlmfleet.shared.plugins.module_utils.contract``, a link to this
+file), by the slot-status module, the planner, summary and report filters. Standard library
+only, and Python 3.9 syntax at run time: the slot-status module runs on the fleet's own Python.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+# Path layout. On a host, under the eval_dirs root:
+#   outputs/<run_id>/<host>/<slot>/slot.json, slot-progress.json, container.log
+#   outputs/<run_id>/<host>/<model>/<benchmark>/status.json and VLMEvalKit's files
+# On the controller, results/<run_id>/ holds each host's <host>/ folder as collected.
+OUTPUTS_DIR = "outputs"
+SLOT_FILE = "slot.json"
+PROGRESS_FILE = "slot-progress.json"
+STATUS_FILE = "status.json"
+CONTAINER_LOG = "container.log"
+# Each combination's own log, beside its status record.
+WORKER_LOG = "worker.log"
+# Where the worker's container finds the host's token file, mounted read-only when the host has
+# one (the run role mounts it here, the worker reads it; never an environment variable).
+CONTAINER_SECRET_ENV = "/run/secrets/eval.env"
+
+# A combination's status in a record; a summary adds "missing" (no record came back).
+RECORD_STATUSES = ("ok", "failed")
+SUMMARY_STATUSES = (*RECORD_STATUSES, "missing")
+# Docker's states of a container that has not ended.
+RUNNING_STATES = ("created", "running", "restarting")
+
+# Slot-file choices.
+DEVICES = ("cuda", "cpu")
+JUDGES = ("exact_matching",)
+# What a smoke unit loads: a known-answer checkpoint (vlmfleet.known_answer) or a tiny random one.
+SMOKE_CHECKPOINTS = ("known-strong", "known-weak", "random")
+
+# The status record. A summary entry carries RESULT_KEYS of its record.
+RESULT_KEYS = (
+    "status",
+    "reason",
+    "seconds",
+    "samples",
+    "scores",
+    "primary_metric",
+    # The primary metric on 0-100 and what VLMEvalKit's figure reads when every question is
+    # right (vlmfleet.scores): readers never guess a benchmark's scale.
+    "primary_score",
+    "primary_scale",
+    "scoring_note",
+)
+RECORD_KEYS = (
+    "run_id",
+    "host",
+    "slot",
+    "model",
+    "benchmark",
+    *RESULT_KEYS,
+    "smoke",
+    "started_at",
+    "finished_at",
+)
+REASON_MAX = 500
+
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class ContractError(ValueError):
+    """A file of the run does not follow this contract; the message names the file and field."""
+
+
+# --- path layout ---------------------------------------------------------------------------
+
+
+def host_run_dir(root: str | Path, run_id: str, host: str) -> Path:
+    """outputs/<run_id>/<host>/ under a host's eval_dirs root."""
+    return Path(root) / OUTPUTS_DIR / run_id / host
+
+
+def combo_dir(run_host_dir: str | Path, model: str, benchmark: str) -> Path:
+    return Path(run_host_dir) / model / benchmark
+
+
+def container_name(run_id: str, host: str, slot: str) -> str:
+    """vlm-eval-<run_id>-<host>-<slot>: Docker allows [A-Za-z0-9_.-] only."""
+    return "-".join(("vlm-eval", run_id, _NAME_UNSAFE.sub("_", host), slot))
+
+
+# --- records -------------------------------------------------------------------------------
+
+
+def now_iso() -> str:
+    # datetime.UTC is Python 3.11+; the slot-status module runs on the hosts' Python.
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")  # noqa: UP017
+
+
+def one_line(reason: str, limit: int = REASON_MAX) -> str:
+    text = " ".join(str(reason).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over the target."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False, allow_nan=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def make_record(
+    *,
+    run_id: str,
+    host: str,
+    slot: str,
+    model: str,
+    benchmark: str,
+    status: str,
+    started_at: str,
+    seconds: float,
+    smoke: bool,
+    samples: int = 0,
+    scores: dict[str, float] | None = None,
+    primary_metric: str | None = None,
+    primary_score: float | None = None,
+    primary_scale: float | None = None,
+    scoring_note: str | None = None,
+    reason: str | None = None,
+    finished_at: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "run_id": run_id,
+        "host": host,
+        "slot": slot,
+        "model": model,
+        "benchmark": benchmark,
+        "status": status,
+        "reason": one_line(reason) if reason else None,
+        "seconds": round(float(seconds), 3),
+        "samples": int(samples),
+        "scores": dict(scores or {}),
+        "primary_metric": primary_metric,
+        "primary_score": primary_score,
+        "primary_scale": primary_scale,
+        "scoring_note": scoring_note,
+        "smoke": bool(smoke),
+        "started_at": started_at,
+        "finished_at": finished_at or now_iso(),
+    }
+    for key, value in (extra or {}).items():
+        record.setdefault(key, value)
+    problems = validate_record(record)
+    if problems:
+        raise ContractError(f"status record for {model}/{benchmark}: {'; '.join(problems)}")
+    return record
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate_record(record: Any) -> list[str]:
+    """Problems with a status record (empty when it follows the contract)."""
+    if not isinstance(record, dict):
+        return ["record is not an object"]
+    problems = [f"missing key {k!r}" for k in RECORD_KEYS if k not in record]
+    if problems:
+        return problems
+    if record["status"] not in RECORD_STATUSES:
+        problems.append(
+            f"status {record['status']!r} is not valid; valid: {', '.join(RECORD_STATUSES)}"
+        )
+    if record["status"] == "failed" and not record["reason"]:
+        problems.append("a failed record needs a reason")
+    if not isinstance(record["scores"], dict):
+        problems.append("scores is not an object")
+    elif record["primary_metric"] is not None and record["primary_metric"] not in record["scores"]:
+        problems.append(f"primary_metric {record['primary_metric']!r} is not among the scores")
+    score = record["primary_score"]
+    if score is not None and (not _is_number(score) or not 0 <= score <= 100):
+        problems.append(f"primary_score {score!r} is not a number from 0 to 100")
+    if not isinstance(record["smoke"], bool):
+        problems.append("smoke is not a boolean")
+    return problems
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON at ``path``, or None when absent or unreadable (a torn or foreign file)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """The status record at ``path``. One that is unreadable or breaks the contract comes back
+    as a failed record naming the file and the problem, never silently dropped or repaired."""
+    path = Path(path)
+    host, model, benchmark = path.parts[-4:-1]
+    record = read_json(path)
+    problems = validate_record(record) if record is not None else ["not readable JSON"]
+    if not problems:
+        return record
+    return {
+        **{k: None for k in RECORD_KEYS},
+        **(record if isinstance(record, dict) else {}),
+        "host": host,
+        "model": model,
+        "benchmark": benchmark,
+        "status": "failed",
+        "reason": one_line(f"status record {path} breaks the contract: {'; '.join(problems)}"),
+        "scores": {},
+        "primary_metric": None,
+        "primary_score": None,
+        "smoke": bool(isinstance(record, dict) and record.get("smoke") is True),
+    }
+
+
+def host_records(run_host_dir: str | Path) -> list[dict[str, Any]]:
+    """The status records of a host's outputs/<run_id>/<host>/ (<model>/<benchmark>/)."""
+    return [read_record(p) for p in sorted(Path(run_host_dir).glob(f"*/*/{STATUS_FILE}"))]
+
+
+def run_records(results_run_dir: str | Path) -> list[dict[str, Any]]:
+    """The status records collected into the controller's results/<run_id>/ (<host>/...)."""
+    return [read_record(p) for p in sorted(Path(results_run_dir).glob(f"*/*/*/{STATUS_FILE}"))]
+
+
+def is_done(record: Mapping[str, Any] | None, *, smoke: bool) -> bool:
+    """A valid ok record of the same mode: a smoke result never stands in for a real one."""
+    return (
+        record is not None
+        and record.get("status") == "ok"
+        and record.get("smoke") is bool(smoke)
+        and not validate_record(dict(record))
+    )
+
+
+def done_combinations(records: Iterable[Mapping[str, Any]], *, smoke: bool) -> list[list[str]]:
+    """The (model, benchmark) pairs a resumed run skips, sorted."""
+    return [
+        list(p)
+        for p in sorted({(r["model"], r["benchmark"]) for r in records if is_done(r, smoke=smoke)})
+    ]
+
+
+# --- slot-progress file --------------------------------------------------------------------
+
+
+def write_progress(
+    slot_dir: str | Path,
+    *,
+    done: int,
+    total: int,
+    current: str | None,
+    ok: int = 0,
+    failed: int = 0,
+    state: str = "running",
+) -> None:
+    write_json_atomic(
+        Path(slot_dir) / PROGRESS_FILE,
+        {
+            "done": done,
+            "total": total,
+            "current": current,
+            "ok": ok,
+            "failed": failed,
+            "state": state,
+            "updated_at": now_iso(),
+        },
+    )
+
+
+# --- slot file -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    # The catalogue's kind, and what it declares: VLMEvalKit's dataset TYPE, what that type's
+    # figures read when every question is right, and the smoke data's shape (vlmfleet.smoke_data).
+    kind: str
+    dataset_type: str
+    score_scale: float
+    smoke_shape: str
+
+
+@dataclass(frozen=True)
+class Unit:
+    model: str
+    family: str
+    benchmarks: tuple[Benchmark, ...]
+    # Smoke runs only.
+    smoke_checkpoint: str = "random"
+
+
+@dataclass(frozen=True)
+class Slot:
+    run_id: str
+    host: str
+    slot: str
+    device: str
+    smoke: bool
+    limit: int | None
+    judge: str
+    units: tuple[Unit, ...]
+    # A fixed answer length, or None for VLMEvalKit's own generation settings.
+    max_new_tokens: int | None = None
+    # A floor on the answer length (the bench fixes the answer length with both).
+    min_new_tokens: int | None = None
+    # Samples per generate call: 1 is VLMEvalKit's own per-sample loop.
+    batch_size: int = 1
+    path: Path = field(default=Path(SLOT_FILE), compare=False)
+
+    @property
+    def slot_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def run_host_dir(self) -> Path:
+        """outputs/<run_id>/<host>/: the slot file lives in outputs/<run_id>/<host>/<slot>/."""
+        return self.path.parent.parent
+
+    def combinations(self) -> list[tuple[Unit, Benchmark]]:
+        return [(u, b) for u in self.units for b in u.benchmarks]
+
+
+def slot_file(
+    *,
+    run_id: str,
+    host: str,
+    slot: str,
+    device: str,
+    smoke: bool,
+    limit: int | None,
+    judge: str,
+    max_new_tokens: int | None,
+    batch_size: int,
+    units: list[dict[str, Any]],
+    min_new_tokens: int | None = None,
+) -> dict[str, Any]:
+    """A complete slot file, checked by the parser the worker uses (ContractError if not)."""
+    data = {
+        "run_id": run_id,
+        "host": host,
+        "slot": slot,
+        "device": device,
+        "smoke": smoke,
+        "limit": limit,
+        "judge": judge,
+        "max_new_tokens": max_new_tokens,
+        "min_new_tokens": min_new_tokens,
+        "batch_size": batch_size,
+        "units": units,
+    }
+    parse_slot(data, Path(f"{host}/{slot}/{SLOT_FILE}"))
+    return data
+
+
+def slot_total(data: Any) -> int:
+    """Combinations in a slot file's data (0 when it is not one)."""
+    try:
+        return len(parse_slot(data).combinations())
+    except ContractError:
+        return 0
+
+
+def _need(data: Mapping[str, Any], key: str, types: Any, where: str) -> Any:
+    if key not in data:
+        raise ContractError(f"{where}: missing key {key!r}")
+    value = data[key]
+    allowed = types if isinstance(types, tuple) else (types,)
+    # bool is an int subclass: never accept it where a number or string is meant.
+    if isinstance(value, bool) and bool not in allowed:
+        raise ContractError(f"{where}: {key!r} must not be a boolean, got {value!r}")
+    if not isinstance(value, allowed):
+        raise ContractError(f"{where}: {key!r} has the wrong type: {value!r}")
+    return value
+
+
+def _name(value: str, key: str, where: str) -> str:
+    if not value or "/" in value or value in (".", "..") or value != value.strip():
+        raise ContractError(f"{where}: {key!r} must be a plain non-empty name, got {value!r}")
+    return value
+
+
+def _choice(value: str, key: str, valid: tuple[str, ...], where: str) -> str:
+    if value not in valid:
+        raise ContractError(f"{where}: {key} {value!r} is not valid; valid: {', '.join(valid)}")
+    return value
+
+
+def _optional_count(data: Mapping[str, Any], key: str, where: str) -> int | None:
+    value = _need(data, key, (int, type(None)), where)
+    if value is not None and value < 1:
+        raise ContractError(f"{where}: {key} must be a positive integer or null, got {value!r}")
+    return value
+
+
+SLOT_KEYS = (
+    "run_id",
+    "host",
+    "slot",
+    "device",
+    "smoke",
+    "limit",
+    "judge",
+    "max_new_tokens",
+    "min_new_tokens",
+    "batch_size",
+    "units",
+)
+UNIT_KEYS = ("model", "family", "benchmarks", "smoke_checkpoint")
+BENCHMARK_KEYS = ("name", "kind", "dataset_type", "score_scale", "smoke_shape")
+
+
+def _only(data: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
+    """A key the contract does not know is another format's: fail loudly, never ignore it."""
+    unknown = [k for k in data if k not in keys]
+    if unknown:
+        raise ContractError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid: {', '.join(keys)}"
+        )
+
+
+def _benchmark(data: Any, where: str) -> Benchmark:
+    if not isinstance(data, dict):
+        raise ContractError(f"{where} must be an object")
+    _only(data, BENCHMARK_KEYS, where)
+    scale = _need(data, "score_scale", (int, float), where)
+    if scale <= 0:
+        raise ContractError(f"{where}: score_scale must be positive, got {scale!r}")
+    return Benchmark(
+        name=_name(_need(data, "name", str, where), "name", where),
+        kind=_name(_need(data, "kind", str, where), "kind", where),
+        dataset_type=_need(data, "dataset_type", str, where),
+        score_scale=float(scale),
+        smoke_shape=_name(_need(data, "smoke_shape", str, where), "smoke_shape", where),
+    )
+
+
+def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
+    where = str(path)
+    if not isinstance(data, dict):
+        raise ContractError(f"{where}: top level must be an object")
+    _only(data, SLOT_KEYS, where)
+    max_new = _optional_count(data, "max_new_tokens", where)
+    min_new = _optional_count(data, "min_new_tokens", where)
+    if max_new is not None and min_new is not None and min_new > max_new:
+        raise ContractError(f"{where}: min_new_tokens {min_new} exceeds max_new_tokens {max_new}")
+    batch_size = _need(data, "batch_size", int, where)
+    if batch_size < 1:
+        raise ContractError(f"{where}: batch_size must be a positive integer, got {batch_size!r}")
+    units_raw = _need(data, "units", list, where)
+    if not units_raw:
+        raise ContractError(f"{where}: units must list at least one model")
+    units = []
+    seen: set[tuple[str, str]] = set()
+    for i, unit in enumerate(units_raw):
+        uw = f"{where}: units[{i}]"
+        if not isinstance(unit, dict):
+            raise ContractError(f"{uw} must be an object")
+        _only(unit, UNIT_KEYS, uw)
+        model = _name(_need(unit, "model", str, uw), "model", uw)
+        benches_raw = _need(unit, "benchmarks", list, uw)
+        if not benches_raw:
+            raise ContractError(f"{uw}: benchmarks must list at least one benchmark")
+        benches = []
+        for j, raw in enumerate(benches_raw):
+            bench = _benchmark(raw, f"{uw}.benchmarks[{j}]")
+            if (model, bench.name) in seen:
+                raise ContractError(f"{uw}: combination {model}/{bench.name} is listed twice")
+            seen.add((model, bench.name))
+            benches.append(bench)
+        units.append(
+            Unit(
+                model=model,
+                family=_name(_need(unit, "family", str, uw), "family", uw),
+                benchmarks=tuple(benches),
+                smoke_checkpoint=_choice(
+                    unit.get("smoke_checkpoint", "random"),
+                    "smoke_checkpoint",
+                    SMOKE_CHECKPOINTS,
+                    uw,
+                ),
+            )
+        )
+    limit = _optional_count(data, "limit", where)
+    return Slot(
+        run_id=_name(_need(data, "run_id", str, where), "run_id", where),
+        host=_name(_need(data, "host", str, where), "host", where),
+        slot=_name(_need(data, "slot", str, where), "slot", where),
+        device=_choice(_need(data, "device", str, where), "device", DEVICES, where),
+        smoke=_need(data, "smoke", bool, where),
+        limit=limit,
+        judge=_choice(_need(data, "judge", str, where), "judge", JUDGES, where),
+        units=tuple(units),
+        max_new_tokens=max_new,
+        min_new_tokens=min_new,
+        batch_size=batch_size,
+        path=path,
+    )
+
+
+def load_slot(path: str | Path) -> Slot:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ContractError(f"cannot read slot file {path}: {err.strerror}") from err
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise ContractError(f"{path}: not valid JSON: {err}") from err
+    return parse_slot(data, path.absolute())

@@ -1,0 +1,122 @@
+"""VLMEvalKit's dataset object of a combination: its data root, its data and its sample limit.
+
+A real run reads VLMEvalKit's own data under $LMUData. A smoke run points VLMEvalKit at a folder
+of its own (``use_smoke_data_root``) and writes the benchmark's synthetic TSV there in the slot
+file's ``smoke_shape`` (``vlmfleet.smoke_data``). VLMEvalKit's dataset classes md5-check their
+TSV and download the real one on a mismatch, so the synthetic file's md5 is registered with the
+dataset's class, in this process only (``use_synthetic_dataset``). The benchmark's VLMEvalKit
+type is checked against the slot file's ``dataset_type`` before any data is written.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from vlmfleet.contract import Benchmark, Slot
+from vlmfleet.selection import count_questions, is_circular, select_positions
+
+# VLMEvalKit reads its data root from this variable, spelt this way.
+LMU_ENV = "LMUData"
+
+
+class DatasetError(RuntimeError):
+    """A benchmark cannot be prepared; the message is the status record's reason."""
+
+
+def lmu_root() -> Path:
+    return Path(os.environ.get(LMU_ENV) or (Path.home() / "LMUData"))
+
+
+def use_smoke_data_root(slot: Slot) -> Path:
+    """Point VLMEvalKit at $LMUData/smoke/<host>/<slot>.
+
+    Synthetic files never replace real ones, and slots running at once on one machine never
+    write the same TSV or image cache file.
+    """
+    root = lmu_root() / "smoke" / slot.host / slot.slot
+    root.mkdir(parents=True, exist_ok=True)
+    os.environ[LMU_ENV] = str(root)
+    return root
+
+
+def dataset_class(name: str) -> type | None:
+    """VLMEvalKit's dataset class that lists ``name``, or None (a custom dataset)."""
+    import vlmeval.dataset as vd
+
+    return next((cls for cls in vd.DATASET_CLASSES if name in cls.supported_datasets()), None)
+
+
+def use_synthetic_dataset(root: Path, name: str, shape: str, questions: int) -> str:
+    """Write the synthetic ``root/<name>.tsv`` in smoke shape ``shape`` and make VLMEvalKit
+    accept it; returns its md5."""
+    from vlmfleet.smoke_data import write_dataset
+
+    _, md5 = write_dataset(root, name, shape, questions)
+    cls = dataset_class(name)
+    if cls is not None:
+        # A table of the class's own: the classes that inherit DATASET_MD5 share their parent's.
+        if "DATASET_MD5" not in cls.__dict__:
+            cls.DATASET_MD5 = {}
+        cls.DATASET_MD5[name] = md5
+    return md5
+
+
+def check_type(bench: Benchmark, got: Any) -> None:
+    if got != bench.dataset_type:
+        raise DatasetError(
+            f"benchmark {bench.name} is of VLMEvalKit type {got!r}, but the slot file says "
+            f"{bench.dataset_type!r} (kind {bench.kind!r})"
+        )
+
+
+def prepare_dataset(bench: Benchmark, slot: Slot) -> Any:
+    """VLMEvalKit's dataset object for ``bench``, limited to the slot's sample limit."""
+    from vlmeval.dataset import build_dataset
+
+    cls = dataset_class(bench.name)
+    if slot.smoke and cls is None:
+        raise DatasetError(
+            f"benchmark {bench.name!r} is not a VLMEvalKit dataset name; smoke mode synthesises "
+            "data only for VLMEvalKit's registered datasets"
+        )
+    if cls is not None:
+        check_type(bench, getattr(cls, "TYPE", None))
+    if slot.smoke:
+        from vlmfleet.smoke_data import DEFAULT_QUESTIONS
+
+        # One file whatever the limit (the known-answer checkpoints' training set at least):
+        # a limit answers its first questions.
+        questions = max(DEFAULT_QUESTIONS, slot.limit or 0)
+        use_synthetic_dataset(lmu_root(), bench.name, bench.smoke_shape, questions)
+    elif cls is None:
+        # VLMEvalKit would treat an unknown name as a custom dataset in $LMUData; say so
+        # up front when that file is not there instead of failing deep inside evaluation.
+        tsv = lmu_root() / f"{bench.name}.tsv"
+        if not tsv.is_file():
+            raise DatasetError(
+                f"benchmark {bench.name!r} is neither a VLMEvalKit dataset nor a custom "
+                f"dataset file {tsv}"
+            )
+    dataset = build_dataset(bench.name)
+    if dataset is None:
+        raise DatasetError(
+            f"VLMEvalKit cannot build benchmark {bench.name!r} (unknown name or no data file "
+            f"in {lmu_root()})"
+        )
+    check_type(bench, getattr(dataset, "TYPE", None))
+    data = dataset.data
+    g_index = list(data["g_index"]) if "g_index" in data else None
+    positions = select_positions(
+        list(data["index"]), slot.limit, circular=is_circular(bench.name), g_indices=g_index
+    )
+    dataset.data = data.iloc[positions]
+    return dataset
+
+
+def questions_of(dataset: Any) -> int:
+    """Questions in a prepared dataset: a circular question counts once, however many
+    rotations it has (the record's ``samples``)."""
+    indices = list(dataset.data["index"])
+    return count_questions(indices, circular=is_circular(dataset.dataset_name))

@@ -1,0 +1,97 @@
+"""Model families: the slot file's ``family`` of a unit names the module that loads its model.
+
+One module per family, ``vlmfleet.families.<family>``, listed in ``FAMILIES``; each provides
+the ``Family`` interface below. The worker's pipeline is the same for every family: it loads
+the unit's model once (``load``), asks whether the family's batched engine generates its answers
+(``batched``), and if so prepares each dataset's samples off the main thread
+(``prepare_samples``) and generates them in batches (``infer_prepared``); otherwise VLMEvalKit's
+own per-sample loop (``vlmeval.inference.infer_data_job``) runs.
+
+Families the catalogue knows but this image has no module for (internvl, minicpm, cogvlm) are
+refused by ``family``, naming the ones it has; the controller refuses them in smoke runs and on
+CPUs before anything starts. Importing this package imports no torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol, cast
+
+from vlmfleet.contract import Slot, Unit
+
+# Family name -> module under vlmfleet.families. A new family: its module, and a line here.
+FAMILIES = {"llava": "vlmfleet.families.llava"}
+# Random weights never emit end-of-sequence on their own: smoke runs cap the answer length
+# unless the slot file says otherwise.
+SMOKE_MAX_NEW_TOKENS = 16
+
+
+class FamilyError(RuntimeError):
+    """A unit's model cannot be loaded by its family; the message is the records' reason."""
+
+
+class Family(Protocol):
+    """What a family module provides (module-level functions)."""
+
+    def load(self, unit: Unit, slot: Slot) -> Any:
+        """VLMEvalKit's model object for ``unit.model`` on ``slot.device``, with the slot's
+        generation settings (``generation_settings``); in smoke mode on the unit's smoke
+        checkpoint. Raises on failure (the worker records every benchmark of the unit failed)."""
+        ...
+
+    def batched(self, model: Any, slot: Slot) -> bool:
+        """Whether ``model``'s answers go through the family's batched engine at
+        ``slot.batch_size`` (False: VLMEvalKit's own per-sample loop)."""
+        ...
+
+    def prepare_samples(self, model: Any, dataset: Any) -> Any:
+        """The CPU part of batched generation for ``dataset`` (prompts, images); safe on a
+        thread other than the one generating. Called only when ``batched`` is True."""
+        ...
+
+    def infer_prepared(
+        self,
+        model: Any,
+        work_dir: str,
+        model_name: str,
+        dataset: Any,
+        prepared: Any,
+        batch_size: int,
+    ) -> str:
+        """Generate every prepared sample's answer and write VLMEvalKit's prediction file (the
+        one ``infer_data_job`` writes, same path and format); return its path."""
+        ...
+
+
+def family(name: str) -> Family:
+    """The module of family ``name``; FamilyError naming the known families if there is none."""
+    if name not in FAMILIES:
+        raise FamilyError(
+            f"model family {name!r} has no module in this image (vlmfleet.families); "
+            f"known families: {', '.join(FAMILIES)}"
+        )
+    module: ModuleType = importlib.import_module(FAMILIES[name])
+    return cast(Family, module)
+
+
+def generation_settings(slot: Slot) -> dict[str, int]:
+    """The slot's caps on the answer length, as VLMEvalKit's model classes take them: nothing
+    means the model class's own settings."""
+    settings = {}
+    max_new = slot.max_new_tokens or (SMOKE_MAX_NEW_TOKENS if slot.smoke else None)
+    if max_new:
+        settings["max_new_tokens"] = max_new
+    if slot.min_new_tokens:
+        settings["min_new_tokens"] = slot.min_new_tokens
+    return settings
+
+
+def smoke_root() -> Path:
+    """Where smoke checkpoints live: $VLMFLEET_SMOKE_ROOT, else $HF_HOME/smoke (/cache/smoke)."""
+    if os.environ.get("VLMFLEET_SMOKE_ROOT"):
+        return Path(os.environ["VLMFLEET_SMOKE_ROOT"])
+    hf_home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+    return Path(hf_home) / "smoke"

@@ -1,0 +1,305 @@
+"""One slot's combinations, unit by unit, each model loaded once: prepare, infer, evaluate, record.
+
+The slot file lists only the combinations still to run (the controller decides resume with
+``contract.is_done``), so every combination of it runs and gets one atomic status record, ok or
+failed: one failure never stops the rest. Within a unit the phases of neighbouring benchmarks
+overlap (``Worker.run_unit``), and ``slot-progress.json`` is rewritten after each record.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vlmfleet import contract, log_routing
+from vlmfleet.contract import Benchmark, Slot, Unit
+from vlmfleet.datasets import prepare_dataset, questions_of, use_smoke_data_root
+from vlmfleet.evaluation import evaluate
+from vlmfleet.families import Family, FamilyError, family
+from vlmfleet.stack import empty_cuda_cache, import_stack, seed_everything
+
+log = logging.getLogger("vlmfleet.pipeline")
+
+
+@dataclass
+class Combination:
+    """One model x benchmark on its way through prepare, infer and evaluate."""
+
+    model_name: str
+    bench: Benchmark
+    cdir: Path
+    started: str
+    t0: float
+    handler: logging.Handler
+    dataset: Any = None
+    questions: int = 0
+    samples: Any = None  # the family's prepared samples when batched
+    error: BaseException | None = None
+    pred_file: str = ""
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.model_name}/{self.bench.name}"
+
+
+def describe(err: BaseException) -> str:
+    """One line for a status record: the exception, or where it came from when it is mute."""
+    text = str(err).strip()
+    if text:
+        return f"{type(err).__name__}: {text}"
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}"
+    return f"{type(err).__name__}{where if frames else ''}"
+
+
+@contextmanager
+def phase(combo: Combination, name: str) -> Iterator[None]:
+    """One timed phase of ``combo``; an exception in it becomes the combination's error (one
+    failure never stops the rest) and is logged to its worker.log."""
+    t0 = time.monotonic()
+    with log_routing.routed_to(combo.name):
+        try:
+            yield
+        except Exception as err:
+            log.error("combination %s raised:\n%s", combo.name, traceback.format_exc())
+            combo.error = err
+        finally:
+            combo.phases[name] = round(time.monotonic() - t0, 3)
+
+
+def attention_of(model: Any) -> str:
+    """The attention implementation transformers chose for the language model, if it says."""
+    config = getattr(getattr(model, "model", None), "config", None)
+    return str(getattr(config, "_attn_implementation", None) or "default")
+
+
+def infer(model: Any, fam: Family, combo: Combination, slot: Slot) -> None:
+    """The GPU's part: every answer, written to VLMEvalKit's prediction file."""
+    from vlmeval.inference import infer_data_job
+    from vlmeval.smp.file import get_pred_file_path
+
+    seed_everything()
+    if combo.samples is not None:
+        fam.infer_prepared(
+            model, str(combo.cdir), combo.model_name, combo.dataset, combo.samples, slot.batch_size
+        )
+    else:
+        infer_data_job(
+            model, work_dir=str(combo.cdir), model_name=combo.model_name, dataset=combo.dataset
+        )
+    combo.pred_file = get_pred_file_path(
+        str(combo.cdir), combo.model_name, combo.bench.name, use_env_format=True
+    )
+
+
+class Worker:
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+        self.total = len(slot.combinations())
+        self.ok = self.failed = 0
+        # Records and progress are written from the inference and the evaluation threads.
+        self._lock = threading.RLock()
+        self.generating: str | None = None
+
+    def progress(self, current: str | None, state: str = "running") -> None:
+        with self._lock:
+            contract.write_progress(
+                self.slot.slot_dir,
+                done=self.ok + self.failed,
+                total=self.total,
+                current=current,
+                ok=self.ok,
+                failed=self.failed,
+                state=state,
+            )
+
+    def record(
+        self, model: str, bench: str, status: str, started: str, seconds: float, **fields: Any
+    ) -> None:
+        where = {
+            "run_id": self.slot.run_id,
+            "host": self.slot.host,
+            "slot": self.slot.slot,
+            "model": model,
+            "benchmark": bench,
+            "started_at": started,
+            "seconds": seconds,
+            "smoke": self.slot.smoke,
+        }
+        try:
+            record = contract.make_record(status=status, **where, **fields)
+        except contract.ContractError as err:
+            # Figures that break the record's schema fail the combination, with the reason,
+            # rather than leaving it without a record.
+            log.error("%s", err)
+            status = "failed"
+            record = contract.make_record(status=status, reason=str(err), **where)
+        cdir = contract.combo_dir(self.slot.run_host_dir, model, bench)
+        with self._lock:
+            contract.write_json_atomic(cdir / contract.STATUS_FILE, record)
+            if status == "ok":
+                self.ok += 1
+            else:
+                self.failed += 1
+        if status == "ok":
+            log.info(
+                "ok %s/%s in %.1f s: %s=%s",
+                model,
+                bench,
+                seconds,
+                record["primary_metric"],
+                record["scores"].get(record["primary_metric"]),
+            )
+        else:
+            log.error("failed %s/%s: %s", model, bench, record["reason"])
+
+    def fail_unit(self, unit: Unit, reason: str, started: str, t0: float) -> None:
+        """Every benchmark of a unit whose model never loaded: failed, with one reason."""
+        for bench in unit.benchmarks:
+            self.record(
+                unit.model, bench.name, "failed", started, time.monotonic() - t0, reason=reason
+            )
+            self.progress(f"{unit.model}/{bench.name}")
+
+    def load_unit(self, unit: Unit) -> tuple[Family, Any] | None:
+        """The unit's family and model, or None once every benchmark of it is recorded failed."""
+        started, t0 = contract.now_iso(), time.monotonic()
+        try:
+            # Before the stack: a family this image lacks fails at once.
+            fam = family(unit.family)
+        except Exception as err:
+            # The registry's own message names the known families.
+            reason = str(err) if isinstance(err, FamilyError) else describe(err)
+            log.error("%s", reason)
+            self.fail_unit(unit, reason, started, t0)
+            return None
+        try:
+            import_stack()
+            log.info(
+                "loading model %s (family %s) on %s%s",
+                unit.model,
+                unit.family,
+                self.slot.device,
+                f" (smoke: {unit.smoke_checkpoint} checkpoint)" if self.slot.smoke else "",
+            )
+            t_load = time.monotonic()
+            seed_everything()
+            model = fam.load(unit, self.slot)
+        except Exception as err:  # every failure becomes a status record
+            reason = f"model load failed: {describe(err)}"
+            log.error("%s\n%s", reason, traceback.format_exc())
+            self.fail_unit(unit, reason, started, t0)
+            return None
+        log.info(
+            "loaded model %s in %.1f s (attention: %s)",
+            unit.model,
+            time.monotonic() - t_load,
+            attention_of(model),
+        )
+        return fam, model
+
+    def run(self) -> int:
+        """Every combination of the slot file; 0 when all are ok, 1 when any failed."""
+        self.progress(None)
+        if self.slot.smoke:
+            use_smoke_data_root(self.slot)
+        for unit in self.slot.units:
+            loaded = self.load_unit(unit)
+            if loaded is None:
+                continue
+            fam, model = loaded
+            self.run_unit(model, fam, unit)
+            # One model in memory at a time: the next unit loads after this one is freed.
+            del model, loaded
+            gc.collect()
+            empty_cuda_cache()
+        self.progress(None, state="finished")
+        log.info("finished: %d ok, %d failed of %d", self.ok, self.failed, self.total)
+        return 0 if self.failed == 0 else 1
+
+    def run_unit(self, model: Any, fam: Family, unit: Unit) -> None:
+        """All of a model's benchmarks as a pipeline: while the main thread generates one
+        benchmark's answers, a thread prepares the next benchmark and another evaluates the
+        previous, so the GPU waits on as little CPU work as possible."""
+        benches = unit.benchmarks
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="vlmfleet-prepare") as preparer,
+            ThreadPoolExecutor(1, thread_name_prefix="vlmfleet-evaluate") as evaluator,
+        ):
+            evaluations: list[Future[None]] = []
+            upcoming = preparer.submit(self.prepare_one, model, fam, unit.model, benches[0])
+            for k in range(len(benches)):
+                combo = upcoming.result()
+                if k + 1 < len(benches):
+                    # At most two evaluations behind: each holds its dataset in memory.
+                    wait(evaluations[:-2])
+                    upcoming = preparer.submit(
+                        self.prepare_one, model, fam, unit.model, benches[k + 1]
+                    )
+                if combo.error is None:
+                    self.generating = combo.name
+                    self.progress(combo.name)
+                    with phase(combo, "infer"):
+                        log.info("running %s (limit %s)", combo.name, self.slot.limit)
+                        infer(model, fam, combo, self.slot)
+                evaluations.append(evaluator.submit(self.finish_one, combo))
+            for evaluation in evaluations:
+                evaluation.result()
+
+    def prepare_one(
+        self, model: Any, fam: Family, model_name: str, bench: Benchmark
+    ) -> Combination:
+        """CPU work before the GPU's: the dataset, its sample selection and, batched, the
+        prompts."""
+        cdir = contract.combo_dir(self.slot.run_host_dir, model_name, bench.name)
+        cdir.mkdir(parents=True, exist_ok=True)
+        name = f"{model_name}/{bench.name}"
+        handler = log_routing.file_handler(cdir, name)
+        combo = Combination(model_name, bench, cdir, contract.now_iso(), time.monotonic(), handler)
+        with phase(combo, "prepare"):
+            seed_everything()
+            combo.dataset = prepare_dataset(bench, self.slot)
+            combo.questions = questions_of(combo.dataset)
+            if fam.batched(model, self.slot):
+                combo.samples = fam.prepare_samples(model, combo.dataset)
+        return combo
+
+    def finish_one(self, combo: Combination) -> None:
+        """Evaluate (unless an earlier phase failed) and write the status record."""
+        try:
+            fields: dict[str, Any] = {}
+            if combo.error is None:
+                with phase(combo, "evaluate"):
+                    fields = evaluate(
+                        combo.dataset,
+                        combo.pred_file,
+                        combo.bench,
+                        self.slot.judge,
+                        combo.questions,
+                    )
+            phases = {"phase_seconds": dict(combo.phases)}
+            if combo.error is None:
+                status = "ok"
+                fields["extra"].update(phases)
+            else:
+                status = "failed"
+                fields = {"reason": describe(combo.error), "extra": phases}
+            seconds = time.monotonic() - combo.t0
+            with log_routing.routed_to(combo.name):
+                self.record(
+                    combo.model_name, combo.bench.name, status, combo.started, seconds, **fields
+                )
+            # Progress names the combination generating now, not the one just evaluated.
+            self.progress(self.generating or combo.name)
+        finally:
+            log_routing.remove(combo.handler)

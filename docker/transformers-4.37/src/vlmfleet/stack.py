@@ -1,0 +1,49 @@
+"""The process's machine-learning stack: torch and VLMEvalKit imported once, every RNG seeded.
+
+Shared by the worker's pipeline and the agreement tool, which must seed and import exactly as
+the worker does for their answers to be comparable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import time
+
+log = logging.getLogger("vlmfleet.stack")
+SEED = 0
+
+
+def import_stack() -> None:
+    """Import torch and VLMEvalKit (which imports every dataset and model module), once and timed
+    on its own: on a GPU machine this takes longer than loading a 7B model."""
+    if "vlmeval.config" in sys.modules:
+        return
+    t0 = time.monotonic()
+    # Slots sharing a GPU (eval_gpu_slots) each keep a caching allocator: without expandable
+    # segments a 13B slot beside a 7B one ran out of memory on multi-image benchmarks
+    # (fragmentation). Must be set before torch initialises CUDA; a value given wins.
+    os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    import torch  # noqa: F401
+    import vlmeval.config  # noqa: F401
+
+    log.info("imported torch and VLMEvalKit in %.1f s", time.monotonic() - t0)
+
+
+def seed_everything(seed: int = SEED) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def empty_cuda_cache() -> None:
+    """Hand a finished model's cached GPU memory back before the next model loads."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
