@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -192,6 +193,8 @@ def built_run(tmp_path: Path) -> Path:
         check=True,
         capture_output=True,
         text=True,
+        # Outside Ansible the run contract is found where ansible.cfg's collections_path has it.
+        env=os.environ | {"PYTHONPATH": str(repo / "plugins" / "collections")},
     )
     return tmp_path / "20261127T020000Z"
 

@@ -473,7 +473,8 @@ def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
         raise ContractError(f"{where}: top level must be an object")
     _only(data, SLOT_KEYS, where)
     max_new = _optional_count(data, "max_new_tokens", where)
-    min_new = _optional_count(data, "min_new_tokens", where)
+    # Optional: the bench fixes the answer length with both; the planner leaves it null.
+    min_new = _optional_count(data, "min_new_tokens", where) if "min_new_tokens" in data else None
     if max_new is not None and min_new is not None and min_new > max_new:
         raise ContractError(f"{where}: min_new_tokens {min_new} exceeds max_new_tokens {max_new}")
     batch_size = _need(data, "batch_size", int, where)
