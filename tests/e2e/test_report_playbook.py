@@ -125,7 +125,7 @@ POLL_PLAYBOOK = """
 POLL_SCRIPT = """#!/bin/sh
 n=$(cat "$(dirname "$0")/n" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$(dirname "$0")/n"
 printf '{"done": %d, "total": 4, "current": "llava_v1.5_7b/B%d", "slots": [{"slot": "gpu0",
- "done": %d, "total": 4, "current": "llava_v1.5_7b/B%d", "running": true}]}' $n $n $n $n
+ "done": %d, "total": 4, "current": "llava_v1.5_7b/B%d", "state": "running"}]}' $n $n $n $n
 """
 
 
