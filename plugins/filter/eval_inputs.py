@@ -33,6 +33,7 @@ SMOKE_MAX_NEW_TOKENS = 16
 # eval_gpu_slots: worker slots sharing each GPU ("auto" lets the planner choose).
 MAX_GPU_SLOTS = 8
 BATCH_MEANING = "samples per generate call"
+GB_PER_GIB = 2**30 / 1e9
 
 
 class EvalInputError(ValueError):
@@ -45,8 +46,15 @@ def _unset(value: Any) -> bool:
     )
 
 
-def _names(value: Any, what: str, valid: list[str], errors: list[str]) -> list[str] | None:
-    """A list or comma/space separated string of catalogue names, deduplicated in order."""
+def _names(
+    value: Any,
+    what: str,
+    valid: list[str],
+    errors: list[str],
+    aliases: Mapping[str, str] | None = None,
+) -> list[str] | None:
+    """A list or comma/space separated string of catalogue names, deduplicated in order.
+    ``aliases``: a message for each name that is not valid but means one that is."""
     if isinstance(value, str):
         items = [v for v in re.split(r"[,\s]+", value) if v]
     elif isinstance(value, list | tuple):
@@ -65,7 +73,9 @@ def _names(value: Any, what: str, valid: list[str], errors: list[str]) -> list[s
     if not items:
         errors.append(f"{what} is empty; valid {what}: {', '.join(valid)}")
         return None
-    unknown = [v for v in items if v not in valid]
+    for name in dict.fromkeys(v for v in items if v in (aliases or {})):
+        errors.append((aliases or {})[name])
+    unknown = [v for v in items if v not in valid and v not in (aliases or {})]
     if unknown:
         # Names are case-sensitive in VLMEvalKit; point at the near miss.
         hints = []
@@ -78,7 +88,54 @@ def _names(value: Any, what: str, valid: list[str], errors: list[str]) -> list[s
         bad = ", ".join(f"{u!r}{h}" for u, h in zip(unknown, hints, strict=True))
         errors.append(f"unknown {what[:-1]} {bad}; valid {what}: {', '.join(valid)}")
         return None
+    if any(v in (aliases or {}) for v in items):
+        return None
     return list(dict.fromkeys(items))
+
+
+def refusal(model: str, catalogue: Mapping[str, Any]) -> str | None:
+    """Why this image cannot run ``model`` (its own or its family's ``refused``), or None."""
+    spec = catalogue["catalogue_models"][model]
+    return spec.get("refused") or catalogue["catalogue_families"][spec["family"]].get("refused")
+
+
+def runnable_models(catalogue: Mapping[str, Any]) -> list[str]:
+    return [m for m in catalogue["catalogue_models"] if refusal(m, catalogue) is None]
+
+
+def refused_models(models: Iterable[str], catalogue: Mapping[str, Any]) -> str | None:
+    """One message for the models this image refuses, with each reason and the models it
+    runs; None when it runs them all."""
+    cat = catalogue["catalogue_models"]
+    refused = [(m, refusal(m, catalogue)) for m in models]
+    lines = [
+        f"model {m!r} (family {cat[m]['family']}) cannot run in this image: {' '.join(why.split())}"
+        for m, why in refused
+        if why
+    ]
+    if not lines:
+        return None
+    return "; ".join(lines) + f"; models this image runs: {', '.join(runnable_models(catalogue))}"
+
+
+def alias_messages(catalogue: Mapping[str, Any]) -> dict[str, str]:
+    """The seed's names that mean a catalogue model (catalogue_model_aliases) -> the answer."""
+    cat = catalogue["catalogue_models"]
+    out = {}
+    for name, alias in catalogue["catalogue_model_aliases"].items():
+        model = cat[alias["model"]]
+        family = catalogue["catalogue_families"][model["family"]]
+        dtype = family["dtype"]["cuda"]
+        why = refusal(alias["model"], catalogue)
+        out[name] = (
+            f"model {name!r} is the seed's name for VLMEvalKit's {alias['model']!r} "
+            f"({model['hf_repo']}): {model['params_b']:g}B parameters, {alias['why']}, about "
+            f"{model['gpu_memory_gib']:g} GiB ({model['gpu_memory_gib'] * GB_PER_GIB:.0f} GB) of "
+            f"GPU memory in {dtype}; name it "
+            f"models={alias['model']}"
+            + (f" (which this image refuses: {' '.join(why.split())})" if why else "")
+        )
+    return out
 
 
 def parse_bool(value: Any, what: str, errors: list[str]) -> bool | None:
@@ -243,8 +300,12 @@ def check_inputs(
 
     out: dict[str, Any] = {}
     out["models"] = (
-        None if given["models"] is None else _names(given["models"], "models", valid_models, errors)
+        None
+        if given["models"] is None
+        else _names(given["models"], "models", valid_models, errors, alias_messages(catalogue))
     )
+    if out["models"] is not None and (refused := refused_models(out["models"], catalogue)):
+        errors.append(refused)
     out["benchmarks"] = (
         None
         if given["benchmarks"] is None
@@ -305,6 +366,9 @@ def check_inputs(
             raise EvalInputError("; ".join(errors))
     if out["models"] is None:
         out["models"] = list(catalogue["catalogue_default_models"])
+    if given["models"] is None and (refused := refused_models(out["models"], catalogue)):
+        # A resumed run's stored models, held to today's catalogue.
+        raise EvalInputError(refused)
     if out["benchmarks"] is None:
         out["benchmarks"] = list(catalogue["catalogue_default_benchmarks"])
     if out["smoke"] is None:

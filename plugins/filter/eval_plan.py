@@ -1,7 +1,8 @@
 """The planner: hosts' GPU facts + catalogue + inputs -> work units. Pure; no I/O.
 
-A slot is one GPU (or a group of GPUs on one host for a model bigger than one GPU, or the CPU
-of a GPU-less host in smoke mode). A host whose `eval_gpu_slots` is N > 1 runs N slots on each
+A slot is one GPU (or a group of GPUs on one host for a model bigger than one GPU whose family
+can spread over several, catalogue_families' multi_gpu, or the CPU of a GPU-less host in smoke
+mode). A host whose `eval_gpu_slots` is N > 1 runs N slots on each
 GPU (or group), each counted with 1/N of its memory: worker processes that share a GPU fill
 each other's gaps between kernels (bench/README.md). "auto" (the default) does so where a host
 has fewer GPUs than the run has models and the shares hold them.
@@ -137,13 +138,24 @@ def gpus_needed(need_gib: float, gpus: list[Mapping[str, Any]], per_gpu: int = 1
     return n if 0 < n <= len(gpus) else 0
 
 
-def fits(slot: Mapping[str, Any], need_gib: float, smoke: bool, devices: Iterable[str]) -> bool:
-    if slot["device"] not in devices:
+def fits(slot: Mapping[str, Any], need_gib: float, smoke: bool, family: Mapping[str, Any]) -> bool:
+    """Whether a model of ``family`` (its catalogue_families entry) needing ``need_gib`` can run
+    in ``slot``: a device the family uses, one GPU unless the family can spread over several
+    (multi_gpu), and the memory."""
+    if slot["device"] not in family["devices"]:
+        return False
+    if len(slot["gpus"]) > 1 and not family["multi_gpu"]:
         return False
     if smoke or slot["device"] == "cpu":
         # Smoke checkpoints are tiny; CPU slots use host memory, which preflight checks.
         return True
     return slot["memory_mib"] / MIB_PER_GIB >= need_gib
+
+
+def _gpus(hosts: Mapping[str, Mapping[str, Any]], slot: Mapping[str, Any]) -> list[Any]:
+    """The GPU facts of a slot's GPUs."""
+    facts = hosts[slot["host"]].get("gpu_facts_gpus") or []
+    return [g for g in facts if int(g["index"]) in slot["gpus"]]
 
 
 def combination_cost(
@@ -206,13 +218,20 @@ def plan(
     models = list(inputs["models"])
     benchmarks = list(inputs["benchmarks"])
 
-    # Slot layout: group GPUs only where a requested model needs more than one of them.
+    # Slot layout: group GPUs only where a requested model needs more than one of them and its
+    # family can spread over them.
+    families = catalogue["catalogue_families"]
     need_gib = [float(models_cat[m]["gpu_memory_gib"]) for m in models]
+    spread_gib = [
+        float(models_cat[m]["gpu_memory_gib"])
+        for m in models
+        if families[models_cat[m]["family"]]["multi_gpu"]
+    ]
     slots: list[dict[str, Any]] = []
     for host, facts in hosts.items():
         gpus = facts.get("gpu_facts_gpus") or []
         per_gpu = gpu_slots(inputs["hosts"][host]["gpu_slots"], facts, need_gib, smoke)
-        need = 1 if smoke else max([1, *(gpus_needed(n, gpus, per_gpu) for n in need_gib)])
+        need = 1 if smoke else max([1, *(gpus_needed(n, gpus, per_gpu) for n in spread_gib)])
         slots.extend(host_slots(host, facts, need, smoke, allow_cpu, per_gpu))
 
     for slot in slots:
@@ -224,17 +243,33 @@ def plan(
         (m, b): combination_cost(models_cat[m], benches_cat[b], limit, smoke) for m, b in pending
     }
     candidates: dict[str, list[dict[str, Any]]] = {}
-    families = catalogue["catalogue_families"]
     for m in dict.fromkeys(m for m, _ in pending):
         need = float(models_cat[m]["gpu_memory_gib"])
-        devices = families[models_cat[m]["family"]]["devices"]
-        candidates[m] = [s for s in slots if fits(s, need, smoke, devices)]
+        family = families[models_cat[m]["family"]]
+        devices = family["devices"]
+        candidates[m] = [s for s in slots if fits(s, need, smoke, family)]
         if not candidates[m] and not any(s["device"] in devices for s in slots):
             able = [f for f, spec in families.items() if "cpu" in spec["devices"]]
             raise EvalPlanError(
                 f"model {m!r} (family {models_cat[m]['family']}) runs only on "
                 f"{', '.join(devices)} and no planned host has a GPU; families that run on the "
                 f"CPU: {', '.join(able)}"
+            )
+        if not candidates[m] and not family["multi_gpu"]:
+            single = [s for s in slots if len(s["gpus"]) <= 1 and s["device"] in devices]
+            largest = max(
+                (int(g["memory_mib"]) // s["shared_by"] for s in slots for g in _gpus(hosts, s)),
+                default=0,
+            )
+            raise EvalPlanError(
+                f"model {m!r} needs {need:g} GiB of GPU memory on one GPU: family "
+                f"{models_cat[m]['family']} cannot spread over several GPUs "
+                f"({family['single_gpu_reason']}), and the largest GPU "
+                f"{'share ' if any(s['shared_by'] > 1 for s in slots) else ''}planned has "
+                f"{_gib(largest):g} GiB"
+                + ("" if single else " (every GPU here is grouped for a bigger model)")
+                + f"; families that spread: "
+                f"{', '.join(f for f, spec in families.items() if spec['multi_gpu'])}"
             )
         if not candidates[m]:
             biggest = max(slots, key=lambda s: s["memory_mib"] or 0)

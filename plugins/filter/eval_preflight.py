@@ -60,6 +60,23 @@ def slots_short_of_memory(
     return problems
 
 
+def model_repos(
+    models: Mapping[str, Mapping[str, Any]], names: Iterable[str]
+) -> list[dict[str, Any]]:
+    """Every hub repo the named models load, each once: a model's own weights (hf_repo,
+    disk_gib) and its extra_repos (vision towers, tokenizers). [{repo, disk_gib, models}]."""
+    repos: dict[str, dict[str, Any]] = {}
+    for name in names:
+        spec = models[name]
+        own = {"repo": spec["hf_repo"], "disk_gib": spec["disk_gib"]}
+        for entry in [own, *spec.get("extra_repos", [])]:
+            repo = repos.setdefault(
+                entry["repo"], {"repo": entry["repo"], "disk_gib": entry["disk_gib"], "models": []}
+            )
+            repo["models"].append(name)
+    return list(repos.values())
+
+
 def label_problems(labels: Mapping[str, str] | None, expected: Mapping[str, Any]) -> list[str]:
     """Expected image labels that are absent or differ (an empty expected value: any)."""
     labels = labels or {}
@@ -78,4 +95,5 @@ class FilterModule:
             "eval_gpu_free_mib": gpu_free_mib,
             "eval_slots_short_of_memory": slots_short_of_memory,
             "eval_label_problems": label_problems,
+            "eval_model_repos": model_repos,
         }

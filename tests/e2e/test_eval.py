@@ -239,11 +239,28 @@ def test_resume_after_the_worker_is_killed(fleet: Fleet) -> None:
         ({"eval_run_judge": "gpt-4o-mini"}, "eval_run_judge 'gpt-4o-mini' is not available"),
         (
             {"models": "InternVL2-2B", "smoke": "true"},
-            "smoke mode has no checkpoint for 'InternVL2-2B' (family internvl)",
+            "model 'InternVL2-2B' (family internvl) cannot run in this image: this image has no "
+            "internvl family module",
         ),
         (
             {"models": "MiniCPM-V-2_6", "smoke": "true"},
-            "smoke mode has no checkpoint for 'MiniCPM-V-2_6' (family minicpm)",
+            "model 'MiniCPM-V-2_6' (family minicpm) cannot run in this image",
+        ),
+        (
+            {"models": "MiniCPM-V-2_6"},
+            "MiniCPM-V-2_6's hub code needs flash-attn and transformers >= 4.40; this image "
+            "pins transformers 4.37.2 (LLaVA 1.2.2 breaks on 4.38+) and excludes flash-attn by "
+            "design; models this image runs: llava_v1.5_7b, llava_v1.5_13b, sharegpt4v_7b",
+        ),
+        (
+            {"models": "cogvlm-chat"},
+            "model 'cogvlm-chat' (family cogvlm) cannot run in this image: CogVLM's hub code "
+            "needs xformers, which this image's lock does not hold",
+        ),
+        (
+            {"models": "CogVLM-7B"},
+            "model 'CogVLM-7B' is the seed's name for VLMEvalKit's 'cogvlm-chat' "
+            "(THUDM/cogvlm-chat-hf): 17.6B parameters",
         ),
         ({"results_dir": "/proc/x"}, "results_dir /proc/x cannot be used"),
     ],
@@ -272,10 +289,14 @@ def test_bad_inputs_stop_before_anything_runs(
     (existing / "summary.json").write_text("{}")
     before = tree_digest(results)
     containers_before = docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id")
+    started = time.monotonic()
     r = fleet.eval(**{"results_dir": str(results), **extravars})
+    seconds = time.monotonic() - started
     out = stdout(r)
     assert r.rc != 0
     assert message in out
+    # The validation step answers at once: a refused model never waits for a container.
+    assert seconds < 15, f"{seconds:.1f} s to stop"
     # Stopped on the controller: no inventory host was contacted, nothing written or started.
     hosts_touched = {e["event_data"].get("host") for e in r.events if e.get("event_data")}
     assert not hosts_touched & set(HOSTS)

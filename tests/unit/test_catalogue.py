@@ -205,12 +205,12 @@ def test_every_model_of_a_smoke_family_names_a_known_answer_checkpoint():
         ({"judge": "gpt-4o-mini"}, "eval_run_judge 'gpt-4o-mini' is not available; valid: exact"),
         (
             {"models": "InternVL2-2B", "smoke": "true"},
-            "smoke mode has no checkpoint for 'InternVL2-2B' (family internvl); families smoke "
-            "runs can load: llava (models: llava_v1.5_7b, llava_v1.5_13b, sharegpt4v_7b)",
+            "model 'InternVL2-2B' (family internvl) cannot run in this image: this image has no "
+            "internvl family module",
         ),
         (
             {"models": "MiniCPM-V-2_6,llava_v1.5_7b", "smoke": "true"},
-            "smoke mode has no checkpoint for 'MiniCPM-V-2_6' (family minicpm)",
+            "model 'MiniCPM-V-2_6' (family minicpm) cannot run in this image",
         ),
     ],
 )
@@ -252,3 +252,91 @@ def test_a_hosts_own_batch_size_wins_over_the_default():
         "a": {"gpu_slots": "auto", "batch_size": 8},
         "b": {"gpu_slots": 2, "batch_size": 32},
     }
+
+
+RUNS_HERE = "models this image runs: llava_v1.5_7b, llava_v1.5_13b, sharegpt4v_7b"
+
+
+@pytest.mark.parametrize("smoke", [None, "true"])
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [
+        (
+            "MiniCPM-V-2_6",
+            "model 'MiniCPM-V-2_6' (family minicpm) cannot run in this image: MiniCPM-V-2_6's "
+            "hub code needs flash-attn and transformers >= 4.40; this image pins transformers "
+            "4.37.2 (LLaVA 1.2.2 breaks on 4.38+) and excludes flash-attn by design; " + RUNS_HERE,
+        ),
+        (
+            "cogvlm-chat",
+            "model 'cogvlm-chat' (family cogvlm) cannot run in this image: CogVLM's hub code "
+            "needs xformers, which this image's lock does not hold",
+        ),
+        ("InternVL2-8B,llava_v1.5_7b", "this image has no internvl family module"),
+        (
+            "CogVLM-7B",
+            "model 'CogVLM-7B' is the seed's name for VLMEvalKit's 'cogvlm-chat' "
+            "(THUDM/cogvlm-chat-hf): 17.6B parameters, a 7B Vicuna language model plus a 10B "
+            "visual expert, not a 7B model, about 37 GiB (40 GB) of GPU memory in bfloat16; "
+            "name it models=cogvlm-chat (which this image refuses: CogVLM's hub code needs "
+            "xformers",
+        ),
+    ],
+)
+def test_models_this_image_cannot_run_are_refused_with_the_reason(models, message, smoke):
+    with pytest.raises(EvalInputError) as err:
+        check(models=models, **({"smoke": smoke} if smoke else {}))
+    assert message in str(err.value)
+    assert "smoke mode has no checkpoint" not in str(err.value)
+
+
+def test_a_refusal_comes_with_the_other_problems_and_a_resume_is_held_to_it():
+    with pytest.raises(EvalInputError) as err:
+        check(models="cogvlm-chat,CogVLM-7B", limit="0")
+    message = str(err.value)
+    assert "'CogVLM-7B' is the seed's name" in message and "limit must be" in message
+    with pytest.raises(EvalInputError, match=r"'MiniCPM-V-2_6' .* cannot run in this image"):
+        check_inputs(
+            {"run_id": "r1"},
+            CATALOGUE,
+            NOW,
+            PREVIOUS | {"models": ["MiniCPM-V-2_6"]},
+            LOCALHOST,
+            ["localhost"],
+        )
+
+
+def test_a_smoke_run_of_a_family_without_smoke_checkpoints_is_refused():
+    # No family is both runnable here and without smoke checkpoints today: one made up.
+    catalogue = {**CATALOGUE, "catalogue_families": dict(CATALOGUE["catalogue_families"])}
+    catalogue["catalogue_families"]["internvl"] = {
+        k: v for k, v in catalogue["catalogue_families"]["internvl"].items() if k != "refused"
+    }
+    with pytest.raises(EvalInputError) as err:
+        check_inputs(
+            {"models": "InternVL2-2B", "smoke": "true"}, catalogue, NOW, None, LOCALHOST, []
+        )
+    assert str(err.value) == (
+        "smoke mode has no checkpoint for 'InternVL2-2B' (family internvl); families smoke "
+        "runs can load: llava (models: llava_v1.5_7b, llava_v1.5_13b, sharegpt4v_7b)"
+    )
+    assert check_inputs({"models": "InternVL2-2B"}, catalogue, NOW, None, LOCALHOST, [])
+
+
+def test_every_family_the_image_runs_has_a_module_and_every_other_is_refused():
+    from vlmfleet.families import FAMILIES
+
+    families = CATALOGUE["catalogue_families"]
+    assert set(FAMILIES) == {f for f, spec in families.items() if not spec.get("refused")}
+
+
+def test_extra_repos_are_the_towers_and_tokenizers_each_model_loads():
+    models = CATALOGUE["catalogue_models"]
+    towers = {m: [r["repo"] for r in spec.get("extra_repos", [])] for m, spec in models.items()}
+    assert towers["sharegpt4v_7b"] == ["Lin-Chen/ShareGPT4V-7B_Pretrained_vit-large336-l12"]
+    assert (
+        towers["llava_v1.5_7b"] == towers["llava_v1.5_13b"] == ["openai/clip-vit-large-patch14-336"]
+    )
+    for spec in models.values():
+        for repo in spec.get("extra_repos", []):
+            assert repo["disk_gib"] > 0 and repo["repo"].count("/") == 1

@@ -129,8 +129,49 @@ def test_model_that_fits_nowhere_is_a_clear_error():
     with pytest.raises(EvalPlanError) as err:
         plan({"gpu-01": gpus(L4_16)}, CATALOGUE, inputs(models=["cogvlm-chat"]))
     message = str(err.value)
-    assert "'cogvlm-chat' needs 36 GiB" in message
-    assert "gpu-01 gpu0 with 16 GiB" in message
+    assert "'cogvlm-chat' needs 37 GiB of GPU memory on one GPU" in message
+    assert "largest GPU planned has 16 GiB" in message
+
+
+def test_a_family_that_spreads_gets_a_multi_gpu_slot_and_one_that_cannot_never_does():
+    # InternVL2-8B's 26 GiB (an estimate: 24 tiles without flash-attn) spreads over two A10s.
+    p = plan({"gpu-01": gpus(A10, A10)}, CATALOGUE, inputs(models=["InternVL2-8B"]))
+    assert {tuple(u["gpus"]) for u in p["units"]} == {(0, 1)}
+    # MiniCPM-V's 18 GiB on two 16 GiB GPUs: VLMEvalKit's wrapper uses one GPU only.
+    with pytest.raises(EvalPlanError) as err:
+        plan({"gpu-01": gpus(L4_16, L4_16)}, CATALOGUE, inputs(models=["MiniCPM-V-2_6"]))
+    assert str(err.value) == (
+        "model 'MiniCPM-V-2_6' needs 18 GiB of GPU memory on one GPU: family minicpm cannot "
+        "spread over several GPUs (VLMEvalKit's MiniCPM_V moves the whole model to one GPU "
+        "(.cuda())), and the largest GPU planned has 16 GiB; families that spread: llava, "
+        "internvl"
+    )
+
+
+def test_a_family_that_cannot_spread_takes_a_single_gpu_beside_a_grouped_one():
+    catalogue = json.loads(json.dumps(CATALOGUE))
+    catalogue["catalogue_models"]["MiniCPM-V-2_6"]["gpu_memory_gib"] = 14
+    p = plan(
+        {"gpu-01": gpus(L4_16, L4_16, L4_16)},
+        catalogue,
+        inputs(models=["llava_v1.5_13b", "MiniCPM-V-2_6"], benchmarks=["POPE"]),
+    )
+    where = {u["model"]: u["gpus"] for u in p["units"]}
+    assert where == {"llava_v1.5_13b": [0, 1], "MiniCPM-V-2_6": [2]}
+    # With every GPU grouped for the 13B there is no GPU left that it may use alone.
+    with pytest.raises(EvalPlanError, match=r"every GPU here is grouped for a bigger model"):
+        plan(
+            {"gpu-01": gpus(L4_16, L4_16)},
+            catalogue,
+            inputs(models=["llava_v1.5_13b", "MiniCPM-V-2_6"], benchmarks=["POPE"]),
+        )
+
+
+def test_every_family_declares_what_the_planner_and_the_worker_need():
+    for name, family in CATALOGUE["catalogue_families"].items():
+        assert set(family["dtype"]) == set(family["devices"]), name
+        assert isinstance(family["multi_gpu"], bool) and isinstance(family["batched"], bool)
+        assert family["multi_gpu"] or family["single_gpu_reason"], name
 
 
 def shared(facts, slots):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from eval_preflight import gpu_free_mib, slots_short_of_memory
+from eval_preflight import gpu_free_mib, model_repos, slots_short_of_memory
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())["catalogue_models"]
@@ -56,3 +56,16 @@ def test_cpu_slots_and_smoke_runs_are_not_checked():
         slots_short_of_memory([slot("cpu0", [], "llava_v1.5_13b", device="cpu")], {}, MODELS) == []
     )
     assert slots_short_of_memory([slot("gpu0", [0], "llava_v1.5_13b")], {0: 0}, MODELS, True) == []
+
+
+def test_the_disk_check_counts_every_repo_a_model_loads_once():
+    repos = model_repos(MODELS, ["sharegpt4v_7b", "llava_v1.5_7b", "llava_v1.5_13b"])
+    assert [(r["repo"], r["models"]) for r in repos] == [
+        ("Lin-Chen/ShareGPT4V-7B", ["sharegpt4v_7b"]),
+        ("Lin-Chen/ShareGPT4V-7B_Pretrained_vit-large336-l12", ["sharegpt4v_7b"]),
+        ("liuhaotian/llava-v1.5-7b", ["llava_v1.5_7b"]),
+        # One CLIP tower for both LLaVA-1.5 sizes: counted once.
+        ("openai/clip-vit-large-patch14-336", ["llava_v1.5_7b", "llava_v1.5_13b"]),
+        ("liuhaotian/llava-v1.5-13b", ["llava_v1.5_13b"]),
+    ]
+    assert sum(r["disk_gib"] for r in repos) == 14 + 1.2 + 14 + 1.6 + 27

@@ -8,8 +8,9 @@ the unit's model once (``load``), asks whether the family's batched engine gener
 own per-sample loop (``vlmeval.inference.infer_data_job``) runs.
 
 Families the catalogue knows but this image has no module for (internvl, minicpm, cogvlm) are
-refused by ``family``, naming the ones it has; the controller refuses them in smoke runs and on
-CPUs before anything starts. Importing this package imports no torch.
+refused by ``family``, naming the ones it has; the catalogue marks them ``refused``, so the
+controller's validation step stops them, with the reason, before anything starts.
+Importing this package imports no torch.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 ms-vlmeval's ``vlmeval.vlm.LLaVA`` moves the model and every input to CUDA in float16
 unconditionally. ``DeviceLLaVA`` is the same class (prompting, message handling and
 generation settings are inherited) with the device and dtype as parameters, so the same wrapper
-runs on a GPU (cuda:0, float16: what the original does) and on a CPU (float32: CPU kernels such
+runs on a GPU (cuda:0, float16: what the original does; a slot of several GPUs spreads the model
+over them, ``llava_spread``) and on a CPU (float32: CPU kernels such
 as CLIP's convolution have no float16 implementation in torch 2.1).
 
 Imports torch and VLMEvalKit: ``vlmfleet.families.llava`` imports this module only when it
@@ -56,15 +57,24 @@ class DeviceLLaVA(LLaVA):
             model_name = "llava-v1.5-13b"
         else:
             model_name = get_model_name_from_path(model_path)
-        # Straight onto the GPU: VLMEvalKit's wrapper loads on the CPU and copies over, which
-        # costs a second pass over every weight. A CPU slot loads float16 on the CPU, then widens.
-        self.tokenizer, model, self.image_processor, self.context_len = load_pretrained_model(
-            model_path=model_path,
-            model_base=None,
-            model_name=model_name,
-            device_map=str(self.device),
-        )
-        self.model = model.to(device=self.device, dtype=self.dtype)
+        if device == "cuda" and torch.cuda.device_count() > 1:
+            # A slot of several GPUs: the model spread over them (llava_spread).
+            from vlmfleet.families.llava_spread import load_spread
+
+            self.tokenizer, self.model, self.image_processor, self.context_len = load_spread(
+                model_path
+            )
+        else:
+            # Straight onto the GPU: VLMEvalKit's wrapper loads on the CPU and copies over,
+            # which costs a second pass over every weight. A CPU slot loads float16 on the CPU,
+            # then widens.
+            self.tokenizer, model, self.image_processor, self.context_len = load_pretrained_model(
+                model_path=model_path,
+                model_base=None,
+                model_name=model_name,
+                device_map=str(self.device),
+            )
+            self.model = model.to(device=self.device, dtype=self.dtype)
         self.model.eval()
         self.conv_mode = "llava_v1"
         kwargs_default = dict(
