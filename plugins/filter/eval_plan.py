@@ -75,17 +75,12 @@ def host_slots(
     gpus = sorted(facts.get("gpu_facts_gpus") or [], key=lambda g: int(g["index"]))
     if not facts.get("gpu_facts_present") or not gpus:
         if smoke or allow_cpu:
-            # One slot only: a CPU worker already uses every core.
-            return [
-                {
-                    "host": host,
-                    "slot": "cpu0",
-                    "gpus": [],
-                    "device": "cpu",
-                    "memory_mib": None,
-                    "shared_by": 1,
-                }
-            ]
+            # One slot unless eval_gpu_slots asks for more ("auto" gives 1): a CPU worker
+            # already uses every core.
+            cpu = {"host": host, "gpus": [], "device": "cpu", "memory_mib": None}
+            if per_gpu == 1:
+                return [cpu | {"slot": "cpu0", "shared_by": 1}]
+            return [cpu | {"slot": f"cpu0s{k}", "shared_by": per_gpu} for k in range(per_gpu)]
         raise EvalPlanError(
             f"host {host!r} has no NVIDIA GPU (gpu_facts_present is false): run a smoke test "
             f"(-e smoke=true), allow CPU runs (-e allow_cpu=true), or leave the host out "
@@ -174,13 +169,23 @@ def benchmark_entry(name: str, catalogue: Mapping[str, Any]) -> dict[str, Any]:
     dataset type, score scale, smoke data shape), the benchmark's own smoke shape first."""
     bench = catalogue["catalogue_benchmarks"][name]
     kind = catalogue["catalogue_kinds"][bench["kind"]]
-    return {
+    entry = {
         "name": name,
         "kind": bench["kind"],
         "dataset_type": kind["dataset_type"],
         "score_scale": float(kind["score_scale"]),
         "smoke_shape": bench.get("smoke_shape", kind["smoke_shape"]),
     }
+    # A custom benchmark's file, shipped to the host: the worker checks it is that one.
+    return entry | ({"md5": bench["md5"]} if bench.get("custom") else {})
+
+
+def custom_checkpoint(model: str, entry: Mapping[str, Any]) -> dict[str, str]:
+    """A custom model's checkpoint as the worker's container sees it (slot.json's unit key
+    checkpoint); nothing for a catalogue model."""
+    if not entry.get("custom"):
+        return {}
+    return {"checkpoint": f"{contract.CONTAINER_MODELS}/{model}"}
 
 
 def smoke_checkpoint(model: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, str]:
@@ -343,6 +348,7 @@ def plan(
                     "family": models_cat[m]["family"],
                     "benchmarks": [benchmark_entry(b, catalogue) for b in bs],
                     **smoke_checkpoint(models_cat[m], inputs),
+                    **custom_checkpoint(m, models_cat[m]),
                     "estimated_cost": round(
                         float(models_cat[m]["load_cost"]) + sum(cost[(m, b)] for b in bs), 1
                     ),
@@ -420,14 +426,13 @@ def eval_host_units(plan_: Mapping[str, Any], host: str) -> list[dict[str, Any]]
             u["slot"],
             {k: u[k] for k in ("slot", "gpus", "device", "container")} | {"units": []},
         )
-        s["units"].append(
-            {k: u[k] for k in ("model", "family", "smoke_checkpoint", "benchmarks") if k in u}
-        )
+        s["units"].append({k: u[k] for k in contract.UNIT_KEYS if k in u})
     out = []
     for s in slots.values():
         units = s.pop("units")
         s["models"] = [u["model"] for u in units]
         s["secret_env"] = contract.CONTAINER_SECRET_ENV
+        s["models_mount"] = contract.CONTAINER_MODELS
         s["slot_file"] = contract.slot_file(
             run_id=plan_["run_id"],
             host=host,

@@ -63,15 +63,21 @@ def slots_short_of_memory(
 def model_repos(
     models: Mapping[str, Mapping[str, Any]], names: Iterable[str]
 ) -> list[dict[str, Any]]:
-    """Every hub repo the named models load, each once: a model's own weights (hf_repo,
-    disk_gib) and its extra_repos (vision towers, tokenizers). [{repo, disk_gib, models}]."""
+    """Every repo the named models load, each once: a model's own weights (hf_repo, disk_gib)
+    and its extra_repos (vision towers, tokenizers), or a custom model's checkpoint, which the
+    run ships to models/<name>. [{repo, path (under the eval_dirs root), disk_gib, models}]."""
     repos: dict[str, dict[str, Any]] = {}
     for name in names:
         spec = models[name]
-        own = {"repo": spec["hf_repo"], "disk_gib": spec["disk_gib"]}
-        for entry in [own, *spec.get("extra_repos", [])]:
+        if spec.get("custom"):
+            own = {"repo": f"custom model {name}", "path": f"models/{name}"}
+        else:
+            own = {"repo": spec["hf_repo"]}
+        for entry in [own | {"disk_gib": spec["disk_gib"]}, *spec.get("extra_repos", [])]:
+            path = entry.get("path") or "hf-cache/hub/models--" + entry["repo"].replace("/", "--")
             repo = repos.setdefault(
-                entry["repo"], {"repo": entry["repo"], "disk_gib": entry["disk_gib"], "models": []}
+                entry["repo"],
+                {"repo": entry["repo"], "path": path, "disk_gib": entry["disk_gib"], "models": []},
             )
             repo["models"].append(name)
     return list(repos.values())

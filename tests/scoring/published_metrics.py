@@ -235,6 +235,15 @@ def _yorn_right(row: Row, predictions: Predictions) -> bool:
     return yes_no(_prediction(row, predictions)) == str(row["answer"]).strip()
 
 
+def yes_no_accuracy(rows: Sequence[Row], predictions: Predictions) -> float:
+    """Accuracy of yes/no answers, x100: the share of questions whose prediction says the
+    answer (``yes_no``).
+
+    VLMEvalKit: "Overall" (0-100) of ``default_rating``, what a yes/no dataset without a
+    rating of its own gets (custom benchmarks of kind yorn)."""
+    return _percent([_yorn_right(r, predictions) for r in rows])
+
+
 def hallusion_ids(row: Row) -> tuple[str, str, str, str, str]:
     """(category, subcategory, set_id, figure_id, question_id): the category columns, and the
     set/figure/question ids from fields 3, 4 and 5 of the index, as VLMEvalKit's TSV has them."""

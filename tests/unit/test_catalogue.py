@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 import yaml
-from eval_inputs import EvalInputError, check_inputs
+from eval_inputs import EvalInputError, check_inputs, eval_check_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())
@@ -340,3 +341,115 @@ def test_extra_repos_are_the_towers_and_tokenizers_each_model_loads():
     for spec in models.values():
         for repo in spec.get("extra_repos", []):
             assert repo["disk_gib"] > 0 and repo["repo"].count("/") == 1
+
+
+# --- custom models and benchmarks ---------------------------------------------------------
+
+KNOWN_STRONG = ROOT / "docker" / "transformers-4.37" / "known_answer" / "llava-known-strong"
+
+
+def tsv(path, header, rows):
+    path.write_text("\n".join("\t".join(r) for r in [header, *rows]) + "\n")
+    return str(path)
+
+
+def test_custom_model_and_benchmark_join_the_catalogue(tmp_path):
+    mcq = tsv(
+        tmp_path / "m.tsv",
+        ["index", "image", "question", "A", "B", "answer"],
+        [["0", "aW1n", "What?", "x", "y", "A"], ["1", "aW1n", "What?", "x", "y", "B"]],
+    )
+    out = eval_check_inputs(
+        {
+            "models": "mine",
+            "benchmarks": "my_mcq",
+            "custom_models": {"mine": {"family": "llava", "checkpoint": str(KNOWN_STRONG)}},
+            "custom_benchmarks": {"my_mcq": {"kind": "mcq", "tsv": mcq}},
+        },
+        CATALOGUE,
+        NOW,
+        None,
+        {"localhost": {}},
+        ["localhost"],
+        ["localhost"],
+    )
+    assert out["error"] is None
+    model = out["catalogue"]["catalogue_models"]["mine"]
+    assert (model["family"], model["checkpoint"], model["custom"]) == (
+        "llava",
+        str(KNOWN_STRONG),
+        True,
+    )
+    assert 0 < model["gpu_memory_gib"] < 1
+    bench = out["catalogue"]["catalogue_benchmarks"]["my_mcq"]
+    assert (bench["kind"], bench["samples"]) == ("mcq", 2)
+    assert bench["md5"] == hashlib.md5(Path(mcq).read_bytes()).hexdigest()
+    # The catalogue's own entries stay.
+    assert "POPE" in out["catalogue"]["catalogue_benchmarks"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"custom_models": {"llava_v1.5_7b": {"family": "llava", "checkpoint": "/x"}}},
+            "custom_models name 'llava_v1.5_7b' is a catalogue name",
+        ),
+        (
+            {"custom_models": {"mine": {"family": "internvl", "checkpoint": str(KNOWN_STRONG)}}},
+            "custom_models['mine']: family 'internvl' cannot load a checkpoint of your own; "
+            "families that can: llava",
+        ),
+        (
+            {"custom_models": {"mine": {"family": "llava", "checkpoint": "/nowhere"}}},
+            "custom_models['mine']: checkpoint '/nowhere' is not a checkpoint folder",
+        ),
+        (
+            {"custom_benchmarks": {"POPE": {"kind": "yorn", "tsv": "/x"}}},
+            "custom_benchmarks name 'POPE' is a catalogue name",
+        ),
+        (
+            {"custom_benchmarks": {"b": {"kind": "essay", "tsv": "/x"}}},
+            "custom_benchmarks['b']: kind 'essay' is not valid; valid: mcq, yorn, vqa",
+        ),
+        (
+            {"custom_benchmarks": {"b": {"kind": "mcq", "tsv": "/nowhere.tsv"}}},
+            "custom_benchmarks['b']: tsv '/nowhere.tsv' is not a file on the controller",
+        ),
+    ],
+)
+def test_bad_custom_entries_name_the_value(raw, message):
+    with pytest.raises(EvalInputError) as err:
+        check(**raw)
+    assert message in str(err.value)
+
+
+def test_custom_tsvs_are_checked_for_what_vlmevalkits_scorers_read(tmp_path):
+    no_options = tsv(
+        tmp_path / "a.tsv", ["index", "image", "question", "answer"], [["0", "i", "q", "A"]]
+    )
+    maybe = tsv(
+        tmp_path / "b.tsv", ["index", "image", "question", "answer"], [["0", "i", "q", "Maybe"]]
+    )
+    single = tsv(
+        tmp_path / "c.tsv", ["index", "image", "question", "answer"], [["0", "i", "q", "red"]]
+    )
+    cases = {
+        "a": ("mcq", no_options, "lacks the columns A, B that VLMEvalKit's MCQ datasets read"),
+        "b": ("yorn", maybe, "answer 'Maybe'"),
+        "c": ("vqa", single, "a single answer always scores 0"),
+    }
+    for name, (kind, path, message) in cases.items():
+        with pytest.raises(EvalInputError) as err:
+            check(custom_benchmarks={name: {"kind": kind, "tsv": path}})
+        assert message in str(err.value), name
+
+
+def test_custom_entries_are_for_real_runs(tmp_path):
+    with pytest.raises(
+        EvalInputError, match="custom_models and custom_benchmarks apply to real runs"
+    ):
+        check(
+            smoke="true",
+            custom_models={"mine": {"family": "llava", "checkpoint": str(KNOWN_STRONG)}},
+        )

@@ -440,3 +440,21 @@ def test_smoke_units_name_the_checkpoint_they_load():
     assert all(
         "smoke_checkpoint" not in u for u in eval_host_units(real, "h")[0]["slot_file"]["units"]
     )
+
+
+def test_eval_gpu_slots_splits_a_cpu_host_too_and_custom_units_name_their_checkpoint():
+    custom = CATALOGUE | {
+        "catalogue_models": CATALOGUE["catalogue_models"]
+        | {"mine": {"family": "llava", "gpu_memory_gib": 1, "load_cost": 1, "cost_factor": 1.0,
+                    "custom": True}},
+        "catalogue_benchmarks": CATALOGUE["catalogue_benchmarks"]
+        | {"my_mcq": {"kind": "mcq", "samples": 12, "cost_per_sample": 1.0, "custom": True,
+                      "md5": "0" * 32}},
+    }  # fmt: skip
+    fleet = {"cpu-01": NO_GPU | {"eval_gpu_slots": "2"}}
+    p = plan(fleet, custom, inputs(models=["mine"], benchmarks=["my_mcq", "POPE"], allow_cpu=True))
+    assert sorted(s["slot"] for s in p["slots"]) == ["cpu0s0", "cpu0s1"]
+    units = [u for s in eval_host_units(p, "cpu-01") for u in s["slot_file"]["units"]]
+    assert {u["checkpoint"] for u in units} == {"/models/mine"}
+    benches = {b["name"]: b for u in units for b in u["benchmarks"]}
+    assert benches["my_mcq"]["md5"] == "0" * 32 and "md5" not in benches["POPE"]

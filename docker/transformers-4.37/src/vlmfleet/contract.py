@@ -40,6 +40,8 @@ WORKER_LOG = "worker.log"
 # Where the worker's container finds the host's token file, mounted read-only when the host has
 # one (the run role mounts it here, the worker reads it; never an environment variable).
 CONTAINER_SECRET_ENV = "/run/secrets/eval.env"
+# Where the worker's container finds the host's custom checkpoints (read-only), one folder each.
+CONTAINER_MODELS = "/models"
 
 # A combination's status in a record; a summary adds "missing" (no record came back).
 RECORD_STATUSES = ("ok", "failed")
@@ -311,6 +313,9 @@ class Benchmark:
     dataset_type: str
     score_scale: float
     smoke_shape: str
+    # A custom benchmark's TSV md5 (the file the run ships to each host's LMUData); None for
+    # VLMEvalKit's own datasets, which VLMEvalKit md5-checks itself.
+    md5: str | None = None
 
 
 @dataclass(frozen=True)
@@ -320,6 +325,9 @@ class Unit:
     benchmarks: tuple[Benchmark, ...]
     # Smoke runs only.
     smoke_checkpoint: str = "random"
+    # A custom model's checkpoint folder as the worker's container sees it; None for a
+    # catalogue model, which its family resolves from VLMEvalKit's own entry.
+    checkpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -438,8 +446,8 @@ SLOT_KEYS = (
     "batch_size",
     "units",
 )
-UNIT_KEYS = ("model", "family", "benchmarks", "smoke_checkpoint")
-BENCHMARK_KEYS = ("name", "kind", "dataset_type", "score_scale", "smoke_shape")
+UNIT_KEYS = ("model", "family", "benchmarks", "smoke_checkpoint", "checkpoint")
+BENCHMARK_KEYS = ("name", "kind", "dataset_type", "score_scale", "smoke_shape", "md5")
 
 
 def _only(data: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
@@ -449,6 +457,13 @@ def _only(data: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
         raise ContractError(
             f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid: {', '.join(keys)}"
         )
+
+
+def _optional_text(data: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = data.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ContractError(f"{where}: {key!r} must be a non-empty string or absent, got {value!r}")
+    return value
 
 
 def _benchmark(data: Any, where: str) -> Benchmark:
@@ -464,6 +479,7 @@ def _benchmark(data: Any, where: str) -> Benchmark:
         dataset_type=_need(data, "dataset_type", str, where),
         score_scale=float(scale),
         smoke_shape=_name(_need(data, "smoke_shape", str, where), "smoke_shape", where),
+        md5=_optional_text(data, "md5", where),
     )
 
 
@@ -512,6 +528,7 @@ def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
                     SMOKE_CHECKPOINTS,
                     uw,
                 ),
+                checkpoint=_optional_text(unit, "checkpoint", uw),
             )
         )
     limit = _optional_count(data, "limit", where)

@@ -63,6 +63,44 @@ def use_synthetic_dataset(root: Path, name: str, shape: str, questions: int) -> 
     return md5
 
 
+# The dataset class whose evaluation a custom benchmark of each VLMEvalKit type gets.
+CUSTOM_CLASSES = {"MCQ": "ImageMCQDataset", "Y/N": "ImageYORNDataset", "VQA": "ImageVQADataset"}
+
+
+def use_custom_dataset(root: Path, bench: Benchmark) -> type:
+    """Register the custom benchmark's TSV ``root/<name>.tsv`` with the VLMEvalKit class of its
+    type, so that VLMEvalKit's own prompt and evaluation of that type run on it (VLMEvalKit's
+    custom datasets cover MCQ only: its CustomVQADataset cannot evaluate). The file must be the
+    one the run shipped: its md5 is the slot file's."""
+    import vlmeval.dataset as vd
+
+    from vlmfleet.smoke_data import file_md5
+
+    tsv = root / f"{bench.name}.tsv"
+    if not tsv.is_file():
+        raise DatasetError(f"custom benchmark {bench.name}: no data file {tsv} on this host")
+    got = file_md5(tsv)
+    if got != bench.md5:
+        raise DatasetError(
+            f"custom benchmark {bench.name}: {tsv} has md5 {got}, not the shipped file's "
+            f"{bench.md5}; rerun to ship it again"
+        )
+    if bench.dataset_type not in CUSTOM_CLASSES:
+        raise DatasetError(
+            f"custom benchmark {bench.name}: VLMEvalKit type {bench.dataset_type!r} has no "
+            f"evaluation here; valid: {', '.join(CUSTOM_CLASSES)}"
+        )
+    cls = getattr(vd, CUSTOM_CLASSES[bench.dataset_type])
+    # Tables of the class's own (subclasses share their parent's otherwise); the URL is never
+    # fetched, since the file is there with the right md5.
+    for table in ("DATASET_URL", "DATASET_MD5"):
+        if table not in cls.__dict__:
+            setattr(cls, table, dict(getattr(cls, table, {})))
+    cls.DATASET_URL[bench.name] = tsv.as_uri()
+    cls.DATASET_MD5[bench.name] = got
+    return cls
+
+
 def check_type(bench: Benchmark, got: Any) -> None:
     if got != bench.dataset_type:
         raise DatasetError(
@@ -91,14 +129,17 @@ def prepare_dataset(bench: Benchmark, slot: Slot) -> Any:
         questions = max(DEFAULT_QUESTIONS, slot.limit or 0)
         use_synthetic_dataset(lmu_root(), bench.name, bench.smoke_shape, questions)
     elif cls is None:
-        # VLMEvalKit would treat an unknown name as a custom dataset in $LMUData; say so
-        # up front when that file is not there instead of failing deep inside evaluation.
-        tsv = lmu_root() / f"{bench.name}.tsv"
-        if not tsv.is_file():
+        if bench.md5 is None:
             raise DatasetError(
-                f"benchmark {bench.name!r} is neither a VLMEvalKit dataset nor a custom "
-                f"dataset file {tsv}"
+                f"benchmark {bench.name!r} is not a VLMEvalKit dataset name and no custom "
+                "benchmark file was shipped for it (custom_benchmarks)"
             )
+        cls = use_custom_dataset(lmu_root(), bench)
+    elif bench.md5 is not None:
+        raise DatasetError(
+            f"custom benchmark {bench.name!r} has the name of a VLMEvalKit dataset, which "
+            "VLMEvalKit would md5-check and download; give it another name"
+        )
     dataset = build_dataset(bench.name)
     if dataset is None:
         raise DatasetError(

@@ -235,6 +235,33 @@ def relocate(ckpt_dir: Path) -> bool:
     return True
 
 
+def linked_view(source: Path, view: Path) -> Path:
+    """``view``: a folder of links to every file of the checkpoint ``source`` (read-only, e.g.
+    a custom model shipped to the host) but its own ``config.json``, in which a relative
+    ``mm_vision_tower`` (a tower inside the checkpoint) is made absolute. LLaVA's builder reads
+    the tower path as given, relative to the process's directory, and picks its LLaVA branch only
+    for a folder whose name contains "llava": the caller names ``view`` accordingly."""
+    source, view = Path(source).absolute(), Path(view).absolute()
+    config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    tower = config.get("mm_vision_tower")
+    if isinstance(tower, str) and not Path(tower).is_absolute() and (source / tower).is_dir():
+        config["mm_vision_tower"] = str(view / tower)
+    view.mkdir(parents=True, exist_ok=True)
+    for entry in source.iterdir():
+        link = view / entry.name
+        if entry.name == "config.json":
+            continue
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(entry)
+    fd, tmp = tempfile.mkstemp(prefix=".config.", suffix=".tmp", dir=view)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(config, indent=2) + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, view / "config.json")
+    return view
+
+
 def is_tiny_checkpoint(ckpt_dir: Path) -> bool:
     return (Path(ckpt_dir) / MARKER).is_file() and (Path(ckpt_dir) / "config.json").is_file()
 

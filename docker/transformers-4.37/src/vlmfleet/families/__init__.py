@@ -90,6 +90,12 @@ def generation_settings(slot: Slot) -> dict[str, int]:
     return settings
 
 
+def custom_models_root() -> Path:
+    """Where the worker keeps its views of custom checkpoints: $HF_HOME/custom-models."""
+    hf_home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")
+    return Path(hf_home) / "custom-models"
+
+
 def smoke_root() -> Path:
     """Where smoke checkpoints live: $VLMFLEET_SMOKE_ROOT, else $HF_HOME/smoke (/cache/smoke)."""
     if os.environ.get("VLMFLEET_SMOKE_ROOT"):

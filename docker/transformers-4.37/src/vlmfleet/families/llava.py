@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmfleet.contract import Slot, Unit
-from vlmfleet.families import FamilyError, generation_settings, smoke_root
+from vlmfleet.families import FamilyError, custom_models_root, generation_settings, smoke_root
 
 NAME = "llava"
 
@@ -50,6 +50,12 @@ def load(unit: Unit, slot: Slot) -> Any:
 
     from vlmfleet.families.llava_wrapper import DeviceLLaVA
 
+    if unit.checkpoint is not None:
+        # A custom model: the user's own LLaVA-format checkpoint, with LLaVA's defaults.
+        from vlmfleet.tiny_checkpoint import linked_view
+
+        view = linked_view(Path(unit.checkpoint), custom_models_root() / f"llava-{unit.model}")
+        return DeviceLLaVA(model_path=str(view), device=slot.device, **generation_settings(slot))
     if unit.model not in supported_VLM:
         raise FamilyError(f"model {unit.model!r} is not a VLMEvalKit model name")
     factory = supported_VLM[unit.model]

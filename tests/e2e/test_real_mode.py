@@ -1,0 +1,131 @@
+"""The real-mode path (smoke=false) end to end, offline: your own model and your own benchmarks.
+
+"Your own model" is the committed known-answer strong checkpoint (docker/transformers-4.37/
+known_answer/llava-known-strong, a LLaVA-1.5 checkpoint in the real on-disk format) given as a
+custom model; "your own benchmarks" are TSVs in VLMEvalKit's format of each kind (multiple
+choice, yes/no, VQA with annotators' answer lists) whose answers the checkpoint was trained to
+give. eval.yml ships both from the controller to the host, once, before any worker starts; two
+CPU slots of one host share them read-only. Each score is compared with this test's own
+computation (tests/scoring/published_metrics.py) on the shipped TSV and the prediction files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REPO
+from scoring import published_metrics as pm
+from test_eval import Fleet, docker, stdout
+
+pytestmark = pytest.mark.slow
+
+CHECKPOINT = REPO / "docker" / "transformers-4.37" / "known_answer" / "llava-known-strong"
+HOST = "node-a"
+RUN_ID = "real-ka"
+QUESTIONS = 12
+# Custom benchmark -> (kind, the smoke data generator whose rows it holds, the metric VLMEvalKit
+# gives a custom set of that kind).
+BENCHMARKS: dict[str, tuple[str, str, Callable[..., float]]] = {
+    "ka_mcq": ("mcq", "plain_mcq", pm.mcq_accuracy),
+    "ka_yorn": ("yorn", "yorn_pope", pm.yes_no_accuracy),
+    "ka_vqa": ("vqa", "vqa_textvqa", pm.vqa_accuracy),
+}
+WRITE_TSVS = """
+import sys
+from pathlib import Path
+from vlmfleet.smoke_data import write_dataset
+for arg in sys.argv[2:]:
+    name, shape = arg.split("=")
+    write_dataset(Path(sys.argv[1]), name, shape, int({questions}))
+"""
+
+
+@pytest.fixture(scope="module")
+def fleet(built_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    f = Fleet(tmp_path_factory.mktemp("real"))
+    r = f.playbook("site.yml", tags="eval_dirs", extravars={"ansible_become": False})
+    assert r.rc == 0, stdout(r)
+    yield f
+    containers = docker("ps", "-aq", "--filter", f"label=io.vlm-eval.run_id={RUN_ID}").split()
+    if containers:
+        docker("rm", "-f", *containers)
+
+
+@pytest.fixture(scope="module")
+def tsvs(run_in_image: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The custom benchmarks' TSVs, written by the image's own smoke data generators (the
+    images the checkpoint was trained on)."""
+    out = tmp_path_factory.mktemp("tsvs")
+    os.chown(out, 10001, 10001)
+    done = run_in_image(
+        "python",
+        "-c",
+        WRITE_TSVS.format(questions=QUESTIONS),
+        "/tsvs",
+        *(f"{name}={shape}" for name, (_, shape, _) in BENCHMARKS.items()),
+        volumes=(f"{out}:/tsvs",),
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def rows_of(tsv: Path) -> list[dict[str, str]]:
+    import csv
+    import sys
+
+    csv.field_size_limit(sys.maxsize)
+    with tsv.open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+def test_your_own_model_on_your_own_benchmarks_in_real_mode(fleet: Fleet, tsvs: Path) -> None:
+    r = fleet.eval(
+        run_id=RUN_ID,
+        eval_hosts=HOST,
+        smoke=False,
+        allow_cpu=True,
+        # Two slots on the one host: they share its custom data.
+        eval_gpu_slots=2,
+        max_new_tokens=16,
+        models=["ka_strong"],
+        benchmarks=list(BENCHMARKS),
+        custom_models={"ka_strong": {"family": "llava", "checkpoint": str(CHECKPOINT)}},
+        custom_benchmarks={
+            name: {"kind": kind, "tsv": str(tsvs / f"{name}.tsv")}
+            for name, (kind, _, _) in BENCHMARKS.items()
+        },
+    )
+    out = stdout(r)
+    assert r.rc == 0, out[-4000:]
+    summary = fleet.summary(RUN_ID)
+    assert summary["smoke"] is False
+    assert summary["totals"] == {"ok": 3, "failed": 0, "missing": 0, "total": 3}
+
+    plan = json.loads((fleet.results / RUN_ID / "plan.json").read_text())
+    assert sorted({u["slot"] for u in plan["units"]}) == ["cpu0s0", "cpu0s1"]
+
+    # Each benchmark's file is on the host once, read-only, byte for byte the controller's.
+    lmu = fleet.root / "hosts" / HOST / "LMUData"
+    for name in BENCHMARKS:
+        shipped = lmu / f"{name}.tsv"
+        assert shipped.read_bytes() == (tsvs / f"{name}.tsv").read_bytes()
+        assert stat.S_IMODE(shipped.stat().st_mode) == 0o444
+    assert not (lmu / "smoke").exists()
+
+    for entry in summary["combinations"]:
+        name = entry["benchmark"]
+        metric = BENCHMARKS[name][2]
+        record_dir = fleet.results / RUN_ID / entry["host"] / "ka_strong" / name
+        record = json.loads((record_dir / "status.json").read_text())
+        predictions = pm.read_predictions(record_dir / Path(record["prediction_file"]).name)
+        expected = metric(rows_of(tsvs / f"{name}.tsv"), predictions)
+        assert entry["primary_score"] == pytest.approx(expected, abs=1e-6), name
+        assert record["samples"] == QUESTIONS
+        # The checkpoint was trained to answer these; a broken real-mode path scores far lower.
+        assert expected >= 90, (name, expected)
