@@ -1,11 +1,12 @@
-"""Preflight readings (plugins/filter/eval_preflight.py): free GPU memory against the slots."""
+"""Preflight readings (plugins/filter/eval_preflight.py): free GPU memory against the slots,
+gated models that need a token."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import yaml
-from eval_preflight import gpu_free_mib, slots_short_of_memory
+from eval_preflight import gated_models, gpu_free_mib, slots_short_of_memory
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())["catalogue_models"]
@@ -56,3 +57,20 @@ def test_cpu_slots_and_smoke_runs_are_not_checked():
         slots_short_of_memory([slot("cpu0", [], "llava_v1.5_13b", device="cpu")], {}, MODELS) == []
     )
     assert slots_short_of_memory([slot("gpu0", [0], "llava_v1.5_13b")], {0: 0}, MODELS, True) == []
+
+
+def test_gated_models_are_the_planned_ones_marked_gated_and_none_in_smoke_runs():
+    # The seed catalogue has no gated model; a copy with two marked, as a user's would be.
+    models = {**MODELS, "gated_b": {**MODELS["llava_v1.5_7b"], "gated": True}}
+    models["llava_v1.5_13b"] = {**MODELS["llava_v1.5_13b"], "gated": True}
+    slots = [
+        slot("gpu0", [0], "gated_b", "llava_v1.5_7b"),
+        slot("gpu1", [1], "llava_v1.5_13b", "gated_b"),
+        slot("gpu2", [2]),
+    ]
+    assert gated_models(slots, models) == ["gated_b", "llava_v1.5_13b"]
+    # Planned elsewhere only: not this host's concern.
+    assert gated_models([slot("gpu0", [0], "llava_v1.5_7b")], models) == []
+    # Smoke runs download nothing.
+    assert gated_models(slots, models, smoke=True) == []
+    assert gated_models(slots, MODELS) == []
