@@ -304,3 +304,17 @@ def test_disk_full_and_out_of_memory_are_named_in_the_records(
     assert records["AI2D_TEST"]["batch_retries"][0]["batch_size"] == 8
     for record in records.values():
         assert validate_record(record) == []
+
+
+def test_an_error_on_a_filesystem_with_nothing_free_is_named_disk_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen in the image on a full tmpfs: xlsxwriter swallows ENOSPC and leaves an empty
+    # prediction file, and the evaluation then fails reading it.
+    err = ValueError("Excel file format cannot be determined, you must specify an engine manually.")
+    assert pipeline.describe(err, "gpu-07", tmp_path).startswith("ValueError: Excel file format")
+    monkeypatch.setattr(pipeline, "free_bytes", lambda path: 0)
+    assert pipeline.describe(err, "gpu-07", tmp_path) == (
+        f"disk full: {tmp_path} on gpu-07, 0 bytes free (ValueError: Excel file format cannot be "
+        "determined, you must specify an engine manually.)"
+    )

@@ -92,6 +92,11 @@ def describe(err: BaseException, host: str = "", where: str | Path = "") -> str:
         left = f"{free} bytes free" if free is not None else "free space unknown"
         return f"disk full: {path or 'unknown path'} on {host or 'this host'}, {left}"
     text = str(err).strip()
+    # Some writers swallow ENOSPC (xlsxwriter's close in a destructor leaves an empty file), and
+    # the next step fails on the empty file: with nothing free where it worked, say so first.
+    if where and free_bytes(where) == 0:
+        cause = f"{type(err).__name__}: {text}" if text else type(err).__name__
+        return f"disk full: {where} on {host or 'this host'}, 0 bytes free ({cause})"
     if text:
         return f"{type(err).__name__}: {text}"
     frames = traceback.extract_tb(err.__traceback__)
