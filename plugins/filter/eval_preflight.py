@@ -1,4 +1,5 @@
-"""Preflight checks on a host's readings (nvidia-smi, image labels). Pure functions."""
+"""Preflight checks on a host's readings (nvidia-smi, image labels) and on what its slots need
+(gated models). Pure functions."""
 
 from __future__ import annotations
 
@@ -83,6 +84,19 @@ def model_repos(
     return list(repos.values())
 
 
+def gated_models(
+    slots: Iterable[Mapping[str, Any]],
+    models: Mapping[str, Mapping[str, Any]],
+    smoke: bool = False,
+) -> list[str]:
+    """The planned models whose catalogue entry says ``gated: true``, sorted: their weights
+    download only with a Hugging Face token. None in smoke runs, which download nothing."""
+    if smoke:
+        return []
+    planned = {m for slot in slots for m in slot.get("models", [])}
+    return sorted(m for m in planned if models.get(m, {}).get("gated") is True)
+
+
 def label_problems(labels: Mapping[str, str] | None, expected: Mapping[str, Any]) -> list[str]:
     """Expected image labels that are absent or differ (an empty expected value: any)."""
     labels = labels or {}
@@ -102,4 +116,5 @@ class FilterModule:
             "eval_slots_short_of_memory": slots_short_of_memory,
             "eval_label_problems": label_problems,
             "eval_model_repos": model_repos,
+            "eval_gated_models": gated_models,
         }

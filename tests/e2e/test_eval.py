@@ -361,6 +361,74 @@ def test_gpu_hosts_are_planned_per_gpu_and_preflight_stops_a_busy_gpu(
     assert not (fleet.results / run_id / "summary.json").exists()
 
 
+# Role eval_run's preflight stage alone on localhost, with the planner's slot shape: the seed
+# catalogue has no gated model, and eval.yml takes no catalogue override, so the catalogue entry
+# that says gated is given to the role here, as eval.yml would pass it.
+GATED_PREFLIGHT = """
+- name: Preflight one host for a gated model
+  hosts: localhost
+  gather_facts: false
+  vars_files: [{repo}/playbooks/vars/project.yml]
+  tasks:
+    - name: Preflight stage
+      ansible.builtin.include_role:
+        name: eval_run
+      vars:
+        eval_run_stage: preflight
+        eval_run_run_id: e2e-gated
+        eval_run_slots:
+          - {{slot: cpu0, gpus: [], device: cpu, container: vlm-eval-e2e-gated-localhost-cpu0,
+             models: [llava_v1.5_7b], secret_env: /run/secrets/eval.env, slot_file: {{}}}}
+        eval_run_dirs_root: "{root}"
+        eval_run_image: "{{{{ project_image_repository }}}}:{{{{ project_image_tag }}}}"
+        eval_run_uid: "{{{{ project_container_uid }}}}"
+        eval_run_gid: "{{{{ project_container_gid }}}}"
+        eval_run_min_free_gib: 0
+        eval_run_models:
+          llava_v1.5_7b:
+            {{hf_repo: liuhaotian/llava-v1.5-7b, gated: true, disk_gib: 0, gpu_memory_gib: 15}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("env_file", "smoke", "message"),
+    [
+        (None, False, "is missing or unreadable"),
+        ("# written by role eval_dirs\nHF_TOKEN=\n", False, "holds no HF_TOKEN"),
+        (f"HF_TOKEN={TOKEN}\n", False, None),
+        (None, True, None),
+    ],
+)
+def test_preflight_stops_a_gated_model_without_a_token(
+    built_image: str,
+    run_playbook: Any,
+    tmp_path: Path,
+    env_file: str | None,
+    smoke: bool,
+    message: str | None,
+) -> None:
+    root = tmp_path / "srv"
+    for sub in ("hf-cache", "LMUData", "outputs"):
+        (root / sub).mkdir(parents=True)
+    if env_file is not None:
+        (root / ".env").write_text(env_file)
+        (root / ".env").chmod(0o600)
+    r = run_playbook(GATED_PREFLIGHT.format(repo=REPO, root=root), eval_run_smoke=smoke)
+    out = stdout(r)
+    assert TOKEN not in out
+    if message is None:
+        assert r.rc == 0, out[-3000:]
+        return
+    assert r.rc != 0
+    assert (
+        f"localhost: llava_v1.5_7b is gated on the Hugging Face hub, and {root}/.env {message}; "
+        "set eval_dirs_hf_token (from Ansible Vault) for this host" in " ".join(out.split())
+    ), out[-3000:]
+    # Stopped at the token, before the image and everything after it was looked at.
+    tasks = [e["event_data"].get("task") for e in r.events if e["event"] == "runner_on_ok"]
+    assert "Read the evaluation image" not in tasks
+
+
 SSHD = Path("/usr/sbin/sshd")
 
 

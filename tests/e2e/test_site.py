@@ -5,12 +5,15 @@ run or in check mode, and fails clearly where the user asked for a GPU."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import ansible_runner
 import pytest
+from conftest import DOCKER
 
 REPO = Path(__file__).resolve().parents[2]
 SKIP_LINE = (
@@ -97,3 +100,52 @@ def test_bad_input_is_refused_before_changes(converged, tmp_path: Path) -> None:
     assert "docker_engine_source" in out and "snap" in out
     assert "distribution" in out and "docker" in out
     assert changed(runner) == 0
+
+
+VALIDATE = """
+- name: GPU validation alone
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Validate
+      ansible.builtin.include_role:
+        name: nvidia_container_toolkit
+        tasks_from: validate
+      vars:
+        nvidia_container_toolkit_validation_image: "{image}"
+    - name: Pending
+      ansible.builtin.debug:
+        msg: "pending={{{{ nvidia_container_toolkit_validation_pending }}}}"
+"""
+
+
+def test_gpu_validation_uses_the_image_on_the_host_and_never_pulls(
+    built_image: str, run_playbook: Any
+) -> None:
+    """The validation site.yml runs after the toolkit (and again after role eval_image): with an
+    image the host lacks it waits, saying so, and pulls nothing; with the evaluation image it
+    runs nvidia-smi in it, which on this GPU-less machine fails with Docker's own message."""
+    absent = f"vlm-eval:e2e-absent-{os.getpid()}"
+    r = run_playbook(VALIDATE.format(image=absent))
+    assert r.rc == 0, r.stdout.read()[-3000:]
+    (said,) = messages(r, "Say why GPU containers are not validated now")
+    assert said == (
+        f"localhost: GPU containers not validated yet: image {absent} is not on this host (the "
+        "validation never pulls); role eval_image puts it there and site.yml validates after it"
+    )
+    assert messages(r, "Pending") == ["pending=True"]
+    inspect = subprocess.run([DOCKER, "image", "inspect", absent], capture_output=True, check=False)
+    assert inspect.returncode != 0
+
+    r = run_playbook(VALIDATE.format(image=built_image))
+    if os.path.exists("/proc/driver/nvidia/version"):
+        assert r.rc == 0 and messages(r, "Pending") == ["pending=False"]
+        return
+    assert r.rc != 0
+    (failed,) = messages(r, "Fail with the driver's message when containers cannot see the GPUs")
+    assert failed.startswith(
+        f"localhost: 'docker run --gpus all {built_image} nvidia-smi' failed (rc 125):"
+    ), failed
+    # Docker's answer on a host without the nvidia runtime; nothing was looked up in a registry.
+    assert "could not select device driver" in failed, failed
+    assert "Unable to find image" not in failed and "pull" not in failed.lower(), failed

@@ -7,16 +7,19 @@ VLMEvalKit) and builds a tiny random LLaVA-1.5 checkpoint on the CPU (float32, g
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from vlmfleet.families import InferenceError, llava_batched
 from vlmfleet.families.llava_batched import (
     BatchingError,
     Sample,
     batches,
     check_batch_size,
     check_model,
+    generate_all,
 )
 from vlmfleet.known_answer import SEED_BENCHMARKS
 
@@ -39,6 +42,82 @@ def test_batches_keep_every_sample_once_in_order() -> None:
 def test_model_without_llava_interface_is_refused_with_its_name() -> None:
     with pytest.raises(BatchingError, match="SimpleNamespace lacks concat_tilist"):
         check_model(SimpleNamespace(model=None, tokenizer=None))
+
+
+def out_of_memory_type() -> type[BaseException]:
+    """torch's CUDA out-of-memory error in the image; outside it (no torch) one of its name and
+    text, which the engine recognises the way it recognises torch's plain RuntimeError."""
+    if importlib.util.find_spec("torch"):
+        import torch
+
+        return torch.cuda.OutOfMemoryError
+
+    class OutOfMemoryError(RuntimeError):
+        pass
+
+    return OutOfMemoryError
+
+
+@pytest.fixture
+def fits_at_most(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], list[int]]:
+    """fits_at_most(n): generate raises CUDA out of memory for a batch of more than n samples;
+    returns the batch sizes generate was called with."""
+    oom = out_of_memory_type()
+
+    def install(n: int) -> list[int]:
+        calls: list[int] = []
+
+        def generate(model: object, inputs: list[Sample]) -> list[str]:
+            calls.append(len(inputs))
+            if len(inputs) > n:
+                raise oom("CUDA out of memory. Tried to allocate 2.00 GiB (stand-in)")
+            return [f"answer {s.index}" for s in inputs]
+
+        monkeypatch.setattr(llava_batched, "batch_inputs", lambda model, batch: list(batch))
+        monkeypatch.setattr(llava_batched, "generate_inputs", generate)
+        return calls
+
+    return install
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_smaller_size(
+    fits_at_most: Callable[[int], list[int]],
+) -> None:
+    calls = fits_at_most(2)
+    samples = [Sample(i, f"p{i}", ["x.png"]) for i in range(11)]
+    got = generate_all(object(), samples, 8)
+    # Every answer once, none lost with the failed batches.
+    assert got.answers == {i: f"answer {i}" for i in range(11)}
+    assert got.batch_size_used == 2
+    assert [r["batch_size"] for r in got.retries] == [8, 4]
+    assert all(r["error"].startswith("OutOfMemoryError: CUDA out of memory") for r in got.retries)
+    # 8 and 4 fail once each; then the whole set at 2, never back up to 4.
+    assert calls == [8, 4, 2, 2, 2, 2, 2, 1]
+
+
+def test_out_of_memory_at_batch_1_fails_with_the_retries(
+    fits_at_most: Callable[[int], list[int]],
+) -> None:
+    fits_at_most(0)
+    samples = [Sample(i, f"p{i}", ["x.png"]) for i in range(3)]
+    with pytest.raises(InferenceError, match=r"even at batch 1 \(tried 4, 2, 1\)") as caught:
+        generate_all(object(), samples, 4)
+    assert caught.value.record["batch_size_used"] is None
+    assert [r["batch_size"] for r in caught.value.record["batch_retries"]] == [4, 2, 1]
+
+
+def test_other_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def generate(model: object, inputs: list[Sample]) -> list[str]:
+        calls.append(len(inputs))
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+    monkeypatch.setattr(llava_batched, "batch_inputs", lambda model, batch: list(batch))
+    monkeypatch.setattr(llava_batched, "generate_inputs", generate)
+    with pytest.raises(RuntimeError, match="device-side assert"):
+        generate_all(object(), [Sample(i, "p", ["x.png"]) for i in range(4)], 4)
+    assert calls == [4]
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,12 @@
-"""Preflight readings (plugins/filter/eval_preflight.py): free GPU memory against the slots."""
+"""Preflight readings (plugins/filter/eval_preflight.py): free GPU memory against the slots,
+gated models that need a token."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import yaml
-from eval_preflight import gpu_free_mib, model_repos, slots_short_of_memory
+from eval_preflight import gated_models, gpu_free_mib, model_repos, slots_short_of_memory
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())["catalogue_models"]
@@ -69,3 +70,20 @@ def test_the_disk_check_counts_every_repo_a_model_loads_once():
         ("liuhaotian/llava-v1.5-13b", ["llava_v1.5_13b"]),
     ]
     assert sum(r["disk_gib"] for r in repos) == 14 + 1.2 + 14 + 1.6 + 27
+
+
+def test_gated_models_are_the_planned_ones_marked_gated_and_none_in_smoke_runs():
+    # The seed catalogue has no gated model; a copy with two marked, as a user's would be.
+    models = {**MODELS, "gated_b": {**MODELS["llava_v1.5_7b"], "gated": True}}
+    models["llava_v1.5_13b"] = {**MODELS["llava_v1.5_13b"], "gated": True}
+    slots = [
+        slot("gpu0", [0], "gated_b", "llava_v1.5_7b"),
+        slot("gpu1", [1], "llava_v1.5_13b", "gated_b"),
+        slot("gpu2", [2]),
+    ]
+    assert gated_models(slots, models) == ["gated_b", "llava_v1.5_13b"]
+    # Planned elsewhere only: not this host's concern.
+    assert gated_models([slot("gpu0", [0], "llava_v1.5_7b")], models) == []
+    # Smoke runs download nothing.
+    assert gated_models(slots, models, smoke=True) == []
+    assert gated_models(slots, MODELS) == []

@@ -7,17 +7,21 @@ tiny random LLaVA-1.5 checkpoints on the CPU.
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import logging
+import os
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from vlmfleet import log_routing, pipeline, worker
-from vlmfleet.contract import Benchmark
+from vlmfleet.contract import Benchmark, load_slot, validate_record
+from vlmfleet.families import Inference, InferenceError
 from vlmfleet.families.llava_batched import ahead
 
 STACK = all(importlib.util.find_spec(m) for m in ("torch", "llava", "vlmeval"))
@@ -177,3 +181,140 @@ def test_unit_pipeline_records_each_combination_and_keeps_going_past_a_failure(
     progress = json.loads((slot_dir / "slot-progress.json").read_text())
     assert (progress["done"], progress["ok"], progress["failed"]) == (4, 3, 1)
     assert progress["state"] == "finished" and "skipped" not in progress
+
+
+class FakeFamily:
+    """A family whose engine writes predictions on a full disk for benchmark POPE, runs out of
+    GPU memory down to batch 2 for MMStar, and never fits for AI2D_TEST; the rest of the worker
+    (records, progress, reasons) is the real one, without the image's stack."""
+
+    def __init__(self) -> None:
+        self.batch_sizes: dict[str, int] = {}
+
+    def load(self, unit: object, slot: object) -> object:
+        return object()
+
+    def batched(self, model: object, slot: object) -> bool:
+        return True
+
+    def prepare_samples(self, model: object, dataset: str) -> str:
+        return dataset
+
+    def infer_prepared(
+        self, model: object, work_dir: str, model_name: str, dataset: str, prepared: str, size: int
+    ) -> Inference:
+        self.batch_sizes[dataset] = size
+        pred = Path(work_dir) / f"{model_name}_{dataset}.xlsx"
+        if dataset == "POPE":
+            with pred.open("wb") as fh:
+                fh.write(b"PK")
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(pred))
+        oom = {"batch_size": size, "error": "OutOfMemoryError: CUDA out of memory. (stand-in)"}
+        if dataset == "AI2D_TEST":
+            raise InferenceError(
+                "out of GPU memory even at batch 1 (tried 1)", {"batch_retries": [oom]}
+            )
+        pred.write_bytes(b"PK")
+        retries = [oom, {**oom, "batch_size": size // 2}] if dataset == "MMStar" else []
+        used = size // 4 if retries else size
+        return Inference(str(pred), {"batch_size_used": used, "batch_retries": retries})
+
+
+def test_disk_full_and_out_of_memory_are_named_in_the_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fam = FakeFamily()
+    for name, fake in {
+        "family": lambda name: fam,
+        "import_stack": lambda: None,
+        "seed_everything": lambda: None,
+        "empty_cuda_cache": lambda: None,
+        "prepare_dataset": lambda bench, slot: bench.name,
+        "questions_of": lambda dataset: 2,
+        "evaluate": lambda dataset, pred, bench, judge, questions: {
+            "samples": questions,
+            "scores": {"Overall": 0.5},
+            "primary_metric": "Overall",
+            "primary_score": 50.0,
+            "primary_scale": 1.0,
+            "extra": {"predictions": 2, "prediction_file": Path(pred).name},
+        },
+    }.items():
+        monkeypatch.setattr(pipeline, name, fake)
+    slot_dir = tmp_path / "outputs" / "r1" / "gpu-07" / "gpu0"
+    slot_dir.mkdir(parents=True)
+    mcq = {"kind": "mcq", "dataset_type": "MCQ", "score_scale": 1, "smoke_shape": "plain_mcq"}
+    names = ["MMBench_DEV_EN", "MMStar", "POPE", "SEEDBench_IMG", "AI2D_TEST"]
+    (slot_dir / "slot.json").write_text(
+        json.dumps(
+            {
+                "run_id": "r1",
+                "host": "gpu-07",
+                "slot": "gpu0",
+                "device": "cuda",
+                "smoke": False,
+                "limit": 2,
+                "judge": "exact_matching",
+                "max_new_tokens": None,
+                "min_new_tokens": None,
+                "batch_size": 32,
+                "units": [
+                    {
+                        "model": "m7b",
+                        "family": "fake",
+                        "benchmarks": [mcq | {"name": n} for n in names],
+                    }
+                ],
+            }
+        )
+    )
+    assert pipeline.Worker(load_slot(slot_dir / "slot.json")).run() == 1
+
+    records = {
+        n: json.loads((tmp_path / "outputs/r1/gpu-07/m7b" / n / "status.json").read_text())
+        for n in names
+    }
+    assert {n: r["status"] for n, r in records.items()} == {
+        "MMBench_DEV_EN": "ok",
+        "MMStar": "ok",
+        "POPE": "failed",
+        "SEEDBench_IMG": "ok",
+        "AI2D_TEST": "failed",
+    }
+    pred = tmp_path / "outputs/r1/gpu-07/m7b/POPE/m7b_POPE.xlsx"
+    free = shutil.disk_usage(tmp_path).free
+    reason = records["POPE"]["reason"]
+    got = re.fullmatch(rf"disk full: {re.escape(str(pred))} on gpu-07, (\d+) bytes free", reason)
+    assert got, reason
+    # The free space of that filesystem when the record was written (others write here too).
+    assert abs(int(got.group(1)) - free) < 256 * 2**20
+    # Out of memory at 32 and 16, the rest at 8; the unit's next benchmark starts at 8.
+    assert [r["batch_size"] for r in records["MMStar"]["batch_retries"]] == [32, 16]
+    assert records["MMStar"]["batch_size_used"] == 8
+    assert records["MMBench_DEV_EN"]["batch_retries"] == []
+    assert records["MMBench_DEV_EN"]["batch_size_used"] == 32
+    assert fam.batch_sizes == {
+        "MMBench_DEV_EN": 32,
+        "MMStar": 32,
+        "POPE": 8,
+        "SEEDBench_IMG": 8,
+        "AI2D_TEST": 8,
+    }
+    assert records["AI2D_TEST"]["reason"].startswith("InferenceError: out of GPU memory even at")
+    assert records["AI2D_TEST"]["batch_retries"][0]["batch_size"] == 8
+    for record in records.values():
+        assert validate_record(record) == []
+
+
+def test_an_error_on_a_filesystem_with_nothing_free_is_named_disk_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seen in the image on a full tmpfs: xlsxwriter swallows ENOSPC and leaves an empty
+    # prediction file, and the evaluation then fails reading it.
+    err = ValueError("Excel file format cannot be determined, you must specify an engine manually.")
+    assert pipeline.describe(err, "gpu-07", tmp_path).startswith("ValueError: Excel file format")
+    monkeypatch.setattr(pipeline, "free_bytes", lambda path: 0)
+    assert pipeline.describe(err, "gpu-07", tmp_path) == (
+        f"disk full: {tmp_path} on gpu-07, 0 bytes free (ValueError: Excel file format cannot be "
+        "determined, you must specify an engine manually.)"
+    )

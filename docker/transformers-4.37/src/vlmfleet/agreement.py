@@ -207,7 +207,9 @@ def batched_run(
     prepared = prepare_samples(model, dataset)
     prepared = dataclasses.replace(prepared, with_images=reorder(prepared.with_images, order, seed))
     seed_everything()
-    pred_file = infer_prepared(model, str(work), model_name, dataset, prepared, batch_size)
+    pred_file = infer_prepared(
+        model, str(work), model_name, dataset, prepared, batch_size
+    ).pred_file
     return read_predictions(pred_file)[0]
 
 

@@ -4,12 +4,17 @@ The slot file lists only the combinations still to run (the controller decides r
 ``contract.is_done``), so every combination of it runs and gets one atomic status record, ok or
 failed: one failure never stops the rest. Within a unit the phases of neighbouring benchmarks
 overlap (``Worker.run_unit``), and ``slot-progress.json`` is rewritten after each record.
+
+A failure's reason names its cause where the worker can tell it: a full disk says which path,
+on which host, with how many bytes free (``describe``).
 """
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
+import shutil
 import threading
 import time
 import traceback
@@ -24,7 +29,7 @@ from vlmfleet import contract, log_routing
 from vlmfleet.contract import Benchmark, Slot, Unit
 from vlmfleet.datasets import prepare_dataset, questions_of, use_smoke_data_root
 from vlmfleet.evaluation import evaluate
-from vlmfleet.families import Family, FamilyError, family
+from vlmfleet.families import Family, FamilyError, InferenceError, family
 from vlmfleet.stack import empty_cuda_cache, import_stack, seed_everything
 
 log = logging.getLogger("vlmfleet.pipeline")
@@ -46,20 +51,57 @@ class Combination:
     error: BaseException | None = None
     pred_file: str = ""
     phases: dict[str, float] = field(default_factory=dict)
+    # What the family's engine adds to the status record (e.g. batch sizes used and retried).
+    inference: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         return f"{self.model_name}/{self.bench.name}"
 
 
-def describe(err: BaseException) -> str:
-    """One line for a status record: the exception, or where it came from when it is mute."""
+def disk_full(err: BaseException | None) -> OSError | None:
+    """The "no space left on device" error behind ``err``: itself, or what it was raised from
+    (xlsxwriter and pandas wrap the OSError in their own errors)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Free bytes on the filesystem holding ``path`` (or its nearest existing folder)."""
+    here = Path(path)
+    for folder in (here, *here.parents):
+        try:
+            return shutil.disk_usage(folder).free
+        except OSError:
+            continue
+    return None
+
+
+def describe(err: BaseException, host: str = "", where: str | Path = "") -> str:
+    """One line for a status record: the exception, or where it came from when it is mute. A
+    full disk is named as such: the path being written (else ``where``), the host, bytes free."""
+    full = disk_full(err)
+    if full is not None:
+        path = full.filename or where
+        free = free_bytes(path) if path else None
+        left = f"{free} bytes free" if free is not None else "free space unknown"
+        return f"disk full: {path or 'unknown path'} on {host or 'this host'}, {left}"
     text = str(err).strip()
+    # Some writers swallow ENOSPC (xlsxwriter's close in a destructor leaves an empty file), and
+    # the next step fails on the empty file: with nothing free where it worked, say so first.
+    if where and free_bytes(where) == 0:
+        cause = f"{type(err).__name__}: {text}" if text else type(err).__name__
+        return f"disk full: {where} on {host or 'this host'}, 0 bytes free ({cause})"
     if text:
         return f"{type(err).__name__}: {text}"
     frames = traceback.extract_tb(err.__traceback__)
-    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}"
-    return f"{type(err).__name__}{where if frames else ''}"
+    where_raised = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}"
+    return f"{type(err).__name__}{where_raised if frames else ''}"
 
 
 @contextmanager
@@ -83,20 +125,21 @@ def attention_of(model: Any) -> str:
     return str(getattr(config, "_attn_implementation", None) or "default")
 
 
-def infer(model: Any, fam: Family, combo: Combination, slot: Slot) -> None:
+def infer(model: Any, fam: Family, combo: Combination, slot: Slot, batch_size: int) -> None:
     """The GPU's part: every answer, written to VLMEvalKit's prediction file."""
+    seed_everything()
+    if combo.samples is not None:
+        done = fam.infer_prepared(
+            model, str(combo.cdir), combo.model_name, combo.dataset, combo.samples, batch_size
+        )
+        combo.pred_file, combo.inference = done.pred_file, dict(done.record)
+        return
     from vlmeval.inference import infer_data_job
     from vlmeval.smp.file import get_pred_file_path
 
-    seed_everything()
-    if combo.samples is not None:
-        fam.infer_prepared(
-            model, str(combo.cdir), combo.model_name, combo.dataset, combo.samples, slot.batch_size
-        )
-    else:
-        infer_data_job(
-            model, work_dir=str(combo.cdir), model_name=combo.model_name, dataset=combo.dataset
-        )
+    infer_data_job(
+        model, work_dir=str(combo.cdir), model_name=combo.model_name, dataset=combo.dataset
+    )
     combo.pred_file = get_pred_file_path(
         str(combo.cdir), combo.model_name, combo.bench.name, use_env_format=True
     )
@@ -111,17 +154,24 @@ class Worker:
         self._lock = threading.RLock()
         self.generating: str | None = None
 
+    def describe(self, err: BaseException, where: str | Path = "") -> str:
+        return describe(err, self.slot.host, where or self.slot.run_host_dir)
+
     def progress(self, current: str | None, state: str = "running") -> None:
         with self._lock:
-            contract.write_progress(
-                self.slot.slot_dir,
-                done=self.ok + self.failed,
-                total=self.total,
-                current=current,
-                ok=self.ok,
-                failed=self.failed,
-                state=state,
-            )
+            try:
+                contract.write_progress(
+                    self.slot.slot_dir,
+                    done=self.ok + self.failed,
+                    total=self.total,
+                    current=current,
+                    ok=self.ok,
+                    failed=self.failed,
+                    state=state,
+                )
+            except OSError as err:
+                # Progress is for the controller's display; the records are what counts.
+                log.error("cannot write slot progress: %s", self.describe(err, self.slot.slot_dir))
 
     def record(
         self, model: str, bench: str, status: str, started: str, seconds: float, **fields: Any
@@ -146,7 +196,13 @@ class Worker:
             record = contract.make_record(status=status, reason=str(err), **where)
         cdir = contract.combo_dir(self.slot.run_host_dir, model, bench)
         with self._lock:
-            contract.write_json_atomic(cdir / contract.STATUS_FILE, record)
+            try:
+                contract.write_json_atomic(cdir / contract.STATUS_FILE, record)
+            except OSError as err:
+                # No record can say it (the controller sees the combination missing); the
+                # container's console, kept by role eval_run, does, and the others go on.
+                status = "failed"
+                record["reason"] = f"status record not written: {self.describe(err, cdir)}"
             if status == "ok":
                 self.ok += 1
             else:
@@ -179,7 +235,7 @@ class Worker:
             fam = family(unit.family)
         except Exception as err:
             # The registry's own message names the known families.
-            reason = str(err) if isinstance(err, FamilyError) else describe(err)
+            reason = str(err) if isinstance(err, FamilyError) else self.describe(err)
             log.error("%s", reason)
             self.fail_unit(unit, reason, started, t0)
             return None
@@ -196,7 +252,7 @@ class Worker:
             seed_everything()
             model = fam.load(unit, self.slot)
         except Exception as err:  # every failure becomes a status record
-            reason = f"model load failed: {describe(err)}"
+            reason = f"model load failed: {self.describe(err)}"
             log.error("%s\n%s", reason, traceback.format_exc())
             self.fail_unit(unit, reason, started, t0)
             return None
@@ -232,6 +288,8 @@ class Worker:
         benchmark's answers, a thread prepares the next benchmark and another evaluates the
         previous, so the GPU waits on as little CPU work as possible."""
         benches = unit.benchmarks
+        # A batch size that ran out of GPU memory is not tried again for this unit's model.
+        batch_size = self.slot.batch_size
         with (
             ThreadPoolExecutor(1, thread_name_prefix="vlmfleet-prepare") as preparer,
             ThreadPoolExecutor(1, thread_name_prefix="vlmfleet-evaluate") as evaluator,
@@ -251,7 +309,8 @@ class Worker:
                     self.progress(combo.name)
                     with phase(combo, "infer"):
                         log.info("running %s (limit %s)", combo.name, self.slot.limit)
-                        infer(model, fam, combo, self.slot)
+                        infer(model, fam, combo, self.slot, batch_size)
+                    batch_size = combo.inference.get("batch_size_used", batch_size)
                 evaluations.append(evaluator.submit(self.finish_one, combo))
             for evaluation in evaluations:
                 evaluation.result()
@@ -287,13 +346,15 @@ class Worker:
                         self.slot.judge,
                         combo.questions,
                     )
-            phases = {"phase_seconds": dict(combo.phases)}
+            # An engine that gave up still says what it tried (InferenceError.record).
+            tried = combo.error.record if isinstance(combo.error, InferenceError) else {}
+            extra = {"phase_seconds": dict(combo.phases), **combo.inference, **tried}
             if combo.error is None:
                 status = "ok"
-                fields["extra"].update(phases)
+                fields["extra"].update(extra)
             else:
                 status = "failed"
-                fields = {"reason": describe(combo.error), "extra": phases}
+                fields = {"reason": self.describe(combo.error, combo.cdir), "extra": extra}
             seconds = time.monotonic() - combo.t0
             with log_routing.routed_to(combo.name):
                 self.record(

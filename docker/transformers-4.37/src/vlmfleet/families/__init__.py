@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, cast
@@ -32,6 +33,24 @@ SMOKE_MAX_NEW_TOKENS = 16
 
 class FamilyError(RuntimeError):
     """A unit's model cannot be loaded by its family; the message is the records' reason."""
+
+
+class InferenceError(RuntimeError):
+    """Inference gave up; ``record`` holds what it tried, for the status record's extras."""
+
+    def __init__(self, message: str, record: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.record = record
+
+
+@dataclass(frozen=True)
+class Inference:
+    """What ``infer_prepared`` wrote: VLMEvalKit's prediction file, and the fields it adds to
+    the combination's status record (optional extras of ``contract.make_record``, e.g. the
+    llava engine's ``batch_size_used`` and ``batch_retries``)."""
+
+    pred_file: str
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 class Family(Protocol):
@@ -61,9 +80,11 @@ class Family(Protocol):
         dataset: Any,
         prepared: Any,
         batch_size: int,
-    ) -> str:
+    ) -> Inference:
         """Generate every prepared sample's answer and write VLMEvalKit's prediction file (the
-        one ``infer_data_job`` writes, same path and format); return its path."""
+        one ``infer_data_job`` writes, same path and format); return its path and the record's
+        extra fields. Out of GPU memory, it may go on at a smaller batch (and say so in
+        ``Inference.record``); it raises only when nothing smaller fits."""
         ...
 
 

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from vlmfleet.contract import Slot, Unit
-from vlmfleet.families import FamilyError, custom_models_root, generation_settings, smoke_root
+from vlmfleet.families import (
+    FamilyError,
+    Inference,
+    custom_models_root,
+    generation_settings,
+    smoke_root,
+)
 
 NAME = "llava"
 
@@ -91,7 +97,7 @@ def prepare_samples(model: Any, dataset: Any) -> Any:
 
 def infer_prepared(
     model: Any, work_dir: str, model_name: str, dataset: Any, prepared: Any, batch_size: int
-) -> str:
+) -> Inference:
     from vlmfleet.families.llava_batched import infer_prepared as infer
 
     return infer(model, work_dir, model_name, dataset, prepared, batch_size)

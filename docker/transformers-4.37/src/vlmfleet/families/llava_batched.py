@@ -15,16 +15,25 @@ consumes an image feature for every sample of a batch, with or without an ``<ima
 The CPU work is kept off the GPU's path: ``prepare_samples`` (prompts, image dumps) runs on any
 thread, so the worker prepares the next benchmark while this one generates, and each batch's
 tokens and image tensors are made in a helper thread while the previous batch generates.
+
+A batch that runs out of GPU memory (another slot on the same GPU, a long prompt) is retried at
+half the size, and the rest of the dataset goes at that size: the combination fails for memory
+only when batch 1 does not fit. The retries go into the status record (``batch_retries``,
+``batch_size_used``).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from vlmfleet.contract import one_line
+from vlmfleet.families import Inference, InferenceError
 
 log = logging.getLogger("vlmfleet.families.llava_batched")
 T = TypeVar("T")
@@ -192,6 +201,69 @@ def generate_batch(model: Any, samples: Sequence[Sample]) -> list[str]:
     return generate_inputs(model, batch_inputs(model, samples))
 
 
+def is_out_of_memory(err: BaseException) -> bool:
+    """torch's CUDA out-of-memory error (torch is not imported for the check)."""
+    torch = sys.modules.get("torch")
+    oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
+    if isinstance(oom, type) and isinstance(err, oom):
+        return True
+    # torch raises a plain RuntimeError of this text from some allocators (cuBLAS workspaces).
+    return isinstance(err, RuntimeError) and "CUDA out of memory" in str(err)
+
+
+def free_cuda_memory() -> None:
+    """Hand the failed batch's cached blocks back before the smaller retry."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+@dataclass
+class Generated:
+    answers: dict[Any, str]
+    batch_size_used: int
+    # One entry per batch size that ran out of memory: {"batch_size": n, "error": "..."}.
+    retries: list[dict[str, Any]]
+
+
+def generate_all(model: Any, samples: Sequence[Sample], batch_size: int) -> Generated:
+    """Every sample's answer, ``batch_size`` at a time; out of GPU memory, the batch that failed
+    and all after it go at half the size, down to 1. Out of memory at 1: InferenceError, with
+    the retries in its ``record``."""
+    answers: dict[Any, str] = {}
+    retries: list[dict[str, Any]] = []
+    size, done = batch_size, 0
+    while done < len(samples):
+        failed = None
+        todo = ahead(batches(samples[done:], size), lambda b: batch_inputs(model, b))
+        try:
+            for batch, inputs in todo:
+                for sample, text in zip(batch, generate_inputs(model, inputs), strict=True):
+                    answers[sample.index] = text
+                done += len(batch)
+        except Exception as err:
+            if not is_out_of_memory(err):
+                raise
+            failed = one_line(f"{type(err).__name__}: {err}", 200)
+        finally:
+            # Waits for the batch being made ahead; drops the failed batch's tensors.
+            todo.close()
+        if failed is not None:
+            retries.append({"batch_size": size, "error": failed})
+            if size == 1:
+                tried = ", ".join(str(r["batch_size"]) for r in retries)
+                raise InferenceError(
+                    f"out of GPU memory even at batch 1 (tried {tried}): {failed}",
+                    {"batch_size_used": None, "batch_retries": retries},
+                )
+            log.warning(
+                "out of GPU memory at batch %d, retrying at %d: %s", size, size // 2, failed
+            )
+            size //= 2
+            free_cuda_memory()
+    return Generated(answers, size, retries)
+
+
 def infer_prepared(
     model: Any,
     work_dir: str,
@@ -199,18 +271,16 @@ def infer_prepared(
     dataset: Any,
     prepared: PreparedSamples,
     batch_size: int,
-) -> str:
-    """Generate every prepared sample's answer; write and return infer_data_job's file."""
+) -> Inference:
+    """Generate every prepared sample's answer; write infer_data_job's file and return it with
+    the batch sizes for the status record."""
     from vlmeval.smp import dump
     from vlmeval.smp.file import get_pred_file_path
 
     check_batch_size(batch_size)
     check_model(model)
-    answers: dict[Any, str] = {}
-    todo = batches(prepared.with_images, batch_size)
-    for batch, inputs in ahead(todo, lambda b: batch_inputs(model, b)):
-        for sample, text in zip(batch, generate_inputs(model, inputs), strict=True):
-            answers[sample.index] = text
+    generated = generate_all(model, prepared.with_images, batch_size)
+    answers = generated.answers
     if prepared.text_only:
         model.set_dump_image(dataset.dump_image)
     for index, message in prepared.text_only:
@@ -221,7 +291,7 @@ def infer_prepared(
         model_name,
         dataset.dataset_name,
         len(data),
-        batch_size,
+        generated.batch_size_used,
         len(prepared.text_only),
     )
     # infer_data_job's result: the dataset rows with a prediction column, image column dropped.
@@ -232,10 +302,13 @@ def infer_prepared(
         work_dir, model_name, dataset.dataset_name, use_env_format=True
     )
     dump(data, result_file)
-    return result_file
+    return Inference(
+        result_file,
+        {"batch_size_used": generated.batch_size_used, "batch_retries": generated.retries},
+    )
 
 
 def infer_batched(model: Any, work_dir: str, model_name: str, dataset: Any, batch_size: int) -> str:
     """Infer every sample of ``dataset`` in batches; write and return infer_data_job's file."""
     prepared = prepare_samples(model, dataset)
-    return infer_prepared(model, work_dir, model_name, dataset, prepared, batch_size)
+    return infer_prepared(model, work_dir, model_name, dataset, prepared, batch_size).pred_file
