@@ -29,20 +29,22 @@ CHECKPOINT = REPO / "docker" / "transformers-4.37" / "known_answer" / "llava-kno
 HOST = "node-a"
 RUN_ID = "real-ka"
 QUESTIONS = 12
-# Custom benchmark -> (kind, the smoke data generator whose rows it holds, the metric VLMEvalKit
-# gives a custom set of that kind).
+# Custom benchmark -> (kind, the seed benchmark whose synthetic rows it holds: the questions the
+# checkpoint was trained on, the metric VLMEvalKit gives a custom set of that kind).
 BENCHMARKS: dict[str, tuple[str, str, Callable[..., float]]] = {
-    "ka_mcq": ("mcq", "plain_mcq", pm.mcq_accuracy),
-    "ka_yorn": ("yorn", "yorn_pope", pm.yes_no_accuracy),
-    "ka_vqa": ("vqa", "vqa_textvqa", pm.vqa_accuracy),
+    "ka_mcq": ("mcq", "AI2D_TEST", pm.mcq_accuracy),
+    "ka_yorn": ("yorn", "POPE", pm.yes_no_accuracy),
+    "ka_vqa": ("vqa", "TextVQA_VAL", pm.vqa_accuracy),
 }
 WRITE_TSVS = """
 import sys
 from pathlib import Path
-from vlmfleet.smoke_data import write_dataset
+from vlmfleet.known_answer import SEED_BENCHMARKS
+from vlmfleet.smoke_data import synthetic_rows, write_tsv
 for arg in sys.argv[2:]:
-    name, shape = arg.split("=")
-    write_dataset(Path(sys.argv[1]), name, shape, int({questions}))
+    name, seed = arg.split("=")
+    rows = synthetic_rows(seed, SEED_BENCHMARKS[seed].smoke_shape, {questions})
+    write_tsv(Path(sys.argv[1]) / f"{{name}}.tsv", rows)
 """
 
 
@@ -68,7 +70,7 @@ def tsvs(run_in_image: Callable[..., Any], tmp_path_factory: pytest.TempPathFact
         "-c",
         WRITE_TSVS.format(questions=QUESTIONS),
         "/tsvs",
-        *(f"{name}={shape}" for name, (_, shape, _) in BENCHMARKS.items()),
+        *(f"{name}={seed}" for name, (_, seed, _) in BENCHMARKS.items()),
         volumes=(f"{out}:/tsvs",),
     )
     assert done.returncode == 0, done.stderr[-2000:]
