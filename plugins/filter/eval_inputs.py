@@ -294,6 +294,16 @@ def _custom_name(name: Any, what: str, taken: Iterable[str], errors: list[str]) 
     return True
 
 
+def _custom_entries(raw: Any, what: str, errors: list[str]) -> Mapping[str, Any]:
+    """custom_models / custom_benchmarks as given: a mapping of names to entries, or unset."""
+    if raw in (None, "", {}):
+        return {}
+    if not isinstance(raw, Mapping):
+        errors.append(f"{what} must be a mapping of names to entries, got {raw!r}")
+        return {}
+    return raw
+
+
 def _folder_gib(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**30
 
@@ -303,15 +313,10 @@ def check_custom_models(
 ) -> dict[str, dict[str, Any]]:
     """custom_models: {name: {family, checkpoint (a folder on the controller, shipped to the
     hosts that run it), gpu_memory_gib (optional)}} -> catalogue entries."""
-    if raw in (None, "", {}):
-        return {}
-    if not isinstance(raw, Mapping):
-        errors.append(f"custom_models must be a mapping of names to entries, got {raw!r}")
-        return {}
     families = catalogue["catalogue_families"]
     able = [f for f, spec in families.items() if spec.get("custom_checkpoint")]
     out = {}
-    for name, entry in raw.items():
+    for name, entry in _custom_entries(raw, "custom_models", errors).items():
         if not _custom_name(name, "custom_models", catalogue["catalogue_models"], errors):
             continue
         if not isinstance(entry, Mapping):
@@ -375,14 +380,9 @@ def check_custom_benchmarks(
 ) -> dict[str, dict[str, Any]]:
     """custom_benchmarks: {name: {kind, tsv (a file on the controller in VLMEvalKit's TSV
     format, shipped to each host's LMUData)}} -> catalogue entries with the file's md5."""
-    if raw in (None, "", {}):
-        return {}
-    if not isinstance(raw, Mapping):
-        errors.append(f"custom_benchmarks must be a mapping of names to entries, got {raw!r}")
-        return {}
     kinds = catalogue["catalogue_kinds"]
     out = {}
-    for name, entry in raw.items():
+    for name, entry in _custom_entries(raw, "custom_benchmarks", errors).items():
         if not _custom_name(name, "custom_benchmarks", catalogue["catalogue_benchmarks"], errors):
             continue
         if not isinstance(entry, Mapping) or entry.get("kind") not in kinds:

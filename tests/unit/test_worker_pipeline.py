@@ -28,6 +28,11 @@ STACK = all(importlib.util.find_spec(m) for m in ("torch", "llava", "vlmeval"))
 needs_stack = pytest.mark.skipif(not STACK, reason="needs torch, llava and vlmeval (the image)")
 
 
+def records_of(model_dir: Path, benchmarks: list[str]) -> dict[str, dict]:
+    """The status records the worker wrote for one model, by benchmark."""
+    return {b: json.loads((model_dir / b / "status.json").read_text()) for b in benchmarks}
+
+
 def test_ahead_keeps_order_and_works_one_item_ahead() -> None:
     started: list[int] = []
     seen: list[tuple[int, list[int]]] = []
@@ -152,10 +157,7 @@ def test_unit_pipeline_records_each_combination_and_keeps_going_past_a_failure(
     assert worker.main(["--slot-file", str(slot_file)]) == 1
 
     run_dir = tmp_path / "outputs" / "r1" / "h1"
-    status = {
-        b["name"]: json.loads((run_dir / "llava_v1.5_7b" / b["name"] / "status.json").read_text())
-        for b in benches
-    }
+    status = records_of(run_dir / "llava_v1.5_7b", [b["name"] for b in benches])
     assert {n: r["status"] for n, r in status.items()} == {
         "MMBench_DEV_EN": "ok",
         "POPE": "failed",
@@ -270,10 +272,7 @@ def test_disk_full_and_out_of_memory_are_named_in_the_records(
     )
     assert pipeline.Worker(load_slot(slot_dir / "slot.json")).run() == 1
 
-    records = {
-        n: json.loads((tmp_path / "outputs/r1/gpu-07/m7b" / n / "status.json").read_text())
-        for n in names
-    }
+    records = records_of(tmp_path / "outputs/r1/gpu-07/m7b", names)
     assert {n: r["status"] for n, r in records.items()} == {
         "MMBench_DEV_EN": "ok",
         "MMStar": "ok",
