@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
-from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import JUDGES
+from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
+    DATA_SOURCES,
+    JUDGES,
+)
 from ansible_collections.vlmfleet.shared.plugins.module_utils.custom_inputs import (
     check_custom_benchmarks,
     check_custom_models,
@@ -29,6 +33,9 @@ RESUMABLE = ("models", "benchmarks", "limit", "smoke", "smoke_weights")
 SMOKE_WEIGHTS = ("known", "random")
 DEFAULT_SMOKE_WEIGHTS = "known"
 DEFAULT_JUDGE = "exact_matching"
+# Where a real run's official benchmark TSVs come from: VLMEvalKit's own download on each host,
+# or eval_data_dir on the controller (air-gapped fleets), shipped by role eval_run.
+DEFAULT_DATA_SOURCE = "download"
 # Samples per generate call: batch 1 leaves an H100 mostly idle (bench/README.md), and the
 # batched path answers as VLMEvalKit's batch-1 loop does (tests/e2e/test_batched_agreement.py).
 DEFAULT_BATCH_SIZE = 8
@@ -261,6 +268,54 @@ def check_hosts(
     return out
 
 
+def check_data_source(
+    source: Any, data_dir: Any, benchmarks: list[str], catalogue: Mapping[str, Any], smoke: bool
+) -> tuple[str, str | None]:
+    """eval_data_source and eval_data_dir -> (source, the directory or None).
+
+    ``ship`` needs ``<eval_data_dir>/<name>.tsv`` on the controller for each official benchmark
+    of the run (custom ones are shipped from their own tsv). Only presence is checked here:
+    the controller has no VLMEvalKit, whose dataset classes hold the md5s; each host's
+    preparation step checks every shipped file against them before any worker starts.
+    """
+    source = DEFAULT_DATA_SOURCE if _unset(source) else source
+    if source not in DATA_SOURCES:
+        raise EvalInputError(
+            f"eval_data_source must be one of {', '.join(DATA_SOURCES)}, got {source!r}"
+        )
+    if source == "download":
+        if not _unset(data_dir):
+            raise EvalInputError(
+                "eval_data_dir applies to eval_data_source=ship only; add "
+                "eval_data_source=ship or leave eval_data_dir out"
+            )
+        return source, None
+    if smoke:
+        raise EvalInputError(
+            "eval_data_source=ship applies to real runs: smoke runs write their own synthetic "
+            "data; leave smoke=true or eval_data_source out"
+        )
+    if _unset(data_dir):
+        raise EvalInputError(
+            "eval_data_source=ship needs eval_data_dir: a directory on the controller holding "
+            "<name>.tsv for each benchmark of the run"
+        )
+    folder = Path(str(data_dir)).expanduser().absolute()
+    if not folder.is_dir():
+        raise EvalInputError(
+            f"eval_data_dir {str(data_dir)!r} is not a directory on the controller"
+        )
+    cat = catalogue["catalogue_benchmarks"]
+    official = [b for b in benchmarks if not cat[b].get("custom")]
+    missing = [b for b in official if not (folder / f"{b}.tsv").is_file()]
+    if missing:
+        raise EvalInputError(
+            f"eval_data_dir {folder} lacks {', '.join(f'{b}.tsv' for b in missing)} "
+            f"(eval_data_source=ship needs VLMEvalKit's TSV of each benchmark of the run)"
+        )
+    return source, str(folder)
+
+
 def check_smoke_models(models: list[str], catalogue: Mapping[str, Any]) -> None:
     """Smoke runs load the smoke checkpoints, which exist for some families only."""
     cat, families = catalogue["catalogue_models"], catalogue["catalogue_families"]
@@ -290,8 +345,9 @@ def check_inputs(
     host's name (for the message when it selects none).
 
     Returns {"models", "benchmarks", "limit", "run_id", "smoke", "smoke_weights", "resume",
-    "allow_cpu", "resumed", "batch_size", "max_new_tokens", "judge", "hosts": {host:
-    {"gpu_slots", "batch_size"}}}; raises EvalInputError listing every problem.
+    "allow_cpu", "resumed", "batch_size", "max_new_tokens", "judge", "data_source",
+    "data_dir", "hosts": {host: {"gpu_slots", "batch_size"}}}; raises EvalInputError listing
+    every problem.
     """
     errors: list[str] = []
     custom_models = check_custom_models(raw.get("custom_models"), catalogue, errors)
@@ -397,6 +453,9 @@ def check_inputs(
             "custom_models and custom_benchmarks apply to real runs: smoke runs load the smoke "
             "checkpoints and synthetic data; leave smoke=true out"
         )
+    out["data_source"], out["data_dir"] = check_data_source(
+        raw.get("data_source"), raw.get("data_dir"), out["benchmarks"], catalogue, out["smoke"]
+    )
     if out["smoke"]:
         check_smoke_models(out["models"], catalogue)
         out["max_new_tokens"] = out["max_new_tokens"] or SMOKE_MAX_NEW_TOKENS

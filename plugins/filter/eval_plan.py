@@ -454,10 +454,23 @@ def eval_slot_containers(slots: Iterable[Mapping[str, Any]]) -> list[dict[str, s
     return [{"slot": s["slot"], "container": s["container"]} for s in slots]
 
 
+def eval_prepare_container(run_id: str, host: str) -> str:
+    """The name of the host's one-shot data preparation container (vlmfleet.prepare_data)."""
+    return contract.container_name(run_id, host, contract.PREPARE_SLOT)
+
+
+def eval_official_benchmarks(slots: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The benchmarks of eval_host_units' slots that VLMEvalKit's own data serves (no custom
+    file shipped: no md5), in order, once each: what the preparation step prepares."""
+    return contract.official_benchmarks(contract.parse_slot(s["slot_file"]) for s in slots)
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "eval_plan": eval_plan,
             "eval_host_units": eval_host_units,
             "eval_slot_containers": eval_slot_containers,
+            "eval_prepare_container": eval_prepare_container,
+            "eval_official_benchmarks": eval_official_benchmarks,
         }

@@ -16,6 +16,7 @@ from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
     RESULT_KEYS,
     SUMMARY_STATUSES,
     done_combinations,
+    prepare_failure,
     run_records,
 )
 
@@ -25,14 +26,18 @@ def summarize(
     records: Iterable[Mapping[str, Any]],
     lost_hosts: Iterable[str] = (),
     slot_notes: Mapping[str, str] | None = None,
+    not_prepared: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """One entry per combination of plan's models x benchmarks.
 
     An ok record wins wherever it was made (a resumed run may have moved a combination);
     otherwise the record of the host this attempt planned it on; otherwise missing, with the
     reason: its host was lost (unreachable or not collected) or the worker never wrote it
-    (slot_notes: "host/slot" -> what its container said last, e.g. its exit code and log line).
+    (slot_notes: "host/slot" -> what its container said last, e.g. its exit code and log line),
+    or its host's data preparation stopped the host's run (not_prepared: host -> "data not
+    prepared: ..." from its prepare.json).
     """
+    unprepared = not_prepared or {}
     notes = slot_notes or {}
     lost = set(lost_hosts)
     placed = {}
@@ -63,6 +68,8 @@ def summarize(
                 entry["reason"] = f"no status record: host {host} unreachable during the run"
             elif host is None:
                 entry["reason"] = "no status record and not planned in this attempt"
+            elif host in unprepared:
+                entry["reason"] = unprepared[host]
             else:
                 entry["reason"] = f"no status record: the worker on {host} {slot} did not reach it"
                 if notes.get(f"{host}/{slot}"):
@@ -111,7 +118,11 @@ def eval_summary(
     plan: Mapping[str, Any], run_dir: str, lost_hosts: Iterable[str] = ()
 ) -> dict[str, Any]:
     """Filter form: reads the collected records of results/<run_id>/ on the controller."""
-    return summarize(plan, run_records(run_dir), lost_hosts, read_slot_notes(run_dir, plan))
+    hosts = dict.fromkeys(u["host"] for u in plan["units"])
+    not_prepared = {h: why for h in hosts if (why := prepare_failure(Path(run_dir) / h))}
+    return summarize(
+        plan, run_records(run_dir), lost_hosts, read_slot_notes(run_dir, plan), not_prepared
+    )
 
 
 def eval_done_combinations(records: Iterable[Mapping[str, Any]], smoke: bool) -> list[list[str]]:

@@ -131,3 +131,35 @@ def test_your_own_model_on_your_own_benchmarks_in_real_mode(fleet: Fleet, tsvs: 
         assert record["samples"] == QUESTIONS
         # The checkpoint was trained to answer these; a broken real-mode path scores far lower.
         assert expected >= 90, (name, expected)
+
+
+def test_an_official_benchmark_is_prepared_before_any_worker_and_its_failure_named(
+    fleet: Fleet,
+) -> None:
+    """smoke=false with VLMEvalKit's POPE and eval_data_source=download: the host's preparation
+    container lets VLMEvalKit fetch POPE.tsv, which this machine cannot reach (no benchmark
+    mirror here), so the host's run stops there, naming POPE, its URL and the cause; no worker
+    starts, and the summary says so for the combination."""
+    run_id = "real-prep"
+    r = fleet.eval(
+        run_id=run_id,
+        eval_hosts=HOST,
+        smoke=False,
+        allow_cpu=True,
+        models=["ka_strong"],
+        benchmarks=["POPE"],
+        eval_data_source="download",
+        custom_models={"ka_strong": {"family": "llava", "checkpoint": str(CHECKPOINT)}},
+    )
+    out = stdout(r)
+    assert r.rc != 0, out[-4000:]
+    url = "https://opencompass.openxlab.space/utils/VLMEval/POPE.tsv"
+    prefix = f"data not prepared: could not download POPE from {url}: "
+    assert f"{HOST}: {prefix}" in out, out[-4000:]
+    (entry,) = fleet.summary(run_id)["combinations"]
+    assert entry["status"] == "missing" and entry["reason"].startswith(prefix), entry
+    # No worker started: none wrote its progress file.
+    host_dir = fleet.host_dir(HOST, run_id)
+    assert not list(host_dir.glob("*/slot-progress.json"))
+    assert json.loads((host_dir / "prepare.json").read_text())["status"] == "failed"
+    print(f"\n{entry['reason'][:300]}")

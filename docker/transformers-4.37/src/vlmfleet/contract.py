@@ -42,6 +42,19 @@ WORKER_LOG = "worker.log"
 CONTAINER_SECRET_ENV = "/run/secrets/eval.env"
 # Where the worker's container finds the host's custom checkpoints (read-only), one folder each.
 CONTAINER_MODELS = "/models"
+# A real run's data preparation (python -m vlmfleet.prepare_data), once per host before any
+# worker starts: its record outputs/<run_id>/<host>/prepare.json, its exclusive lock
+# $LMUData/.prepare.lock, and where the official benchmarks' TSVs come from (eval_data_source:
+# VLMEvalKit's own download, or shipped from the controller's eval_data_dir).
+PREPARE_FILE = "prepare.json"
+PREPARE_LOCK = ".prepare.lock"
+# The preparation container's name: container_name(run_id, host, PREPARE_SLOT) (no slot is
+# named so: slots are gpuN, gpuN-M, gpuNsK, cpuN).
+PREPARE_SLOT = "prepare"
+DATA_SOURCES = ("download", "ship")
+# A prepare record's status and what a summary says of the combinations of a host it stopped.
+PREPARE_STATUSES = ("ok", "failed")
+NOT_PREPARED = "data not prepared"
 
 # A combination's status in a record; a summary adds "missing" (no record came back).
 RECORD_STATUSES = ("ok", "failed")
@@ -246,6 +259,39 @@ def read_record(path: str | Path) -> dict[str, Any]:
     }
 
 
+# --- data preparation record -----------------------------------------------------------------
+
+# prepare.json: status (PREPARE_STATUSES), source (DATA_SOURCES), benchmarks ([{name, path, md5,
+# fetched}] of those prepared), error (one line naming each benchmark and its cause, or null),
+# lock_waited_seconds, lock_acquired_at / lock_released_at (epoch seconds), started_at,
+# finished_at.
+PREPARE_KEYS = (
+    "status",
+    "source",
+    "benchmarks",
+    "error",
+    "lock_waited_seconds",
+    "lock_acquired_at",
+    "lock_released_at",
+    "started_at",
+    "finished_at",
+)
+
+
+def prepare_failure(run_host_dir: str | Path) -> str | None:
+    """Why a host's data preparation stopped its run ("data not prepared: ..."), or None when
+    it has no record (smoke runs, earlier attempts) or its record says ok."""
+    path = Path(run_host_dir) / PREPARE_FILE
+    if not path.exists():
+        return None
+    record = read_json(path)
+    if not isinstance(record, dict) or record.get("status") not in PREPARE_STATUSES:
+        return one_line(f"{NOT_PREPARED}: {path} is not a preparation record")
+    if record["status"] == "ok":
+        return None
+    return one_line(f"{NOT_PREPARED}: {record.get('error') or 'no reason recorded'}")
+
+
 def host_records(run_host_dir: str | Path) -> list[dict[str, Any]]:
     """The status records of a host's outputs/<run_id>/<host>/ (<model>/<benchmark>/)."""
     return [read_record(p) for p in sorted(Path(run_host_dir).glob(f"*/*/{STATUS_FILE}"))]
@@ -391,6 +437,20 @@ def slot_file(
     }
     parse_slot(data, Path(f"{host}/{slot}/{SLOT_FILE}"))
     return data
+
+
+def official_benchmarks(slots: Iterable[Slot]) -> list[str]:
+    """The benchmarks of real-mode slots that VLMEvalKit's own data serves (no custom file
+    shipped: no md5), in order, once each: what a host's data preparation prepares."""
+    names: dict[str, None] = {}
+    for slot in slots:
+        if slot.smoke:
+            continue
+        for unit in slot.units:
+            for bench in unit.benchmarks:
+                if bench.md5 is None:
+                    names[bench.name] = None
+    return list(names)
 
 
 def slot_total(data: Any) -> int:

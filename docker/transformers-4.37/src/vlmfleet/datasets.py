@@ -1,6 +1,9 @@
 """VLMEvalKit's dataset object of a combination: its data root, its data and its sample limit.
 
-A real run reads VLMEvalKit's own data under $LMUData. A smoke run points VLMEvalKit at a folder
+A real run reads VLMEvalKit's own data under $LMUData, which the host's preparation step
+(``vlmfleet.prepare_data``) fetched or received and md5-checked before any worker started: a
+worker never downloads, it checks that an official benchmark's TSV is there with VLMEvalKit's
+md5 before building the dataset (``check_prepared``). A smoke run points VLMEvalKit at a folder
 of its own (``use_smoke_data_root``) and writes the benchmark's synthetic TSV there in the slot
 file's ``smoke_shape`` (``vlmfleet.smoke_data``). VLMEvalKit's dataset classes md5-check their
 TSV and download the real one on a mismatch, so the synthetic file's md5 is registered with the
@@ -10,6 +13,7 @@ type is checked against the slot file's ``dataset_type`` before any data is writ
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -46,6 +50,61 @@ def dataset_class(name: str) -> type | None:
     import vlmeval.dataset as vd
 
     return next((cls for cls in vd.DATASET_CLASSES if name in cls.supported_datasets()), None)
+
+
+def official_tsv(name: str) -> Path:
+    """Where VLMEvalKit's dataset classes keep a registered benchmark's TSV (prepare_tsv:
+    $LMUData/<dataset name>.tsv, whatever the download URL's file name)."""
+    return lmu_root() / f"{name}.tsv"
+
+
+def official_md5(cls: type, name: str) -> str | None:
+    """VLMEvalKit's md5 for ``name`` (its class's DATASET_MD5), or None where its table has none
+    (VLMEvalKit then accepts any file of that name)."""
+    return (getattr(cls, "DATASET_MD5", None) or {}).get(name)
+
+
+def official_url(cls: type, name: str) -> str:
+    """Where VLMEvalKit downloads ``name`` from (load_data: DATASET_URL, else <name>.tsv)."""
+    return (getattr(cls, "DATASET_URL", None) or {}).get(name) or f"{name}.tsv"
+
+
+@functools.lru_cache(maxsize=64)
+def _md5(path: str, size: int, mtime_ns: int) -> str:
+    from vlmfleet.smoke_data import file_md5
+
+    return file_md5(Path(path))
+
+
+def tsv_md5(path: Path) -> str:
+    """The file's md5, computed once per process for the same size and mtime (a slot checks
+    the same multi-GB TSV for each of its models)."""
+    st = path.stat()
+    return _md5(str(path), st.st_size, st.st_mtime_ns)
+
+
+def data_problem(cls: type, name: str) -> str | None:
+    """Why $LMUData/<name>.tsv is not the file VLMEvalKit's table names, or None."""
+    tsv = official_tsv(name)
+    if not tsv.is_file():
+        return f"no file {tsv}"
+    want = official_md5(cls, name)
+    if want is None:
+        return None
+    got = tsv_md5(tsv)
+    if got != want:
+        return f"{tsv} has md5 {got}, VLMEvalKit's table says {want}"
+    return None
+
+
+def check_prepared(cls: type, name: str) -> None:
+    """A real run's official benchmark: its TSV must be there with VLMEvalKit's md5, else the
+    combination fails (VLMEvalKit would download it again, in every slot at once)."""
+    problem = data_problem(cls, name)
+    if problem is not None:
+        raise DatasetError(
+            f"data for {name} not prepared on this host (eval.yml's preparation step): {problem}"
+        )
 
 
 def use_synthetic_dataset(root: Path, name: str, shape: str, questions: int) -> str:
@@ -140,6 +199,8 @@ def prepare_dataset(bench: Benchmark, slot: Slot) -> Any:
             f"custom benchmark {bench.name!r} has the name of a VLMEvalKit dataset, which "
             "VLMEvalKit would md5-check and download; give it another name"
         )
+    else:
+        check_prepared(cls, bench.name)
     dataset = build_dataset(bench.name)
     if dataset is None:
         raise DatasetError(
