@@ -7,6 +7,7 @@ valid ones, and all problems are reported together in one message.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,15 @@ DEFAULT_JUDGE = "exact_matching"
 # Where a real run's official benchmark TSVs come from: VLMEvalKit's own download on each host,
 # or eval_data_dir on the controller (air-gapped fleets), shipped by role eval_run.
 DEFAULT_DATA_SOURCE = "download"
+# The judge "openai": VLMEvalKit's OpenAIWrapper against any OpenAI-compatible server.
+DEFAULT_JUDGE_MODEL = "gpt-4o-mini"
+DEFAULT_JUDGE_BASE_URL = "https://api.openai.com/v1"
+CHAT_PATH = "/chat/completions"
+# Judge names that VLMEvalKit's build_judge (vlmeval/dataset/utils/judge_util.py) sends to
+# another client than the OpenAI-compatible one (SiliconFlow, a local Hugging Face model).
+OTHER_CLIENT_JUDGES = ("qwen-7b", "qwen-72b", "deepseek", "llama31-8b")
+# VLMEvalKit names its MCQ result files after the judge model: a name that is one plain word.
+JUDGE_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # Samples per generate call: batch 1 leaves an H100 mostly idle (bench/README.md), and the
 # batched path answers as VLMEvalKit's batch-1 loop does (tests/e2e/test_batched_agreement.py).
 DEFAULT_BATCH_SIZE = 8
@@ -209,16 +219,84 @@ def check_run_options(raw: Mapping[str, Any], errors: list[str]) -> dict[str, An
     depends on smoke, settled last)."""
     batch = parse_count(raw.get("batch_size"), "eval_run_batch_size", BATCH_MEANING, errors)
     max_new = parse_count(raw.get("max_new_tokens"), "max_new_tokens", "tokens per answer", errors)
-    judge = raw.get("judge")
-    if not _unset(judge) and judge not in JUDGES:
-        errors.append(
-            f"eval_run_judge {judge!r} is not available; valid: {', '.join(JUDGES)} "
-            "(VLMEvalKit's exact matching; this project cannot configure a judge model yet)"
-        )
     return {
         "batch_size": batch or DEFAULT_BATCH_SIZE,
         "max_new_tokens": max_new,
-        "judge": DEFAULT_JUDGE if _unset(judge) else judge,
+        **check_judge(raw, errors),
+    }
+
+
+def parse_judge_model(value: Any, errors: list[str]) -> str | None:
+    text = DEFAULT_JUDGE_MODEL if _unset(value) else value
+    if not isinstance(text, str) or not JUDGE_MODEL_RE.match(text):
+        errors.append(
+            f"eval_judge_model {value!r} is not usable: one word of letters, digits, '.', '_', "
+            "':' or '-' (VLMEvalKit names its result files after it), e.g. "
+            f"{DEFAULT_JUDGE_MODEL}"
+        )
+        return None
+    if text in OTHER_CLIENT_JUDGES:
+        errors.append(
+            f"eval_judge_model {text!r} is VLMEvalKit's name for a judge it reaches through "
+            f"another client ({', '.join(OTHER_CLIENT_JUDGES)}); name the model as the "
+            "OpenAI-compatible server at eval_judge_base_url serves it"
+        )
+        return None
+    return text
+
+
+def parse_judge_base_url(value: Any, errors: list[str]) -> str | None:
+    """An http(s) URL without credentials, as OpenAI's clients take it (e.g.
+    https://api.openai.com/v1); the judge posts to <it>/chat/completions."""
+    text = DEFAULT_JUDGE_BASE_URL if _unset(value) else value
+    url = urllib.parse.urlsplit(text) if isinstance(text, str) else None
+    problem = None
+    if url is None or url.scheme not in ("http", "https") or not url.hostname:
+        problem = "an http:// or https:// URL with a host"
+    elif url.username is not None or url.password is not None:
+        problem = "without user or password in it (the key comes from eval_dirs_judge_api_key)"
+    elif url.query or url.fragment:
+        problem = "without a query or fragment"
+    elif url.path.rstrip("/").endswith(CHAT_PATH):
+        problem = f"the base URL, without {CHAT_PATH} (the judge appends it)"
+    if problem:
+        # A URL with a password in it is not shown back.
+        shown = "(a URL with credentials)" if url and url.password else repr(value)
+        errors.append(
+            f"eval_judge_base_url {shown} is not usable: give {problem}, e.g. "
+            f"{DEFAULT_JUDGE_BASE_URL}"
+        )
+        return None
+    return text.rstrip("/")
+
+
+def check_judge(raw: Mapping[str, Any], errors: list[str]) -> dict[str, Any]:
+    """eval_run_judge with its model and base URL (settled for the judge "openai", None for
+    exact matching, where giving either is refused)."""
+    judge = raw.get("judge")
+    given = {k: raw.get(k) for k in ("judge_model", "judge_base_url")}
+    if _unset(judge):
+        judge = DEFAULT_JUDGE
+    if judge not in JUDGES:
+        errors.append(
+            f"eval_run_judge {judge!r} is not available; valid: {', '.join(JUDGES)} "
+            "(exact_matching: VLMEvalKit's rules; openai: an OpenAI-compatible judge model, "
+            "eval_judge_model at eval_judge_base_url)"
+        )
+        return {"judge": DEFAULT_JUDGE, "judge_model": None, "judge_base_url": None}
+    if judge == DEFAULT_JUDGE:
+        named = [f"eval_{k}" for k, v in given.items() if not _unset(v)]
+        if named:
+            errors.append(
+                f"{' and '.join(named)} {'apply' if len(named) > 1 else 'applies'} to "
+                "eval_run_judge=openai only; add "
+                "-e eval_run_judge=openai or leave them out"
+            )
+        return {"judge": judge, "judge_model": None, "judge_base_url": None}
+    return {
+        "judge": judge,
+        "judge_model": parse_judge_model(given["judge_model"], errors),
+        "judge_base_url": parse_judge_base_url(given["judge_base_url"], errors),
     }
 
 
@@ -345,9 +423,9 @@ def check_inputs(
     host's name (for the message when it selects none).
 
     Returns {"models", "benchmarks", "limit", "run_id", "smoke", "smoke_weights", "resume",
-    "allow_cpu", "resumed", "batch_size", "max_new_tokens", "judge", "data_source",
-    "data_dir", "hosts": {host: {"gpu_slots", "batch_size"}}}; raises EvalInputError listing
-    every problem.
+    "allow_cpu", "resumed", "batch_size", "max_new_tokens", "judge", "judge_model",
+    "judge_base_url", "data_source", "data_dir", "hosts": {host: {"gpu_slots", "batch_size"}}};
+    raises EvalInputError listing every problem.
     """
     errors: list[str] = []
     custom_models = check_custom_models(raw.get("custom_models"), catalogue, errors)

@@ -164,9 +164,12 @@ def combination_cost(
     return samples * float(bench["cost_per_sample"]) * float(model["cost_factor"])
 
 
-def benchmark_entry(name: str, catalogue: Mapping[str, Any]) -> dict[str, Any]:
+def benchmark_entry(
+    name: str, catalogue: Mapping[str, Any], judge: str = "exact_matching"
+) -> dict[str, Any]:
     """A benchmark as the slot file names it: its kind and what the kind declares (VLMEvalKit's
-    dataset type, score scale, smoke data shape), the benchmark's own smoke shape first."""
+    dataset type, score scale, smoke data shape), the benchmark's own smoke shape first, and
+    its judge: the run's where VLMEvalKit's evaluation of the kind asks one (``judged``)."""
     bench = catalogue["catalogue_benchmarks"][name]
     kind = catalogue["catalogue_kinds"][bench["kind"]]
     entry = {
@@ -175,6 +178,7 @@ def benchmark_entry(name: str, catalogue: Mapping[str, Any]) -> dict[str, Any]:
         "dataset_type": kind["dataset_type"],
         "score_scale": float(kind["score_scale"]),
         "smoke_shape": bench.get("smoke_shape", kind["smoke_shape"]),
+        "judge": judge if kind.get("judged") else "exact_matching",
     }
     # A custom benchmark's file, shipped to the host: the worker checks it is that one.
     return entry | ({"md5": bench["md5"]} if bench.get("custom") else {})
@@ -346,7 +350,7 @@ def plan(
                     "container": container,
                     "model": m,
                     "family": models_cat[m]["family"],
-                    "benchmarks": [benchmark_entry(b, catalogue) for b in bs],
+                    "benchmarks": [benchmark_entry(b, catalogue, inputs["judge"]) for b in bs],
                     **smoke_checkpoint(models_cat[m], inputs),
                     **custom_checkpoint(m, models_cat[m]),
                     "estimated_cost": round(
@@ -372,6 +376,8 @@ def plan(
         "smoke": smoke,
         "limit": limit,
         "judge": inputs["judge"],
+        "judge_model": inputs.get("judge_model"),
+        "judge_base_url": inputs.get("judge_base_url"),
         "max_new_tokens": inputs["max_new_tokens"],
         "models": models,
         "benchmarks": benchmarks,
@@ -441,6 +447,8 @@ def eval_host_units(plan_: Mapping[str, Any], host: str) -> list[dict[str, Any]]
             smoke=plan_["smoke"],
             limit=plan_["limit"],
             judge=plan_["judge"],
+            judge_model=plan_.get("judge_model"),
+            judge_base_url=plan_.get("judge_base_url"),
             max_new_tokens=plan_["max_new_tokens"],
             batch_size=batch[s["slot"]],
             units=units,

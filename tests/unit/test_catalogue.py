@@ -203,7 +203,10 @@ def test_every_model_of_a_smoke_family_names_a_known_answer_checkpoint():
         ({"batch_size": "0"}, "eval_run_batch_size must be a positive whole number"),
         ({"batch_size": True}, "eval_run_batch_size must be a positive whole number"),
         ({"max_new_tokens": "-1"}, "max_new_tokens must be a positive whole number"),
-        ({"judge": "gpt-4o-mini"}, "eval_run_judge 'gpt-4o-mini' is not available; valid: exact"),
+        (
+            {"judge": "gpt-4o-mini"},
+            "eval_run_judge 'gpt-4o-mini' is not available; valid: exact_matching, openai",
+        ),
         # Models this image refuses, in smoke runs too: test_models_this_image_cannot_run_...
     ],
 )
@@ -213,6 +216,75 @@ def test_run_options_and_smoke_models_are_checked_up_front(raw, message):
     assert message in str(err.value)
     good = check(batch_size="4", max_new_tokens="16", judge="exact_matching")
     assert (good["batch_size"], good["max_new_tokens"]) == (4, 16)
+
+
+def test_a_judge_model_is_settled_with_its_defaults():
+    judged = check(judge="openai")
+    assert (judged["judge"], judged["judge_model"], judged["judge_base_url"]) == (
+        "openai",
+        "gpt-4o-mini",
+        "https://api.openai.com/v1",
+    )
+    mine = check(
+        judge="openai", judge_model="my-judge:7b", judge_base_url="http://10.0.0.5:8000/v1/"
+    )
+    assert (mine["judge_model"], mine["judge_base_url"]) == (
+        "my-judge:7b",
+        "http://10.0.0.5:8000/v1",
+    )
+    assert (check()["judge_model"], check()["judge_base_url"]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"judge": "gpt4"},
+            "eval_run_judge 'gpt4' is not available; valid: exact_matching, openai",
+        ),
+        (
+            {"judge_model": "gpt-4o"},
+            "eval_judge_model applies to eval_run_judge=openai only; add -e eval_run_judge=openai",
+        ),
+        (
+            {"judge": "exact_matching", "judge_model": "m", "judge_base_url": "http://h/v1"},
+            "eval_judge_model and eval_judge_base_url apply to eval_run_judge=openai only",
+        ),
+        (
+            {"judge": "openai", "judge_model": "Qwen/Qwen2.5-72B"},
+            "eval_judge_model 'Qwen/Qwen2.5-72B' is not usable: one word of letters",
+        ),
+        (
+            {"judge": "openai", "judge_model": "deepseek"},
+            "eval_judge_model 'deepseek' is VLMEvalKit's name for a judge it reaches through "
+            "another client",
+        ),
+        (
+            {"judge": "openai", "judge_base_url": "judge.example:8000/v1"},
+            "eval_judge_base_url 'judge.example:8000/v1' is not usable: give an http:// or "
+            "https:// URL with a host, e.g. https://api.openai.com/v1",
+        ),
+        (
+            {"judge": "openai", "judge_base_url": "https://api.openai.com/v1/chat/completions"},
+            "give the base URL, without /chat/completions (the judge appends it)",
+        ),
+        (
+            {"judge": "openai", "judge_base_url": "https://h/v1?key=1"},
+            "without a query or fragment",
+        ),
+    ],
+)
+def test_a_bad_judge_input_stops_in_the_validation_step(raw, message):
+    with pytest.raises(EvalInputError) as err:
+        check(**raw)
+    assert message in str(err.value)
+
+
+def test_a_judge_url_with_a_password_is_refused_without_showing_it():
+    with pytest.raises(EvalInputError) as err:
+        check(judge="openai", judge_base_url="https://me:sk-secret@judge.example/v1")
+    assert "eval_judge_base_url (a URL with credentials) is not usable: give" in str(err.value)
+    assert "sk-secret" not in str(err.value)
 
 
 @pytest.mark.parametrize(

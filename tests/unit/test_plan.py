@@ -282,6 +282,22 @@ def test_resume_plans_only_what_is_not_done():
     assert ("llava_v1.5_7b", SEED_BENCHMARKS[0]) not in combos(p)
 
 
+def test_a_judge_model_goes_to_the_benchmarks_vlmevalkit_lets_it_judge():
+    judge = {"judge_model": "gpt-4o-mini", "judge_base_url": "http://judge.example:8000/v1"}
+    p = plan({"a": gpus(H100)}, CATALOGUE, inputs(judge="openai", **judge))
+    (s,) = eval_host_units(p, "a")[:1]
+    slot = contract.parse_slot(s["slot_file"])
+    assert (slot.judge, slot.judge_model, slot.judge_base_url) == ("openai", *judge.values())
+    judged = {b.name: b.judge for u in slot.units for b in u.benchmarks}
+    kinds = CATALOGUE["catalogue_kinds"]
+    for name, by in judged.items():
+        kind = kinds[CATALOGUE["catalogue_benchmarks"][name]["kind"]]
+        assert by == ("openai" if kind["judged"] else "exact_matching"), name
+    # MCQ and yes/no benchmarks are judged; VQA ones keep VLMEvalKit's rule-based metrics.
+    assert judged["MMMU_DEV_VAL"] == judged["POPE"] == "openai"
+    assert judged["TextVQA_VAL"] == "exact_matching"
+
+
 def test_plan_is_deterministic_and_host_units_are_complete_slot_files():
     fleet = {"a": gpus(H100, H100), "b": gpus(H100) | {"eval_run_batch_size": "4"}}
     p1, p2 = plan(fleet, CATALOGUE, inputs()), plan(fleet, CATALOGUE, inputs())
@@ -304,6 +320,7 @@ def test_plan_is_deterministic_and_host_units_are_complete_slot_files():
         "dataset_type": "Y/N",
         "score_scale": 100.0,
         "smoke_shape": "yorn_pope",
+        "judge": "exact_matching",
     }
     mmbench = next(b for u in units for b in u["benchmarks"] if b["name"] == "MMBench_DEV_EN")
     assert (mmbench["dataset_type"], mmbench["score_scale"], mmbench["smoke_shape"]) == (

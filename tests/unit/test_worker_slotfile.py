@@ -78,7 +78,12 @@ def test_contract_example_parses(tmp_path: Path) -> None:
         ({"limit": "10"}, "'limit' has the wrong type"),
         ({"limit": True}, "'limit' must not be a boolean"),
         ({"smoke": "yes"}, "'smoke' has the wrong type"),
-        ({"judge": "gpt-4"}, "judge 'gpt-4' is not valid; valid: exact_matching"),
+        ({"judge": "gpt-4"}, "judge 'gpt-4' is not valid; valid: exact_matching, openai"),
+        ({"judge": "openai"}, "judge 'openai' needs judge_model and judge_base_url"),
+        (
+            {"judge_model": "gpt-4o-mini", "judge_base_url": "http://h/v1"},
+            "judge_model and judge_base_url apply to a judge model only",
+        ),
         ({"units": []}, "units must list at least one model"),
         ({"run_id": "../x"}, "'run_id' must be a plain non-empty name"),
         ({"max_new_tokens": 0}, "max_new_tokens must be a positive integer or null, got 0"),
@@ -137,3 +142,30 @@ def test_unreadable_and_invalid_json(tmp_path: Path) -> None:
     bad.write_text("{not json")
     with pytest.raises(SlotFileError, match="not valid JSON"):
         load_slot(bad)
+
+
+def test_a_judge_model_and_the_benchmarks_it_judges() -> None:
+    data = good() | {
+        "judge": "openai",
+        "judge_model": "gpt-4o-mini",
+        "judge_base_url": "http://judge.example:8000/v1",
+    }
+    data["units"][0]["benchmarks"][1]["judge"] = "openai"
+    slot = parse_slot(data)
+    assert (slot.judge, slot.judge_model, slot.judge_base_url) == (
+        "openai",
+        "gpt-4o-mini",
+        "http://judge.example:8000/v1",
+    )
+    # A benchmark without its own judge is matched exactly.
+    assert [b.judge for b in slot.units[0].benchmarks] == ["exact_matching", "openai"]
+    # A benchmark cannot name a judge the slot has no model for.
+    plain = good()
+    plain["units"][0]["benchmarks"][1]["judge"] = "openai"
+    with pytest.raises(
+        SlotFileError, match="POPE has judge 'openai', the slot's is 'exact_matching'"
+    ):
+        parse_slot(plain)
+    # The slot file has no key for the judge's key: a key there is another format's.
+    with pytest.raises(SlotFileError, match="unknown key"):
+        parse_slot(data | {"judge_api_key": "sk-x"})

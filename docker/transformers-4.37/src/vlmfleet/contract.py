@@ -64,7 +64,12 @@ RUNNING_STATES = ("created", "running", "restarting")
 
 # Slot-file choices.
 DEVICES = ("cuda", "cpu")
-JUDGES = ("exact_matching",)
+# How answers are matched: VLMEvalKit's exact matching, or an OpenAI-compatible judge model
+# (for the benchmarks whose VLMEvalKit evaluation asks one; the catalogue's kinds say which).
+JUDGES = ("exact_matching", "openai")
+# The judge's key: its line in the host's token file (role eval_dirs writes it from
+# eval_dirs_judge_api_key), never in a slot file, record or the container's environment.
+JUDGE_KEY_ENV = "OPENAI_API_KEY"
 # What a smoke unit loads: a known-answer checkpoint (vlmfleet.known_answer) or a tiny random one.
 SMOKE_CHECKPOINTS = ("known-strong", "known-weak", "random")
 
@@ -362,6 +367,9 @@ class Benchmark:
     # A custom benchmark's TSV md5 (the file the run ships to each host's LMUData); None for
     # VLMEvalKit's own datasets, which VLMEvalKit md5-checks itself.
     md5: str | None = None
+    # How this benchmark's answers are matched: the slot's judge where VLMEvalKit's evaluation
+    # of its kind asks one, else exact matching.
+    judge: str = "exact_matching"
 
 
 @dataclass(frozen=True)
@@ -392,6 +400,9 @@ class Slot:
     min_new_tokens: int | None = None
     # Samples per generate call: 1 is VLMEvalKit's own per-sample loop.
     batch_size: int = 1
+    # The judge model and the OpenAI-compatible base URL it answers at (judge "openai" only).
+    judge_model: str | None = None
+    judge_base_url: str | None = None
     path: Path = field(default=Path(SLOT_FILE), compare=False)
 
     @property
@@ -420,6 +431,8 @@ def slot_file(
     batch_size: int,
     units: list[dict[str, Any]],
     min_new_tokens: int | None = None,
+    judge_model: str | None = None,
+    judge_base_url: str | None = None,
 ) -> dict[str, Any]:
     """A complete slot file, checked by the parser the worker uses (ContractError if not)."""
     data = {
@@ -430,6 +443,8 @@ def slot_file(
         "smoke": smoke,
         "limit": limit,
         "judge": judge,
+        "judge_model": judge_model,
+        "judge_base_url": judge_base_url,
         "max_new_tokens": max_new_tokens,
         "min_new_tokens": min_new_tokens,
         "batch_size": batch_size,
@@ -501,13 +516,15 @@ SLOT_KEYS = (
     "smoke",
     "limit",
     "judge",
+    "judge_model",
+    "judge_base_url",
     "max_new_tokens",
     "min_new_tokens",
     "batch_size",
     "units",
 )
 UNIT_KEYS = ("model", "family", "benchmarks", "smoke_checkpoint", "checkpoint")
-BENCHMARK_KEYS = ("name", "kind", "dataset_type", "score_scale", "smoke_shape", "md5")
+BENCHMARK_KEYS = ("name", "kind", "dataset_type", "score_scale", "smoke_shape", "md5", "judge")
 
 
 def _only(data: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
@@ -540,7 +557,27 @@ def _benchmark(data: Any, where: str) -> Benchmark:
         score_scale=float(scale),
         smoke_shape=_name(_need(data, "smoke_shape", str, where), "smoke_shape", where),
         md5=_optional_text(data, "md5", where),
+        judge=_choice(data.get("judge", "exact_matching"), "judge", JUDGES, where),
     )
+
+
+def _judge(data: Mapping[str, Any], judge: str, units: list[Unit], where: str) -> tuple[Any, Any]:
+    """The judge model and base URL: both given for the judge "openai", neither otherwise; a
+    benchmark's own judge is exact matching or the slot's."""
+    model = _optional_text(data, "judge_model", where)
+    base_url = _optional_text(data, "judge_base_url", where)
+    if judge == "exact_matching" and (model or base_url):
+        raise ContractError(f"{where}: judge_model and judge_base_url apply to a judge model only")
+    if judge != "exact_matching" and not (model and base_url):
+        raise ContractError(f"{where}: judge {judge!r} needs judge_model and judge_base_url")
+    for unit in units:
+        for bench in unit.benchmarks:
+            if bench.judge not in ("exact_matching", judge):
+                raise ContractError(
+                    f"{where}: {unit.model}/{bench.name} has judge {bench.judge!r}, "
+                    f"the slot's is {judge!r}"
+                )
+    return model, base_url
 
 
 def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
@@ -592,6 +629,8 @@ def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
             )
         )
     limit = _optional_count(data, "limit", where)
+    judge = _choice(_need(data, "judge", str, where), "judge", JUDGES, where)
+    judge_model, judge_base_url = _judge(data, judge, units, where)
     return Slot(
         run_id=_name(_need(data, "run_id", str, where), "run_id", where),
         host=_name(_need(data, "host", str, where), "host", where),
@@ -599,7 +638,9 @@ def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
         device=_choice(_need(data, "device", str, where), "device", DEVICES, where),
         smoke=_need(data, "smoke", bool, where),
         limit=limit,
-        judge=_choice(_need(data, "judge", str, where), "judge", JUDGES, where),
+        judge=judge,
+        judge_model=judge_model,
+        judge_base_url=judge_base_url,
         units=tuple(units),
         max_new_tokens=max_new,
         min_new_tokens=min_new,

@@ -4,16 +4,31 @@ VLMEvalKit's own evaluation of the file (``dataset.evaluate``) gives the figures
 its ``flatten_summary_metrics``; its ``report_primary_metric`` names the headline one, which
 ``vlmfleet.scores`` puts on 0-100 with the benchmark's ``score_scale``. What exact matching
 cannot judge is said in the record's ``scoring_note``.
+
+A benchmark whose judge is "openai" is evaluated with VLMEvalKit's own judge (``build_judge``:
+its OpenAIWrapper) at the slot's base URL, with the key the token file gave this process
+(``contract.JUDGE_KEY_ENV``). VLMEvalKit falls back to exact matching, with a warning only,
+when the judge does not answer its check; here that combination fails instead, so a score
+always comes from the judge its record names.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
-from vlmfleet.contract import Benchmark
+from vlmfleet.contract import CONTAINER_SECRET_ENV, JUDGE_KEY_ENV, Benchmark, Slot
 from vlmfleet.scores import primary_score
+
+# VLMEvalKit's OpenAIWrapper posts to this path below the base URL.
+CHAT_PATH = "/chat/completions"
+# Whether each judge (model, URL) answered VLMEvalKit's check, asked once per process:
+# evaluations run on several threads.
+_answered: dict[tuple[str, str], bool] = {}
+_answered_lock = threading.Lock()
 
 
 class EvaluationError(RuntimeError):
@@ -48,13 +63,53 @@ def open_question_note(data: Any, dataset_type: str, judge: str) -> str | None:
     )
 
 
+def judge_kwargs(bench: Benchmark, slot: Slot) -> dict[str, Any]:
+    """What ``dataset.evaluate`` takes to match ``bench``'s answers: exact matching, or the
+    slot's judge model with its URL and key (raises EvaluationError when there is no key)."""
+    if bench.judge == "exact_matching":
+        return {"model": "exact_matching"}
+    key = os.environ.get(JUDGE_KEY_ENV, "")
+    if not key:
+        raise EvaluationError(
+            f"judge {bench.judge} ({slot.judge_model}) has no key: {CONTAINER_SECRET_ENV} holds "
+            f"no {JUDGE_KEY_ENV}; set eval_dirs_judge_api_key and run ansible-playbook site.yml "
+            "--tags eval_dirs"
+        )
+    return {
+        "model": slot.judge_model,
+        "api_base": f"{slot.judge_base_url}{CHAT_PATH}",
+        "key": key,
+    }
+
+
+def check_judge(kwargs: dict[str, Any]) -> None:
+    """Fail (EvaluationError) when the judge does not answer VLMEvalKit's own check
+    (``BaseAPI.working``), asked once per judge and process."""
+    if kwargs["model"] == "exact_matching":
+        return
+    from vlmeval.dataset.utils import build_judge
+
+    judge = (kwargs["model"], kwargs["api_base"])
+    with _answered_lock:
+        if judge not in _answered:
+            _answered[judge] = bool(build_judge(**kwargs).working())
+    if not _answered[judge]:
+        raise EvaluationError(
+            f"judge {kwargs['model']} at {kwargs['api_base']} did not answer VLMEvalKit's check "
+            "(a short chat completion); VLMEvalKit would fall back to exact matching, so this "
+            "combination is not scored"
+        )
+
+
 def evaluate(
-    dataset: Any, pred_file: str, bench: Benchmark, judge: str, questions: int
+    dataset: Any, pred_file: str, bench: Benchmark, slot: Slot, questions: int
 ) -> dict[str, Any]:
     """The fields of an ok record (``contract.make_record``'s keywords) for ``pred_file``."""
     from vlmeval.smp.status_report import flatten_summary_metrics
 
-    raw = dataset.evaluate(pred_file, model=judge, nproc=1)
+    kwargs = judge_kwargs(bench, slot)
+    check_judge(kwargs)
+    raw = dataset.evaluate(pred_file, nproc=1, **kwargs)
     scores = clean_scores(flatten_summary_metrics(raw))
     if not scores:
         raise EvaluationError(f"VLMEvalKit's evaluation of {bench.name} returned no scores")
@@ -72,9 +127,12 @@ def evaluate(
         "samples": questions,
         "scores": scores,
         **fields,
-        "scoring_note": open_question_note(dataset.data, bench.dataset_type, judge),
+        "scoring_note": open_question_note(dataset.data, bench.dataset_type, bench.judge),
         "extra": {
             "predictions": len(dataset.data),
             "prediction_file": Path(pred_file).name,
+            # Which judge matched the answers (never its key).
+            "judge": bench.judge,
+            **({"judge_model": slot.judge_model} if bench.judge != "exact_matching" else {}),
         },
     }

@@ -30,6 +30,7 @@ from vlmfleet.contract import Benchmark, Slot, Unit
 from vlmfleet.datasets import prepare_dataset, questions_of, use_smoke_data_root
 from vlmfleet.evaluation import evaluate
 from vlmfleet.families import Family, FamilyError, InferenceError, family
+from vlmfleet.secret_env import redact
 from vlmfleet.stack import empty_cuda_cache, import_stack, seed_everything
 
 log = logging.getLogger("vlmfleet.pipeline")
@@ -186,6 +187,9 @@ class Worker:
             "seconds": seconds,
             "smoke": self.slot.smoke,
         }
+        if fields.get("reason"):
+            # A reason never quotes a secret of the token file (an error echoing a request).
+            fields["reason"] = redact(fields["reason"])
         try:
             record = contract.make_record(status=status, **where, **fields)
         except contract.ContractError as err:
@@ -343,7 +347,7 @@ class Worker:
                         combo.dataset,
                         combo.pred_file,
                         combo.bench,
-                        self.slot.judge,
+                        self.slot,
                         combo.questions,
                     )
             # An engine that gave up still says what it tried (InferenceError.record).
