@@ -323,9 +323,11 @@ def check_hosts(
     inventory: Iterable[str],
     batch: int,
     errors: list[str],
+    given_batch: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """The hosts eval_hosts selects, each with its inventory's eval_gpu_slots and
-    eval_run_batch_size (checked here, like every input)."""
+    eval_run_batch_size (checked here, like every input). A host's eval_run_batch_size that
+    is the -e value (extra vars reach every host) was checked once already, as the run's."""
     if not hosts:
         errors.append(
             f"eval_hosts {pattern!r} matches no host of the inventory; hosts: "
@@ -333,10 +335,11 @@ def check_hosts(
         )
     out = {}
     for host, hv in hosts.items():
+        own_batch = hv.get("eval_run_batch_size")
         out[host] = {
             "gpu_slots": parse_gpu_slots(hv.get("eval_gpu_slots"), host, errors),
             "batch_size": parse_count(
-                hv.get("eval_run_batch_size"),
+                None if own_batch == given_batch else own_batch,
                 f"host {host!r}: eval_run_batch_size",
                 BATCH_MEANING,
                 errors,
@@ -475,6 +478,7 @@ def check_inputs(
         inventory or list(hosts or {}),
         options["batch_size"],
         errors,
+        raw.get("batch_size"),
     )
     out |= options
     out["resume"] = (

@@ -311,6 +311,16 @@ def test_inventory_values_and_eval_hosts_are_inputs_too(hosts, raw, message):
     assert message in str(err.value)
 
 
+def test_a_bad_batch_size_given_with_e_is_one_problem_not_one_per_host():
+    # Extra vars reach every host's variables too.
+    hosts = {"a": {"eval_run_batch_size": "0"}, "b": {"eval_run_batch_size": "0"}}
+    with pytest.raises(EvalInputError) as err:
+        check(hosts=hosts, batch_size="0")
+    assert str(err.value) == (
+        "eval_run_batch_size must be a positive whole number (samples per generate call), got '0'"
+    )
+
+
 def test_a_hosts_own_batch_size_wins_over_the_default():
     inputs = check(hosts={"a": {}, "b": {"eval_run_batch_size": "32", "eval_gpu_slots": "2"}})
     assert inputs["hosts"] == {
