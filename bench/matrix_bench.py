@@ -408,22 +408,22 @@ def project_arm(
     benchmarks = benchmarks or args.benchmarks
     limit = limit or args.limit
     gpus, per_gpu = layout
-    the_plan = eval_plan.plan(
-        {"bench": gpu_facts(args, gpus) | {"eval_gpu_slots": per_gpu}},
+    # The inputs as eval.yml's validation step settles them, then its planner.
+    host_vars = {"eval_gpu_slots": per_gpu, "eval_run_batch_size": args.batch_size}
+    inputs = eval_inputs.check_inputs(
+        {"models": models, "benchmarks": benchmarks, "limit": limit, "allow_cpu": True},
         catalogue(),
-        {
-            "run_id": name,
-            "models": models,
-            "benchmarks": benchmarks,
-            "limit": limit,
-            "smoke": False,
-            "allow_cpu": True,
-        },
+        name,
+        hosts={"bench": host_vars},
+        inventory=["bench"],
     )
+    the_plan = eval_plan.plan({"bench": gpu_facts(args, gpus)}, catalogue(), inputs)
     cmds, logs = [], []
     slots = eval_plan.eval_host_units(the_plan, "bench")
     for slot in slots:
-        units = [(u["model"], [b["name"] for b in u["benchmarks"]]) for u in slot["units"]]
+        units = [
+            (u["model"], [b["name"] for b in u["benchmarks"]]) for u in slot["slot_file"]["units"]
+        ]
         path = write_slot(
             outputs, name, slot["slot"], args.device, units, args, args.batch_size, limit
         )
@@ -451,7 +451,7 @@ def project_arm(
                     "gpus": s["gpus"],
                     "units": [
                         {"model": u["model"], "benchmarks": len(u["benchmarks"])}
-                        for u in s["units"]
+                        for u in s["slot_file"]["units"]
                     ],
                 }
                 for s in slots
