@@ -378,7 +378,9 @@ GATED_PREFLIGHT = """
         eval_run_run_id: e2e-gated
         eval_run_slots:
           - {{slot: cpu0, gpus: [], device: cpu, container: vlm-eval-e2e-gated-localhost-cpu0,
-             models: [llava_v1.5_7b], secret_env: /run/secrets/eval.env, slot_file: {{}}}}
+             models: [llava_v1.5_7b], secret_env: /run/secrets/eval.env,
+             slot_file: {{units: [{{model: llava_v1.5_7b,
+                                   benchmarks: [{{name: POPE, judge: exact_matching}}]}}]}}}}
         eval_run_dirs_root: "{root}"
         eval_run_image: "{{{{ project_image_repository }}}}:{{{{ project_image_tag }}}}"
         eval_run_uid: "{{{{ project_container_uid }}}}"
