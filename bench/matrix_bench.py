@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "roles/gpu_facts
 import eval_inputs  # the project's validation step, plugins/filter/eval_inputs.py
 import eval_plan  # the project's planner, plugins/filter/eval_plan.py
 import gpu_facts as smi_parser  # the gpu_facts role's nvidia-smi parser
+from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
 
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "docker" / "transformers-4.37" / "src"
@@ -92,20 +93,20 @@ def write_slot(
     limit: int | None = None,
 ) -> Path:
     models = catalogue()["catalogue_models"]
-    data = {
-        "run_id": run_id,
-        "host": "bench",
-        "slot": slot,
-        "device": device,
-        # The smoke path: synthetic datasets and the checkpoints under $VLMFLEET_SMOKE_ROOT.
-        "smoke": True,
-        "limit": limit or args.limit,
-        "judge": "exact_matching",
-        "max_new_tokens": args.new_tokens,
-        "min_new_tokens": args.new_tokens,
-        "batch_size": batch_size,
-        # Each benchmark as the planner writes it into a slot file (kind, type, scale, shape).
-        "units": [
+    # A slot file as the planner builds one (vlmfleet.contract.slot_file), on the smoke path:
+    # synthetic datasets and the checkpoints under $VLMFLEET_SMOKE_ROOT, a fixed answer length.
+    data = contract.slot_file(
+        run_id=run_id,
+        host="bench",
+        slot=slot,
+        device=device,
+        smoke=True,
+        limit=limit or args.limit,
+        judge="exact_matching",
+        max_new_tokens=args.new_tokens,
+        min_new_tokens=args.new_tokens,
+        batch_size=batch_size,
+        units=[
             {
                 "model": m,
                 "family": models[m]["family"],
@@ -113,7 +114,7 @@ def write_slot(
             }
             for m, benches in units
         ],
-    }
+    )
     path = outputs / run_id / "bench" / slot / "slot.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
