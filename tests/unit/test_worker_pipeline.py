@@ -317,3 +317,15 @@ def test_an_error_on_a_filesystem_with_nothing_free_is_named_disk_full(
         f"disk full: {tmp_path} on gpu-07, 0 bytes free (ValueError: Excel file format cannot be "
         "determined, you must specify an engine manually.)"
     )
+
+
+def test_an_earlier_attempts_files_are_cleared_before_a_combination_runs(tmp_path: Path) -> None:
+    # A kill mid-write leaves a torn prediction file, which VLMEvalKit's inference would load.
+    cdir = tmp_path / "llava_v1.5_7b" / "POPE"
+    (cdir / "sub").mkdir(parents=True)
+    (cdir / "llava_v1.5_7b_POPE.xlsx").write_bytes(b"PK\x03\x04torn")
+    (cdir / "sub" / "partial.pkl").write_bytes(b"x")
+    (cdir / "status.json").write_text("{}")
+    pipeline.start_afresh(cdir)
+    assert cdir.is_dir() and list(cdir.iterdir()) == []
+    pipeline.start_afresh(tmp_path / "absent")  # a first attempt has no folder yet

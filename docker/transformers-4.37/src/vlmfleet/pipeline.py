@@ -146,6 +146,20 @@ def infer(model: Any, fam: Family, combo: Combination, slot: Slot, batch_size: i
     )
 
 
+def start_afresh(cdir: Path) -> None:
+    """Empty a combination's folder before its attempt. The slot file lists only combinations
+    without an ok record (the controller decided), so what is there is an earlier attempt's: a
+    prediction file torn by a kill, or VLMEvalKit's partial results, which its inference would
+    otherwise pick up and fail on."""
+    if not cdir.is_dir():
+        return
+    for entry in cdir.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 class Worker:
     def __init__(self, slot: Slot) -> None:
         self.slot = slot
@@ -325,6 +339,7 @@ class Worker:
         """CPU work before the GPU's: the dataset, its sample selection and, batched, the
         prompts."""
         cdir = contract.combo_dir(self.slot.run_host_dir, model_name, bench.name)
+        start_afresh(cdir)
         cdir.mkdir(parents=True, exist_ok=True)
         name = f"{model_name}/{bench.name}"
         handler = log_routing.file_handler(cdir, name)
