@@ -37,7 +37,7 @@ image: lab ## Build the evaluation image from docker/ and run its verify
 	bash tests/lab/build-image.sh
 
 molecule: image ## molecule test (default scenario)
-	$(BIN)/molecule test
+	bash tests/lab/molecule-test.sh
 
 e2e: image ## End-to-end tests through ansible-runner
 	$(BIN)/pytest -q tests/e2e

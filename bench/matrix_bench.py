@@ -49,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "fil
 # The planner imports the contract through the project's collection (ansible.cfg's path).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "collections"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "roles/gpu_facts/filter_plugins"))
+from device_wheels import locked_versions  # the image's versions, from requirements.lock
 import eval_inputs  # the project's validation step, plugins/filter/eval_inputs.py
 import eval_plan  # the project's planner, plugins/filter/eval_plan.py
 import gpu_facts as smi_parser  # the gpu_facts role's nvidia-smi parser
@@ -471,9 +472,17 @@ def versions(args: Any) -> dict[str, Any]:
         " 'transformers': transformers.__version__, 'tokenizers': tokenizers.__version__,\n"
         " 'accelerate': accelerate.__version__, 'cuda': torch.version.cuda,\n"
         " 'gpu': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}\n"
-        "from importlib.metadata import version\n"
+        "from importlib.metadata import PackageNotFoundError, version\n"
+        f"lock = {json.dumps(locked_versions())}\n"
         "for d in ('ms-vlmeval', 'llava-torch', 'numpy', 'pandas'):\n"
         "    v[d] = version(d)\n"
+        "def found(d):\n"
+        "    try:\n"
+        "        return version(d)\n"
+        "    except PackageNotFoundError:\n"
+        "        return None\n"
+        "v['not_the_image_version'] = {d: {'image': w, 'here': found(d)}\n"
+        "    for d, w in sorted(lock.items()) if found(d) != w}\n"
         "print(json.dumps(v))\n"
     )
     out = run_code(args, code)

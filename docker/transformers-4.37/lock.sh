@@ -11,6 +11,9 @@ common=(--generate-hashes --no-header --no-annotate --quiet)
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
+# The current lock's pins are the resolver's preferences: a change to requirements.in moves only
+# what it must, not every package that has had a release since.
+[ -f "$here/requirements.lock" ] && cp "$here/requirements.lock" "$tmp/deps.txt"
 "$uv" pip compile "${common[@]}" "${target[@]}" "$here/requirements.in" -o "$tmp/deps.txt"
 "$uv" pip compile "${common[@]}" "${target[@]}" --no-deps "$here/requirements-nodeps.in" -o "$tmp/nodeps.txt"
 

@@ -244,3 +244,34 @@ def test_bad_input_is_refused_before_touching_docker(
     out = result.stdout.read()
     assert message in out, out
     assert "Inspect the host's image" not in out
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 MiB filesystem (tmpfs), far too small for the image's tarball."""
+    where = tmp_path / "small-disk"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(where)], check=True)
+    yield where
+    subprocess.run(["umount", str(where)], check=False)
+
+
+def test_a_load_the_disk_cannot_hold_is_refused_naming_the_space(
+    run_playbook: Callable[..., Any], target: str, small_disk: Path, built_image: str
+) -> None:
+    if not TARBALL.is_file():
+        pytest.fail(f"{TARBALL} is missing: run `make image` first")
+    params = role_vars(
+        target,
+        eval_image_source="load",
+        eval_image_tarball=str(TARBALL),
+        eval_image_tarball_dir=str(small_disk / "images"),
+    )
+    result = run_playbook(PLAYBOOK, **params)
+    out = result.stdout.read()
+    assert result.rc != 0
+    assert "localhost: not enough disk for the evaluation image: staging the tarball" in out, out
+    assert f"free under {small_disk / 'images'}, which has 0.1 GiB free" in out, out
+    # Refused before anything was copied or loaded.
+    assert not any((small_disk / "images").iterdir())
+    assert lock_label(target) is None
