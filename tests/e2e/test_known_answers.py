@@ -31,16 +31,10 @@ import pytest
 import test_eval
 import yaml
 from conftest import REPO
-from scoring.published_metrics import (
-    PRIMARY,
-    first_questions,
-    index_key,
-    primary_score,
-    read_predictions,
-)
+from scoring.check_run import expected_smoke_score
+from scoring.published_metrics import PRIMARY
 from test_eval import Fleet, stdout
 from test_report_checks import md_table
-from vlmfleet.smoke_data import DEFAULT_QUESTIONS, synthetic_rows
 
 pytestmark = pytest.mark.slow
 
@@ -50,13 +44,6 @@ fleet = test_eval.fleet
 CATALOGUE = yaml.safe_load((REPO / "playbooks" / "vars" / "catalogue.yml").read_text())
 MODELS = CATALOGUE["catalogue_default_models"]
 BENCHMARKS = CATALOGUE["catalogue_default_benchmarks"]
-KINDS = {b: CATALOGUE["catalogue_benchmarks"][b]["kind"] for b in BENCHMARKS}
-SHAPES = {
-    b: CATALOGUE["catalogue_benchmarks"][b].get(
-        "smoke_shape", CATALOGUE["catalogue_kinds"][KINDS[b]]["smoke_shape"]
-    )
-    for b in BENCHMARKS
-}
 LIMITS = (1, 7, 24)
 SCORES_HEADING = "Primary scores (0-100)"
 
@@ -159,24 +146,6 @@ class KnownRun:
     unscorable: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
-def expected_score(run_dir: Path, entry: dict[str, Any], limit: int) -> tuple[dict, float]:
-    """The collected record of an ok combination and the published primary score of its
-    prediction file, after checking that the file answers exactly the first ``limit``
-    questions of the answer key."""
-    where = run_dir / entry["host"] / entry["model"] / entry["benchmark"]
-    record = json.loads((where / "status.json").read_text())
-    name = entry["benchmark"]
-    key = synthetic_rows(name, SHAPES[name], max(DEFAULT_QUESTIONS, limit))
-    predictions = read_predictions(where / record["prediction_file"])
-    asked = {index_key(r["index"]) for r in first_questions(name, key, limit)}
-    if set(predictions) != asked:
-        raise AssertionError(
-            f"{name}: predictions for rows {sorted(set(predictions) ^ asked)[:8]} differ from "
-            f"the first {limit} questions"
-        )
-    return record, primary_score(name, key, predictions)
-
-
 @pytest.fixture(scope="module", params=LIMITS, ids=[f"limit{n}" for n in LIMITS])
 def known_run(request: pytest.FixtureRequest, fleet: Fleet) -> KnownRun:
     limit = request.param
@@ -191,7 +160,7 @@ def known_run(request: pytest.FixtureRequest, fleet: Fleet) -> KnownRun:
         if entry["status"] != "ok":
             continue
         try:
-            record, expected = expected_score(run_dir, entry, limit)
+            record, expected = expected_smoke_score(run_dir, entry, limit)
         except (OSError, ValueError, KeyError, AssertionError) as err:
             run.unscorable[(entry["model"], entry["benchmark"])] = f"{type(err).__name__}: {err}"
             continue

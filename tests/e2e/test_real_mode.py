@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import REPO
 from scoring import published_metrics as pm
+from scoring.check_run import tsv_rows
 from test_eval import Fleet, docker, stdout
 
 pytestmark = pytest.mark.slow
@@ -36,16 +37,7 @@ BENCHMARKS: dict[str, tuple[str, str, Callable[..., float]]] = {
     "ka_yorn": ("yorn", "POPE", pm.yes_no_accuracy),
     "ka_vqa": ("vqa", "TextVQA_VAL", pm.vqa_accuracy),
 }
-WRITE_TSVS = """
-import sys
-from pathlib import Path
-from vlmfleet.known_answer import SEED_BENCHMARKS
-from vlmfleet.smoke_data import synthetic_rows, write_tsv
-for arg in sys.argv[2:]:
-    name, seed = arg.split("=")
-    rows = synthetic_rows(seed, SEED_BENCHMARKS[seed].smoke_shape, {questions})
-    write_tsv(Path(sys.argv[1]) / f"{{name}}.tsv", rows)
-"""
+WRITE_TSVS = "/src/tests/e2e/in_image_custom_tsvs.py"
 
 
 @pytest.fixture(scope="module")
@@ -67,23 +59,14 @@ def tsvs(run_in_image: Callable[..., Any], tmp_path_factory: pytest.TempPathFact
     os.chown(out, 10001, 10001)
     done = run_in_image(
         "python",
-        "-c",
-        WRITE_TSVS.format(questions=QUESTIONS),
+        WRITE_TSVS,
         "/tsvs",
+        str(QUESTIONS),
         *(f"{name}={seed}" for name, (_, seed, _) in BENCHMARKS.items()),
-        volumes=(f"{out}:/tsvs",),
+        volumes=(f"{out}:/tsvs", f"{REPO / 'tests'}:/src/tests:ro"),
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return out
-
-
-def rows_of(tsv: Path) -> list[dict[str, str]]:
-    import csv
-    import sys
-
-    csv.field_size_limit(sys.maxsize)
-    with tsv.open(encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh, delimiter="\t"))
 
 
 def test_your_own_model_on_your_own_benchmarks_in_real_mode(fleet: Fleet, tsvs: Path) -> None:
@@ -126,7 +109,7 @@ def test_your_own_model_on_your_own_benchmarks_in_real_mode(fleet: Fleet, tsvs: 
         record_dir = fleet.results / RUN_ID / entry["host"] / "ka_strong" / name
         record = json.loads((record_dir / "status.json").read_text())
         predictions = pm.read_predictions(record_dir / Path(record["prediction_file"]).name)
-        expected = metric(rows_of(tsvs / f"{name}.tsv"), predictions)
+        expected = metric(tsv_rows(tsvs / f"{name}.tsv"), predictions)
         assert entry["primary_score"] == pytest.approx(expected, abs=1e-6), name
         assert record["samples"] == QUESTIONS
         # The checkpoint was trained to answer these; a broken real-mode path scores far lower.
