@@ -75,4 +75,13 @@ else
     printf '%s\n' "$after" >"$tar.id"
     log "saved $tar in $((SECONDS - start)) s ($(du -m "$tar" | cut -f1) MiB)"
 fi
-[[ $before == "$after" ]] && log "image unchanged" || log "image changed (was ${before:-absent})"
+if [[ $before == "$after" ]]; then
+    log "image unchanged"
+else
+    log "image changed (was ${before:-absent})"
+    # Each commit is a new revision label, so a new image: the one it replaced is left without
+    # a name, and a few of them fill the disk molecule's instances load the tarball onto.
+    if [[ -n $before ]] && ! "$DOCKER" image inspect --format '{{.RepoTags}}' "$before" 2>/dev/null | grep -q ':'; then
+        "$DOCKER" image rm "$before" >/dev/null 2>&1 && log "removed the replaced image $before" || true
+    fi
+fi
