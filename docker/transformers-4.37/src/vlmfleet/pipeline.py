@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import gc
 import logging
+import os
 import shutil
 import threading
 import time
@@ -120,6 +121,26 @@ def phase(combo: Combination, name: str) -> Iterator[None]:
             combo.phases[name] = round(time.monotonic() - t0, 3)
 
 
+# Space set aside in each slot directory when the worker starts, and given back when a status
+# record meets a full disk: the record that says "disk full" is written even on a disk with no
+# byte free, where the controller would otherwise see only a missing combination.
+RESERVE_FILE = ".disk-reserve"
+RESERVE_BYTES = 1 << 20
+
+
+def reserve_space(folder: Path) -> Path | None:
+    """Allocate ``RESERVE_BYTES`` in ``folder`` (really allocated, not sparse); None when even
+    that does not fit."""
+    path = folder / RESERVE_FILE
+    try:
+        with path.open("wb") as fh:
+            os.posix_fallocate(fh.fileno(), 0, RESERVE_BYTES)
+    except OSError:
+        path.unlink(missing_ok=True)
+        return None
+    return path
+
+
 def attention_of(model: Any) -> str:
     """The attention implementation transformers chose for the language model, if it says."""
     config = getattr(getattr(model, "model", None), "config", None)
@@ -168,6 +189,7 @@ class Worker:
         # Records and progress are written from the inference and the evaluation threads.
         self._lock = threading.RLock()
         self.generating: str | None = None
+        self._reserve = reserve_space(slot.slot_dir)
 
     def describe(self, err: BaseException, where: str | Path = "") -> str:
         return describe(err, self.slot.host, where or self.slot.run_host_dir)
@@ -215,7 +237,7 @@ class Worker:
         cdir = contract.combo_dir(self.slot.run_host_dir, model, bench)
         with self._lock:
             try:
-                contract.write_json_atomic(cdir / contract.STATUS_FILE, record)
+                self.write_record(cdir, record)
             except OSError as err:
                 # No record can say it (the controller sees the combination missing); the
                 # container's console, kept by role eval_run, does, and the others go on.
@@ -236,6 +258,18 @@ class Worker:
             )
         else:
             log.error("failed %s/%s: %s", model, bench, record["reason"])
+
+    def write_record(self, cdir: Path, record: dict[str, Any]) -> None:
+        """The record, atomically; on a full disk, once more after giving back the reserve."""
+        try:
+            contract.write_json_atomic(cdir / contract.STATUS_FILE, record)
+        except OSError as err:
+            if disk_full(err) is None or self._reserve is None:
+                raise
+            log.error("disk full; giving back %s to write the status record", self._reserve)
+            self._reserve.unlink(missing_ok=True)
+            self._reserve = None
+            contract.write_json_atomic(cdir / contract.STATUS_FILE, record)
 
     def fail_unit(self, unit: Unit, reason: str, started: str, t0: float) -> None:
         """Every benchmark of a unit whose model never loaded: failed, with one reason."""
@@ -298,6 +332,8 @@ class Worker:
             gc.collect()
             empty_cuda_cache()
         self.progress(None, state="finished")
+        if self._reserve is not None:
+            self._reserve.unlink(missing_ok=True)
         log.info("finished: %d ok, %d failed of %d", self.ok, self.failed, self.total)
         return 0 if self.failed == 0 else 1
 
