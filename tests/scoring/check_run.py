@@ -102,6 +102,8 @@ def check(
     run_dir: Path, limit: int, custom: dict[str, tuple[str, Path]], hosts: Sequence[str]
 ) -> list[str]:
     """One line per problem of the run (empty: every combination ok and as expected)."""
+    if not (run_dir / "summary.json").is_file():
+        return [f"{run_dir}: no summary.json (the run did not get that far)"]
     summary = json.loads((run_dir / "summary.json").read_text())
     problems = []
     seen_hosts = set()
