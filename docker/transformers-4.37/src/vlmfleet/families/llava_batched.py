@@ -542,10 +542,11 @@ def answered(model: Any, job: Job) -> Answered:
         record = job.error.record if isinstance(job.error, InferenceError) else job.record()
         return Answered(key, {}, record, job.error)
     log.info(
-        "%s: %d samples in batches of %s (%d without image, one at a time)",
+        "%s: %d samples batched (%s), %d without image one at a time",
         key,
         job.answered,
-        ", ".join(f"{n}x{size}" for size, n in sorted(job.sizes.items(), reverse=True)) or "-",
+        ", ".join(f"{n} at batch {size}" for size, n in sorted(job.sizes.items(), reverse=True))
+        or "-",
         len(job.text_only),
     )
     return Answered(key, dict(job.answers), job.record())
