@@ -425,6 +425,7 @@ def eval_host_units(plan_: Mapping[str, Any], host: str) -> list[dict[str, Any]]
     slot file complete (contract.slot_file) so that the run role only writes it."""
     slots: dict[str, dict[str, Any]] = {}
     batch = {s["slot"]: s["batch_size"] for s in plan_["slots"] if s["host"] == host}
+    shared_by = {s["slot"]: s["shared_by"] for s in plan_["slots"] if s["host"] == host}
     for u in plan_["units"]:
         if u["host"] != host:
             continue
@@ -451,6 +452,7 @@ def eval_host_units(plan_: Mapping[str, Any], host: str) -> list[dict[str, Any]]
             judge_base_url=plan_.get("judge_base_url"),
             max_new_tokens=plan_["max_new_tokens"],
             batch_size=batch[s["slot"]],
+            shared_by=shared_by[s["slot"]],
             units=units,
         )
         out.append(s)

@@ -64,6 +64,9 @@ RUNNING_STATES = ("created", "running", "restarting")
 
 # Slot-file choices.
 DEVICES = ("cuda", "cpu")
+# A slot file's batch_size that is no number: the worker sizes each batch by the GPU memory the
+# slot has left (a fixed small size on a CPU).
+AUTO_BATCH = "auto"
 # How answers are matched: VLMEvalKit's exact matching, or an OpenAI-compatible judge model
 # (for the benchmarks whose VLMEvalKit evaluation asks one; the catalogue's kinds say which).
 JUDGES = ("exact_matching", "openai")
@@ -398,8 +401,11 @@ class Slot:
     max_new_tokens: int | None = None
     # A floor on the answer length (the bench fixes the answer length with both).
     min_new_tokens: int | None = None
-    # Samples per generate call: 1 is VLMEvalKit's own per-sample loop.
-    batch_size: int = 1
+    # Samples per generate call: 1 is VLMEvalKit's own per-sample loop; AUTO_BATCH sizes them
+    # by memory.
+    batch_size: int | str = 1
+    # Slots sharing this slot's GPUs (the planner's eval_gpu_slots): its share of their memory.
+    shared_by: int = 1
     # The judge model and the OpenAI-compatible base URL it answers at (judge "openai" only).
     judge_model: str | None = None
     judge_base_url: str | None = None
@@ -428,11 +434,12 @@ def slot_file(
     limit: int | None,
     judge: str,
     max_new_tokens: int | None,
-    batch_size: int,
+    batch_size: int | str,
     units: list[dict[str, Any]],
     min_new_tokens: int | None = None,
     judge_model: str | None = None,
     judge_base_url: str | None = None,
+    shared_by: int = 1,
 ) -> dict[str, Any]:
     """A complete slot file, checked by the parser the worker uses (ContractError if not)."""
     data = {
@@ -448,6 +455,7 @@ def slot_file(
         "max_new_tokens": max_new_tokens,
         "min_new_tokens": min_new_tokens,
         "batch_size": batch_size,
+        "shared_by": shared_by,
         "units": units,
     }
     parse_slot(data, Path(f"{host}/{slot}/{SLOT_FILE}"))
@@ -521,6 +529,7 @@ SLOT_KEYS = (
     "max_new_tokens",
     "min_new_tokens",
     "batch_size",
+    "shared_by",
     "units",
 )
 UNIT_KEYS = ("model", "family", "benchmarks", "smoke_checkpoint", "checkpoint")
@@ -590,9 +599,13 @@ def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
     min_new = _optional_count(data, "min_new_tokens", where) if "min_new_tokens" in data else None
     if max_new is not None and min_new is not None and min_new > max_new:
         raise ContractError(f"{where}: min_new_tokens {min_new} exceeds max_new_tokens {max_new}")
-    batch_size = _need(data, "batch_size", int, where)
-    if batch_size < 1:
-        raise ContractError(f"{where}: batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = _need(data, "batch_size", (int, str), where)
+    if batch_size != AUTO_BATCH and (isinstance(batch_size, str) or batch_size < 1):
+        raise ContractError(
+            f"{where}: batch_size must be a positive integer or {AUTO_BATCH!r}, got {batch_size!r}"
+        )
+    # Optional: slot files written before slots knew their share of a GPU.
+    shared_by = _optional_count(data, "shared_by", where) if "shared_by" in data else None
     units_raw = _need(data, "units", list, where)
     if not units_raw:
         raise ContractError(f"{where}: units must list at least one model")
@@ -645,6 +658,7 @@ def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
         max_new_tokens=max_new,
         min_new_tokens=min_new,
         batch_size=batch_size,
+        shared_by=shared_by or 1,
         path=path,
     )
 
