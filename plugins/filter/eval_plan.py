@@ -10,11 +10,12 @@ has fewer GPUs than the run has models and the shares hold them.
 A unit is (host, slot, gpus, model, [benchmarks]); a slot runs its units one after the other in
 one worker process, so each model is loaded once per slot. A benchmark can be split into shards
 (contract.Shard: contiguous parts of its rows), each placed like a benchmark; the run merges
-their predictions and evaluates them once. Balancing: whole models are placed longest first on
-the least loaded slot that fits them, then single benchmarks (or shards) move off the busiest
-slot while that shortens the run (a move to a slot without that model pays the model's load
-there). A benchmark costlier than the even share of the run is sharded, and the shards are made
-smaller until the longest slot is within BALANCE of the even share: no benchmark bounds a fleet.
+their predictions and evaluates them once. Balancing (``balance``): whole models placed longest
+first on the least loaded slot that fits them, or single benchmarks (and shards) placed longest
+first where each ends soonest, whichever run is shorter after single benchmarks move off the
+busiest slot while that shortens it (a slot without that model pays the model's load there).
+A benchmark costlier than the even share of the run is sharded, and the shards are made smaller
+until the longest slot is within BALANCE of the even share: no benchmark bounds a fleet.
 """
 
 from __future__ import annotations
@@ -206,12 +207,33 @@ def balance(
     models: list[str],
 ) -> float:
     """Place every piece (model -> {piece: cost}) on the slots; returns the longest slot's
-    load. Longest processing time first for whole models, then single pieces move off the
-    busiest slot while that shortens the run."""
-    for slot in slots:
-        slot["load"] = 0.0
-        slot["units"] = {}  # model -> [pieces]
+    load. Two starts, each polished by moving single pieces off the busiest slot while that
+    shortens the run: whole models longest first (fewest model loads), and single pieces
+    longest first where each ends soonest (spreads shards); the shorter run wins, the first
+    on a tie."""
+    placements = []
+    for start in ("models", "pieces"):
+        for slot in slots:
+            slot["load"] = 0.0
+            slot["units"] = {}  # model -> [pieces]
+        makespan = _balance_from(start, slots, pieces, candidates, models_cat, order, models)
+        placements.append((makespan, [(s["load"], s["units"]) for s in slots]))
+    (whole, by_model), (spread, by_piece) = placements
+    makespan, best = (spread, by_piece) if spread < whole - 1e-9 else (whole, by_model)
+    for slot, (load, units) in zip(slots, best, strict=True):
+        slot["load"], slot["units"] = load, units
+    return makespan
 
+
+def _balance_from(
+    start: str,
+    slots: list[dict[str, Any]],
+    pieces: Mapping[str, Mapping[Piece, float]],
+    candidates: Mapping[str, list[dict[str, Any]]],
+    models_cat: Mapping[str, Any],
+    order: Mapping[str, int],
+    models: list[str],
+) -> float:
     def load_cost(m: str) -> float:
         return float(models_cat[m]["load_cost"])
 
@@ -221,13 +243,25 @@ def balance(
     def model_cost(m: str) -> float:
         return load_cost(m) + sum(pieces[m].values())
 
-    # Phase 1, longest processing time first: each model whole on the least loaded slot.
-    for m in sorted(pieces, key=lambda m: (-model_cost(m), models.index(m))):
-        slot = min(candidates[m], key=lambda s: (s["load"], key(s)))
-        slot["units"][m] = list(pieces[m])
-        slot["load"] += model_cost(m)
+    def finish(s: Mapping[str, Any], m: str, cost: float) -> float:
+        return s["load"] + cost + (0 if m in s["units"] else load_cost(m))
 
-    # Phase 2: move single pieces off the busiest slot while the longest slot shrinks.
+    if start == "models":
+        # Longest processing time first: each model whole on the least loaded slot.
+        for m in sorted(pieces, key=lambda m: (-model_cost(m), models.index(m))):
+            slot = min(candidates[m], key=lambda s: (s["load"], key(s)))
+            slot["units"][m] = list(pieces[m])
+            slot["load"] += model_cost(m)
+    else:
+        # Longest processing time first, piece by piece, each where it ends soonest.
+        flat = [(c, m, p) for m, ps in pieces.items() for p, c in ps.items()]
+        flat.sort(key=lambda x: (-x[0], models.index(x[1]), x[2][0], x[2][1] or 0))
+        for c, m, p in flat:
+            slot = min(candidates[m], key=lambda s: (finish(s, m, c), key(s)))
+            slot["load"] = finish(slot, m, c)
+            slot["units"].setdefault(m, []).append(p)
+
+    # Then move single pieces off the busiest slot while the longest slot shrinks.
     for _ in range(MAX_MOVES):
         busiest = max(slots, key=lambda s: (s["load"], -key(s)))
         best = None
