@@ -236,9 +236,14 @@ def check_run_options(raw: Mapping[str, Any], errors: list[str]) -> dict[str, An
     depends on smoke, settled last)."""
     batch = parse_batch_size(raw.get("batch_size"), "eval_run_batch_size", errors)
     max_new = parse_count(raw.get("max_new_tokens"), "max_new_tokens", "tokens per answer", errors)
+    # Unset: the planner shards only the benchmarks that would bound the run (eval_plan).
+    shard_rows = parse_count(
+        raw.get("shard_rows"), "shard_rows", "rows per shard of a benchmark at most", errors
+    )
     return {
         "batch_size": batch or DEFAULT_BATCH_SIZE,
         "max_new_tokens": max_new,
+        "shard_rows": shard_rows,
         **check_judge(raw, errors),
     }
 
@@ -442,7 +447,7 @@ def check_inputs(
     host's name (for the message when it selects none).
 
     Returns {"models", "benchmarks", "limit", "run_id", "smoke", "smoke_weights", "resume",
-    "allow_cpu", "resumed", "batch_size", "max_new_tokens", "judge", "judge_model",
+    "allow_cpu", "resumed", "batch_size", "max_new_tokens", "shard_rows", "judge", "judge_model",
     "judge_base_url", "data_source", "data_dir", "hosts": {host: {"gpu_slots", "batch_size"}}};
     raises EvalInputError listing every problem.
     """

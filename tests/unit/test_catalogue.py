@@ -204,6 +204,8 @@ def test_every_model_of_a_smoke_family_names_a_known_answer_checkpoint():
         ({"batch_size": True}, "eval_run_batch_size must be 'auto' or a positive whole number"),
         ({"batch_size": "big"}, "eval_run_batch_size must be 'auto' or a positive whole number"),
         ({"max_new_tokens": "-1"}, "max_new_tokens must be a positive whole number"),
+        ({"shard_rows": "0"}, "shard_rows must be a positive whole number"),
+        ({"shard_rows": "a few"}, "shard_rows must be a positive whole number"),
         (
             {"judge": "gpt-4o-mini"},
             "eval_run_judge 'gpt-4o-mini' is not available; valid: exact_matching, openai",
@@ -215,8 +217,9 @@ def test_run_options_and_smoke_models_are_checked_up_front(raw, message):
     with pytest.raises(EvalInputError) as err:
         check(**raw)
     assert message in str(err.value)
-    good = check(batch_size="4", max_new_tokens="16", judge="exact_matching")
-    assert (good["batch_size"], good["max_new_tokens"]) == (4, 16)
+    good = check(batch_size="4", max_new_tokens="16", judge="exact_matching", shard_rows="500")
+    assert (good["batch_size"], good["max_new_tokens"], good["shard_rows"]) == (4, 16, 500)
+    assert check()["shard_rows"] is None
     assert check(batch_size="Auto")["batch_size"] == "auto"
 
 

@@ -7,6 +7,9 @@ after the other, the family's engine answers their samples as one queue (a batch
 VLMEvalKit's loop answers them benchmark by benchmark, and another thread writes each
 benchmark's prediction file and evaluates it as soon as its answers are in (``Worker.run_unit``);
 ``slot-progress.json`` is rewritten after each record.
+A shard of a benchmark (``Benchmark.shard``) is a combination whose dataset is its part of the
+rows and whose finish keeps its predictions for the merge (``vlmfleet.merge``) instead of
+evaluating them.
 
 A failure's reason names its cause where the worker can tell it: a full disk says which path,
 on which host, with how many bytes free (``describe``).
@@ -31,9 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from vlmfleet import contract, log_routing
-from vlmfleet.contract import Benchmark, Slot, Unit
+from vlmfleet.contract import Benchmark, Shard, Slot, Unit
 from vlmfleet.datasets import prepare_dataset, questions_of, use_smoke_data_root
-from vlmfleet.evaluation import evaluate
+from vlmfleet.evaluation import evaluate, shard_fields
 from vlmfleet.families import Answered, Family, FamilyError, InferenceError, Queued, family
 from vlmfleet.predictions import write_predictions
 from vlmfleet.secret_env import redact
@@ -67,7 +70,7 @@ class Combination:
 
     @property
     def name(self) -> str:
-        return f"{self.model_name}/{self.bench.name}"
+        return f"{self.model_name}/{self.bench.label}"
 
 
 def disk_full(err: BaseException | None) -> OSError | None:
@@ -220,7 +223,14 @@ class Worker:
                 log.error("cannot write slot progress: %s", self.describe(err, self.slot.slot_dir))
 
     def record(
-        self, model: str, bench: str, status: str, started: str, seconds: float, **fields: Any
+        self,
+        model: str,
+        bench: str,
+        status: str,
+        started: str,
+        seconds: float,
+        shard: Shard | None = None,
+        **fields: Any,
     ) -> None:
         where = {
             "run_id": self.slot.run_id,
@@ -232,6 +242,9 @@ class Worker:
             "seconds": seconds,
             "smoke": self.slot.smoke,
         }
+        # A shard's record says which shard it is, whatever else it carries.
+        shard_extra = {contract.SHARD_KEY: shard.as_dict()} if shard else {}
+        fields["extra"] = {**fields.get("extra", {}), **shard_extra}
         if fields.get("reason"):
             # A reason never quotes a secret of the token file (an error echoing a request).
             fields["reason"] = redact(fields["reason"])
@@ -242,8 +255,10 @@ class Worker:
             # rather than leaving it without a record.
             log.error("%s", err)
             status = "failed"
-            record = contract.make_record(status=status, reason=str(err), **where)
-        cdir = contract.combo_dir(self.slot.run_host_dir, model, bench)
+            record = contract.make_record(
+                status=status, reason=str(err), extra=shard_extra, **where
+            )
+        cdir = contract.result_dir(self.slot.run_host_dir, model, bench, shard)
         with self._lock:
             try:
                 self.write_record(cdir, record)
@@ -284,9 +299,15 @@ class Worker:
         """Every benchmark of a unit whose model never loaded: failed, with one reason."""
         for bench in unit.benchmarks:
             self.record(
-                unit.model, bench.name, "failed", started, time.monotonic() - t0, reason=reason
+                unit.model,
+                bench.name,
+                "failed",
+                started,
+                time.monotonic() - t0,
+                shard=bench.shard,
+                reason=reason,
             )
-            self.progress(f"{unit.model}/{bench.name}")
+            self.progress(f"{unit.model}/{bench.label}")
 
     def load_unit(self, unit: Unit) -> tuple[Family, Any] | None:
         """The unit's family and model, or None once every benchmark of it is recorded failed."""
@@ -461,10 +482,10 @@ class Worker:
     ) -> Combination:
         """CPU work before the GPU's: the dataset, its sample selection and, batched, the
         prompts."""
-        cdir = contract.combo_dir(self.slot.run_host_dir, model_name, bench.name)
+        cdir = contract.result_dir(self.slot.run_host_dir, model_name, bench.name, bench.shard)
         start_afresh(cdir)
         cdir.mkdir(parents=True, exist_ok=True)
-        name = f"{model_name}/{bench.name}"
+        name = f"{model_name}/{bench.label}"
         handler = log_routing.file_handler(cdir, name)
         combo = Combination(model_name, bench, cdir, contract.now_iso(), time.monotonic(), handler)
         with phase(combo, "prepare"):
@@ -476,7 +497,8 @@ class Worker:
         return combo
 
     def finish_one(self, combo: Combination) -> None:
-        """Evaluate (unless an earlier phase failed) and write the status record."""
+        """Evaluate (unless an earlier phase failed) and write the status record; a shard keeps
+        its predictions for the merge instead."""
         try:
             fields: dict[str, Any] = {}
             if combo.error is None and combo.answers is not None:
@@ -484,7 +506,9 @@ class Worker:
                     combo.pred_file = write_predictions(
                         str(combo.cdir), combo.model_name, combo.dataset, combo.answers
                     )
-            if combo.error is None:
+            if combo.error is None and combo.bench.shard is not None:
+                fields = shard_fields(combo.dataset, combo.pred_file, combo.questions)
+            elif combo.error is None:
                 with phase(combo, "evaluate"):
                     fields = evaluate(
                         combo.dataset,
@@ -505,7 +529,13 @@ class Worker:
             seconds = time.monotonic() - combo.t0
             with log_routing.routed_to(combo.name):
                 self.record(
-                    combo.model_name, combo.bench.name, status, combo.started, seconds, **fields
+                    combo.model_name,
+                    combo.bench.name,
+                    status,
+                    combo.started,
+                    seconds,
+                    shard=combo.bench.shard,
+                    **fields,
                 )
             # Progress names the combination generating now, not the one just evaluated.
             self.progress(self.generating)
