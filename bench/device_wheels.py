@@ -24,12 +24,41 @@ LOCK = ROOT / "docker/transformers-4.37/requirements.lock"
 # llava (installed without dependencies, as in the image) and ms-vlmeval's import-time needs.
 # Absent on purpose (too big to carry, never called by the LLaVA benchmarks; bench/README.md):
 # datasets, decord, jieba, av, qwen_vl_utils, openai.
-DEVICE_PACKAGES = (
-    "transformers tokenizers huggingface-hub hf-xet accelerate safetensors sentencepiece protobuf "
-    "einops shortuuid llava-torch ms-vlmeval pandas pytz tzdata openpyxl et-xmlfile xlsxwriter "
-    "sty termcolor validators levenshtein rapidfuzz nltk rouge math-verify latex2sympy2-extended "
-    "antlr4-python3-runtime pylatexenc json-repair num2words docopt timeout-decorator"
-).split()
+DEVICE_PACKAGES = [
+    "transformers",
+    "tokenizers",
+    "huggingface-hub",
+    "hf-xet",
+    "accelerate",
+    "safetensors",
+    "sentencepiece",
+    "protobuf",
+    "einops",
+    "shortuuid",
+    "llava-torch",
+    "ms-vlmeval",
+    "pandas",
+    "pytz",
+    "tzdata",
+    "openpyxl",
+    "et-xmlfile",
+    "xlsxwriter",
+    "sty",
+    "termcolor",
+    "validators",
+    "levenshtein",
+    "rapidfuzz",
+    "nltk",
+    "rouge",
+    "math-verify",
+    "latex2sympy2-extended",
+    "antlr4-python3-runtime",
+    "pylatexenc",
+    "json-repair",
+    "num2words",
+    "docopt",
+    "timeout-decorator",
+]
 DEVICE_PYTHON = "3.12"
 DEVICE_PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
 

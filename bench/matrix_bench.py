@@ -49,11 +49,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "fil
 # The planner imports the contract through the project's collection (ansible.cfg's path).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "collections"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "roles/gpu_facts/filter_plugins"))
-from device_wheels import locked_versions  # the image's versions, from requirements.lock
 import eval_inputs  # the project's validation step, plugins/filter/eval_inputs.py
 import eval_plan  # the project's planner, plugins/filter/eval_plan.py
 import gpu_facts as smi_parser  # the gpu_facts role's nvidia-smi parser
 from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
+from device_wheels import locked_versions  # the image's versions, from requirements.lock
 
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "docker" / "transformers-4.37" / "src"
