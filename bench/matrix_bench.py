@@ -266,6 +266,19 @@ def collect(run_dir: Path) -> dict[str, Any]:
         "model_loads": len(loads),
         "model_load_s": round(sum(s for _, s in loads), 2),
         "combination_s": round(sum(s["seconds"] for s in statuses), 2),
+        # Per combination, for bench/projection.py's calibration of the planner's cost model.
+        "combinations": [
+            {
+                "model": s["model"],
+                "benchmark": s["benchmark"],
+                "status": s["status"],
+                "samples": s["samples"],
+                "seconds": s["seconds"],
+                "infer_s": s.get("phase_seconds", {}).get("infer"),
+                "batch_sizes": s.get("batch_sizes"),
+            }
+            for s in statuses
+        ],
         # The worker's own phase times (they overlap: prepare and evaluate run beside infer).
         "phase_s": {
             phase: round(sum(s.get("phase_seconds", {}).get(phase, 0.0) for s in statuses), 2)
