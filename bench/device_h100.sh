@@ -2,6 +2,7 @@
 # The H100 run, in device calls of at most 10 minutes each (the whole bench takes about 35):
 #   bash bench/device_h100.sh start   # install carried wheels, build checkpoints, start the bench
 #   bash bench/device_h100.sh wait    # each next call, on the same warm machine: wait, collect
+#   bash bench/device_h100.sh next    # another BENCH_ARMS/BENCH_ARGS/BENCH_NAME on that machine
 # The bench runs detached (setsid) so it outlives each call; the machine stays warm only 30 s
 # after a call, so the next call must follow at once. Results (the JSON is rewritten after every
 # arm and every seed process) land in $OUT at the end of each call.
@@ -31,6 +32,10 @@ if [ "${1:-}" = start ]; then
   python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b llava_v1.5_13b \
     2>&1 | tee "$W/checkpoints.log" | grep -v Warning | tail -5
   df -h /tmp | tail -1
+fi
+if [ "${1:-}" = start ] || [ "${1:-}" = next ]; then
+  # next: another bench on the same warm machine (wheels and checkpoints already in place).
+  rm -f "$W/bench.done"
   setsid nohup bash -c "python3 bench/matrix_bench.py --device cuda --arms ${BENCH_ARMS:-project,attn,seed,scale} \
     --work $W --checkpoints $W/ckpt --standins $STANDINS ${BENCH_ARGS:-} \
     --label '${BENCH_LABEL:-H100: full-size random LLaVA-1.5-7B/13B}' --out $W/${BENCH_NAME:-h100-fullsize}.json; touch $W/bench.done" \

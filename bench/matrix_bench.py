@@ -71,7 +71,7 @@ LOADED = re.compile(r"loaded model (\S+) in ([0-9.]+) s")
 STAMPED = re.compile(
     r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?(loading model|loaded model)", re.M
 )
-PHASES = ("prepare", "infer", "evaluate")
+PHASES = ("prepare", "infer", "predictions", "evaluate")
 
 
 @functools.cache
@@ -90,8 +90,9 @@ def write_slot(
     device: str,
     units: list[tuple[str, list[str]]],
     args: Any,
-    batch_size: int,
+    batch_size: int | str,
     limit: int | None = None,
+    shared_by: int = 1,
 ) -> Path:
     models = catalogue()["catalogue_models"]
     # A slot file as the planner builds one (vlmfleet.contract.slot_file), on the smoke path:
@@ -107,6 +108,7 @@ def write_slot(
         max_new_tokens=args.new_tokens,
         min_new_tokens=args.new_tokens,
         batch_size=batch_size,
+        shared_by=shared_by,
         units=[
             {
                 "model": m,
@@ -264,6 +266,19 @@ def collect(run_dir: Path) -> dict[str, Any]:
         "model_loads": len(loads),
         "model_load_s": round(sum(s for _, s in loads), 2),
         "combination_s": round(sum(s["seconds"] for s in statuses), 2),
+        # Per combination, for bench/projection.py's calibration of the planner's cost model.
+        "combinations": [
+            {
+                "model": s["model"],
+                "benchmark": s["benchmark"],
+                "status": s["status"],
+                "samples": s["samples"],
+                "seconds": s["seconds"],
+                "infer_s": s.get("phase_seconds", {}).get("infer"),
+                "batch_sizes": s.get("batch_sizes"),
+            }
+            for s in statuses
+        ],
         # The worker's own phase times (they overlap: prepare and evaluate run beside infer).
         "phase_s": {
             phase: round(sum(s.get("phase_seconds", {}).get(phase, 0.0) for s in statuses), 2)
@@ -427,7 +442,15 @@ def project_arm(
             (u["model"], [b["name"] for b in u["benchmarks"]]) for u in slot["slot_file"]["units"]
         ]
         path = write_slot(
-            outputs, name, slot["slot"], args.device, units, args, args.batch_size, limit
+            outputs,
+            name,
+            slot["slot"],
+            args.device,
+            units,
+            args,
+            args.batch_size,
+            limit,
+            slot["slot_file"]["shared_by"],
         )
         worker = (
             [str(REPO / "bench" / "attn_worker.py"), "--attn", attn]
@@ -555,7 +578,16 @@ def layout_name(layout: tuple[int, int]) -> str:
     return f"project_{layout[0]}x{layout[1]}"
 
 
-def default_batch_size() -> int:
+def batch_size_arg(text: str) -> int | str:
+    """--batch-size: "auto" or a positive whole number, as eval_run_batch_size takes it."""
+    errors: list[str] = []
+    value = eval_inputs.parse_batch_size(text, "--batch-size", errors)
+    if errors or value is None:
+        raise argparse.ArgumentTypeError("; ".join(errors) or "--batch-size needs a value")
+    return value
+
+
+def default_batch_size() -> int | str:
     """The product's default (the validation step's), so the project arms measure what eval.yml
     runs."""
     return eval_inputs.DEFAULT_BATCH_SIZE
@@ -582,7 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--new-tokens", type=int, default=10)
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=batch_size_arg,
         default=default_batch_size(),
         help="samples per generate call in the project arms (default: eval_run_batch_size)",
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
+    AUTO_BATCH,
     DATA_SOURCES,
     JUDGES,
 )
@@ -48,12 +49,13 @@ OTHER_CLIENT_JUDGES = ("qwen-7b", "qwen-72b", "deepseek", "llama31-8b")
 JUDGE_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # Samples per generate call: batch 1 leaves an H100 mostly idle (bench/README.md), and the
 # batched path answers as VLMEvalKit's batch-1 loop does (tests/e2e/test_batched_agreement.py).
-DEFAULT_BATCH_SIZE = 8
+# "auto": each batch sized by the GPU memory the slot has left (the worker's batch_memory).
+DEFAULT_BATCH_SIZE = AUTO_BATCH
 # Smoke checkpoints answer in a few tokens; the tiny random ones never stop on their own.
 SMOKE_MAX_NEW_TOKENS = 16
 # eval_gpu_slots: worker slots sharing each GPU ("auto" lets the planner choose).
 MAX_GPU_SLOTS = 8
-BATCH_MEANING = "samples per generate call"
+BATCH_MEANING = "samples per generate call; auto: sized by the GPU memory a slot has left"
 GB_PER_GIB = 2**30 / 1e9
 
 
@@ -214,14 +216,34 @@ def parse_count(value: Any, what: str, meaning: str, errors: list[str]) -> int |
     return int(value)
 
 
+def parse_batch_size(value: Any, what: str, errors: list[str]) -> int | str | None:
+    """ "auto" or a positive whole number, or None when unset."""
+    if _unset(value):
+        return None
+    if isinstance(value, str) and value.strip().lower() == AUTO_BATCH:
+        return AUTO_BATCH
+    count = parse_count(value, what, BATCH_MEANING, [])
+    if count is None:
+        errors.append(
+            f"{what} must be {AUTO_BATCH!r} or a positive whole number ({BATCH_MEANING}), "
+            f"got {value!r}"
+        )
+    return count
+
+
 def check_run_options(raw: Mapping[str, Any], errors: list[str]) -> dict[str, Any]:
     """The generation options a user may set with -e, with their defaults (max_new_tokens'
     depends on smoke, settled last)."""
-    batch = parse_count(raw.get("batch_size"), "eval_run_batch_size", BATCH_MEANING, errors)
+    batch = parse_batch_size(raw.get("batch_size"), "eval_run_batch_size", errors)
     max_new = parse_count(raw.get("max_new_tokens"), "max_new_tokens", "tokens per answer", errors)
+    # Unset: the planner shards only the benchmarks that would bound the run (eval_plan).
+    shard_rows = parse_count(
+        raw.get("shard_rows"), "shard_rows", "rows per shard of a benchmark at most", errors
+    )
     return {
         "batch_size": batch or DEFAULT_BATCH_SIZE,
         "max_new_tokens": max_new,
+        "shard_rows": shard_rows,
         **check_judge(raw, errors),
     }
 
@@ -321,7 +343,7 @@ def check_hosts(
     pattern: Any,
     hosts: Mapping[str, Mapping[str, Any]],
     inventory: Iterable[str],
-    batch: int,
+    batch: int | str,
     errors: list[str],
     given_batch: Any = None,
 ) -> dict[str, dict[str, Any]]:
@@ -338,10 +360,9 @@ def check_hosts(
         own_batch = hv.get("eval_run_batch_size")
         out[host] = {
             "gpu_slots": parse_gpu_slots(hv.get("eval_gpu_slots"), host, errors),
-            "batch_size": parse_count(
+            "batch_size": parse_batch_size(
                 None if own_batch == given_batch else own_batch,
                 f"host {host!r}: eval_run_batch_size",
-                BATCH_MEANING,
                 errors,
             )
             or batch,
@@ -426,7 +447,7 @@ def check_inputs(
     host's name (for the message when it selects none).
 
     Returns {"models", "benchmarks", "limit", "run_id", "smoke", "smoke_weights", "resume",
-    "allow_cpu", "resumed", "batch_size", "max_new_tokens", "judge", "judge_model",
+    "allow_cpu", "resumed", "batch_size", "max_new_tokens", "shard_rows", "judge", "judge_model",
     "judge_base_url", "data_source", "data_dir", "hosts": {host: {"gpu_slots", "batch_size"}}};
     raises EvalInputError listing every problem.
     """

@@ -8,10 +8,14 @@ each other's gaps between kernels (bench/README.md). "auto" (the default) does s
 has fewer GPUs than the run has models and the shares hold them.
 
 A unit is (host, slot, gpus, model, [benchmarks]); a slot runs its units one after the other in
-one worker process, so each model is loaded once per slot. Balancing: whole models are placed
-longest first on the least loaded slot that fits them, then single benchmarks move off the
-busiest slot while that shortens the run (a move to a slot without that model pays the model's
-load there).
+one worker process, so each model is loaded once per slot. A benchmark can be split into shards
+(contract.Shard: contiguous parts of its rows), each placed like a benchmark; the run merges
+their predictions and evaluates them once. Balancing (``balance``): whole models placed longest
+first on the least loaded slot that fits them, or single benchmarks (and shards) placed longest
+first where each ends soonest, whichever run is shorter after single benchmarks move off the
+busiest slot while that shortens it (a slot without that model pays the model's load there).
+A benchmark costlier than the even share of the run is sharded, and the shards are made smaller
+until the longest slot is within BALANCE of the even share: no benchmark bounds a fleet.
 """
 
 from __future__ import annotations
@@ -30,6 +34,14 @@ MAX_GPU_SLOTS = 8
 # Activations, the KV cache and the allocator's slack beyond a model's catalogue figure (which is
 # at batch 1): two LLaVA-1.5 slots (28 + 15 GiB) on an H100 peaked at 80 GB at batch 8.
 AUTO_HEADROOM = 1.25
+# A shard pays a dataset preparation of its own, maybe a model load on its slot, and its part
+# of the merge: a benchmark is never cut into parts smaller than this (unless shard_rows asks),
+# so short runs (a sample limit) are not sharded at all.
+MIN_SHARD_ROWS = 256
+# The longest slot may exceed the work spread evenly over the slots by this factor before the
+# planner makes the shards smaller (each halving of their size is one more round).
+BALANCE = 1.05
+MAX_SPLIT_ROUNDS = 10
 
 
 class EvalPlanError(ValueError):
@@ -153,15 +165,135 @@ def _gpus(hosts: Mapping[str, Mapping[str, Any]], slot: Mapping[str, Any]) -> li
     return [g for g in facts if int(g["index"]) in slot["gpus"]]
 
 
-def combination_cost(
-    model: Mapping[str, Any], bench: Mapping[str, Any], limit: int | None, smoke: bool
-) -> float:
+def benchmark_rows(bench: Mapping[str, Any], limit: int | None, smoke: bool) -> int:
+    """The rows a benchmark's combination runs, as the planner estimates them: the catalogue's
+    count, or the limit (a smoke run's synthetic data is small)."""
     samples = int(bench["samples"])
     if smoke:
         samples = min(samples, SMOKE_SAMPLES)
     if limit is not None:
         samples = min(samples, limit)
-    return samples * float(bench["cost_per_sample"]) * float(model["cost_factor"])
+    return samples
+
+
+def combination_cost(
+    model: Mapping[str, Any], bench: Mapping[str, Any], limit: int | None, smoke: bool
+) -> float:
+    rows = benchmark_rows(bench, limit, smoke)
+    return rows * float(bench["cost_per_sample"]) * float(model["cost_factor"])
+
+
+def shard_count(
+    rows: int, cost: float, piece_cap: float, shard_rows: int | None, slots: int
+) -> int:
+    """Into how many shards a benchmark's rows go: as many as shard_rows (the user's cap on
+    rows per shard) asks, else enough to keep each shard's cost within piece_cap, never more
+    than the slots that can run it nor parts smaller than MIN_SHARD_ROWS."""
+    if shard_rows is not None:
+        return max(1, math.ceil(rows / shard_rows))
+    wanted = math.ceil(cost / piece_cap) if piece_cap > 0 else 1
+    return max(1, min(wanted, slots, rows // MIN_SHARD_ROWS))
+
+
+Piece = tuple[str, int | None]  # (benchmark, shard index or None for the whole benchmark)
+
+
+def balance(
+    slots: list[dict[str, Any]],
+    pieces: Mapping[str, Mapping[Piece, float]],
+    candidates: Mapping[str, list[dict[str, Any]]],
+    models_cat: Mapping[str, Any],
+    order: Mapping[str, int],
+    models: list[str],
+) -> float:
+    """Place every piece (model -> {piece: cost}) on the slots; returns the longest slot's
+    load. Two starts, each polished by moving single pieces off the busiest slot while that
+    shortens the run: whole models longest first (fewest model loads), and single pieces
+    longest first where each ends soonest (spreads shards); the shorter run wins, the first
+    on a tie."""
+    placements = []
+    for start in ("models", "pieces"):
+        for slot in slots:
+            slot["load"] = 0.0
+            slot["units"] = {}  # model -> [pieces]
+        makespan = _balance_from(start, slots, pieces, candidates, models_cat, order, models)
+        placements.append((makespan, [(s["load"], s["units"]) for s in slots]))
+    (whole, by_model), (spread, by_piece) = placements
+    makespan, best = (spread, by_piece) if spread < whole - 1e-9 else (whole, by_model)
+    for slot, (load, units) in zip(slots, best, strict=True):
+        slot["load"], slot["units"] = load, units
+    return makespan
+
+
+def _balance_from(
+    start: str,
+    slots: list[dict[str, Any]],
+    pieces: Mapping[str, Mapping[Piece, float]],
+    candidates: Mapping[str, list[dict[str, Any]]],
+    models_cat: Mapping[str, Any],
+    order: Mapping[str, int],
+    models: list[str],
+) -> float:
+    def load_cost(m: str) -> float:
+        return float(models_cat[m]["load_cost"])
+
+    def key(s: Mapping[str, Any]) -> int:
+        return order[s["host"] + "/" + s["slot"]]
+
+    def model_cost(m: str) -> float:
+        return load_cost(m) + sum(pieces[m].values())
+
+    def finish(s: Mapping[str, Any], m: str, cost: float) -> float:
+        return s["load"] + cost + (0 if m in s["units"] else load_cost(m))
+
+    if start == "models":
+        # Longest processing time first: each model whole on the least loaded slot.
+        for m in sorted(pieces, key=lambda m: (-model_cost(m), models.index(m))):
+            slot = min(candidates[m], key=lambda s: (s["load"], key(s)))
+            slot["units"][m] = list(pieces[m])
+            slot["load"] += model_cost(m)
+    else:
+        # Longest processing time first, piece by piece, each where it ends soonest.
+        flat = [(c, m, p) for m, ps in pieces.items() for p, c in ps.items()]
+        flat.sort(key=lambda x: (-x[0], models.index(x[1]), x[2][0], x[2][1] or 0))
+        for c, m, p in flat:
+            slot = min(candidates[m], key=lambda s: (finish(s, m, c), key(s)))
+            slot["load"] = finish(slot, m, c)
+            slot["units"].setdefault(m, []).append(p)
+
+    # Then move single pieces off the busiest slot while the longest slot shrinks.
+    for _ in range(MAX_MOVES):
+        busiest = max(slots, key=lambda s: (s["load"], -key(s)))
+        best = None
+        for m, ps in busiest["units"].items():
+            # The same slot is the best destination for every piece of one model: the one that
+            # ends least loaded (its load, plus the model's load where it lacks the model).
+            others = [d for d in candidates[m] if d is not busiest]
+            if not others:
+                continue
+            dst = min(
+                others,
+                key=lambda d: (d["load"] + (0 if m in d["units"] else load_cost(m)), key(d)),
+            )
+            base = dst["load"] + (0 if m in dst["units"] else load_cost(m))
+            for p in ps:
+                src_after = busiest["load"] - pieces[m][p]
+                if len(ps) == 1:
+                    src_after -= load_cost(m)
+                worst = max(src_after, base + pieces[m][p])
+                if worst < busiest["load"] - 1e-9 and (best is None or worst < best[0]):
+                    best = (worst, m, p, dst)
+        if best is None:
+            break
+        _, m, p, dst = best
+        busiest["units"][m].remove(p)
+        busiest["load"] -= pieces[m][p]
+        if not busiest["units"][m]:
+            del busiest["units"][m]
+            busiest["load"] -= load_cost(m)
+        dst["units"].setdefault(m, []).append(p)
+        dst["load"] += pieces[m][p] + (0 if len(dst["units"][m]) > 1 else load_cost(m))
+    return max((s["load"] for s in slots), default=0.0)
 
 
 def benchmark_entry(
@@ -208,13 +340,16 @@ def plan(
     catalogue: Mapping[str, Any],
     inputs: Mapping[str, Any],
     done: Iterable[Iterable[str]] = (),
+    done_shards: Iterable[Iterable[Any]] = (),
 ) -> dict[str, Any]:
     """Plan the combinations of inputs' models x benchmarks that are not in `done`
-    ((model, benchmark) pairs with an ok record: a resume).
+    ((model, benchmark) pairs with an ok record: a resume), and of a sharded benchmark the
+    shards not in `done_shards` ([model, benchmark, index, count] with an ok shard record: a
+    benchmark keeps the shard count it was started with).
 
     hosts: {inventory_hostname: {gpu_facts_present, gpu_facts_gpus: [{index, memory_mib, ...}]}}
     in inventory order. Returns {"run_id", "smoke", "limit", "slots", "units", "done",
-    "estimated_cost"}; raises EvalPlanError.
+    "sharded", "estimated_cost"}; raises EvalPlanError.
     """
     if not hosts:
         raise EvalPlanError("no reachable host to run on: check the inventory and --limit")
@@ -224,6 +359,11 @@ def plan(
     allow_cpu = bool(inputs.get("allow_cpu", False))
     limit = inputs.get("limit")
     done_set = {tuple(d) for d in done}
+    shard_rows = inputs.get("shard_rows")
+    # Resume: a benchmark's shards done so far fix its count; the done ones are not planned.
+    started_shards: dict[tuple[str, str], dict[int, set[int]]] = {}
+    for m, b, index, count in done_shards:
+        started_shards.setdefault((m, b), {}).setdefault(int(count), set()).add(int(index))
     models = list(inputs["models"])
     benchmarks = list(inputs["benchmarks"])
 
@@ -242,10 +382,6 @@ def plan(
         per_gpu = gpu_slots(inputs["hosts"][host]["gpu_slots"], facts, need_gib, smoke)
         need = 1 if smoke else max([1, *(gpus_needed(n, gpus, per_gpu) for n in spread_gib)])
         slots.extend(host_slots(host, facts, need, smoke, allow_cpu, per_gpu))
-
-    for slot in slots:
-        slot["load"] = 0.0
-        slot["units"] = {}  # model -> [benchmark names]
 
     pending = [(m, b) for m in models for b in benchmarks if (m, b) not in done_set]
     cost = {
@@ -294,53 +430,59 @@ def plan(
                 )
             )
 
-    def model_cost(m: str) -> float:
-        return float(models_cat[m]["load_cost"]) + sum(c for (pm, _), c in cost.items() if pm == m)
-
-    # Phase 1, longest processing time first: each model whole on the least loaded slot.
     order = {s["host"] + "/" + s["slot"]: i for i, s in enumerate(slots)}
-    for m in sorted(candidates, key=lambda m: (-model_cost(m), models.index(m))):
-        slot = min(candidates[m], key=lambda s: (s["load"], order[s["host"] + "/" + s["slot"]]))
-        slot["units"][m] = [b for pm, b in pending if pm == m]
-        slot["load"] += model_cost(m)
+    rows = {(m, b): benchmark_rows(benches_cat[b], limit, smoke) for m, b in pending}
+    # The work spread evenly: every combination and each model's load once.
+    even = (sum(cost.values()) + sum(float(models_cat[m]["load_cost"]) for m in candidates)) / max(
+        1, len(slots)
+    )
 
-    # Phase 2: move single benchmarks off the busiest slot while the longest slot shrinks.
-    for _ in range(MAX_MOVES):
-        busiest = max(slots, key=lambda s: (s["load"], -order[s["host"] + "/" + s["slot"]]))
-        best = None
-        for m, bs in busiest["units"].items():
-            for b in bs:
-                src_after = busiest["load"] - cost[(m, b)]
-                if len(bs) == 1:
-                    src_after -= float(models_cat[m]["load_cost"])
-                for dst in candidates[m]:
-                    if dst is busiest:
-                        continue
-                    dst_after = dst["load"] + cost[(m, b)]
-                    if m not in dst["units"]:
-                        dst_after += float(models_cat[m]["load_cost"])
-                    worst = max(src_after, dst_after)
-                    if worst < busiest["load"] - 1e-9 and (best is None or worst < best[0]):
-                        best = (worst, m, b, dst)
-        if best is None:
+    def counts_for(piece_cap: float) -> dict[tuple[str, str], int]:
+        out = {}
+        for mb in pending:
+            started = started_shards.get(mb)
+            if started:
+                # The count with the most shards done; the others' records are left unused.
+                out[mb] = max(started, key=lambda n: (len(started[n]), n))
+            else:
+                out[mb] = shard_count(
+                    rows[mb], cost[mb], piece_cap, shard_rows, len(candidates[mb[0]])
+                )
+        return out
+
+    def pieces_for(counts: Mapping[tuple[str, str], int]) -> dict[str, dict[Piece, float]]:
+        out: dict[str, dict[Piece, float]] = {m: {} for m in candidates}
+        for (m, b), n in counts.items():
+            if n == 1:
+                out[m][(b, None)] = cost[(m, b)]
+                continue
+            done_here = started_shards.get((m, b), {}).get(n, set())
+            for i in range(n):
+                if i not in done_here:
+                    out[m][(b, i)] = cost[(m, b)] / n
+        return {m: ps for m, ps in out.items() if ps}
+
+    # A benchmark costlier than the even share is sharded first; the shards halve in size
+    # while the plan is out of balance and halving still changes them.
+    piece_cap = even
+    counts = counts_for(piece_cap)
+    for _ in range(MAX_SPLIT_ROUNDS):
+        pieces = pieces_for(counts)
+        makespan = balance(slots, pieces, candidates, models_cat, order, models)
+        if shard_rows is not None or makespan <= BALANCE * even:
             break
-        _, m, b, dst = best
-        busiest["units"][m].remove(b)
-        busiest["load"] -= cost[(m, b)]
-        if not busiest["units"][m]:
-            del busiest["units"][m]
-            busiest["load"] -= float(models_cat[m]["load_cost"])
-        dst["units"].setdefault(m, []).append(b)
-        dst["load"] += cost[(m, b)] + (
-            0 if len(dst["units"][m]) > 1 else models_cat[m]["load_cost"]
-        )
+        piece_cap /= 2
+        finer = counts_for(piece_cap)
+        if finer == counts:
+            break
+        counts = finer
 
     units = []
     for slot in slots:
         # Benchmarks in the order asked for, models in the order asked for: reproducible logs.
         container = contract.container_name(inputs["run_id"], slot["host"], slot["slot"])
         for m in sorted(slot["units"], key=models.index):
-            bs = sorted(slot["units"][m], key=benchmarks.index)
+            ps = sorted(slot["units"][m], key=lambda p: (benchmarks.index(p[0]), p[1] or 0))
             units.append(
                 {
                     "host": slot["host"],
@@ -350,11 +492,19 @@ def plan(
                     "container": container,
                     "model": m,
                     "family": models_cat[m]["family"],
-                    "benchmarks": [benchmark_entry(b, catalogue, inputs["judge"]) for b in bs],
+                    "benchmarks": [
+                        benchmark_entry(b, catalogue, inputs["judge"])
+                        | (
+                            {}
+                            if i is None
+                            else {contract.SHARD_KEY: {"index": i, "count": counts[(m, b)]}}
+                        )
+                        for b, i in ps
+                    ],
                     **smoke_checkpoint(models_cat[m], inputs),
                     **custom_checkpoint(m, models_cat[m]),
                     "estimated_cost": round(
-                        float(models_cat[m]["load_cost"]) + sum(cost[(m, b)] for b in bs), 1
+                        float(models_cat[m]["load_cost"]) + sum(pieces[m][p] for p in ps), 1
                     ),
                 }
             )
@@ -386,6 +536,17 @@ def plan(
         "done": [
             {"model": m, "benchmark": b} for m in models for b in benchmarks if (m, b) in done_set
         ],
+        # The sharded benchmarks: their count and the shards an earlier attempt finished.
+        "sharded": [
+            {
+                "model": m,
+                "benchmark": b,
+                "count": counts[(m, b)],
+                "done": sorted(started_shards.get((m, b), {}).get(counts[(m, b)], set())),
+            }
+            for m, b in pending
+            if counts[(m, b)] > 1
+        ],
         "model_loads": len(units),
         "estimated_cost": round(max((s["load"] for s in slots), default=0.0), 1),
     }
@@ -409,13 +570,12 @@ def eval_plan(
     catalogue: Mapping[str, Any],
     inputs: Mapping[str, Any],
     done: Iterable[Iterable[str]] = (),
+    done_shards: Iterable[Iterable[Any]] = (),
 ) -> dict[str, Any]:
     """Filter form: {"error": message or None, "plan": plan or None}."""
     try:
-        return {
-            "error": None,
-            "plan": plan(hosts_from_hostvars(names, hostvars), catalogue, inputs, done),
-        }
+        hosts = hosts_from_hostvars(names, hostvars)
+        return {"error": None, "plan": plan(hosts, catalogue, inputs, done, done_shards)}
     except EvalPlanError as err:
         return {"error": str(err), "plan": None}
 
@@ -425,6 +585,7 @@ def eval_host_units(plan_: Mapping[str, Any], host: str) -> list[dict[str, Any]]
     slot file complete (contract.slot_file) so that the run role only writes it."""
     slots: dict[str, dict[str, Any]] = {}
     batch = {s["slot"]: s["batch_size"] for s in plan_["slots"] if s["host"] == host}
+    shared_by = {s["slot"]: s["shared_by"] for s in plan_["slots"] if s["host"] == host}
     for u in plan_["units"]:
         if u["host"] != host:
             continue
@@ -451,9 +612,77 @@ def eval_host_units(plan_: Mapping[str, Any], host: str) -> list[dict[str, Any]]
             judge_base_url=plan_.get("judge_base_url"),
             max_new_tokens=plan_["max_new_tokens"],
             batch_size=batch[s["slot"]],
+            shared_by=shared_by[s["slot"]],
             units=units,
         )
         out.append(s)
+    return out
+
+
+def eval_merges(
+    plan_: Mapping[str, Any],
+    catalogue: Mapping[str, Any],
+    records: Iterable[Mapping[str, Any]],
+    shard_records: Iterable[Mapping[str, Any]],
+    hosts: Iterable[str],
+) -> dict[str, dict[str, Any]]:
+    """The merges the collected records call for: every benchmark of the plan's matrix without
+    a done record of its own whose shards of one count are all done (contract.complete_shards),
+    this attempt's or an earlier one's. Each goes to the host of ``hosts`` (collected, in play
+    order) that ran most of its shards. Per merging host: {container, secret_env, slot_file (a
+    merge slot file, contract.MERGE_SLOT), ship: [<host>/<model>/<benchmark>/shards/<k>-of-<n>
+    folders other hosts ran, to bring from the controller]}."""
+    smoke = bool(plan_["smoke"])
+    able = list(hosts)
+    done = {tuple(d) for d in contract.done_combinations(records, smoke=smoke)}
+    shard_records = list(shard_records)
+    models_cat = catalogue["catalogue_models"]
+    per_host: dict[str, dict[str, Any]] = {}
+    for m in plan_["models"]:
+        for b in plan_["benchmarks"]:
+            shards = contract.complete_shards(shard_records, m, b, smoke=smoke)
+            if (m, b) in done or shards is None or not able:
+                continue
+            ran = [r["host"] for r in shards]
+            host = max(able, key=lambda h: (ran.count(h), -able.index(h)))
+            entry = per_host.setdefault(host, {"units": {}, "ship": []})
+            entry["units"].setdefault(m, []).append(b)
+            for r in shards:
+                if r["host"] != host:
+                    shard = contract.record_shard(r)
+                    entry["ship"].append(
+                        f"{r['host']}/{m}/{b}/{contract.SHARDS_DIR}/{shard.name}"  # type: ignore[union-attr]
+                    )
+    out = {}
+    for host, entry in per_host.items():
+        units = [
+            {
+                "model": m,
+                "family": models_cat[m]["family"],
+                "benchmarks": [benchmark_entry(b, catalogue, plan_["judge"]) for b in bs],
+            }
+            for m, bs in entry["units"].items()
+        ]
+        out[host] = {
+            "container": contract.container_name(plan_["run_id"], host, contract.MERGE_SLOT),
+            "secret_env": contract.CONTAINER_SECRET_ENV,
+            "ship": entry["ship"],
+            "slot_file": contract.slot_file(
+                run_id=plan_["run_id"],
+                host=host,
+                slot=contract.MERGE_SLOT,
+                # Evaluation is CPU work: the merge holds no GPU.
+                device="cpu",
+                smoke=plan_["smoke"],
+                limit=plan_["limit"],
+                judge=plan_["judge"],
+                judge_model=plan_.get("judge_model"),
+                judge_base_url=plan_.get("judge_base_url"),
+                max_new_tokens=plan_["max_new_tokens"],
+                batch_size=1,
+                units=units,
+            ),
+        }
     return out
 
 
@@ -479,6 +708,7 @@ class FilterModule:
             "eval_plan": eval_plan,
             "eval_host_units": eval_host_units,
             "eval_slot_containers": eval_slot_containers,
+            "eval_merges": eval_merges,
             "eval_prepare_container": eval_prepare_container,
             "eval_official_benchmarks": eval_official_benchmarks,
         }

@@ -53,6 +53,9 @@ class Combo:
     # What the scorer could not judge, in the worker's words (e.g. open MMMU questions under
     # exact matching); shown beside the number.
     scoring_note: str | None = None
+    # A sharded benchmark's shards, as summary.json lists them (index, count, host, slot,
+    # status, seconds, samples, reason); empty for a benchmark run whole.
+    shards: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -192,6 +195,7 @@ def load_run(run_dir: str | Path, kinds: dict[str, str] | None = None) -> Run:
                 primary_score=raw.get("primary_score"),
                 primary_scale=raw.get("primary_scale"),
                 scoring_note=raw.get("scoring_note"),
+                shards=list(raw.get("shards") or []),
             )
         )
     hosts = {}

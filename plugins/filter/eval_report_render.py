@@ -190,6 +190,38 @@ def _times(run: Run) -> Section:
     )
 
 
+def _shards(run: Run) -> Section | None:
+    """Each sharded benchmark's shards: where each ran and what became of it."""
+    sharded = [c for c in run.combos if c.shards]
+    if not sharded:
+        return None
+    rows, classes = [], []
+    for c in sharded:
+        for s in c.shards:
+            rows.append(
+                [
+                    c.model,
+                    c.benchmark,
+                    f"{s['index'] + 1}-of-{s['count']}",
+                    s.get("host") or "none",
+                    s.get("slot") or "",
+                    s["status"],
+                    format_seconds(s.get("seconds")),
+                ]
+            )
+            classes.append(["", "", "", "", "", s["status"], ""])
+    return Section(
+        "Sharded benchmarks",
+        paragraphs=[
+            "A sharded benchmark's rows ran in parts on several slots; their predictions were "
+            "merged in row order and evaluated once (its scores above are the merge's)."
+        ],
+        table=Table(
+            ["model", "benchmark", "shard", "host", "slot", "status", "time"], rows, classes
+        ),
+    )
+
+
 def _failures(run: Run) -> Section:
     bad = [c for c in run.combos if c.status != "ok"]
     if not bad:
@@ -308,6 +340,7 @@ def sections(
         _status(run),
         _totals(run),
         _times(run),
+        *[s for s in (_shards(run),) if s is not None],
         _failures(run),
         _references(run, reference_comparisons(run, references)),
     ]

@@ -1,7 +1,10 @@
 """Status records -> summary.json, and which combinations a resumed run still owes.
 
 Status records are the worker's status.json files (docs/architecture.md). The summary has one
-entry per combination of the run (models x benchmarks): ok, failed or missing (no record).
+entry per combination of the run (models x benchmarks): ok, failed or missing (no record). A
+sharded benchmark's entry is its merged record's, and lists its shards (``shards``: index,
+count, host, slot, status, seconds, reason); until it is merged, a failed shard fails it and a
+shard without a record leaves it missing, named.
 """
 
 from __future__ import annotations
@@ -14,11 +17,81 @@ from typing import Any
 from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
     CONTAINER_LOG,
     RESULT_KEYS,
+    SHARD_KEY,
+    SHARDS_KEY,
     SUMMARY_STATUSES,
+    Shard,
     done_combinations,
+    done_shards,
     prepare_failure,
+    record_shard,
     run_records,
+    run_shard_records,
 )
+
+
+def shard_entries(
+    plan: Mapping[str, Any],
+    model: str,
+    benchmark: str,
+    record: Mapping[str, Any] | None,
+    shard_records: list[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """A benchmark's shards: as its merged record lists them, else one per shard of the count
+    this attempt planned (or the records have), each with its record's status or missing."""
+    if record is not None and isinstance(record.get(SHARDS_KEY), list) and record[SHARDS_KEY]:
+        return [dict(s, status="ok", reason=None) for s in record[SHARDS_KEY]]
+    counts = [
+        s["count"]
+        for s in plan.get("sharded", [])
+        if (s["model"], s["benchmark"]) == (model, benchmark)
+    ]
+    # Shard records always carry their shard (contract.read_record).
+    counts = counts or sorted({r[SHARD_KEY]["count"] for r in shard_records}, reverse=True)
+    if not counts:
+        return []
+    count = counts[0]
+    placed = {}
+    for u in plan["units"]:
+        for b in u["benchmarks"]:
+            if u["model"] == model and b["name"] == benchmark and b.get(SHARD_KEY):
+                placed[b[SHARD_KEY]["index"]] = (u["host"], u["slot"])
+    out = []
+    for i in range(count):
+        mine = [r for r in shard_records if record_shard(r) == Shard(i, count)]
+        # An ok record wins wherever it ran; else the latest attempt's.
+        mine.sort(key=lambda r: str(r.get("finished_at") or ""), reverse=True)
+        mine.sort(key=lambda r: r["status"] != "ok")
+        r = mine[0] if mine else None
+        host, slot = (r["host"], r["slot"]) if r else placed.get(i, (None, None))
+        out.append(
+            {
+                "index": i,
+                "count": count,
+                "host": host,
+                "slot": slot,
+                "status": r["status"] if r else "missing",
+                "seconds": r["seconds"] if r else None,
+                "samples": r["samples"] if r else None,
+                "reason": r["reason"] if r else None,
+            }
+        )
+    return out
+
+
+def unmerged(shards: list[Mapping[str, Any]]) -> tuple[str, str]:
+    """A sharded benchmark without its own record: its status and why."""
+    failed = [s for s in shards if s["status"] == "failed"]
+    if failed:
+        first = failed[0]
+        return "failed", (
+            f"shard {first['index'] + 1}-of-{first['count']} on {first['host']} {first['slot']} "
+            f"failed: {first['reason']}"
+        )
+    missing = [f"{s['index'] + 1}-of-{s['count']}" for s in shards if s["status"] != "ok"]
+    if missing:
+        return "missing", f"no record of shard(s) {', '.join(missing)}"
+    return "missing", "every shard is done but they were not merged (a rerun merges them)"
 
 
 def summarize(
@@ -27,6 +100,7 @@ def summarize(
     lost_hosts: Iterable[str] = (),
     slot_notes: Mapping[str, str] | None = None,
     not_prepared: Mapping[str, str] | None = None,
+    shard_records: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """One entry per combination of plan's models x benchmarks.
 
@@ -43,10 +117,14 @@ def summarize(
     placed = {}
     for u in plan["units"]:
         for b in u["benchmarks"]:
-            placed[(u["model"], b["name"])] = (u["host"], u["slot"])
+            if not b.get(SHARD_KEY):
+                placed[(u["model"], b["name"])] = (u["host"], u["slot"])
     by_combo: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for r in records:
         by_combo.setdefault((r["model"], r["benchmark"]), []).append(r)
+    shards_of: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in shard_records:
+        shards_of.setdefault((r["model"], r["benchmark"]), []).append(r)
 
     entries = []
     for m in plan["models"]:
@@ -60,7 +138,10 @@ def summarize(
             record = ok[0] if ok else (mine[0] if mine else None)
             entry: dict[str, Any] = {"host": host, "slot": slot, "model": m, "benchmark": b}
             entry |= {k: None for k in RESULT_KEYS} | {"status": "missing", "scores": {}}
-            if record is not None:
+            entry["shards"] = shard_entries(plan, m, b, record, shards_of.get((m, b), []))
+            if record is None and entry["shards"]:
+                entry["status"], entry["reason"] = unmerged(entry["shards"])
+            elif record is not None:
                 # contract.read_record turned a record that breaks the contract into a failed one.
                 entry |= {"host": record["host"], "slot": record["slot"] or slot}
                 entry |= {k: record[k] for k in RESULT_KEYS}
@@ -121,7 +202,12 @@ def eval_summary(
     hosts = dict.fromkeys(u["host"] for u in plan["units"])
     not_prepared = {h: why for h in hosts if (why := prepare_failure(Path(run_dir) / h))}
     return summarize(
-        plan, run_records(run_dir), lost_hosts, read_slot_notes(run_dir, plan), not_prepared
+        plan,
+        run_records(run_dir),
+        lost_hosts,
+        read_slot_notes(run_dir, plan),
+        not_prepared,
+        run_shard_records(run_dir),
     )
 
 
@@ -130,8 +216,18 @@ def eval_done_combinations(records: Iterable[Mapping[str, Any]], smoke: bool) ->
     return done_combinations(records, smoke=smoke)
 
 
+def eval_done_shards(records: Iterable[Mapping[str, Any]], smoke: bool) -> list[list[Any]]:
+    """Resume: the shards [model, benchmark, index, count] with a record contract.is_done
+    accepts."""
+    return done_shards(records, smoke=smoke)
+
+
 def eval_controller_records(run_dir: str) -> list[dict[str, Any]]:
     return run_records(run_dir)
+
+
+def eval_controller_shard_records(run_dir: str) -> list[dict[str, Any]]:
+    return run_shard_records(run_dir)
 
 
 def eval_lost_hosts(plan: Mapping[str, Any], hostvars: Mapping[str, Any]) -> list[str]:
@@ -156,6 +252,8 @@ class FilterModule:
         return {
             "eval_summary": eval_summary,
             "eval_done_combinations": eval_done_combinations,
+            "eval_done_shards": eval_done_shards,
+            "eval_controller_shard_records": eval_controller_shard_records,
             "eval_controller_records": eval_controller_records,
             "eval_lost_hosts": eval_lost_hosts,
             "eval_combination_line": combination_line,

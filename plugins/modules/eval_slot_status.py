@@ -13,6 +13,7 @@ from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
     RUNNING_STATES,
     SLOT_FILE,
     host_records,
+    host_shard_records,
     read_json,
     slot_total,
 )
@@ -89,8 +90,10 @@ eval_progress:
       type: list
       elements: dict
 records:
-  description: The status records under I(run_dir) (only with I(records=true)); one that
-    breaks the contract comes back as a failed record naming the file and the problem.
+  description: The status records under I(run_dir) (only with I(records=true)), and the shard
+    records of sharded benchmarks (C(<model>/<benchmark>/shards/<k>-of-<n>/status.json), each
+    with its C(shard)); one that breaks the contract comes back as a failed record naming the
+    file and the problem.
   type: list
   elements: dict
   returned: when records is true
@@ -167,7 +170,8 @@ def main() -> None:
                 "updated_at": progress.get("updated_at"),
             }
         )
-    records = host_records(run_dir)
+    # A sharded benchmark's shard records (they carry their shard) beside the benchmarks' own.
+    records = host_records(run_dir) + host_shard_records(run_dir)
     result: dict[str, Any] = {
         "changed": False,
         "finished": not any(s["state"] in RUNNING_STATES for s in slots_out),

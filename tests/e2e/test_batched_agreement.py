@@ -4,7 +4,9 @@
 without network, against the repository's worker code) on the known-answer strong checkpoint,
 whose answers come from confident logits, unlike random weights: every one of the 20 smoke
 benchmarks, batch sizes 1, 8 and 32, each in the product's, a shuffled and the reversed batch
-order, must give exactly the reference's prediction on every row.
+order, must give exactly the reference's prediction on every row; and so must all 20 benchmarks
+answered as one queue at batch 8 and 32, as a worker's unit answers them, where a benchmark's
+last samples share a batch with the next benchmark's samples of the nearest prompt lengths.
 
 12 questions a benchmark: fewer would make batch 32 the same single batch as batch 8 on every
 benchmark but MMBench; at 12, batch 8 is a full and a partial batch, batch 32 one batch of
@@ -90,5 +92,18 @@ def test_batched_predictions_equal_reference_at_every_batch_size_and_order(
     assert total["comparisons"] == BENCHMARKS * len(BATCH_SIZES) * len(ORDERS)
     assert total["differing"] == 0 and not differing, "\n".join(differing[:40])
     assert total["agreement"] == 1.0
+    queue = report["queue"]
+    assert sorted(queue) == sorted(s for s in BATCH_SIZES if s != "1")
+    for size, run in queue.items():
+        assert len(run["benchmarks"]) == BENCHMARKS, size
+        # Batches did cross benchmark boundaries.
+        assert run["shared_samples"] > 0, size
+        differing += [
+            f"queue batch {size} {name} index {row['index']}: "
+            f"reference {row['reference']!r}, batched {row['batched']!r}"
+            for name, result in run["benchmarks"].items()
+            for row in result["differing_rows"]
+        ]
+    assert not differing, "\n".join(differing[:40])
     assert proc.returncode == 0, log[-6000:]
     print(f"\n{proc.stdout.strip().splitlines()[-1]} in {report['seconds']} s")

@@ -7,19 +7,24 @@ VLMEvalKit) and builds a tiny random LLaVA-1.5 checkpoint on the CPU (float32, g
 from __future__ import annotations
 
 import importlib.util
+import queue
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from vlmfleet.families import InferenceError, llava_batched
+from vlmfleet.families import InferenceError, Queued, llava_batched
 from vlmfleet.families.llava_batched import (
     BatchingError,
+    BatchPolicy,
+    PreparedSamples,
     Sample,
     batches,
     check_batch_size,
     check_model,
-    generate_all,
+    form_batch,
+    new_job,
+    run_queue,
 )
 from vlmfleet.known_answer import SEED_BENCHMARKS
 
@@ -42,6 +47,82 @@ def test_batches_keep_every_sample_once_in_order() -> None:
 def test_model_without_llava_interface_is_refused_with_its_name() -> None:
     with pytest.raises(BatchingError, match="SimpleNamespace lacks concat_tilist"):
         check_model(SimpleNamespace(model=None, tokenizer=None))
+
+
+def queued(key: str, positions: list[int]) -> Queued:
+    samples = [Sample(f"{key}{i}", "p", ["x.png"], positions=p) for i, p in enumerate(positions)]
+    return Queued(key, None, PreparedSamples(with_images=samples))
+
+
+def answer(samples: list[Sample]) -> list[str]:
+    return [f"answer {s.index}" for s in samples]
+
+
+def run(benchmarks: list[Queued], policy: BatchPolicy) -> dict[str, object]:
+    incoming: queue.Queue[Queued | None] = queue.Queue()
+    for q in benchmarks:
+        incoming.put(q)
+    incoming.put(None)
+    return {a.key: a for a in run_queue(object(), incoming, policy)}
+
+
+def test_a_benchmarks_last_samples_share_a_batch_with_the_next_nearest_in_length() -> None:
+    pool = [new_job(queued("A", [30, 10, 20])), new_job(queued("B", [100, 25, 5, 60]))]
+    policy = BatchPolicy(ceiling=2)
+    got = []
+    while batch := form_batch(pool, policy):
+        got.append([s.index for s in batch])
+    # A first, shortest first; A's last sample takes B's nearest in length (25) as company.
+    assert got == [["A1", "A2"], ["A0", "B1"], ["B2", "B3"], ["B0"]]
+
+
+def test_a_batch_is_sized_by_its_longest_prompt() -> None:
+    per_row = {10: 1, 20: 2, 40: 4}
+    policy = BatchPolicy(ceiling=8)
+    # A stand-in rule: a budget of 4 units, a row of p positions costs p / 10.
+    policy.rows_for = lambda longest, budget: min(8, 4 // per_row[longest])  # type: ignore
+    pool = [new_job(queued("A", [10, 10, 10, 20, 20, 40]))]
+    sizes = []
+    while batch := form_batch(pool, policy):
+        sizes.append(len(batch))
+    assert sizes == [3, 2, 1]
+
+
+def test_one_queue_answers_every_benchmark_and_says_where_samples_went(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[list[str]] = []
+
+    def generate(model: object, inputs: list[Sample]) -> list[str]:
+        calls.append(sorted({s.key for s in inputs}))
+        return answer(inputs)
+
+    monkeypatch.setattr(llava_batched, "batch_inputs", lambda model, batch: list(batch))
+    monkeypatch.setattr(llava_batched, "generate_inputs", generate)
+    done = run([queued("A", [1, 2, 3]), queued("B", [1, 2, 3, 4, 5])], BatchPolicy(ceiling=2))
+    assert list(done) == ["A", "B"]
+    assert done["A"].answers == {f"A{i}": f"answer A{i}" for i in range(3)}
+    assert done["B"].answers == {f"B{i}": f"answer B{i}" for i in range(5)}
+    # One batch held samples of both benchmarks; no batch was cut at the boundary.
+    assert calls.count(["A", "B"]) == 1 and len(calls) == 4
+    assert done["A"].record["batch_sizes"] == {"2": 3}
+    assert done["B"].record["samples_in_shared_batches"] == 1
+
+
+def test_a_failing_batch_fails_its_benchmarks_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    def generate(model: object, inputs: list[Sample]) -> list[str]:
+        if any(s.key == "B" for s in inputs):
+            raise RuntimeError("CUDA error: device-side assert triggered")
+        return answer(inputs)
+
+    monkeypatch.setattr(llava_batched, "batch_inputs", lambda model, batch: list(batch))
+    monkeypatch.setattr(llava_batched, "generate_inputs", generate)
+    done = run(
+        [queued("A", [1, 2]), queued("B", [1, 2]), queued("C", [1, 2])], BatchPolicy(ceiling=2)
+    )
+    assert done["A"].error is None and done["C"].error is None
+    assert "device-side assert" in str(done["B"].error)
+    assert len(done["C"].answers) == 2
 
 
 def out_of_memory_type() -> type[BaseException]:
@@ -71,7 +152,7 @@ def fits_at_most(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], list[int]]:
             calls.append(len(inputs))
             if len(inputs) > n:
                 raise oom("CUDA out of memory. Tried to allocate 2.00 GiB (stand-in)")
-            return [f"answer {s.index}" for s in inputs]
+            return answer(inputs)
 
         monkeypatch.setattr(llava_batched, "batch_inputs", lambda model, batch: list(batch))
         monkeypatch.setattr(llava_batched, "generate_inputs", generate)
@@ -84,13 +165,14 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_smaller_size(
     fits_at_most: Callable[[int], list[int]],
 ) -> None:
     calls = fits_at_most(2)
-    samples = [Sample(i, f"p{i}", ["x.png"]) for i in range(11)]
-    got = generate_all(object(), samples, 8)
+    got = run([queued("A", list(range(11)))], BatchPolicy(ceiling=8))["A"]
     # Every answer once, none lost with the failed batches.
-    assert got.answers == {i: f"answer {i}" for i in range(11)}
-    assert got.batch_size_used == 2
-    assert [r["batch_size"] for r in got.retries] == [8, 4]
-    assert all(r["error"].startswith("OutOfMemoryError: CUDA out of memory") for r in got.retries)
+    assert got.answers == {f"A{i}": f"answer A{i}" for i in range(11)}
+    assert got.record["batch_size_used"] == 2
+    assert got.record["batch_sizes"] == {"2": 10, "1": 1}
+    retries = got.record["batch_retries"]
+    assert [r["batch_size"] for r in retries] == [8, 4]
+    assert all(r["error"].startswith("OutOfMemoryError: CUDA out of memory") for r in retries)
     # 8 and 4 fail once each; then the whole set at 2, never back up to 4.
     assert calls == [8, 4, 2, 2, 2, 2, 2, 1]
 
@@ -99,11 +181,12 @@ def test_out_of_memory_at_batch_1_fails_with_the_retries(
     fits_at_most: Callable[[int], list[int]],
 ) -> None:
     fits_at_most(0)
-    samples = [Sample(i, f"p{i}", ["x.png"]) for i in range(3)]
-    with pytest.raises(InferenceError, match=r"even at batch 1 \(tried 4, 2, 1\)") as caught:
-        generate_all(object(), samples, 4)
-    assert caught.value.record["batch_size_used"] is None
-    assert [r["batch_size"] for r in caught.value.record["batch_retries"]] == [4, 2, 1]
+    got = run([queued("A", [1, 2, 3]), queued("B", [1])], BatchPolicy(ceiling=4))
+    error = got["A"].error
+    assert isinstance(error, InferenceError)
+    assert "even at batch 1 (tried 4, 2, 1)" in str(error)
+    assert got["A"].record["batch_size_used"] is None
+    assert [r["batch_size"] for r in got["A"].record["batch_retries"]] == [4, 2, 1]
 
 
 def test_other_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,8 +198,8 @@ def test_other_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(llava_batched, "batch_inputs", lambda model, batch: list(batch))
     monkeypatch.setattr(llava_batched, "generate_inputs", generate)
-    with pytest.raises(RuntimeError, match="device-side assert"):
-        generate_all(object(), [Sample(i, "p", ["x.png"]) for i in range(4)], 4)
+    got = run([queued("A", [1, 2, 3, 4])], BatchPolicy(ceiling=4))
+    assert "device-side assert" in str(got["A"].error)
     assert calls == [4]
 
 

@@ -72,11 +72,11 @@ def test_defaults_reproduce_the_seed_matrix():
     assert inputs["run_id"] == NOW and inputs["resume"] is True and not inputs["resumed"]
     # The validation step owns every default.
     assert (inputs["batch_size"], inputs["max_new_tokens"], inputs["judge"]) == (
-        8,
+        "auto",
         None,
         "exact_matching",
     )
-    assert inputs["hosts"] == {"localhost": {"gpu_slots": "auto", "batch_size": 8}}
+    assert inputs["hosts"] == {"localhost": {"gpu_slots": "auto", "batch_size": "auto"}}
     assert check(smoke="true")["max_new_tokens"] == 16
     assert check(smoke="true", max_new_tokens="4")["max_new_tokens"] == 4
 
@@ -200,9 +200,12 @@ def test_every_model_of_a_smoke_family_names_a_known_answer_checkpoint():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"batch_size": "0"}, "eval_run_batch_size must be a positive whole number"),
-        ({"batch_size": True}, "eval_run_batch_size must be a positive whole number"),
+        ({"batch_size": "0"}, "eval_run_batch_size must be 'auto' or a positive whole number"),
+        ({"batch_size": True}, "eval_run_batch_size must be 'auto' or a positive whole number"),
+        ({"batch_size": "big"}, "eval_run_batch_size must be 'auto' or a positive whole number"),
         ({"max_new_tokens": "-1"}, "max_new_tokens must be a positive whole number"),
+        ({"shard_rows": "0"}, "shard_rows must be a positive whole number"),
+        ({"shard_rows": "a few"}, "shard_rows must be a positive whole number"),
         (
             {"judge": "gpt-4o-mini"},
             "eval_run_judge 'gpt-4o-mini' is not available; valid: exact_matching, openai",
@@ -214,8 +217,10 @@ def test_run_options_and_smoke_models_are_checked_up_front(raw, message):
     with pytest.raises(EvalInputError) as err:
         check(**raw)
     assert message in str(err.value)
-    good = check(batch_size="4", max_new_tokens="16", judge="exact_matching")
-    assert (good["batch_size"], good["max_new_tokens"]) == (4, 16)
+    good = check(batch_size="4", max_new_tokens="16", judge="exact_matching", shard_rows="500")
+    assert (good["batch_size"], good["max_new_tokens"], good["shard_rows"]) == (4, 16, 500)
+    assert check()["shard_rows"] is None
+    assert check(batch_size="Auto")["batch_size"] == "auto"
 
 
 def test_a_judge_model_is_settled_with_its_defaults():
@@ -299,8 +304,8 @@ def test_a_judge_url_with_a_password_is_refused_without_showing_it():
         (
             {"gpu-01": {}, "gpu-02": {"eval_run_batch_size": 0}},
             {},
-            "host 'gpu-02': eval_run_batch_size must be a positive whole number "
-            "(samples per generate call), got 0",
+            "host 'gpu-02': eval_run_batch_size must be 'auto' or a positive whole number "
+            "(samples per generate call; auto: sized by the GPU memory a slot has left), got 0",
         ),
         ({}, {"eval_hosts": "gpu-9*"}, "eval_hosts 'gpu-9*' matches no host of the inventory"),
     ],
@@ -317,14 +322,15 @@ def test_a_bad_batch_size_given_with_e_is_one_problem_not_one_per_host():
     with pytest.raises(EvalInputError) as err:
         check(hosts=hosts, batch_size="0")
     assert str(err.value) == (
-        "eval_run_batch_size must be a positive whole number (samples per generate call), got '0'"
+        "eval_run_batch_size must be 'auto' or a positive whole number (samples per generate "
+        "call; auto: sized by the GPU memory a slot has left), got '0'"
     )
 
 
 def test_a_hosts_own_batch_size_wins_over_the_default():
     inputs = check(hosts={"a": {}, "b": {"eval_run_batch_size": "32", "eval_gpu_slots": "2"}})
     assert inputs["hosts"] == {
-        "a": {"gpu_slots": "auto", "batch_size": 8},
+        "a": {"gpu_slots": "auto", "batch_size": "auto"},
         "b": {"gpu_slots": 2, "batch_size": 32},
     }
 

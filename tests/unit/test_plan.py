@@ -192,6 +192,9 @@ def test_eval_gpu_slots_runs_both_models_side_by_side_on_one_gpu():
         ("gpu0s1", "llava_v1.5_7b"),
     ]
     assert all(u["gpus"] == [0] for u in p["units"])
+    # Each worker knows it has half of the GPU's memory for its batches.
+    slot_files = [s["slot_file"] for s in eval_host_units(p, "gpu-01")]
+    assert [contract.parse_slot(f).shared_by for f in slot_files] == [2, 2]
     # "auto" (the default) shares it the same way: one GPU, two models.
     assert plan({"gpu-01": gpus(H100)}, CATALOGUE, inputs())["slots"] == p["slots"]
     # With 1, the one GPU runs the two models one after the other in one slot.

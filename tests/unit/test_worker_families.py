@@ -27,7 +27,7 @@ def slot(**change: object) -> Slot:
 
 def test_a_known_family_resolves_to_its_module_with_the_interface() -> None:
     llava = family("llava")
-    for name in ("load", "batched", "prepare_samples", "infer_prepared"):
+    for name in ("load", "batched", "prepare_samples", "generate_queue"):
         assert callable(getattr(llava, name)), name
 
 
@@ -45,6 +45,7 @@ def test_llava_batches_when_the_slot_asks_for_more_than_one_sample() -> None:
     llava = family("llava")
     assert llava.batched(object(), slot(batch_size=8)) is True
     assert llava.batched(object(), slot(batch_size=1)) is False
+    assert llava.batched(object(), slot(batch_size="auto")) is True
 
 
 @pytest.mark.parametrize(

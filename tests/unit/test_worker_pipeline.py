@@ -1,4 +1,4 @@
-"""The worker's per-unit pipeline: prepare, infer and evaluate of neighbouring benchmarks overlap.
+"""The worker's per-unit pipeline: benchmarks prepared in order, answered as one queue, evaluated.
 
 The helpers are checked everywhere; the whole-worker check needs the image's stack (torch, LLaVA,
 VLMEvalKit: ``tests/e2e/test_stack_in_image.py`` runs it inside the image) and runs a slot of
@@ -12,16 +12,18 @@ import importlib.util
 import json
 import logging
 import os
+import queue
 import re
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from vlmfleet import log_routing, pipeline, worker
 from vlmfleet.contract import Benchmark, load_slot, validate_record
-from vlmfleet.families import Inference, InferenceError
+from vlmfleet.families import Answered, InferenceError, Queued
 from vlmfleet.families.llava_batched import ahead
 
 STACK = all(importlib.util.find_spec(m) for m in ("torch", "llava", "vlmeval"))
@@ -169,7 +171,9 @@ def test_unit_pipeline_records_each_combination_and_keeps_going_past_a_failure(
         "'MCQ' (kind 'mcq')"
     )
     for name, record in status.items():
-        expected = {"prepare"} if name == "POPE" else {"prepare", "infer", "evaluate"}
+        expected = (
+            {"prepare"} if name == "POPE" else {"prepare", "infer", "predictions", "evaluate"}
+        )
         assert set(record["phase_seconds"]) == expected, name
         text = (run_dir / "llava_v1.5_7b" / name / "worker.log").read_text()
         named = set(re.findall(r"(?:running|ok|failed) (llava_v1\.5_7b/[\w.-]+)", text))
@@ -186,12 +190,13 @@ def test_unit_pipeline_records_each_combination_and_keeps_going_past_a_failure(
 
 
 class FakeFamily:
-    """A family whose engine writes predictions on a full disk for benchmark POPE, runs out of
-    GPU memory down to batch 2 for MMStar, and never fits for AI2D_TEST; the rest of the worker
-    (records, progress, reasons) is the real one, without the image's stack."""
+    """A family whose engine answers every benchmark of its queue, runs out of GPU memory down
+    to batch 8 for MMStar and never fits for AI2D_TEST; the prediction file of POPE meets a
+    full disk. The rest of the worker (records, progress, reasons) is the real one, without the
+    image's stack."""
 
     def __init__(self) -> None:
-        self.batch_sizes: dict[str, int] = {}
+        self.queued: list[str] = []
 
     def load(self, unit: object, slot: object) -> object:
         return object()
@@ -202,30 +207,40 @@ class FakeFamily:
     def prepare_samples(self, model: object, dataset: str) -> str:
         return dataset
 
-    def infer_prepared(
-        self, model: object, work_dir: str, model_name: str, dataset: str, prepared: str, size: int
-    ) -> Inference:
-        self.batch_sizes[dataset] = size
-        pred = Path(work_dir) / f"{model_name}_{dataset}.xlsx"
-        if dataset == "POPE":
-            with pred.open("wb") as fh:
-                fh.write(b"PK")
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(pred))
-        oom = {"batch_size": size, "error": "OutOfMemoryError: CUDA out of memory. (stand-in)"}
-        if dataset == "AI2D_TEST":
-            raise InferenceError(
-                "out of GPU memory even at batch 1 (tried 1)", {"batch_retries": [oom]}
-            )
-        pred.write_bytes(b"PK")
-        retries = [oom, {**oom, "batch_size": size // 2}] if dataset == "MMStar" else []
-        used = size // 4 if retries else size
-        return Inference(str(pred), {"batch_size_used": used, "batch_retries": retries})
+    def generate_queue(
+        self, model: object, slot: object, incoming: queue.Queue[Queued | None]
+    ) -> Iterator[Answered]:
+        while (item := incoming.get()) is not None:
+            self.queued.append(item.key)
+            oom = {"batch_size": 32, "error": "OutOfMemoryError: CUDA out of memory. (stand-in)"}
+            if item.prepared == "AI2D_TEST":
+                error = InferenceError(
+                    "out of GPU memory even at batch 1 (tried 1)", {"batch_retries": [oom]}
+                )
+                yield Answered(item.key, {}, {"batch_retries": [oom]}, error)
+                continue
+            retries = [oom, {**oom, "batch_size": 16}] if item.prepared == "MMStar" else []
+            record = {
+                "batch_sizes": {"8": 2} if retries else {"32": 2},
+                "batch_size_used": 8 if retries else 32,
+                "batch_retries": retries,
+            }
+            yield Answered(item.key, {0: "A", 1: "B"}, record)
 
 
 def test_disk_full_and_out_of_memory_are_named_in_the_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fam = FakeFamily()
+
+    def write_predictions(work_dir: str, model_name: str, dataset: str, answers: dict) -> str:
+        pred = Path(work_dir) / f"{model_name}_{dataset}.xlsx"
+        with pred.open("wb") as fh:
+            fh.write(b"PK")
+            if dataset == "POPE":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(pred))
+        return str(pred)
+
     for name, fake in {
         "family": lambda name: fam,
         "import_stack": lambda: None,
@@ -233,6 +248,7 @@ def test_disk_full_and_out_of_memory_are_named_in_the_records(
         "empty_cuda_cache": lambda: None,
         "prepare_dataset": lambda bench, slot: bench.name,
         "questions_of": lambda dataset: 2,
+        "write_predictions": write_predictions,
         "evaluate": lambda dataset, pred, bench, judge, questions: {
             "samples": questions,
             "scores": {"Overall": 0.5},
@@ -259,7 +275,8 @@ def test_disk_full_and_out_of_memory_are_named_in_the_records(
                 "judge": "exact_matching",
                 "max_new_tokens": None,
                 "min_new_tokens": None,
-                "batch_size": 32,
+                "batch_size": "auto",
+                "shared_by": 2,
                 "units": [
                     {
                         "model": "m7b",
@@ -272,6 +289,8 @@ def test_disk_full_and_out_of_memory_are_named_in_the_records(
     )
     assert pipeline.Worker(load_slot(slot_dir / "slot.json")).run() == 1
 
+    # Every benchmark went through the one queue, in order.
+    assert fam.queued == [f"m7b/{n}" for n in names]
     records = records_of(tmp_path / "outputs/r1/gpu-07/m7b", names)
     assert {n: r["status"] for n, r in records.items()} == {
         "MMBench_DEV_EN": "ok",
@@ -287,22 +306,23 @@ def test_disk_full_and_out_of_memory_are_named_in_the_records(
     assert got, reason
     # The free space of that filesystem when the record was written (others write here too).
     assert abs(int(got.group(1)) - free) < 256 * 2**20
-    # Out of memory at 32 and 16, the rest at 8; the unit's next benchmark starts at 8.
     assert [r["batch_size"] for r in records["MMStar"]["batch_retries"]] == [32, 16]
     assert records["MMStar"]["batch_size_used"] == 8
+    assert records["MMStar"]["batch_sizes"] == {"8": 2}
     assert records["MMBench_DEV_EN"]["batch_retries"] == []
     assert records["MMBench_DEV_EN"]["batch_size_used"] == 32
-    assert fam.batch_sizes == {
-        "MMBench_DEV_EN": 32,
-        "MMStar": 32,
-        "POPE": 8,
-        "SEEDBench_IMG": 8,
-        "AI2D_TEST": 8,
-    }
     assert records["AI2D_TEST"]["reason"].startswith("InferenceError: out of GPU memory even at")
-    assert records["AI2D_TEST"]["batch_retries"][0]["batch_size"] == 8
+    assert records["AI2D_TEST"]["batch_retries"][0]["batch_size"] == 32
+    assert set(records["SEEDBench_IMG"]["phase_seconds"]) == {
+        "prepare",
+        "infer",
+        "predictions",
+        "evaluate",
+    }
     for record in records.values():
         assert validate_record(record) == []
+    progress = json.loads((slot_dir / "slot-progress.json").read_text())
+    assert (progress["done"], progress["ok"], progress["failed"]) == (5, 3, 2)
 
 
 def test_an_error_on_a_filesystem_with_nothing_free_is_named_disk_full(

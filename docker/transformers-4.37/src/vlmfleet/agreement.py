@@ -13,6 +13,10 @@ engine (``vlmfleet.families.llava_batched``) at each batch size in each batch or
   each batch mixes short and long prompts (more left padding);
 - ``reversed``: the product's order backwards, so that batches fall on other boundaries.
 
+Then all benchmarks go through one queue of the engine at each batch size above 1, as a
+worker's unit runs them (a benchmark's last samples share a batch with the next benchmarks'),
+and each benchmark's answers are compared with its reference (the report's ``queue``).
+
 Both arms run the product's own code (the worker's seeding and synthetic data, the LLaVA
 wrapper on the slot's device and dtype, ``infer_prepared``'s prediction file), each in its own
 work folder, and the prediction files are compared row by row by ``index``. The JSON report
@@ -207,10 +211,33 @@ def batched_run(
     prepared = prepare_samples(model, dataset)
     prepared = dataclasses.replace(prepared, with_images=reorder(prepared.with_images, order, seed))
     seed_everything()
-    pred_file = infer_prepared(
-        model, str(work), model_name, dataset, prepared, batch_size
-    ).pred_file
+    pred_file, _ = infer_prepared(model, str(work), model_name, dataset, prepared, batch_size)
     return read_predictions(pred_file)[0]
+
+
+def queue_run(
+    model: Any, model_name: str, names: Sequence[str], batch_size: int, work: Path
+) -> dict[str, tuple[dict[str, str], int]]:
+    """Every benchmark through one queue of the llava engine at ``batch_size``, as a worker's
+    unit runs them (batches cross benchmark boundaries): each benchmark's answers by index and
+    how many of its samples shared a batch with another benchmark's."""
+    from vlmeval.dataset import build_dataset
+
+    from vlmfleet.families.llava_batched import BatchPolicy, answer_all, prepare_samples
+    from vlmfleet.predictions import write_predictions
+    from vlmfleet.stack import seed_everything
+
+    work.mkdir(parents=True)
+    datasets = {name: build_dataset(name) for name in names}
+    prepared = [(n, d, prepare_samples(model, d)) for n, d in datasets.items()]
+    seed_everything()
+    done = answer_all(model, prepared, BatchPolicy(ceiling=batch_size))
+    out = {}
+    for name, dataset in datasets.items():
+        pred_file = write_predictions(str(work), model_name, dataset, done[name].answers)
+        shared = done[name].record["samples_in_shared_batches"]
+        out[name] = (read_predictions(pred_file)[0], shared)
+    return out
 
 
 def compare(reference: dict[str, str], batched: dict[str, str]) -> dict[str, Any]:
@@ -316,12 +343,14 @@ def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
         "benchmarks": {},
     }
     total_rows = total_identical = 0
+    references: dict[str, dict[str, str]] = {}
     for name in settings.benchmarks:
         kind = SEED_BENCHMARKS[name].kind
         bench_dir = work / "runs" / name
         use_synthetic_dataset(lmu, name, SEED_BENCHMARKS[name].smoke_shape, settings.questions)
         t0 = time.monotonic()
         reference, rows = reference_run(model, model_name, name, bench_dir / "reference")
+        references[name] = reference
         entry: dict[str, Any] = {
             "kind": kind,
             "rows": len(reference),
@@ -357,6 +386,7 @@ def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
             differing,
         )
         report["benchmarks"][name] = entry
+    report["queue"] = queue_agreement(model, model_name, settings, references, work / "queue")
     report["total"] = {
         "comparisons": len(settings.benchmarks) * len(settings.batch_sizes) * len(settings.orders),
         "rows": total_rows,
@@ -366,6 +396,31 @@ def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
     }
     report["seconds"] = round(time.monotonic() - started, 1)
     return report
+
+
+def queue_agreement(
+    model: Any,
+    model_name: str,
+    settings: Settings,
+    references: dict[str, dict[str, str]],
+    work: Path,
+) -> dict[str, Any]:
+    """All benchmarks as one queue at each batch size above 1, against the references."""
+    out: dict[str, Any] = {}
+    for size in (s for s in settings.batch_sizes if s > 1):
+        t0 = time.monotonic()
+        answers = queue_run(model, model_name, settings.benchmarks, size, work / f"batch{size}")
+        per_bench = {}
+        for name, (batched, shared) in answers.items():
+            per_bench[name] = compare(references[name], batched) | {"shared_samples": shared}
+        out[str(size)] = {
+            "benchmarks": per_bench,
+            "rows": sum(r["rows"] for r in per_bench.values()),
+            "differing": sum(r["differing"] for r in per_bench.values()),
+            "shared_samples": sum(r["shared_samples"] for r in per_bench.values()),
+            "seconds": round(time.monotonic() - t0, 3),
+        }
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -424,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({100 * (total['agreement'] or 0):.2f}%) over {total['comparisons']} comparisons, "
         f"{settings.device} {report['dtype']}, {settings.checkpoint.name}: {args.out}"
     )
-    return 0 if total["differing"] == 0 else 1
+    queue_differing = sum(q["differing"] for q in report["queue"].values())
+    return 0 if total["differing"] == 0 and queue_differing == 0 else 1
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from typing import Any
 # Path layout. On a host, under the eval_dirs root:
 #   outputs/<run_id>/<host>/<slot>/slot.json, slot-progress.json, container.log
 #   outputs/<run_id>/<host>/<model>/<benchmark>/status.json and VLMEvalKit's files
+#   outputs/<run_id>/<host>/<model>/<benchmark>/shards/<k>-of-<n>/status.json and its predictions
+#   outputs/<run_id>/<host>/merge/slot.json: the benchmarks whose shards this host merges
 # On the controller, results/<run_id>/ holds each host's <host>/ folder as collected.
 OUTPUTS_DIR = "outputs"
 SLOT_FILE = "slot.json"
@@ -52,6 +54,17 @@ PREPARE_LOCK = ".prepare.lock"
 # named so: slots are gpuN, gpuN-M, gpuNsK, cpuN).
 PREPARE_SLOT = "prepare"
 DATA_SOURCES = ("download", "ship")
+# A sharded benchmark: its rows (after the sample limit, in row order) split into ``count``
+# contiguous parts; each part is a combination of its own, with a shard record in
+# <model>/<benchmark>/shards/<index + 1>-of-<count>/. Once every shard of one count is ok, one
+# host merges their predictions in row order and evaluates them once: its merge slot file
+# (slot MERGE_SLOT, never a GPU slot's name) lists those benchmarks, its record is the
+# benchmark's usual one, with the shards listed (SHARDS_KEY).
+SHARDS_DIR = "shards"
+MERGE_SLOT = "merge"
+SHARD_KEY = "shard"
+SHARDS_KEY = "shards"
+_SHARD_NAME = re.compile(r"^([1-9][0-9]*)-of-([1-9][0-9]*)$")
 # A prepare record's status and what a summary says of the combinations of a host it stopped.
 PREPARE_STATUSES = ("ok", "failed")
 NOT_PREPARED = "data not prepared"
@@ -64,6 +77,9 @@ RUNNING_STATES = ("created", "running", "restarting")
 
 # Slot-file choices.
 DEVICES = ("cuda", "cpu")
+# A slot file's batch_size that is no number: the worker sizes each batch by the GPU memory the
+# slot has left (a fixed small size on a CPU).
+AUTO_BATCH = "auto"
 # How answers are matched: VLMEvalKit's exact matching, or an OpenAI-compatible judge model
 # (for the benchmarks whose VLMEvalKit evaluation asks one; the catalogue's kinds say which).
 JUDGES = ("exact_matching", "openai")
@@ -117,6 +133,58 @@ def host_run_dir(root: str | Path, run_id: str, host: str) -> Path:
 
 def combo_dir(run_host_dir: str | Path, model: str, benchmark: str) -> Path:
     return Path(run_host_dir) / model / benchmark
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Part ``index`` (0-based) of ``count`` of a benchmark's rows."""
+
+    index: int
+    count: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.index + 1}-of-{self.count}"
+
+    def positions(self, total: int) -> range:
+        """Which of ``total`` rows (positions in row order) this shard runs: contiguous parts
+        whose sizes differ by at most one, so the shards in index order are the rows in order."""
+        return range(total * self.index // self.count, total * (self.index + 1) // self.count)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"index": self.index, "count": self.count}
+
+
+def parse_shard(data: Any, where: str) -> Shard:
+    if not isinstance(data, dict) or set(data) != {"index", "count"}:
+        raise ContractError(f"{where}: shard must be an object with index and count, got {data!r}")
+    index, count = data["index"], data["count"]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (index, count)):
+        raise ContractError(f"{where}: shard index and count must be integers, got {data!r}")
+    if count < 2 or not 0 <= index < count:
+        raise ContractError(
+            f"{where}: shard needs count >= 2 and 0 <= index < count, got {index} of {count}"
+        )
+    return Shard(index, count)
+
+
+def shard_from_name(name: str) -> Shard | None:
+    """The shard a folder name <k>-of-<n> names, or None."""
+    found = _SHARD_NAME.match(name)
+    if not found or not 1 <= int(found[1]) <= int(found[2]) or int(found[2]) < 2:
+        return None
+    return Shard(int(found[1]) - 1, int(found[2]))
+
+
+def shard_dir(run_host_dir: str | Path, model: str, benchmark: str, shard: Shard) -> Path:
+    return combo_dir(run_host_dir, model, benchmark) / SHARDS_DIR / shard.name
+
+
+def result_dir(run_host_dir: str | Path, model: str, benchmark: str, shard: Shard | None) -> Path:
+    """Where a combination's record and files go: its shard's folder, or the benchmark's."""
+    if shard is None:
+        return combo_dir(run_host_dir, model, benchmark)
+    return shard_dir(run_host_dir, model, benchmark, shard)
 
 
 def container_name(run_id: str, host: str, slot: str) -> str:
@@ -244,14 +312,19 @@ def read_record(path: str | Path) -> dict[str, Any]:
     """The status record at ``path``. One that is unreadable or breaks the contract comes back
     as a failed record naming the file and the problem, never silently dropped or repaired."""
     path = Path(path)
-    host, model, benchmark = path.parts[-4:-1]
+    shard = shard_from_name(path.parent.name) if path.parent.parent.name == SHARDS_DIR else None
+    # A shard's record sits two folders below its benchmark's.
+    host, model, benchmark = path.parts[-6:-3] if shard else path.parts[-4:-1]
     record = read_json(path)
     problems = validate_record(record) if record is not None else ["not readable JSON"]
+    if shard is not None and not problems and record.get(SHARD_KEY) != shard.as_dict():
+        problems = [f"its shard {record.get(SHARD_KEY)!r} is not its folder's {shard.name}"]
     if not problems:
         return record
     return {
         **{k: None for k in RECORD_KEYS},
         **(record if isinstance(record, dict) else {}),
+        **({SHARD_KEY: shard.as_dict()} if shard else {}),
         "host": host,
         "model": model,
         "benchmark": benchmark,
@@ -307,6 +380,53 @@ def run_records(results_run_dir: str | Path) -> list[dict[str, Any]]:
     return [read_record(p) for p in sorted(Path(results_run_dir).glob(f"*/*/*/{STATUS_FILE}"))]
 
 
+def host_shard_records(run_host_dir: str | Path) -> list[dict[str, Any]]:
+    """The shard records of a host's outputs/<run_id>/<host>/ (<model>/<benchmark>/shards/*/)."""
+    pattern = f"*/*/{SHARDS_DIR}/*/{STATUS_FILE}"
+    return [read_record(p) for p in sorted(Path(run_host_dir).glob(pattern))]
+
+
+def run_shard_records(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The shard records of every host's folder in a run directory: the controller's
+    results/<run_id>/, or a merging host's outputs/<run_id>/ (where the controller brings the
+    shards other hosts ran)."""
+    pattern = f"*/*/*/{SHARDS_DIR}/*/{STATUS_FILE}"
+    return [read_record(p) for p in sorted(Path(run_dir).glob(pattern))]
+
+
+def record_shard(record: Mapping[str, Any]) -> Shard | None:
+    """The shard a record is of, or None for a benchmark's own record."""
+    data = record.get(SHARD_KEY)
+    return Shard(data["index"], data["count"]) if isinstance(data, dict) else None
+
+
+def done_shards(records: Iterable[Mapping[str, Any]], *, smoke: bool) -> list[list[Any]]:
+    """The shards a resumed run skips, [model, benchmark, index, count], sorted."""
+    found = set()
+    for r in records:
+        shard = record_shard(r)
+        if shard is not None and is_done(r, smoke=smoke):
+            found.add((r["model"], r["benchmark"], shard.index, shard.count))
+    return [list(d) for d in sorted(found)]
+
+
+def complete_shards(
+    records: Iterable[Mapping[str, Any]], model: str, benchmark: str, *, smoke: bool
+) -> list[Mapping[str, Any]] | None:
+    """The done records of every shard of one count of model/benchmark, in index order (what a
+    merge concatenates), or None while any is not done. One per index, wherever it ran."""
+    by_count: dict[int, dict[int, Mapping[str, Any]]] = {}
+    for r in records:
+        shard = record_shard(r)
+        mine = r["model"] == model and r["benchmark"] == benchmark
+        if mine and shard is not None and is_done(r, smoke=smoke):
+            by_count.setdefault(shard.count, {}).setdefault(shard.index, r)
+    for count in sorted(by_count):
+        if len(by_count[count]) == count:
+            return [by_count[count][i] for i in range(count)]
+    return None
+
+
 def is_done(record: Mapping[str, Any] | None, *, smoke: bool) -> bool:
     """A valid ok record of the same mode: a smoke result never stands in for a real one."""
     return (
@@ -318,10 +438,17 @@ def is_done(record: Mapping[str, Any] | None, *, smoke: bool) -> bool:
 
 
 def done_combinations(records: Iterable[Mapping[str, Any]], *, smoke: bool) -> list[list[str]]:
-    """The (model, benchmark) pairs a resumed run skips, sorted."""
+    """The (model, benchmark) pairs a resumed run skips, sorted: a benchmark's own record (a
+    merged one for a sharded benchmark), never a shard's."""
     return [
         list(p)
-        for p in sorted({(r["model"], r["benchmark"]) for r in records if is_done(r, smoke=smoke)})
+        for p in sorted(
+            {
+                (r["model"], r["benchmark"])
+                for r in records
+                if record_shard(r) is None and is_done(r, smoke=smoke)
+            }
+        )
     ]
 
 
@@ -370,6 +497,13 @@ class Benchmark:
     # How this benchmark's answers are matched: the slot's judge where VLMEvalKit's evaluation
     # of its kind asks one, else exact matching.
     judge: str = "exact_matching"
+    # A shard of the benchmark's rows, or None for the whole benchmark.
+    shard: Shard | None = None
+
+    @property
+    def label(self) -> str:
+        """The benchmark's name, with its shard when it is one (logs, progress)."""
+        return self.name if self.shard is None else f"{self.name}[{self.shard.name}]"
 
 
 @dataclass(frozen=True)
@@ -398,8 +532,11 @@ class Slot:
     max_new_tokens: int | None = None
     # A floor on the answer length (the bench fixes the answer length with both).
     min_new_tokens: int | None = None
-    # Samples per generate call: 1 is VLMEvalKit's own per-sample loop.
-    batch_size: int = 1
+    # Samples per generate call: 1 is VLMEvalKit's own per-sample loop; AUTO_BATCH sizes them
+    # by memory.
+    batch_size: int | str = 1
+    # Slots sharing this slot's GPUs (the planner's eval_gpu_slots): its share of their memory.
+    shared_by: int = 1
     # The judge model and the OpenAI-compatible base URL it answers at (judge "openai" only).
     judge_model: str | None = None
     judge_base_url: str | None = None
@@ -428,11 +565,12 @@ def slot_file(
     limit: int | None,
     judge: str,
     max_new_tokens: int | None,
-    batch_size: int,
+    batch_size: int | str,
     units: list[dict[str, Any]],
     min_new_tokens: int | None = None,
     judge_model: str | None = None,
     judge_base_url: str | None = None,
+    shared_by: int = 1,
 ) -> dict[str, Any]:
     """A complete slot file, checked by the parser the worker uses (ContractError if not)."""
     data = {
@@ -448,6 +586,7 @@ def slot_file(
         "max_new_tokens": max_new_tokens,
         "min_new_tokens": min_new_tokens,
         "batch_size": batch_size,
+        "shared_by": shared_by,
         "units": units,
     }
     parse_slot(data, Path(f"{host}/{slot}/{SLOT_FILE}"))
@@ -521,10 +660,20 @@ SLOT_KEYS = (
     "max_new_tokens",
     "min_new_tokens",
     "batch_size",
+    "shared_by",
     "units",
 )
 UNIT_KEYS = ("model", "family", "benchmarks", "smoke_checkpoint", "checkpoint")
-BENCHMARK_KEYS = ("name", "kind", "dataset_type", "score_scale", "smoke_shape", "md5", "judge")
+BENCHMARK_KEYS = (
+    "name",
+    "kind",
+    "dataset_type",
+    "score_scale",
+    "smoke_shape",
+    "md5",
+    "judge",
+    SHARD_KEY,
+)
 
 
 def _only(data: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
@@ -558,6 +707,7 @@ def _benchmark(data: Any, where: str) -> Benchmark:
         smoke_shape=_name(_need(data, "smoke_shape", str, where), "smoke_shape", where),
         md5=_optional_text(data, "md5", where),
         judge=_choice(data.get("judge", "exact_matching"), "judge", JUDGES, where),
+        shard=parse_shard(data[SHARD_KEY], where) if data.get(SHARD_KEY) is not None else None,
     )
 
 
@@ -590,14 +740,19 @@ def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
     min_new = _optional_count(data, "min_new_tokens", where) if "min_new_tokens" in data else None
     if max_new is not None and min_new is not None and min_new > max_new:
         raise ContractError(f"{where}: min_new_tokens {min_new} exceeds max_new_tokens {max_new}")
-    batch_size = _need(data, "batch_size", int, where)
-    if batch_size < 1:
-        raise ContractError(f"{where}: batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = _need(data, "batch_size", (int, str), where)
+    if batch_size != AUTO_BATCH and (isinstance(batch_size, str) or batch_size < 1):
+        raise ContractError(
+            f"{where}: batch_size must be a positive integer or {AUTO_BATCH!r}, got {batch_size!r}"
+        )
+    # Optional: slot files written before slots knew their share of a GPU.
+    shared_by = _optional_count(data, "shared_by", where) if "shared_by" in data else None
     units_raw = _need(data, "units", list, where)
     if not units_raw:
         raise ContractError(f"{where}: units must list at least one model")
     units = []
     seen: set[tuple[str, str]] = set()
+    sharded: set[tuple[str, str]] = set()
     for i, unit in enumerate(units_raw):
         uw = f"{where}: units[{i}]"
         if not isinstance(unit, dict):
@@ -610,9 +765,16 @@ def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
         benches = []
         for j, raw in enumerate(benches_raw):
             bench = _benchmark(raw, f"{uw}.benchmarks[{j}]")
-            if (model, bench.name) in seen:
-                raise ContractError(f"{uw}: combination {model}/{bench.name} is listed twice")
-            seen.add((model, bench.name))
+            # Several shards of one benchmark may share a slot; the whole one comes alone.
+            key = (model, bench.label)
+            whole = (model, bench.name)
+            if key in seen or (bench.shard is None and whole in sharded) or whole in seen:
+                raise ContractError(f"{uw}: combination {model}/{bench.label} is listed twice")
+            if bench.shard is None:
+                seen.add(whole)
+            else:
+                seen.add(key)
+                sharded.add(whole)
             benches.append(bench)
         units.append(
             Unit(
@@ -645,6 +807,7 @@ def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
         max_new_tokens=max_new,
         min_new_tokens=min_new,
         batch_size=batch_size,
+        shared_by=shared_by or 1,
         path=path,
     )
 

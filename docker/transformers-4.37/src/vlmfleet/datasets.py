@@ -169,7 +169,8 @@ def check_type(bench: Benchmark, got: Any) -> None:
 
 
 def prepare_dataset(bench: Benchmark, slot: Slot) -> Any:
-    """VLMEvalKit's dataset object for ``bench``, limited to the slot's sample limit."""
+    """VLMEvalKit's dataset object for ``bench``, limited to the slot's sample limit (and to
+    its shard's part of those rows when it is a shard)."""
     from vlmeval.dataset import build_dataset
 
     cls = dataset_class(bench.name)
@@ -213,6 +214,10 @@ def prepare_dataset(bench: Benchmark, slot: Slot) -> Any:
     positions = select_positions(
         list(data["index"]), slot.limit, circular=is_circular(bench.name), g_indices=g_index
     )
+    if bench.shard is not None:
+        # A shard runs its part of the limited rows, in row order.
+        part = bench.shard.positions(len(positions))
+        positions = positions[part.start : part.stop]
     dataset.data = data.iloc[positions]
     return dataset
 

@@ -101,6 +101,15 @@ def check_judge(kwargs: dict[str, Any]) -> None:
         )
 
 
+def shard_fields(dataset: Any, pred_file: str, questions: int) -> dict[str, Any]:
+    """The fields of a shard's ok record: its predictions are kept for the merge, which
+    evaluates the whole benchmark once (a part's figures would not add up to the whole's)."""
+    return {
+        "samples": questions,
+        "extra": {"predictions": len(dataset.data), "prediction_file": Path(pred_file).name},
+    }
+
+
 def evaluate(
     dataset: Any, pred_file: str, bench: Benchmark, slot: Slot, questions: int
 ) -> dict[str, Any]:

@@ -2,8 +2,14 @@
 
 The slot file lists only the combinations still to run (the controller decides resume with
 ``contract.is_done``), so every combination of it runs and gets one atomic status record, ok or
-failed: one failure never stops the rest. Within a unit the phases of neighbouring benchmarks
-overlap (``Worker.run_unit``), and ``slot-progress.json`` is rewritten after each record.
+failed: one failure never stops the rest. Within a unit a thread prepares the benchmarks one
+after the other, the family's engine answers their samples as one queue (a batched family) or
+VLMEvalKit's loop answers them benchmark by benchmark, and another thread writes each
+benchmark's prediction file and evaluates it as soon as its answers are in (``Worker.run_unit``);
+``slot-progress.json`` is rewritten after each record.
+A shard of a benchmark (``Benchmark.shard``) is a combination whose dataset is its part of the
+rows and whose finish keeps its predictions for the merge (``vlmfleet.merge``) instead of
+evaluating them.
 
 A failure's reason names its cause where the worker can tell it: a full disk says which path,
 on which host, with how many bytes free (``describe``).
@@ -15,22 +21,24 @@ import errno
 import gc
 import logging
 import os
+import queue
 import shutil
 import threading
 import time
 import traceback
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vlmfleet import contract, log_routing
-from vlmfleet.contract import Benchmark, Slot, Unit
+from vlmfleet.contract import Benchmark, Shard, Slot, Unit
 from vlmfleet.datasets import prepare_dataset, questions_of, use_smoke_data_root
-from vlmfleet.evaluation import evaluate
-from vlmfleet.families import Family, FamilyError, InferenceError, family
+from vlmfleet.evaluation import evaluate, shard_fields
+from vlmfleet.families import Answered, Family, FamilyError, InferenceError, Queued, family
+from vlmfleet.predictions import write_predictions
 from vlmfleet.secret_env import redact
 from vlmfleet.stack import empty_cuda_cache, import_stack, seed_everything
 
@@ -50,6 +58,10 @@ class Combination:
     dataset: Any = None
     questions: int = 0
     samples: Any = None  # the family's prepared samples when batched
+    # The batched engine's answers by VLMEvalKit's index, written out before the evaluation.
+    answers: dict[Any, str] | None = None
+    # When it entered the engine's queue: its infer phase runs from there to its last answer.
+    queued_at: float = 0.0
     error: BaseException | None = None
     pred_file: str = ""
     phases: dict[str, float] = field(default_factory=dict)
@@ -58,7 +70,7 @@ class Combination:
 
     @property
     def name(self) -> str:
-        return f"{self.model_name}/{self.bench.name}"
+        return f"{self.model_name}/{self.bench.label}"
 
 
 def disk_full(err: BaseException | None) -> OSError | None:
@@ -147,24 +159,24 @@ def attention_of(model: Any) -> str:
     return str(getattr(config, "_attn_implementation", None) or "default")
 
 
-def infer(model: Any, fam: Family, combo: Combination, slot: Slot, batch_size: int) -> None:
-    """The GPU's part: every answer, written to VLMEvalKit's prediction file."""
-    seed_everything()
-    if combo.samples is not None:
-        done = fam.infer_prepared(
-            model, str(combo.cdir), combo.model_name, combo.dataset, combo.samples, batch_size
-        )
-        combo.pred_file, combo.inference = done.pred_file, dict(done.record)
-        return
+def infer_one(model: Any, combo: Combination) -> None:
+    """VLMEvalKit's own per-sample loop for a family that is not batched: its prediction file."""
     from vlmeval.inference import infer_data_job
     from vlmeval.smp.file import get_pred_file_path
 
+    seed_everything()
     infer_data_job(
         model, work_dir=str(combo.cdir), model_name=combo.model_name, dataset=combo.dataset
     )
     combo.pred_file = get_pred_file_path(
         str(combo.cdir), combo.model_name, combo.bench.name, use_env_format=True
     )
+
+
+# Benchmarks of a unit held in memory at once (being prepared, queued, generating, evaluated):
+# each holds its dataset, and the engine needs the next one's samples to fill the last batch of
+# the one before.
+IN_MEMORY = 4
 
 
 def start_afresh(cdir: Path) -> None:
@@ -211,7 +223,14 @@ class Worker:
                 log.error("cannot write slot progress: %s", self.describe(err, self.slot.slot_dir))
 
     def record(
-        self, model: str, bench: str, status: str, started: str, seconds: float, **fields: Any
+        self,
+        model: str,
+        bench: str,
+        status: str,
+        started: str,
+        seconds: float,
+        shard: Shard | None = None,
+        **fields: Any,
     ) -> None:
         where = {
             "run_id": self.slot.run_id,
@@ -223,6 +242,9 @@ class Worker:
             "seconds": seconds,
             "smoke": self.slot.smoke,
         }
+        # A shard's record says which shard it is, whatever else it carries.
+        shard_extra = {contract.SHARD_KEY: shard.as_dict()} if shard else {}
+        fields["extra"] = {**fields.get("extra", {}), **shard_extra}
         if fields.get("reason"):
             # A reason never quotes a secret of the token file (an error echoing a request).
             fields["reason"] = redact(fields["reason"])
@@ -233,8 +255,10 @@ class Worker:
             # rather than leaving it without a record.
             log.error("%s", err)
             status = "failed"
-            record = contract.make_record(status=status, reason=str(err), **where)
-        cdir = contract.combo_dir(self.slot.run_host_dir, model, bench)
+            record = contract.make_record(
+                status=status, reason=str(err), extra=shard_extra, **where
+            )
+        cdir = contract.result_dir(self.slot.run_host_dir, model, bench, shard)
         with self._lock:
             try:
                 self.write_record(cdir, record)
@@ -275,9 +299,15 @@ class Worker:
         """Every benchmark of a unit whose model never loaded: failed, with one reason."""
         for bench in unit.benchmarks:
             self.record(
-                unit.model, bench.name, "failed", started, time.monotonic() - t0, reason=reason
+                unit.model,
+                bench.name,
+                "failed",
+                started,
+                time.monotonic() - t0,
+                shard=bench.shard,
+                reason=reason,
             )
-            self.progress(f"{unit.model}/{bench.name}")
+            self.progress(f"{unit.model}/{bench.label}")
 
     def load_unit(self, unit: Unit) -> tuple[Family, Any] | None:
         """The unit's family and model, or None once every benchmark of it is recorded failed."""
@@ -338,61 +368,147 @@ class Worker:
         return 0 if self.failed == 0 else 1
 
     def run_unit(self, model: Any, fam: Family, unit: Unit) -> None:
-        """All of a model's benchmarks as a pipeline: while the main thread generates one
-        benchmark's answers, a thread prepares the next benchmark and another evaluates the
-        previous, so the GPU waits on as little CPU work as possible."""
-        benches = unit.benchmarks
-        # A batch size that ran out of GPU memory is not tried again for this unit's model.
-        batch_size = self.slot.batch_size
+        """All of a model's benchmarks: one thread prepares them in order, the main thread
+        generates (the family's engine, one queue for all of them, or VLMEvalKit's loop one by
+        one), and another thread writes each one's predictions and evaluates it as soon as its
+        answers are in, so the GPU waits on as little CPU work as possible."""
+        batched = fam.batched(model, self.slot)
+        ready: queue.Queue[Combination | None] = queue.Queue(maxsize=1)
+        room = threading.BoundedSemaphore(IN_MEMORY)
         with (
             ThreadPoolExecutor(1, thread_name_prefix="vlmfleet-prepare") as preparer,
             ThreadPoolExecutor(1, thread_name_prefix="vlmfleet-evaluate") as evaluator,
         ):
-            evaluations: list[Future[None]] = []
-            upcoming = preparer.submit(self.prepare_one, model, fam, unit.model, benches[0])
-            for k in range(len(benches)):
-                combo = upcoming.result()
-                if k + 1 < len(benches):
-                    # At most two evaluations behind: each holds its dataset in memory.
-                    wait(evaluations[:-2])
-                    upcoming = preparer.submit(
-                        self.prepare_one, model, fam, unit.model, benches[k + 1]
-                    )
-                if combo.error is None:
-                    self.generating = combo.name
-                    self.progress(combo.name)
-                    with phase(combo, "infer"):
-                        log.info("running %s (limit %s)", combo.name, self.slot.limit)
-                        infer(model, fam, combo, self.slot, batch_size)
-                    batch_size = combo.inference.get("batch_size_used", batch_size)
-                evaluations.append(evaluator.submit(self.finish_one, combo))
-            for evaluation in evaluations:
-                evaluation.result()
+
+            def finish(combo: Combination) -> None:
+                try:
+                    self.finish_one(combo)
+                finally:
+                    room.release()
+
+            def prepare_all() -> None:
+                try:
+                    for bench in unit.benchmarks:
+                        room.acquire()
+                        combo = self.prepare_one(model, fam, unit.model, bench, batched)
+                        if combo.error is None:
+                            ready.put(combo)
+                        else:
+                            # A benchmark that cannot be prepared is recorded at once.
+                            evaluator.submit(finish, combo)
+                finally:
+                    ready.put(None)
+
+            preparing = preparer.submit(prepare_all)
+            if batched:
+                self.generate_queued(model, fam, ready, lambda c: evaluator.submit(finish, c))
+            else:
+                self.infer_each(model, ready, lambda c: evaluator.submit(finish, c))
+            preparing.result()
+
+    def infer_each(self, model: Any, ready: queue.Queue[Combination | None], finish: Any) -> None:
+        """VLMEvalKit's own loop, benchmark by benchmark, in the order they are prepared."""
+        while (combo := ready.get()) is not None:
+            self.generating = combo.name
+            self.progress(combo.name)
+            with phase(combo, "infer"):
+                log.info("running %s (limit %s)", combo.name, self.slot.limit)
+                infer_one(model, combo)
+            finish(combo)
+
+    def generate_queued(
+        self, model: Any, fam: Family, ready: queue.Queue[Combination | None], finish: Any
+    ) -> None:
+        """The family's engine over every prepared benchmark as one queue; each benchmark goes to
+        ``finish`` as soon as its last answer is in."""
+        queued: dict[str, Combination] = {}
+        incoming: queue.Queue[Queued | None] = queue.Queue(maxsize=1)
+        lock = threading.Lock()
+
+        def feed() -> None:
+            # Prepared benchmarks enter the engine's queue in order; their infer phase starts.
+            while (combo := ready.get()) is not None:
+                with lock:
+                    queued[combo.name] = combo
+                    if self.generating is None:
+                        self.generating = combo.name
+                        self.progress(combo.name)
+                combo.queued_at = time.monotonic()
+                with log_routing.routed_to(combo.name):
+                    log.info("queued %s (limit %s)", combo.name, self.slot.limit)
+                incoming.put(Queued(combo.name, combo.dataset, combo.samples))
+            incoming.put(None)
+
+        feeder = threading.Thread(target=feed, name="vlmfleet-feed", daemon=True)
+        feeder.start()
+        seed_everything()
+        try:
+            for done in fam.generate_queue(model, self.slot, incoming):
+                with lock:
+                    combo = queued.pop(done.key)
+                    # Progress names the oldest benchmark still generating.
+                    self.generating = next(iter(queued), None)
+                self.take_answers(combo, done)
+                finish(combo)
+        except Exception as err:
+            # The engine itself broke: every benchmark it had not answered, and every one still
+            # to come, fails with its reason; the unit's other records stand.
+            log.error("the batched engine raised:\n%s", traceback.format_exc())
+            while incoming.get() is not None:
+                pass
+            feeder.join()
+            for combo in queued.values():
+                self.take_answers(combo, Answered(combo.name, {}, {}, err))
+                finish(combo)
+            queued.clear()
+        feeder.join()
+
+    def take_answers(self, combo: Combination, done: Answered) -> None:
+        combo.phases["infer"] = round(time.monotonic() - combo.queued_at, 3)
+        combo.inference = dict(done.record)
+        if done.error is None:
+            combo.answers = done.answers
+            return
+        with log_routing.routed_to(combo.name):
+            log.error(
+                "combination %s raised:\n%s",
+                combo.name,
+                "".join(traceback.format_exception(done.error)),
+            )
+        combo.error = done.error
 
     def prepare_one(
-        self, model: Any, fam: Family, model_name: str, bench: Benchmark
+        self, model: Any, fam: Family, model_name: str, bench: Benchmark, batched: bool
     ) -> Combination:
         """CPU work before the GPU's: the dataset, its sample selection and, batched, the
         prompts."""
-        cdir = contract.combo_dir(self.slot.run_host_dir, model_name, bench.name)
+        cdir = contract.result_dir(self.slot.run_host_dir, model_name, bench.name, bench.shard)
         start_afresh(cdir)
         cdir.mkdir(parents=True, exist_ok=True)
-        name = f"{model_name}/{bench.name}"
+        name = f"{model_name}/{bench.label}"
         handler = log_routing.file_handler(cdir, name)
         combo = Combination(model_name, bench, cdir, contract.now_iso(), time.monotonic(), handler)
         with phase(combo, "prepare"):
             seed_everything()
             combo.dataset = prepare_dataset(bench, self.slot)
             combo.questions = questions_of(combo.dataset)
-            if fam.batched(model, self.slot):
+            if batched:
                 combo.samples = fam.prepare_samples(model, combo.dataset)
         return combo
 
     def finish_one(self, combo: Combination) -> None:
-        """Evaluate (unless an earlier phase failed) and write the status record."""
+        """Evaluate (unless an earlier phase failed) and write the status record; a shard keeps
+        its predictions for the merge instead."""
         try:
             fields: dict[str, Any] = {}
-            if combo.error is None:
+            if combo.error is None and combo.answers is not None:
+                with phase(combo, "predictions"):
+                    combo.pred_file = write_predictions(
+                        str(combo.cdir), combo.model_name, combo.dataset, combo.answers
+                    )
+            if combo.error is None and combo.bench.shard is not None:
+                fields = shard_fields(combo.dataset, combo.pred_file, combo.questions)
+            elif combo.error is None:
                 with phase(combo, "evaluate"):
                     fields = evaluate(
                         combo.dataset,
@@ -413,9 +529,15 @@ class Worker:
             seconds = time.monotonic() - combo.t0
             with log_routing.routed_to(combo.name):
                 self.record(
-                    combo.model_name, combo.bench.name, status, combo.started, seconds, **fields
+                    combo.model_name,
+                    combo.bench.name,
+                    status,
+                    combo.started,
+                    seconds,
+                    shard=combo.bench.shard,
+                    **fields,
                 )
             # Progress names the combination generating now, not the one just evaluated.
-            self.progress(self.generating or combo.name)
+            self.progress(self.generating)
         finally:
             log_routing.remove(combo.handler)

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             # Names only: the values are secrets.
             log.info("loaded %s from %s", ", ".join(keys), SECRET_ENV)
         log.info(
-            "slot %s/%s/%s: %d combinations, device %s, limit %s, smoke %s, batch size %d",
+            "slot %s/%s/%s: %d combinations, device %s, limit %s, smoke %s, batch size %s",
             slot.run_id,
             slot.host,
             slot.slot,

@@ -4,8 +4,9 @@ One module per family, ``vlmfleet.families.<family>``, listed in ``FAMILIES``; e
 the ``Family`` interface below. The worker's pipeline is the same for every family: it loads
 the unit's model once (``load``), asks whether the family's batched engine generates its answers
 (``batched``), and if so prepares each dataset's samples off the main thread
-(``prepare_samples``) and generates them in batches (``infer_prepared``); otherwise VLMEvalKit's
-own per-sample loop (``vlmeval.inference.infer_data_job``) runs.
+(``prepare_samples``) and hands them to the engine, which answers the samples of all of the
+unit's benchmarks as one queue (``generate_queue``); otherwise VLMEvalKit's own per-sample loop
+(``vlmeval.inference.infer_data_job``) runs, benchmark by benchmark.
 
 Families the catalogue knows but this image has no module for (internvl, minicpm, cogvlm) are
 refused by ``family``, naming the ones it has; the catalogue marks them ``refused``, so the
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import queue
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -44,13 +47,26 @@ class InferenceError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Inference:
-    """What ``infer_prepared`` wrote: VLMEvalKit's prediction file, and the fields it adds to
-    the combination's status record (optional extras of ``contract.make_record``, e.g. the
-    llava engine's ``batch_size_used`` and ``batch_retries``)."""
+class Queued:
+    """One benchmark's prepared samples entering a slot's queue: ``key`` names it in the
+    answers, ``dataset`` is VLMEvalKit's dataset object, ``prepared`` what ``prepare_samples``
+    made of it."""
 
-    pred_file: str
+    key: str
+    dataset: Any
+    prepared: Any
+
+
+@dataclass(frozen=True)
+class Answered:
+    """A benchmark whose last sample is done: every row's answer by VLMEvalKit's ``index``, or
+    the error that stopped it; ``record`` holds the fields the engine adds to its status record
+    (e.g. the llava engine's ``batch_sizes``, ``batch_size_used`` and ``batch_retries``)."""
+
+    key: str
+    answers: dict[Any, str]
     record: dict[str, Any] = field(default_factory=dict)
+    error: BaseException | None = None
 
 
 class Family(Protocol):
@@ -64,7 +80,7 @@ class Family(Protocol):
 
     def batched(self, model: Any, slot: Slot) -> bool:
         """Whether ``model``'s answers go through the family's batched engine at
-        ``slot.batch_size`` (False: VLMEvalKit's own per-sample loop)."""
+        ``slot.batch_size`` (False: VLMEvalKit's own per-sample loop, benchmark by benchmark)."""
         ...
 
     def prepare_samples(self, model: Any, dataset: Any) -> Any:
@@ -72,19 +88,13 @@ class Family(Protocol):
         thread other than the one generating. Called only when ``batched`` is True."""
         ...
 
-    def infer_prepared(
-        self,
-        model: Any,
-        work_dir: str,
-        model_name: str,
-        dataset: Any,
-        prepared: Any,
-        batch_size: int,
-    ) -> Inference:
-        """Generate every prepared sample's answer and write VLMEvalKit's prediction file (the
-        one ``infer_data_job`` writes, same path and format); return its path and the record's
-        extra fields. Out of GPU memory, it may go on at a smaller batch (and say so in
-        ``Inference.record``); it raises only when nothing smaller fits."""
+    def generate_queue(
+        self, model: Any, slot: Slot, incoming: queue.Queue[Queued | None]
+    ) -> Iterator[Answered]:
+        """Answer the samples of every benchmark put on ``incoming`` (None: no more) as one
+        queue, batches crossing benchmark boundaries, and yield each benchmark as soon as its
+        last sample is done. A benchmark's failure (its batch raised, or out of GPU memory at
+        batch 1) is its ``Answered.error``; the others go on."""
         ...
 
 

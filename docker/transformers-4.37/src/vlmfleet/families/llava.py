@@ -11,14 +11,17 @@ Importing this module imports no torch; ``load`` does.
 
 from __future__ import annotations
 
+import queue
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vlmfleet.contract import Slot, Unit
+from vlmfleet.contract import AUTO_BATCH, Slot, Unit
 from vlmfleet.families import (
+    Answered,
     FamilyError,
-    Inference,
+    Queued,
     custom_models_root,
     generation_settings,
     smoke_root,
@@ -84,9 +87,9 @@ def load(unit: Unit, slot: Slot) -> Any:
 
 
 def batched(model: Any, slot: Slot) -> bool:
-    """Batched when the slot asks for more than one sample per call: every llava model is a
+    """Batched unless the slot asks for one sample per call: every llava model is a
     DeviceLLaVA, which has the interface ``llava_batched`` needs."""
-    return slot.batch_size > 1
+    return slot.batch_size == AUTO_BATCH or slot.batch_size > 1
 
 
 def prepare_samples(model: Any, dataset: Any) -> Any:
@@ -95,9 +98,9 @@ def prepare_samples(model: Any, dataset: Any) -> Any:
     return prepare(model, dataset)
 
 
-def infer_prepared(
-    model: Any, work_dir: str, model_name: str, dataset: Any, prepared: Any, batch_size: int
-) -> Inference:
-    from vlmfleet.families.llava_batched import infer_prepared as infer
+def generate_queue(
+    model: Any, slot: Slot, incoming: queue.Queue[Queued | None]
+) -> Iterator[Answered]:
+    from vlmfleet.families.llava_batched import generate_queue as generate
 
-    return infer(model, work_dir, model_name, dataset, prepared, batch_size)
+    return generate(model, slot, incoming)

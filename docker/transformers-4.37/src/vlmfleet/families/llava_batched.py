@@ -1,39 +1,52 @@
-"""The llava family's batched engine: several samples per LLaVA ``generate`` call.
+"""The llava family's batched engine: one queue of samples per slot, several per ``generate``.
 
 At batch 1 a full-size LLaVA-1.5 decodes at about 40 ms a token on an H100, bound by per-step
-overhead rather than by the GPU (DESIGN.md), so most of the GPU idles. ``infer_batched`` is a
-drop-in for ``vlmeval.inference.infer_data_job`` (single process) that keeps everything a user
-can see the same - each sample's message is built as ``infer_data`` builds it, the prompt and
-image preprocessing are the wrapper's own, decoding is greedy, and the prediction file has
-``infer_data_job``'s format and path, so ``dataset.evaluate`` runs unchanged - but runs one
-LLaVA ``generate`` per batch of samples (left padding with an attention mask; LLaVA 1.2.2's
+overhead rather than by the GPU (DESIGN.md), so most of the GPU idles. The engine keeps
+everything a user can see the same as VLMEvalKit's ``infer_data_job`` - each sample's message is
+built as ``infer_data`` builds it, the prompt and image preprocessing are the wrapper's own,
+decoding is greedy, and each benchmark's prediction file has ``infer_data_job``'s format and
+path (``vlmfleet.predictions``), so ``dataset.evaluate`` runs unchanged - but runs one LLaVA
+``generate`` per batch of samples (left padding with an attention mask; LLaVA 1.2.2's
 ``prepare_inputs_labels_for_multimodal`` honours ``config.tokenizer_padding_side = "left"``).
 
-Samples without an image go through the wrapper's own ``generate`` one at a time: LLaVA 1.2.2
-consumes an image feature for every sample of a batch, with or without an ``<image>`` token.
+One queue for all of a unit's benchmarks (``generate_queue``): batches are not cut at benchmark
+boundaries. The oldest benchmark's samples go first, shortest prompt first, and a batch its
+last samples leave room in is filled with the next benchmarks' samples of the nearest lengths;
+so padding stays small, and each benchmark is done, and handed back for its prediction file and
+evaluation, as soon as its last sample is. A sample's answer never depends on its batch's
+company (tests/e2e/test_batched_agreement.py).
 
-The CPU work is kept off the GPU's path: ``prepare_samples`` (prompts, image dumps) runs on any
-thread, so the worker prepares the next benchmark while this one generates, and each batch's
-tokens and image tensors are made in a helper thread while the previous batch generates.
+Samples without an image go through the wrapper's own ``generate`` one at a time, when their
+benchmark's last batched sample is done: LLaVA 1.2.2 consumes an image feature for every sample
+of a batch, with or without an ``<image>`` token.
 
-A batch that runs out of GPU memory (another slot on the same GPU, a long prompt) is retried at
-half the size, and the rest of the dataset goes at that size: the combination fails for memory
-only when batch 1 does not fit. The retries go into the status record (``batch_retries``,
-``batch_size_used``).
+Batch sizes (``policy_for``): a number in the slot file is a fixed size; ``auto`` sizes each batch
+on CUDA by the memory the slot has left for its prompt lengths (``batch_memory``), and uses a
+fixed small size on a CPU. The CPU work is kept off the GPU's path: ``prepare_samples`` (prompts,
+tokens, image dumps) runs on any thread, and each batch's tensors are made in a helper thread
+while the previous batch generates.
+
+A batch that runs out of GPU memory is retried at half its size, and no later batch of the
+unit is bigger: a benchmark fails for memory only when batch 1 does not fit. Each benchmark's
+record says at which sizes its samples went and which sizes failed (``batch_sizes``,
+``batch_size_used``, ``batch_retries``).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
+import queue
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from vlmfleet.contract import one_line
-from vlmfleet.families import Inference, InferenceError
+from vlmfleet.contract import AUTO_BATCH, Slot, one_line
+from vlmfleet.families import Answered, InferenceError, Queued
+from vlmfleet.families.batch_memory import GpuMemory, ModelShape, largest_batch, slot_budget
 
 log = logging.getLogger("vlmfleet.families.llava_batched")
 T = TypeVar("T")
@@ -49,6 +62,12 @@ class Sample:
     index: Any
     prompt: str
     images: list[str]
+    # Language-model positions of the prompt with its image features (what memory and padding
+    # depend on), and its token ids when prepare_samples made them.
+    positions: int = 0
+    ids: Any = None
+    # The benchmark (Queued.key) the sample belongs to.
+    key: str = ""
 
 
 def check_batch_size(batch_size: Any) -> int:
@@ -93,6 +112,19 @@ def to_sample(model: Any, index: Any, message: list[dict[str, Any]]) -> Sample:
     return Sample(index, model.system_prompt + "USER: " + content + " ASSISTANT: ", images)
 
 
+def prompt_ids(model: Any, prompt: str) -> Any:
+    """The prompt's token ids, an image placeholder where each image's features go."""
+    from llava.constants import IMAGE_TOKEN_INDEX
+    from llava.mm_utils import tokenizer_image_token
+
+    return tokenizer_image_token(prompt, model.tokenizer, IMAGE_TOKEN_INDEX, return_tensors="pt")
+
+
+def image_positions(model: Any) -> int:
+    """Language-model positions one image's features take (the vision tower's patches)."""
+    return int(model.model.get_vision_tower().num_patches)
+
+
 def batches(samples: Sequence[Sample], batch_size: int) -> Iterator[list[Sample]]:
     for start in range(0, len(samples), batch_size):
         yield list(samples[start : start + batch_size])
@@ -114,20 +146,22 @@ def ahead(items: Iterable[T], work: Callable[[T], R]) -> Iterator[tuple[T, R]]:
 
 @dataclass
 class PreparedSamples:
-    """One dataset's samples: with images (batched, similar prompt lengths together) and
-    without (the wrapper's own generate, one at a time)."""
+    """One dataset's samples: with images (batched, shortest prompt first) and without (the
+    wrapper's own generate, one at a time)."""
 
     with_images: list[Sample] = field(default_factory=list)
     text_only: list[tuple[Any, list[dict[str, Any]]]] = field(default_factory=list)
 
 
 def prepare_samples(model: Any, dataset: Any) -> PreparedSamples:
-    """Every sample's prompt and image paths, built as VLMEvalKit builds them (dumps images)."""
+    """Every sample's prompt, token ids and image paths, built as VLMEvalKit builds them (dumps
+    images)."""
     check_model(model)
     # A view with this dataset's image dumper: the wrapper keeps the dumper as state, and the
     # main thread may meanwhile be generating another dataset's answers with the same wrapper.
     view = copy.copy(model)
     view.set_dump_image(dataset.dump_image)
+    per_image = image_positions(model)
     prepared = PreparedSamples()
     data = dataset.data
     for i in range(len(data)):
@@ -135,11 +169,13 @@ def prepare_samples(model: Any, dataset: Any) -> PreparedSamples:
         message = build_message(view, dataset, line)
         sample = to_sample(view, line["index"], message)
         if sample.images:
+            sample.ids = prompt_ids(model, sample.prompt)
+            sample.positions = len(sample.ids) + len(sample.images) * (per_image - 1)
             prepared.with_images.append(sample)
         else:
             prepared.text_only.append((line["index"], message))
     # Similar lengths together: less padding, and the order never changes an answer.
-    prepared.with_images.sort(key=lambda s: len(s.prompt))
+    prepared.with_images.sort(key=lambda s: s.positions)
     return prepared
 
 
@@ -153,14 +189,9 @@ class BatchInputs:
 def batch_inputs(model: Any, samples: Sequence[Sample]) -> BatchInputs:
     """Token ids (left-padded), attention mask and image tensor of a batch, on the CPU."""
     import torch
-    from llava.constants import IMAGE_TOKEN_INDEX
-    from llava.mm_utils import tokenizer_image_token
 
     tok = model.tokenizer
-    ids = [
-        tokenizer_image_token(s.prompt, tok, IMAGE_TOKEN_INDEX, return_tensors="pt")
-        for s in samples
-    ]
+    ids = [s.ids if s.ids is not None else prompt_ids(model, s.prompt) for s in samples]
     width = max(len(x) for x in ids)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.unk_token_id
     input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
@@ -218,50 +249,326 @@ def free_cuda_memory() -> None:
         torch.cuda.empty_cache()
 
 
+# --- batch sizes ---------------------------------------------------------------------------
+
+# ``auto`` on a CPU: batches there buy little, and a small one keeps the first answers quick.
+CPU_BATCH_SIZE = 8
+# ``auto`` on CUDA never goes past this many rows, whatever memory is left: beyond it the
+# per-step overhead is already spread thin (bench/README.md) and padding only grows.
+MAX_AUTO_BATCH = 64
+
+
 @dataclass
-class Generated:
-    answers: dict[Any, str]
-    batch_size_used: int
-    # One entry per batch size that ran out of memory: {"batch_size": n, "error": "..."}.
-    retries: list[dict[str, Any]]
+class BatchPolicy:
+    """How many rows the next batch may take. ``ceiling`` is the most (halved for the rest of
+    the queue by an out-of-memory); with a ``shape``, the rows are also sized by the memory the
+    ``budget`` callable says is left, for the batch's longest prompt and ``max_new_tokens``."""
+
+    ceiling: int
+    shape: ModelShape | None = None
+    budget: Callable[[], int] | None = None
+    max_new_tokens: int = 0
+
+    def rows_for(self, longest: int, budget: int | None) -> int:
+        if self.shape is None or budget is None:
+            return self.ceiling
+        return largest_batch(self.shape, budget, longest, self.max_new_tokens, self.ceiling)
 
 
-def generate_all(model: Any, samples: Sequence[Sample], batch_size: int) -> Generated:
-    """Every sample's answer, ``batch_size`` at a time; out of GPU memory, the batch that failed
-    and all after it go at half the size, down to 1. Out of memory at 1: InferenceError, with
-    the retries in its ``record``."""
-    answers: dict[Any, str] = {}
-    retries: list[dict[str, Any]] = []
-    size, done = batch_size, 0
-    while done < len(samples):
-        failed = None
-        todo = ahead(batches(samples[done:], size), lambda b: batch_inputs(model, b))
-        try:
-            for batch, inputs in todo:
-                for sample, text in zip(batch, generate_inputs(model, inputs), strict=True):
-                    answers[sample.index] = text
-                done += len(batch)
-        except Exception as err:
-            if not is_out_of_memory(err):
-                raise
-            failed = one_line(f"{type(err).__name__}: {err}", 200)
-        finally:
-            # Waits for the batch being made ahead; drops the failed batch's tensors.
-            todo.close()
-        if failed is not None:
-            retries.append({"batch_size": size, "error": failed})
-            if size == 1:
-                tried = ", ".join(str(r["batch_size"]) for r in retries)
-                raise InferenceError(
-                    f"out of GPU memory even at batch 1 (tried {tried}): {failed}",
-                    {"batch_size_used": None, "batch_retries": retries},
-                )
-            log.warning(
-                "out of GPU memory at batch %d, retrying at %d: %s", size, size // 2, failed
+def model_shape(model: Any) -> ModelShape:
+    """The language model's size as the sizing rule reads it, from its config and dtype."""
+    config = model.model.config
+    return ModelShape(
+        layers=int(config.num_hidden_layers),
+        hidden=int(config.hidden_size),
+        heads=int(config.num_attention_heads),
+        vocab=int(config.vocab_size),
+        dtype_bytes=int(model.model.dtype.itemsize),
+        image_positions=image_positions(model),
+    )
+
+
+def cuda_memory() -> list[GpuMemory]:
+    """Each GPU this process sees, with the allocator's counts."""
+    import torch
+
+    out = []
+    for i in range(torch.cuda.device_count()):
+        free, total = torch.cuda.mem_get_info(i)
+        out.append(
+            GpuMemory(free, total, torch.cuda.memory_allocated(i), torch.cuda.memory_reserved(i))
+        )
+    return out
+
+
+def policy_for(model: Any, slot: Slot) -> BatchPolicy:
+    """The slot's batch size: a fixed number, or ``auto`` (by memory on CUDA, small on a CPU)."""
+    if slot.batch_size != AUTO_BATCH:
+        return BatchPolicy(ceiling=check_batch_size(slot.batch_size))
+    if slot.device != "cuda":
+        return BatchPolicy(ceiling=CPU_BATCH_SIZE)
+    return BatchPolicy(
+        ceiling=MAX_AUTO_BATCH,
+        shape=model_shape(model),
+        budget=lambda: slot_budget(cuda_memory(), slot.shared_by),
+        max_new_tokens=int(model.kwargs.get("max_new_tokens") or 0),
+    )
+
+
+# --- the queue -----------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """One benchmark in the queue: its samples not yet batched, its answers so far, and what its
+    record says of the batches its samples went in."""
+
+    queued: Queued
+    pending: list[Sample]
+    text_only: list[tuple[Any, list[dict[str, Any]]]]
+    batched: int
+    answers: dict[Any, str] = field(default_factory=dict)
+    # Batch size -> samples of this benchmark that went at it.
+    sizes: dict[int, int] = field(default_factory=dict)
+    retries: list[dict[str, Any]] = field(default_factory=list)
+    # Samples that went in a batch with another benchmark's samples.
+    shared: int = 0
+    error: BaseException | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.error is not None or (not self.pending and self.answered == self.batched)
+
+    @property
+    def answered(self) -> int:
+        return len(self.answers)
+
+    def record(self) -> dict[str, Any]:
+        used = max(self.sizes) if self.sizes else None
+        return {
+            "batch_sizes": {str(k): self.sizes[k] for k in sorted(self.sizes, reverse=True)},
+            "batch_size_used": used,
+            "batch_retries": list(self.retries),
+            "samples_in_shared_batches": self.shared,
+        }
+
+
+def new_job(queued: Queued) -> Job:
+    prepared: PreparedSamples = queued.prepared
+    samples = [dataclasses.replace(s, key=queued.key) for s in prepared.with_images]
+    samples.sort(key=lambda s: s.positions)
+    return Job(queued, samples, list(prepared.text_only), len(samples))
+
+
+def form_batch(pool: list[Job], policy: BatchPolicy) -> list[Sample]:
+    """The next batch: the oldest benchmark's shortest pending samples, then, where they leave
+    room, the other benchmarks' samples nearest in length; as many as the policy allows for
+    the batch's longest prompt. Taken samples leave their jobs' ``pending``."""
+    jobs = live_jobs(pool)
+    head = next((job for job in jobs.values() if job.pending), None)
+    if head is None:
+        return []
+    budget = policy.budget() if policy.budget is not None else None
+    batch: list[Sample] = []
+    longest = 0
+
+    def room(sample: Sample) -> bool:
+        return len(batch) + 1 <= policy.rows_for(max(longest, sample.positions), budget)
+
+    while head.pending and room(head.pending[0]):
+        sample = head.pending.pop(0)
+        longest = max(longest, sample.positions)
+        batch.append(sample)
+    if not head.pending and batch:
+        target = batch[-1].positions
+        others = sorted(
+            (s for job in jobs.values() if job is not head for s in job.pending),
+            key=lambda s: abs(s.positions - target),
+        )
+        for sample in others:
+            if not room(sample):
+                break
+            jobs[sample.key].pending.remove(sample)
+            longest = max(longest, sample.positions)
+            batch.append(sample)
+    if not batch:
+        # Nothing fits by the estimate: batch 1 is tried whatever it says.
+        batch.append(head.pending.pop(0))
+    return batch
+
+
+def live_jobs(pool: list[Job]) -> dict[str, Job]:
+    """The pool's benchmarks that have not failed, by key: a failed one's samples still in a
+    batch are dropped."""
+    return {job.queued.key: job for job in pool if job.error is None}
+
+
+def put_back(pool: list[Job], batch: Sequence[Sample]) -> None:
+    jobs = live_jobs(pool)
+    for sample in batch:
+        job = jobs.get(sample.key)
+        if job is not None:
+            job.pending.append(sample)
+            job.pending.sort(key=lambda s: s.positions)
+
+
+def finish_text_only(model: Any, job: Job) -> None:
+    """A benchmark's samples without an image: the wrapper's own generate, one at a time."""
+    if not job.text_only:
+        return
+    dataset = job.queued.dataset
+    model.set_dump_image(dataset.dump_image)
+    for index, message in job.text_only:
+        job.answers[index] = model.generate(message=message, dataset=dataset.dataset_name)
+
+
+def generate_queue(
+    model: Any, slot: Slot, incoming: queue.Queue[Queued | None]
+) -> Iterator[Answered]:
+    """The family's ``generate_queue`` with the slot's batch policy."""
+    check_model(model)
+    return run_queue(model, incoming, policy_for(model, slot))
+
+
+def run_queue(
+    model: Any, incoming: queue.Queue[Queued | None], policy: BatchPolicy
+) -> Iterator[Answered]:
+    """Answer every benchmark put on ``incoming`` (None ends it) as one queue of samples,
+    yielding each as soon as its last sample is done (module docstring). The next batch's
+    tensors are made on a helper thread while the current one generates."""
+    pool: list[Job] = []
+    ended = False
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlmfleet-ahead") as maker:
+        current: tuple[list[Sample], Future[BatchInputs]] | None = None
+        while True:
+            # New benchmarks join while at most one other than the oldest has samples left:
+            # enough to fill its last batch, without holding every dataset in memory.
+            while not ended and sum(1 for job in pool if job.pending) < 2:
+                nothing_to_do = current is None and not any(job.pending for job in pool)
+                if nothing_to_do and any(job.finished for job in pool):
+                    break  # hand the finished ones back before waiting for more
+                try:
+                    queued = incoming.get(block=nothing_to_do)
+                except queue.Empty:
+                    break
+                if queued is None:
+                    ended = True
+                else:
+                    pool.append(new_job(queued))
+            for job in [job for job in pool if job.finished]:
+                pool.remove(job)
+                yield answered(model, job)
+            if ended and not pool and current is None:
+                return
+            batch = form_batch(pool, policy)
+            upcoming = (batch, maker.submit(batch_inputs, model, batch)) if batch else None
+            if current is not None:
+                generate_current(model, pool, policy, current, upcoming)
+                if upcoming is not None and not upcoming[0]:
+                    upcoming = None  # gone back to the queue after an out-of-memory
+            current = upcoming
+
+
+def generate_current(
+    model: Any,
+    pool: list[Job],
+    policy: BatchPolicy,
+    current: tuple[list[Sample], Future[BatchInputs]],
+    upcoming: tuple[list[Sample], Future[BatchInputs]] | None,
+) -> None:
+    """Generate ``current`` and file its answers under their benchmarks. Out of memory: it and
+    ``upcoming`` go back to their queues (``upcoming``'s samples are cleared from it) and the
+    policy's ceiling halves; at batch 1 its benchmark fails. Another error fails the benchmarks
+    of the batch; the others go on."""
+    batch, future = current
+    jobs = live_jobs(pool)
+    if not any(s.key in jobs for s in batch):
+        future.cancel()
+        return
+    try:
+        texts = generate_inputs(model, future.result())
+    except Exception as err:
+        involved = sorted({s.key for s in batch if s.key in jobs})
+        if not is_out_of_memory(err):
+            log.error("a batch of %s raised: %s", ", ".join(involved), err)
+            for key in involved:
+                jobs[key].error = err
+            return
+        failed = one_line(f"{type(err).__name__}: {err}", 200)
+        retry = {"batch_size": len(batch), "error": failed}
+        for key in involved:
+            jobs[key].retries.append(retry)
+        if len(batch) == 1:
+            job = jobs[batch[0].key]
+            tried = ", ".join(str(r["batch_size"]) for r in job.retries)
+            job.error = InferenceError(
+                f"out of GPU memory even at batch 1 (tried {tried}): {failed}",
+                {**job.record(), "batch_size_used": None},
             )
-            size //= 2
-            free_cuda_memory()
-    return Generated(answers, size, retries)
+        else:
+            put_back(pool, batch)
+        if upcoming is not None:
+            upcoming[1].cancel()
+            put_back(pool, upcoming[0])
+            upcoming[0].clear()
+        policy.ceiling = max(1, len(batch) // 2)
+        log.warning(
+            "out of GPU memory at batch %d, going on at %d at most: %s",
+            len(batch),
+            policy.ceiling,
+            failed,
+        )
+        free_cuda_memory()
+        return
+    shared = len({s.key for s in batch}) > 1
+    for sample, text in zip(batch, texts, strict=True):
+        job = jobs.get(sample.key)
+        if job is None:
+            continue
+        job.answers[sample.index] = text
+        job.sizes[len(batch)] = job.sizes.get(len(batch), 0) + 1
+        job.shared += shared
+
+
+def answered(model: Any, job: Job) -> Answered:
+    """A finished job as the worker takes it: its text-only samples answered first."""
+    key = job.queued.key
+    if job.error is None:
+        try:
+            finish_text_only(model, job)
+        except Exception as err:
+            job.error = err
+    if job.error is not None:
+        record = job.error.record if isinstance(job.error, InferenceError) else job.record()
+        return Answered(key, {}, record, job.error)
+    log.info(
+        "%s: %d samples batched (%s), %d without image one at a time",
+        key,
+        job.answered,
+        ", ".join(f"{n} at batch {size}" for size, n in sorted(job.sizes.items(), reverse=True))
+        or "-",
+        len(job.text_only),
+    )
+    return Answered(key, dict(job.answers), job.record())
+
+
+# --- one benchmark at a time (the agreement tool, tests) --------------------------------------
+
+
+def answer_all(
+    model: Any, datasets: Sequence[tuple[str, Any, PreparedSamples]], policy: BatchPolicy
+) -> dict[str, Answered]:
+    """Every dataset's answers through one queue, by key; raises the first benchmark's error."""
+    incoming: queue.Queue[Queued | None] = queue.Queue()
+    for key, dataset, prepared in datasets:
+        incoming.put(Queued(key, dataset, prepared))
+    incoming.put(None)
+    check_model(model)
+    out = {a.key: a for a in run_queue(model, incoming, policy)}
+    for answer in out.values():
+        if answer.error is not None:
+            raise answer.error
+    return out
 
 
 def infer_prepared(
@@ -271,44 +578,17 @@ def infer_prepared(
     dataset: Any,
     prepared: PreparedSamples,
     batch_size: int,
-) -> Inference:
-    """Generate every prepared sample's answer; write infer_data_job's file and return it with
-    the batch sizes for the status record."""
-    from vlmeval.smp import dump
-    from vlmeval.smp.file import get_pred_file_path
+) -> tuple[str, dict[str, Any]]:
+    """One dataset at a fixed ``batch_size``: infer_data_job's file and the record's fields."""
+    from vlmfleet.predictions import write_predictions
 
-    check_batch_size(batch_size)
-    check_model(model)
-    generated = generate_all(model, prepared.with_images, batch_size)
-    answers = generated.answers
-    if prepared.text_only:
-        model.set_dump_image(dataset.dump_image)
-    for index, message in prepared.text_only:
-        answers[index] = model.generate(message=message, dataset=dataset.dataset_name)
-    data = dataset.data
-    log.info(
-        "%s/%s: %d samples in batches of up to %d (%d without image, one at a time)",
-        model_name,
-        dataset.dataset_name,
-        len(data),
-        generated.batch_size_used,
-        len(prepared.text_only),
-    )
-    # infer_data_job's result: the dataset rows with a prediction column, image column dropped.
-    data["prediction"] = [str(answers[x]) for x in data["index"]]
-    if "image" in data:
-        data.pop("image")
-    result_file = get_pred_file_path(
-        work_dir, model_name, dataset.dataset_name, use_env_format=True
-    )
-    dump(data, result_file)
-    return Inference(
-        result_file,
-        {"batch_size_used": generated.batch_size_used, "batch_retries": generated.retries},
-    )
+    policy = BatchPolicy(ceiling=check_batch_size(batch_size))
+    done = answer_all(model, [(dataset.dataset_name, dataset, prepared)], policy)
+    answer = done[dataset.dataset_name]
+    return write_predictions(work_dir, model_name, dataset, answer.answers), answer.record
 
 
 def infer_batched(model: Any, work_dir: str, model_name: str, dataset: Any, batch_size: int) -> str:
     """Infer every sample of ``dataset`` in batches; write and return infer_data_job's file."""
     prepared = prepare_samples(model, dataset)
-    return infer_prepared(model, work_dir, model_name, dataset, prepared, batch_size).pred_file
+    return infer_prepared(model, work_dir, model_name, dataset, prepared, batch_size)[0]

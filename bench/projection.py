@@ -1,0 +1,108 @@
+"""Whole benchmarks projected from a bench run, by the planner's own cost model.
+
+The planner (plugins/filter/eval_plan.py) balances slots by a cost of rows x the benchmark's
+``cost_per_sample`` x the model's ``cost_factor`` (playbooks/vars/catalogue.yml). A bench run
+long enough to time whole batches (e.g. limit 1000 on four benchmarks of different kinds)
+calibrates it: seconds per cost unit, from the measured generation time of each combination
+(``infer_s`` of its record), and how far each combination strays from that one factor. The
+planner then plans the whole seed matrix (no limit, the catalogue's row counts) on G GPUs of
+the bench's kind, and its makespan, in calibrated seconds, is the projection; the plan also
+says how close the makespan comes to total work / slots.
+
+    python3 bench/projection.py bench/results/h200-long.json --gpus 1 8 \\
+        --out bench/results/h200-projection.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import matrix_bench as bench  # the bench's own view of the planner and the catalogue
+
+
+def measured(arm: dict[str, Any], catalogue: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each ok combination's generation seconds beside the planner's cost for its rows."""
+    models = catalogue["catalogue_models"]
+    benchmarks = catalogue["catalogue_benchmarks"]
+    rows = []
+    for c in arm["combinations"]:
+        if c["status"] != "ok" or not c.get("infer_s"):
+            continue
+        cost = bench.eval_plan.combination_cost(
+            models[c["model"]], benchmarks[c["benchmark"]], c["samples"], smoke=False
+        )
+        rows.append(c | {"cost": cost})
+    if not rows:
+        sys.exit("the arm has no ok combination with an infer time to calibrate on")
+    return rows
+
+
+def gpu_facts(nvidia_smi: str, gpus: int) -> dict[str, Any]:
+    """The planner's view of ``gpus`` GPUs like the bench's one (its nvidia-smi line)."""
+    name, memory, driver = (p.strip() for p in nvidia_smi.split(","))
+    line = f"{name}, {memory.split()[0]}, GPU-projection, {driver}"
+    found = [bench.smi_parser.parse_gpu_query(f"{i}, {line}")[0] for i in range(gpus)]
+    return {"gpu_facts_present": True, "gpu_facts_gpus": found}
+
+
+def plan_whole_matrix(nvidia_smi: str, gpus: int) -> dict[str, Any]:
+    catalogue = bench.catalogue()
+    inputs = bench.eval_inputs.check_inputs(
+        {"limit": None}, catalogue, "projection", hosts={"bench": {}}, inventory=["bench"]
+    )
+    return bench.eval_plan.plan({"bench": gpu_facts(nvidia_smi, gpus)}, catalogue, inputs)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("result", type=Path, help="a bench JSON with a long arm")
+    p.add_argument("--arm", help="the arm to calibrate on (default: the one with most samples)")
+    p.add_argument("--gpus", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--out", type=Path)
+    args = p.parse_args()
+    result = json.loads(args.result.read_text())
+    arms = result["arms"]
+    name = args.arm or max(arms, key=lambda a: arms[a].get("questions", 0))
+    arm = arms[name]
+    rows = measured(arm, bench.catalogue())
+    per_unit = sum(r["infer_s"] for r in rows) / sum(r["cost"] for r in rows)
+    for r in rows:
+        r["measured_over_model"] = round(r["infer_s"] / (r["cost"] * per_unit), 3)
+    strays = [r["measured_over_model"] for r in rows]
+    out: dict[str, Any] = {
+        "calibrated_on": {"result": args.result.name, "arm": name, "combinations": rows},
+        "seconds_per_cost_unit": round(per_unit, 5),
+        "measured_over_model": {
+            "min": min(strays),
+            "median": statistics.median(strays),
+            "max": max(strays),
+        },
+        "projections": {},
+    }
+    for gpus in args.gpus:
+        plan = plan_whole_matrix(result["machine"]["nvidia_smi"], gpus)
+        slots = {u["slot"] for u in plan["units"]}
+        work = sum(u["estimated_cost"] for u in plan["units"])
+        makespan = plan["estimated_cost"]
+        out["projections"][f"{gpus}_gpus"] = {
+            "slots": len(slots),
+            "sharded_benchmarks": len(plan.get("sharded", [])),
+            "makespan_s": round(makespan * per_unit, 1),
+            "makespan_h": round(makespan * per_unit / 3600, 2),
+            "total_work_over_slots_s": round(work / len(slots) * per_unit, 1),
+            "makespan_over_even_share": round(makespan / (work / len(slots)), 3),
+        }
+    text = json.dumps(out, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(json.dumps({k: v for k, v in out.items() if k != "calibrated_on"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
