@@ -275,6 +275,10 @@ def collect(run_dir: Path) -> dict[str, Any]:
                 "samples": s["samples"],
                 "seconds": s["seconds"],
                 "infer_s": s.get("phase_seconds", {}).get("infer"),
+                # With one queue per slot a benchmark's infer time overlaps its neighbours';
+                # the slot and the finishing times order them (bench/projection.py).
+                "slot": s["slot"],
+                "finished_at": s["finished_at"],
                 "batch_sizes": s.get("batch_sizes"),
             }
             for s in statuses

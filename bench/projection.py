@@ -3,8 +3,8 @@
 The planner (plugins/filter/eval_plan.py) balances slots by a cost of rows x the benchmark's
 ``cost_per_sample`` x the model's ``cost_factor`` (playbooks/vars/catalogue.yml). A bench run
 long enough to time whole batches (e.g. limit 1000 on four benchmarks of different kinds)
-calibrates it: seconds per cost unit, from the measured generation time of each combination
-(``infer_s`` of its record), and how far each combination strays from that one factor. The
+calibrates it: seconds per cost unit, from the slots' time on samples; each benchmark that
+followed another in its slot is then checked against the cost the model gives it. The
 planner then plans the whole seed matrix (no limit, the catalogue's row counts) on G GPUs of
 the bench's kind, and its makespan, in calibrated seconds, is the projection; the plan also
 says how close the makespan comes to total work / slots.
@@ -16,8 +16,9 @@ says how close the makespan comes to total work / slots.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import itertools
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,21 +26,64 @@ from typing import Any
 import matrix_bench as bench  # the bench's own view of the planner and the catalogue
 
 
-def measured(arm: dict[str, Any], catalogue: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each ok combination's generation seconds beside the planner's cost for its rows."""
+def costed(arm: dict[str, Any], catalogue: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each ok combination with the planner's cost for its rows."""
     models = catalogue["catalogue_models"]
     benchmarks = catalogue["catalogue_benchmarks"]
-    rows = []
-    for c in arm["combinations"]:
-        if c["status"] != "ok" or not c.get("infer_s"):
-            continue
-        cost = bench.eval_plan.combination_cost(
-            models[c["model"]], benchmarks[c["benchmark"]], c["samples"], smoke=False
-        )
-        rows.append(c | {"cost": cost})
+    rows = [
+        c
+        | {
+            "cost": bench.eval_plan.combination_cost(
+                models[c["model"]], benchmarks[c["benchmark"]], c["samples"], smoke=False
+            )
+        }
+        for c in arm["combinations"]
+        if c["status"] == "ok"
+    ]
     if not rows:
-        sys.exit("the arm has no ok combination with an infer time to calibrate on")
+        sys.exit("the arm has no ok combination to calibrate on")
     return rows
+
+
+def seconds_per_cost_unit(arm: dict[str, Any], rows: list[dict[str, Any]]) -> float:
+    """The slots' time on samples (their processes' wall, less the start and the model loads)
+    over the planner's cost of those samples. With one queue per slot a benchmark's own time
+    overlaps its neighbours', so the slots' totals are what is measured whole."""
+    slots = len(arm["process_wall_s"])
+    work = (
+        sum(arm["process_wall_s"])
+        - slots * arm["stage_s"]["start_and_imports"]
+        - arm["model_load_s"]
+    )
+    return work / sum(r["cost"] for r in rows)
+
+
+def benchmark_checks(rows: list[dict[str, Any]], per_unit: float) -> list[dict[str, Any]]:
+    """Measured against modelled seconds for each benchmark that followed another of the same
+    model in its slot: the time between the two finishing (the queue answers the oldest
+    benchmark first, so that is the later one's own share)."""
+    checks = []
+    ordered = sorted(rows, key=lambda r: (r["slot"], r["finished_at"]))
+    for before, this in itertools.pairwise(ordered):
+        if (before["slot"], before["model"]) != (this["slot"], this["model"]):
+            continue
+        took = (
+            dt.datetime.fromisoformat(this["finished_at"])
+            - dt.datetime.fromisoformat(before["finished_at"])
+        ).total_seconds()
+        modelled = this["cost"] * per_unit
+        checks.append(
+            {
+                "slot": this["slot"],
+                "model": this["model"],
+                "benchmark": this["benchmark"],
+                "samples": this["samples"],
+                "measured_s": took,
+                "modelled_s": round(modelled, 1),
+                "measured_over_modelled": round(took / modelled, 2),
+            }
+        )
+    return checks
 
 
 def gpu_facts(nvidia_smi: str, gpus: int) -> dict[str, Any]:
@@ -69,19 +113,13 @@ def main() -> int:
     arms = result["arms"]
     name = args.arm or max(arms, key=lambda a: arms[a].get("questions", 0))
     arm = arms[name]
-    rows = measured(arm, bench.catalogue())
-    per_unit = sum(r["infer_s"] for r in rows) / sum(r["cost"] for r in rows)
-    for r in rows:
-        r["measured_over_model"] = round(r["infer_s"] / (r["cost"] * per_unit), 3)
-    strays = [r["measured_over_model"] for r in rows]
+    rows = costed(arm, bench.catalogue())
+    per_unit = seconds_per_cost_unit(arm, rows)
+    checks = benchmark_checks(rows, per_unit)
     out: dict[str, Any] = {
         "calibrated_on": {"result": args.result.name, "arm": name, "combinations": rows},
         "seconds_per_cost_unit": round(per_unit, 5),
-        "measured_over_model": {
-            "min": min(strays),
-            "median": statistics.median(strays),
-            "max": max(strays),
-        },
+        "benchmark_checks": checks,
         "projections": {},
     }
     for gpus in args.gpus:
