@@ -203,17 +203,22 @@ def test_pull_from_a_registry_verifies_and_then_changes_nothing(
     docker("rmi", remote, check=False)
 
 
+def load_vars(ref: str, staging: Path) -> dict[str, Any]:
+    """The role's variables to load `make image`'s tarball, staged in ``staging``."""
+    if not TARBALL.is_file():
+        pytest.fail(f"{TARBALL} is missing: run `make image` first")
+    return role_vars(
+        ref,
+        eval_image_source="load",
+        eval_image_tarball=str(TARBALL),
+        eval_image_tarball_dir=str(staging),
+    )
+
+
 def test_load_a_tarball_verifies_and_then_changes_nothing(
     run_playbook: Callable[..., Any], target: str, tmp_path: Path, built_image: str
 ) -> None:
-    if not TARBALL.is_file():
-        pytest.fail(f"{TARBALL} is missing: run `make image` first")
-    params = role_vars(
-        target,
-        eval_image_source="load",
-        eval_image_tarball=str(TARBALL),
-        eval_image_tarball_dir=str(tmp_path / "images"),
-    )
+    params = load_vars(target, tmp_path / "images")
     first = run_playbook(PLAYBOOK, **params)
     assert first.rc == 0, first.stdout.read()
     assert lock_label(target) == LOCK_SHA
@@ -259,14 +264,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def test_a_load_the_disk_cannot_hold_is_refused_naming_the_space(
     run_playbook: Callable[..., Any], target: str, small_disk: Path, built_image: str
 ) -> None:
-    if not TARBALL.is_file():
-        pytest.fail(f"{TARBALL} is missing: run `make image` first")
-    params = role_vars(
-        target,
-        eval_image_source="load",
-        eval_image_tarball=str(TARBALL),
-        eval_image_tarball_dir=str(small_disk / "images"),
-    )
+    params = load_vars(target, small_disk / "images")
     result = run_playbook(PLAYBOOK, **params)
     out = result.stdout.read()
     assert result.rc != 0

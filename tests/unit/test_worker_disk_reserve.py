@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from vlmfleet import pipeline
-from vlmfleet.contract import load_slot
+from vlmfleet.contract import load_slot, slot_file
 
 
 @pytest.fixture
@@ -45,37 +45,20 @@ def fill(folder: Path) -> None:
 def test_a_disk_with_no_byte_free_still_gets_the_record_that_says_so(tiny_disk: Path) -> None:
     slot_dir = tiny_disk / "outputs" / "r1" / "gpu-07" / "gpu0"
     slot_dir.mkdir(parents=True)
-    (slot_dir / "slot.json").write_text(
-        json.dumps(
-            {
-                "run_id": "r1",
-                "host": "gpu-07",
-                "slot": "gpu0",
-                "device": "cuda",
-                "smoke": False,
-                "limit": 2,
-                "judge": "exact_matching",
-                "max_new_tokens": None,
-                "min_new_tokens": None,
-                "batch_size": 8,
-                "units": [
-                    {
-                        "model": "m7b",
-                        "family": "fake",
-                        "benchmarks": [
-                            {
-                                "name": "POPE",
-                                "kind": "yorn",
-                                "dataset_type": "Y/N",
-                                "score_scale": 100,
-                                "smoke_shape": "pope",
-                            }
-                        ],
-                    }
-                ],
-            }
-        )
+    pope = {"name": "POPE", "kind": "yorn", "dataset_type": "Y/N", "score_scale": 100}
+    made = slot_file(
+        run_id="r1",
+        host="gpu-07",
+        slot="gpu0",
+        device="cuda",
+        smoke=False,
+        limit=2,
+        judge="exact_matching",
+        max_new_tokens=None,
+        batch_size=8,
+        units=[{"model": "m7b", "family": "fake", "benchmarks": [pope | {"smoke_shape": "pope"}]}],
     )
+    (slot_dir / "slot.json").write_text(json.dumps(made))
     worker = pipeline.Worker(load_slot(slot_dir / "slot.json"))
     assert (slot_dir / pipeline.RESERVE_FILE).stat().st_blocks * 512 >= pipeline.RESERVE_BYTES
     fill(tiny_disk)
