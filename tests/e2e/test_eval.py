@@ -137,7 +137,7 @@ def test_smoke_full_matrix_over_two_hosts(fleet: Fleet, tmp_path: Path) -> None:
         record = fleet.results / run_id / c["host"] / c["model"] / c["benchmark"] / "status.json"
         status = json.loads(record.read_text())
         assert status["status"] == "ok" and status["smoke"] is True
-        assert set(status["phase_seconds"]) == {"prepare", "infer", "evaluate"}
+        assert set(status["phase_seconds"]) == {"prepare", "infer", "predictions", "evaluate"}
         # A worker prepares the next benchmark and evaluates the previous while one generates;
         # each combination's log still holds its own lines and no other combination's.
         name = f"{c['model']}/{c['benchmark']}"
@@ -234,7 +234,10 @@ def test_resume_after_the_worker_is_killed(fleet: Fleet) -> None:
         ({"smoke": "perhaps"}, "smoke must be true or false, got 'perhaps'"),
         ({"run_id": "existing", "resume": "false"}, "run_id 'existing' already has results"),
         ({"run_id": "existing", "limit": "7"}, "limit=7 differs from run 'existing'"),
-        ({"eval_run_batch_size": "0"}, "eval_run_batch_size must be a positive whole number"),
+        (
+            {"eval_run_batch_size": "0"},
+            "eval_run_batch_size must be 'auto' or a positive whole number",
+        ),
         ({"max_new_tokens": "-1"}, "max_new_tokens must be a positive whole number"),
         ({"eval_run_judge": "gpt-4o-mini"}, "eval_run_judge 'gpt-4o-mini' is not available"),
         (
