@@ -80,7 +80,7 @@ def test_batched_predictions_equal_reference_at_every_batch_size_and_order(
         assert entry["rows"] >= QUESTIONS, name
         assert sorted(entry["batch_sizes"]) == sorted(BATCH_SIZES), name
         for size, orders in entry["batch_sizes"].items():
-            assert sorted(orders) == sorted(ORDERS), (name, size)
+            assert sorted(orders) == sorted(ORDERS if size != "1" else ORDERS[:1]), (name, size)
             for order, result in orders.items():
                 assert result["rows"] == entry["rows"], (name, size, order)
                 differing += [
@@ -89,7 +89,7 @@ def test_batched_predictions_equal_reference_at_every_batch_size_and_order(
                     for row in result["differing_rows"]
                 ]
     total = report["total"]
-    assert total["comparisons"] == BENCHMARKS * len(BATCH_SIZES) * len(ORDERS)
+    assert total["comparisons"] == BENCHMARKS * (1 + (len(BATCH_SIZES) - 1) * len(ORDERS))
     assert total["differing"] == 0 and not differing, "\n".join(differing[:40])
     assert total["agreement"] == 1.0
     queue = report["queue"]
