@@ -6,6 +6,7 @@
 # Whatever a test uses must then come from the suite's own installs (the Makefile, lab.sh).
 #
 #   bash tests/lab/fresh-machine.sh            # log: .lab/fresh-machine.log; prints the wall time
+#   FRESH_COMMAND='make lint unit lab' bash tests/lab/fresh-machine.sh   # a part of it
 #
 # Needs this machine's Docker and the lab's base image (`make lab`), and about 40 GB free: the
 # container builds the evaluation image, saves its tarball and loads it into two instances.
@@ -42,9 +43,9 @@ for _ in $(seq 1 60); do
 done
 start=$SECONDS
 set +e
-"$DOCKER" exec "$name" bash -c 'cd /check/work/main && .ci/run' >"$log" 2>&1
+"$DOCKER" exec "$name" bash -c "cd /check/work/main && ${FRESH_COMMAND:-.ci/run}" >"$log" 2>&1
 status=$?
 set -e
-echo "fresh-machine: .ci/run exited $status after $((SECONDS - start)) s (log: $log)"
+echo "fresh-machine: ${FRESH_COMMAND:-.ci/run} exited $status after $((SECONDS - start)) s (log: $log)"
 tail -n 5 "$log"
 exit "$status"
