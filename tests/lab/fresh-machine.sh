@@ -41,6 +41,12 @@ for _ in $(seq 1 60); do
     [[ $state == running || $state == degraded ]] && break
     sleep 1
 done
+# The network's own CAs (a TLS-inspecting egress proxy here) come with every machine of it, CI's
+# included: the container trusts what this machine trusts, and nothing else is carried over.
+for crt in /usr/local/share/ca-certificates/*.crt; do
+    [[ -e $crt ]] && "$DOCKER" cp "$crt" "$name:/usr/local/share/ca-certificates/"
+done
+"$DOCKER" exec "$name" update-ca-certificates >/dev/null
 start=$SECONDS
 set +e
 "$DOCKER" exec "$name" bash -c "cd /check/work/main && ${FRESH_COMMAND:-.ci/run}" >"$log" 2>&1
