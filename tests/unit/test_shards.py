@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
@@ -247,6 +248,22 @@ def shard_records(statuses: dict[tuple[str, int], str], count: int = 3) -> list[
     return out
 
 
+def merged_record(host: str, **more: Any) -> dict[str, Any]:
+    """The status record a merge on ``host`` writes for the sharded POPE of llava_v1.5_7b."""
+    return contract.make_record(
+        run_id="r1",
+        host=host,
+        slot="merge",
+        model="llava_v1.5_7b",
+        benchmark="POPE",
+        status="ok",
+        started_at="t",
+        seconds=7.0,
+        smoke=True,
+        **more,
+    )
+
+
 def test_a_benchmark_is_merged_once_all_its_shards_are_done_on_the_host_that_ran_most() -> None:
     p = sharded_plan()
     assert p["sharded"][0]["count"] == 3
@@ -266,17 +283,7 @@ def test_a_benchmark_is_merged_once_all_its_shards_are_done_on_the_host_that_ran
         "b/llava_v1.5_7b/POPE/shards/2-of-3",
         "b/llava_v1.5_7b/POPE/shards/3-of-3",
     ]
-    merged = contract.make_record(
-        run_id="r1",
-        host="b",
-        slot="merge",
-        model="llava_v1.5_7b",
-        benchmark="POPE",
-        status="ok",
-        started_at="t",
-        seconds=7.0,
-        smoke=True,
-    )
+    merged = merged_record("b")
     assert eval_merges(p, CATALOGUE, [merged], every, ["a", "b"]) == {}
 
 
@@ -297,19 +304,7 @@ def test_summary_lists_a_benchmarks_shards_and_names_the_one_that_failed() -> No
         {"index": i, "count": 3, "host": "a", "slot": "gpu0", "seconds": 2.0, "samples": 3}
         for i in range(3)
     ]
-    merged = contract.make_record(
-        run_id="r1",
-        host="a",
-        slot="merge",
-        model="llava_v1.5_7b",
-        benchmark="POPE",
-        status="ok",
-        started_at="t",
-        seconds=7.0,
-        smoke=True,
-        samples=10,
-        extra={"shards": listed},
-    )
+    merged = merged_record("a", samples=10, extra={"shards": listed})
     summary = summarize(p, [merged], shard_records=records)
     (entry,) = summary["combinations"]
     assert entry["status"] == "ok" and (entry["host"], entry["slot"]) == ("a", "merge")
