@@ -16,12 +16,10 @@ about every question: the scores are then the judge's alone, computed here from 
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +32,7 @@ from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
 from conftest import DOCKER, REPO
 from eval_inputs import check_inputs
 from eval_plan import eval_host_units, plan
+from scoring.check_run import tsv_rows
 
 CATALOGUE = yaml.safe_load((REPO / "playbooks/vars/catalogue.yml").read_text())
 HOST = "judge-host"
@@ -143,12 +142,6 @@ def slot_file(base_url: str) -> dict[str, Any]:
     facts = {HOST: {"gpu_facts_present": False, "gpu_facts_gpus": []}}
     (slot,) = eval_host_units(plan(facts, CATALOGUE, inputs), HOST)
     return slot["slot_file"]
-
-
-def tsv_rows(path: Path) -> list[dict[str, str]]:
-    csv.field_size_limit(sys.maxsize)
-    with path.open(encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh, delimiter="\t"))
 
 
 def test_a_judge_model_scores_through_vlmevalkits_judge_with_the_key_kept_secret(

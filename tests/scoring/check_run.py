@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -47,6 +48,7 @@ CUSTOM_METRICS: dict[str, Callable[[Sequence[Row], Predictions], float]] = {
 }
 
 
+@functools.cache
 def smoke_shapes() -> dict[str, str]:
     """Seed benchmark -> the smoke shape its synthetic rows have (the catalogue's)."""
     catalogue = yaml.safe_load(CATALOGUE.read_text())

@@ -25,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from vlmfleet import contract, log_routing
-from vlmfleet.contract import Benchmark, ContractError, Slot, load_slot
+from vlmfleet.contract import Benchmark, Slot
 from vlmfleet.datasets import prepare_dataset, questions_of, use_smoke_data_root
 from vlmfleet.evaluation import evaluate
 from vlmfleet.pipeline import Worker
-from vlmfleet.secret_env import SecretEnvError, load_env_file
-from vlmfleet.worker import SECRET_ENV
+from vlmfleet.worker import read_inputs
 
 log = logging.getLogger("vlmfleet.merge")
 
@@ -154,19 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slot-file", required=True, type=Path, help="path of merge/slot.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=log_routing.LOG_FORMAT, stream=sys.stderr)
-    try:
-        slot = load_slot(args.slot_file)
-    except ContractError as err:
-        log.error("bad slot file: %s", err)
+    # The token file too: a judged benchmark's evaluation needs the judge's key.
+    started = read_inputs(args.slot_file)
+    if started is None:
         return 2
+    slot, _ = started
     if slot.slot != contract.MERGE_SLOT or any(b.shard for _, b in slot.combinations()):
         log.error("bad slot file: %s is not a merge slot file", args.slot_file)
-        return 2
-    try:
-        # A judged benchmark's evaluation needs the judge's key, as in the worker.
-        load_env_file(SECRET_ENV)
-    except SecretEnvError as err:
-        log.error("bad token file: %s", err)
         return 2
     return run(slot)
 

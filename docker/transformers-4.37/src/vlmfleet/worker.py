@@ -44,21 +44,31 @@ def lock_slot(slot: Slot) -> IO[str] | None:
     return fh
 
 
+def read_inputs(slot_file: Path) -> tuple[Slot, list[str]] | None:
+    """The slot file and the names the token file sets, or None once the reason ("bad slot
+    file", "bad token file") is logged: the container's exit 2."""
+    try:
+        slot = load_slot(slot_file)
+    except ContractError as err:
+        log.error("bad slot file: %s", err)
+        return None
+    try:
+        keys = load_env_file(SECRET_ENV)
+    except SecretEnvError as err:
+        log.error("bad token file: %s", err)
+        return None
+    return slot, keys
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vlmfleet.worker", description=__doc__)
     parser.add_argument("--slot-file", required=True, type=Path, help="path of slot.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=log_routing.LOG_FORMAT, stream=sys.stderr)
-    try:
-        slot = load_slot(args.slot_file)
-    except ContractError as err:
-        log.error("bad slot file: %s", err)
+    started = read_inputs(args.slot_file)
+    if started is None:
         return 2
-    try:
-        keys = load_env_file(SECRET_ENV)
-    except SecretEnvError as err:
-        log.error("bad token file: %s", err)
-        return 2
+    slot, keys = started
     lock = lock_slot(slot)
     if lock is None:
         log.error(
