@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
+from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
+
 MIB_PER_GIB = 1024
+BYTES_PER_GIB = 2**30
 
 
 def gpu_free_mib(query_stdout: str) -> dict[int, int]:
@@ -84,6 +88,69 @@ def model_repos(
     return list(repos.values())
 
 
+def data_files(
+    slots: Iterable[Mapping[str, Any]],
+    benchmarks: Mapping[str, Mapping[str, Any]],
+    source: str,
+    data_dir: str | None,
+    smoke: bool = False,
+) -> list[dict[str, Any]]:
+    """Every benchmark TSV a host's slots read from its LMUData in a real run, once each:
+    {name, tsv and images (their paths under the eval_dirs root), src (the controller file the
+    run ships: a custom benchmark's tsv, or eval_data_dir/<name>.tsv with eval_data_source=ship;
+    None where VLMEvalKit downloads it on the host), bytes (src's size, or None)}. Smoke runs
+    write their own small synthetic data: none."""
+    if smoke:
+        return []
+    sources: dict[str, str | None] = {}
+    for slot in slots:
+        for unit in slot["slot_file"]["units"]:
+            for bench in unit["benchmarks"]:
+                name = bench["name"]
+                if bench.get("md5") is not None:
+                    src: str | None = str(benchmarks[name]["tsv"])
+                elif source == "ship":
+                    src = str(Path(str(data_dir)) / f"{name}.tsv")
+                else:
+                    src = None
+                sources.setdefault(name, src)
+    return [
+        {
+            "name": name,
+            "tsv": f"LMUData/{name}.tsv",
+            "images": f"LMUData/{contract.LMU_IMAGES_DIR}/{name}",
+            "src": src,
+            "bytes": Path(src).stat().st_size if src else None,
+        }
+        for name, src in sources.items()
+    ]
+
+
+def data_need(
+    files: Iterable[Mapping[str, Any]], stats: Iterable[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """What ``files`` (data_files) still need on a host, from the stat results of their tsv and
+    images paths (a registered loop over those paths): {gib, counted: ["<name> <GiB> GiB"],
+    unknown: the names VLMEvalKit is still to download, whose size only its server knows (the
+    preparation asks it before downloading)}. A TSV already there with the shipped file's size
+    needs nothing more; images count until their folder exists."""
+    present = {r["item"]: r.get("stat", {}) for r in stats}
+    total, counted, unknown = 0, [], []
+    for entry in files:
+        tsv = present.get(entry["tsv"], {})
+        if entry["bytes"] is None:
+            if not tsv.get("exists"):
+                unknown.append(entry["name"])
+            continue
+        same = bool(tsv.get("exists")) and tsv.get("size") == entry["bytes"]
+        images = bool(present.get(entry["images"], {}).get("exists"))
+        need = contract.data_bytes(int(entry["bytes"]), same, images)
+        if need:
+            total += need
+            counted.append(f"{entry['name']} {need / BYTES_PER_GIB:.2f} GiB")
+    return {"gib": round(total / BYTES_PER_GIB, 3), "counted": counted, "unknown": unknown}
+
+
 def gated_models(
     slots: Iterable[Mapping[str, Any]],
     models: Mapping[str, Mapping[str, Any]],
@@ -117,4 +184,6 @@ class FilterModule:
             "eval_label_problems": label_problems,
             "eval_model_repos": model_repos,
             "eval_gated_models": gated_models,
+            "eval_data_files": data_files,
+            "eval_data_need": data_need,
         }

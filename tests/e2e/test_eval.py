@@ -434,6 +434,71 @@ def test_preflight_stops_a_gated_model_without_a_token(
     assert "Read the evaluation image" not in tasks
 
 
+DATA_PREFLIGHT = """
+- name: Preflight one host for a custom benchmark
+  hosts: localhost
+  gather_facts: false
+  vars_files: [{repo}/playbooks/vars/project.yml]
+  tasks:
+    - name: Preflight stage
+      ansible.builtin.include_role:
+        name: eval_run
+      vars:
+        eval_run_stage: preflight
+        eval_run_run_id: e2e-data
+        eval_run_slots:
+          - {{slot: cpu0, gpus: [], device: cpu, container: vlm-eval-e2e-data-localhost-cpu0,
+             models: [llava_v1.5_7b], secret_env: /run/secrets/eval.env,
+             slot_file: {{units: [{{model: llava_v1.5_7b, benchmarks: [
+               {{name: mine, md5: "{md5}", judge: exact_matching}}]}}]}}}}
+        eval_run_dirs_root: "{root}"
+        eval_run_image: "{{{{ project_image_repository }}}}:{{{{ project_image_tag }}}}"
+        eval_run_uid: "{{{{ project_container_uid }}}}"
+        eval_run_gid: "{{{{ project_container_gid }}}}"
+        eval_run_min_free_gib: 0
+        eval_run_benchmarks: {{mine: {{kind: mcq, tsv: "{tsv}", custom: true}}}}
+        eval_run_models:
+          llava_v1.5_7b: {{hf_repo: liuhaotian/llava-v1.5-7b, disk_gib: 0, gpu_memory_gib: 15}}
+"""
+
+
+@pytest.fixture
+def small_root(tmp_path: Path) -> Iterator[Path]:
+    """An eval_dirs root on a 64 MiB filesystem (tmpfs), provisioned (its three directories)."""
+    root = tmp_path / "srv"
+    root.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(root)], check=True)
+    for sub in ("hf-cache", "LMUData", "outputs"):
+        (root / sub).mkdir()
+    yield root
+    subprocess.run(["umount", str(root)], check=False)
+
+
+def test_preflight_counts_the_data_a_run_ships_against_the_free_disk(
+    built_image: str, run_playbook: Any, tmp_path: Path, small_root: Path
+) -> None:
+    # 40 MiB of TSV (sparse: its size is what counts) and 30 MiB of images to come: 64 MiB free.
+    tsv = tmp_path / "mine.tsv"
+    tsv.touch()
+    os.truncate(tsv, 40 * 2**20)
+    # The model's weights are in the cache already: the data is all that is new.
+    (small_root / "hf-cache/hub/models--liuhaotian--llava-v1.5-7b").mkdir(parents=True)
+    play = DATA_PREFLIGHT.format(repo=REPO, root=small_root, tsv=tsv, md5="0" * 32)
+    r = run_playbook(play)
+    out = " ".join(stdout(r).split())
+    assert r.rc != 0
+    assert (
+        f"localhost: 0.06 GiB free on {small_root}, this run needs about 0.07 GiB: weights none "
+        "new (0 GiB), data mine 0.07 GiB (0.068 GiB), and 0 GiB of headroom for outputs and logs"
+    ) in out, out[-3000:]
+    # The file already on the host, at the size the run ships: only its images are to come.
+    there = small_root / "LMUData" / "mine.tsv"
+    there.touch()
+    os.truncate(there, 40 * 2**20)
+    r = run_playbook(play)
+    assert r.rc == 0, stdout(r)[-3000:]
+
+
 SSHD = Path("/usr/sbin/sshd")
 
 

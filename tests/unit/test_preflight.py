@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from eval_preflight import gated_models, gpu_free_mib, model_repos, slots_short_of_memory
+from eval_preflight import (
+    data_files,
+    data_need,
+    gated_models,
+    gpu_free_mib,
+    model_repos,
+    slots_short_of_memory,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())["catalogue_models"]
@@ -87,3 +94,66 @@ def test_gated_models_are_the_planned_ones_marked_gated_and_none_in_smoke_runs()
     # Smoke runs download nothing.
     assert gated_models(slots, models, smoke=True) == []
     assert gated_models(slots, MODELS) == []
+
+
+def data_slot(*benchmarks):
+    return {"slot_file": {"units": [{"model": "llava_v1.5_7b", "benchmarks": list(benchmarks)}]}}
+
+
+def test_the_disk_check_counts_shipped_data_by_size_and_leaves_downloads_to_the_preparation(
+    tmp_path,
+):
+    custom = tmp_path / "mine.tsv"
+    custom.write_bytes(b"x" * 4000)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "MMStar.tsv").write_bytes(b"y" * 8000)
+    slots = [
+        data_slot({"name": "mine", "md5": "0" * 32}, {"name": "MMStar"}),
+        # A benchmark in two slots (shards, or two models) is one file on the host.
+        data_slot({"name": "MMStar", "shard": {"index": 1, "count": 2}}),
+    ]
+    benchmarks = {"mine": {"tsv": str(custom), "custom": True}}
+    shipped = data_files(slots, benchmarks, "ship", str(tmp_path / "data"))
+    assert [(f["name"], f["src"], f["bytes"]) for f in shipped] == [
+        ("mine", str(custom), 4000),
+        ("MMStar", str(tmp_path / "data" / "MMStar.tsv"), 8000),
+    ]
+    assert shipped[1]["tsv"] == "LMUData/MMStar.tsv"
+    assert shipped[1]["images"] == "LMUData/images/MMStar"
+    # Nothing on the host yet: each TSV and its decoded images (3/4 of it).
+    nothing = [
+        {"item": p, "stat": {"exists": False}} for f in shipped for p in (f["tsv"], f["images"])
+    ]
+    need = data_need(shipped, nothing)
+    assert need["gib"] == round((4000 + 3000 + 8000 + 6000) / 2**30, 3)
+    assert need["counted"] == ["mine 0.00 GiB", "MMStar 0.00 GiB"] and need["unknown"] == []
+    # mine is there with the same size and its images too; MMStar's TSV differs (shipped again).
+    host = {
+        "LMUData/mine.tsv": {"exists": True, "size": 4000},
+        "LMUData/images/mine": {"exists": True},
+        "LMUData/MMStar.tsv": {"exists": True, "size": 7999},
+        "LMUData/images/MMStar": {"exists": True},
+    }
+    stats = [{"item": p, "stat": s} for p, s in host.items()]
+    assert data_need(shipped, stats) == {
+        "gib": round(8000 / 2**30, 3),
+        "counted": ["MMStar 0.00 GiB"],
+        "unknown": [],
+    }
+    # Downloaded by VLMEvalKit: no size here; named unless the host has it already.
+    downloaded = data_files(slots, benchmarks, "download", None)
+    assert [(f["name"], f["bytes"]) for f in downloaded] == [("mine", 4000), ("MMStar", None)]
+    assert data_need(downloaded, nothing)["unknown"] == ["MMStar"]
+    assert data_need(downloaded, stats)["unknown"] == []
+    assert data_files(slots, benchmarks, "ship", str(tmp_path / "data"), smoke=True) == []
+
+
+def test_a_gib_sized_tsv_is_counted_in_gib(tmp_path):
+    big = tmp_path / "big.tsv"
+    with big.open("wb") as fh:
+        fh.truncate(3 * 2**30)  # sparse: the size is what counts
+    files = data_files(
+        [data_slot({"name": "big", "md5": "1" * 32})], {"big": {"tsv": str(big)}}, "download", None
+    )
+    need = data_need(files, [])
+    assert need == {"gib": 5.25, "counted": ["big 5.25 GiB"], "unknown": []}

@@ -8,7 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,7 @@ from eval_plan import eval_host_units, eval_official_benchmarks, eval_prepare_co
 from eval_summary import eval_summary
 from test_catalogue import CATALOGUE, NOW
 from test_plan import H100, gpus, inputs, plan
-from vlmfleet.prepare_data import host_lock, md5_mismatch
+from vlmfleet.prepare_data import host_lock, md5_mismatch, remote_size, room_problem
 
 
 def check(**raw):
@@ -163,3 +166,60 @@ def test_the_worker_refuses_an_official_benchmark_that_was_not_prepared(tmp_path
     (tmp_path / "POPE.tsv").write_bytes(b"pope\n")
     os.utime(tmp_path / "POPE.tsv", ns=(1, 1))  # a new file: the md5 is not the cached one
     check_prepared(table, "POPE")
+
+
+class StandInDatasetServer(BaseHTTPRequestHandler):
+    """A stand-in for VLMEvalKit's dataset server (unreachable from here): HEAD of /<bytes>.tsv
+    answers that Content-Length, /nolength.tsv none, anything else 404."""
+
+    def do_HEAD(self) -> None:
+        stem = self.path.strip("/").removesuffix(".tsv")
+        if not (stem.isdigit() or stem == "nolength"):
+            self.send_error(404)
+            return
+        self.send_response(200)
+        if stem.isdigit():
+            self.send_header("Content-Length", stem)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def dataset_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StandInDatasetServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_size_of_a_download_is_asked_of_its_server(dataset_server):
+    assert remote_size(f"{dataset_server}/123456789.tsv") == 123456789
+    # No length, a missing file, no server, or no URL at all: not counted, not an error.
+    assert remote_size(f"{dataset_server}/nolength.tsv") is None
+    assert remote_size(f"{dataset_server}/missing.tsv") is None
+    assert remote_size("http://127.0.0.1:9/POPE.tsv", timeout=5) is None
+    assert remote_size("POPE.tsv") is None
+
+
+def test_downloads_the_disk_cannot_hold_are_refused_naming_path_free_and_need(tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    # Each TSV plus 3/4 of it for its images; MMStar's images are already there.
+    (tmp_path / "images" / "MMStar").mkdir(parents=True)
+    sizes = {"POPE": 4 * free, "MMStar": 2**30}
+    problem = room_problem(sizes, tmp_path, "/srv/vlm-eval/LMUData")
+    assert problem is not None
+    shape = (
+        r"not enough disk for the downloads: /srv/vlm-eval/LMUData has [0-9.]+ GiB \(([0-9]+) "
+        r"bytes\) free, and POPE \(([0-9.]+) GiB\), MMStar \(1\.00 GiB\) with their images need "
+        r"([0-9.]+) GiB; free space there, or ship the data \(eval_data_source=ship\)"
+    )
+    match = re.fullmatch(shape, problem)
+    assert match, problem
+    # The free bytes at the time of the check, the need with POPE's images and not MMStar's.
+    assert abs(int(match[1]) - free) < 2**30
+    assert match[2] == f"{4 * free / 2**30:.2f}"
+    assert match[3] == f"{(7 * free + 2**30) / 2**30:.2f}"
+    assert room_problem({"POPE": 1000}, tmp_path, "x") is None

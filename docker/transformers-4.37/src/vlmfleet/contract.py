@@ -54,6 +54,23 @@ PREPARE_LOCK = ".prepare.lock"
 # named so: slots are gpuN, gpuN-M, gpuNsK, cpuN).
 PREPARE_SLOT = "prepare"
 DATA_SOURCES = ("download", "ship")
+# What a benchmark's data takes on a host's disk, counted before anything is written (preflight
+# for the files a run ships, the preparation for what VLMEvalKit downloads): the TSV, plus the
+# images VLMEvalKit decodes from its base64 column into $LMUData/images/<name>/ (base64 holds
+# 4 bytes for every 3, so they are at most 3/4 of the TSV).
+LMU_IMAGES_DIR = "images"
+IMAGE_BYTES_PER_TSV_BYTE = 0.75
+
+
+def data_bytes(tsv_bytes: int, tsv_present: bool, images_present: bool) -> int:
+    """The bytes a benchmark whose TSV holds ``tsv_bytes`` still needs on a host: the TSV unless
+    it is there, its images unless their folder is."""
+    need = 0 if tsv_present else tsv_bytes
+    if not images_present:
+        need += int(tsv_bytes * IMAGE_BYTES_PER_TSV_BYTE)
+    return need
+
+
 # A sharded benchmark: its rows (after the sample limit, in row order) split into ``count``
 # contiguous parts; each part is a combination of its own, with a shard record in
 # <model>/<benchmark>/shards/<index + 1>-of-<count>/. Once every shard of one count is ok, one

@@ -16,6 +16,11 @@ official benchmark the slot files list (custom ones are shipped and checked by r
   the one VLMEvalKit expects), which also writes VLMEvalKit's ``<name>_local.tsv`` of a big TSV
   here rather than in every slot at once.
 
+Before any download, the sizes of the files to be downloaded are asked of their server (HEAD,
+Content-Length) and counted with their images (``contract.data_bytes``) against the free space
+under $LMUData: a disk that cannot hold them fails every benchmark at once, naming the path, the
+free and the needed bytes, with nothing downloaded. A server that gives no size is not counted.
+
 Then the TSV (and its ``_local.tsv``) is made read-only (0444). The record says what was
 prepared, or which benchmarks failed and why; the last line on stderr is that outcome. Exit
 status: 0 prepared, 1 a benchmark could not be prepared, 2 a bad slot file.
@@ -26,8 +31,10 @@ from __future__ import annotations
 import argparse
 import fcntl
 import logging
+import shutil
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +45,8 @@ from vlmfleet.contract import ContractError, load_slot
 
 log = logging.getLogger("vlmfleet.prepare_data")
 READ_ONLY = 0o444
+BYTES_PER_GIB = 2**30
+SIZE_TIMEOUT_SECONDS = 30
 
 
 class PrepareError(RuntimeError):
@@ -99,6 +108,64 @@ def construct(cls: type, name: str) -> tuple[Any, list[str]]:
         root.removeHandler(handler)
 
 
+def remote_size(url: str, timeout: float = SIZE_TIMEOUT_SECONDS) -> int | None:
+    """The Content-Length a server answers a HEAD of ``url`` with; None when there is no URL, no
+    answer or no length."""
+    if not url.startswith(("http://", "https://")):
+        return None
+    try:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, method="HEAD"), timeout=timeout
+        ) as r:
+            length = r.headers.get("Content-Length", "")
+    except (OSError, ValueError) as err:
+        log.info(
+            "no size for %s (%s: %s): its download is not counted ahead",
+            url,
+            type(err).__name__,
+            err,
+        )
+        return None
+    return int(length) if length.isdigit() else None
+
+
+def room_problem(sizes: dict[str, int], root: Path, shown_as: str) -> str | None:
+    """Why the disk under ``root`` cannot hold the downloads of ``sizes`` ({name: TSV bytes})
+    with their images, or None."""
+    need = sum(
+        contract.data_bytes(size, False, (root / contract.LMU_IMAGES_DIR / name).is_dir())
+        for name, size in sizes.items()
+    )
+    free = shutil.disk_usage(root).free
+    if need <= free:
+        return None
+    files = ", ".join(f"{name} ({size / BYTES_PER_GIB:.2f} GiB)" for name, size in sizes.items())
+    return (
+        f"not enough disk for the downloads: {shown_as} has {free / BYTES_PER_GIB:.2f} GiB "
+        f"({free} bytes) free, and {files} with their images need {need / BYTES_PER_GIB:.2f} GiB; "
+        "free space there, or ship the data (eval_data_source=ship)"
+    )
+
+
+def download_sizes(names: list[str]) -> dict[str, int]:
+    """{name: bytes} of the benchmarks of ``names`` that VLMEvalKit would download (no TSV, or
+    not the md5 its table names) and whose server says how big they are."""
+    from vlmfleet.datasets import dataset_class, official_md5, official_tsv, official_url, tsv_md5
+
+    sizes = {}
+    for name in names:
+        cls = dataset_class(name)
+        if cls is None:
+            continue
+        tsv, want = official_tsv(name), official_md5(cls, name)
+        if tsv.is_file() and (want is None or tsv_md5(tsv) == want):
+            continue
+        size = remote_size(official_url(cls, name))
+        if size is not None:
+            sizes[name] = size
+    return sizes
+
+
 def prepare_one(name: str, source: str) -> dict[str, Any]:
     """Fetch or check one official benchmark's TSV (the lock held); raises PrepareError."""
     from vlmfleet.datasets import dataset_class, official_md5, official_tsv, official_url, tsv_md5
@@ -136,14 +203,22 @@ def prepare_one(name: str, source: str) -> dict[str, Any]:
     return {"name": name, "path": str(tsv), "md5": got, "fetched": fetched}
 
 
-def prepare(names: list[str], source: str, root: Path) -> dict[str, Any]:
+def prepare(
+    names: list[str], source: str, root: Path, shown_as: str | None = None
+) -> dict[str, Any]:
     """Every benchmark of ``names`` under the host lock; a failed one does not stop the rest
-    (one record names them all)."""
+    (one record names them all). Downloads the disk cannot hold stop them all, before any
+    (``shown_as``: how messages name ``root``, e.g. its path on the host)."""
     record: dict[str, Any] = dict.fromkeys(contract.PREPARE_KEYS)
     record |= {"source": source, "benchmarks": [], "started_at": contract.now_iso()}
     problems = []
     with host_lock(root) as times:
-        for name in names:
+        sizes = download_sizes(names) if source == "download" else {}
+        full = room_problem(sizes, root, shown_as or str(root)) if sizes else None
+        if full is not None:
+            log.error("%s", full)
+            problems.append(full)
+        for name in [] if full else names:
             try:
                 record["benchmarks"].append(prepare_one(name, source))
             except PrepareError as err:
@@ -161,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", required=True, choices=contract.DATA_SOURCES)
     parser.add_argument("--slot-file", required=True, action="append", type=Path)
     parser.add_argument("--record", type=Path, help="where the preparation record goes")
+    parser.add_argument("--host-path", help="$LMUData's path on the host, for messages")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
@@ -171,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     from vlmfleet.datasets import lmu_root
 
     names = contract.official_benchmarks(slots)
-    record = prepare(names, args.source, lmu_root())
+    record = prepare(names, args.source, lmu_root(), args.host_path)
     if args.record is not None:
         contract.write_json_atomic(args.record, record)
     if record["status"] != "ok":
