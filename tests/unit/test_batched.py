@@ -109,6 +109,26 @@ def test_one_queue_answers_every_benchmark_and_says_where_samples_went(
     assert done["B"].record["samples_in_shared_batches"] == 1
 
 
+def test_small_benchmarks_waiting_in_the_queue_fill_one_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A small limit: six benchmarks of three samples each, all prepared before the first batch.
+    calls: list[list[str]] = []
+
+    def generate(model: object, inputs: list[Sample]) -> list[str]:
+        calls.append([s.index for s in inputs])
+        return answer(inputs)
+
+    monkeypatch.setattr(llava_batched, "batch_inputs", lambda model, batch: list(batch))
+    monkeypatch.setattr(llava_batched, "generate_inputs", generate)
+    done = run([queued(k, [1, 2, 3]) for k in "ABCDEF"], BatchPolicy(ceiling=8))
+    assert list(done) == list("ABCDEF")
+    # Full batches across benchmarks (not two benchmarks' six samples at a time).
+    assert [len(c) for c in calls] == [8, 8, 2]
+    assert calls[0][:3] == ["A0", "A1", "A2"]
+    assert done["C"].record["batch_sizes"] == {"8": 3}
+
+
 def test_a_failing_batch_fails_its_benchmarks_only(monkeypatch: pytest.MonkeyPatch) -> None:
     def generate(model: object, inputs: list[Sample]) -> list[str]:
         if any(s.key == "B" for s in inputs):

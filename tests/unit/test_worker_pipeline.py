@@ -349,3 +349,31 @@ def test_an_earlier_attempts_files_are_cleared_before_a_combination_runs(tmp_pat
     pipeline.start_afresh(cdir)
     assert cdir.is_dir() and list(cdir.iterdir()) == []
     pipeline.start_afresh(tmp_path / "absent")  # a first attempt has no folder yet
+
+
+def test_the_room_holds_many_small_benchmarks_and_few_big_ones() -> None:
+    room = pipeline.Room(benchmarks=2, rows=100)
+    taken: list[int] = []
+
+    def prepare(sizes: list[int]) -> None:
+        for rows in sizes:
+            room.wait()
+            room.take(rows)
+            taken.append(rows)
+
+    # Small ones: ten of 10 rows are all held at once (under 100 rows together).
+    preparer = threading.Thread(target=prepare, args=([10] * 10,))
+    preparer.start()
+    preparer.join(timeout=5)
+    assert not preparer.is_alive() and len(taken) == 10
+    for _ in range(10):
+        room.give(10)
+    # Big ones: two at a time; the third waits until one is given back.
+    taken.clear()
+    preparer = threading.Thread(target=prepare, args=([500, 500, 500],))
+    preparer.start()
+    time.sleep(0.2)
+    assert taken == [500, 500]
+    room.give(500)
+    preparer.join(timeout=5)
+    assert taken == [500, 500, 500]

@@ -57,6 +57,8 @@ class Combination:
     handler: logging.Handler
     dataset: Any = None
     questions: int = 0
+    # The rows it holds in memory (its place in the unit's Room).
+    rows: int = 0
     samples: Any = None  # the family's prepared samples when batched
     # The batched engine's answers by VLMEvalKit's index, written out before the evaluation.
     answers: dict[Any, str] | None = None
@@ -174,9 +176,45 @@ def infer_one(model: Any, combo: Combination) -> None:
 
 
 # Benchmarks of a unit held in memory at once (being prepared, queued, generating, evaluated):
-# each holds its dataset, and the engine needs the next one's samples to fill the last batch of
-# the one before.
+# each holds its dataset (its rows after the limit), and the engine needs the next ones' samples
+# to fill the batch the one before leaves room in. IN_MEMORY of any size, more while their rows
+# together stay under ROWS_IN_MEMORY: at a small limit a whole unit is prepared ahead, and its
+# batches are full however small each benchmark is.
 IN_MEMORY = 4
+ROWS_IN_MEMORY = 1024
+
+
+class Room:
+    """The unit's benchmarks in memory: the preparer waits for room before preparing the next
+    one, takes its place with the prepared rows, and the evaluator gives it back."""
+
+    def __init__(self, benchmarks: int = IN_MEMORY, rows: int = ROWS_IN_MEMORY) -> None:
+        self.benchmarks, self.rows = benchmarks, rows
+        self.held, self.held_rows = 0, 0
+        self._cond = threading.Condition()
+
+    def wait(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self.held < self.benchmarks or self.held_rows < self.rows)
+
+    def take(self, rows: int) -> None:
+        with self._cond:
+            self.held += 1
+            self.held_rows += rows
+
+    def give(self, rows: int) -> None:
+        with self._cond:
+            self.held -= 1
+            self.held_rows -= rows
+            self._cond.notify_all()
+
+
+def rows_of(combo: Combination) -> int:
+    """The rows a prepared combination holds in memory (its dataset after the limit)."""
+    try:
+        return len(combo.dataset) if combo.dataset is not None else 0
+    except TypeError:
+        return combo.questions
 
 
 def start_afresh(cdir: Path) -> None:
@@ -373,8 +411,10 @@ class Worker:
         one), and another thread writes each one's predictions and evaluates it as soon as its
         answers are in, so the GPU waits on as little CPU work as possible."""
         batched = fam.batched(model, self.slot)
-        ready: queue.Queue[Combination | None] = queue.Queue(maxsize=1)
-        room = threading.BoundedSemaphore(IN_MEMORY)
+        # Unbounded: the room bounds what is in memory, and the engine sees at once every
+        # benchmark prepared while it generated.
+        ready: queue.Queue[Combination | None] = queue.Queue()
+        room = Room()
         with (
             ThreadPoolExecutor(1, thread_name_prefix="vlmfleet-prepare") as preparer,
             ThreadPoolExecutor(1, thread_name_prefix="vlmfleet-evaluate") as evaluator,
@@ -384,13 +424,15 @@ class Worker:
                 try:
                     self.finish_one(combo)
                 finally:
-                    room.release()
+                    room.give(combo.rows)
 
             def prepare_all() -> None:
                 try:
                     for bench in unit.benchmarks:
-                        room.acquire()
+                        room.wait()
                         combo = self.prepare_one(model, fam, unit.model, bench, batched)
+                        combo.rows = rows_of(combo)
+                        room.take(combo.rows)
                         if combo.error is None:
                             ready.put(combo)
                         else:
@@ -422,7 +464,7 @@ class Worker:
         """The family's engine over every prepared benchmark as one queue; each benchmark goes to
         ``finish`` as soon as its last answer is in."""
         queued: dict[str, Combination] = {}
-        incoming: queue.Queue[Queued | None] = queue.Queue(maxsize=1)
+        incoming: queue.Queue[Queued | None] = queue.Queue()
         lock = threading.Lock()
 
         def feed() -> None:

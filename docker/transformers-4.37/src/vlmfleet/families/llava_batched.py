@@ -441,9 +441,10 @@ def run_queue(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlmfleet-ahead") as maker:
         current: tuple[list[Sample], Future[BatchInputs]] | None = None
         while True:
-            # New benchmarks join while at most one other than the oldest has samples left:
-            # enough to fill its last batch, without holding every dataset in memory.
-            while not ended and sum(1 for job in pool if job.pending) < 2:
+            # New benchmarks join while at most one other than the oldest has samples left
+            # (enough to fill its last batch), and beyond that while those waiting could not fill
+            # a batch: small benchmarks share full batches. The worker's room bounds the memory.
+            while not ended and admits(pool, policy):
                 nothing_to_do = current is None and not any(job.pending for job in pool)
                 if nothing_to_do and any(job.finished for job in pool):
                     break  # hand the finished ones back before waiting for more
@@ -467,6 +468,13 @@ def run_queue(
                 if upcoming is not None and not upcoming[0]:
                     upcoming = None  # gone back to the queue after an out-of-memory
             current = upcoming
+
+
+def admits(pool: list[Job], policy: BatchPolicy) -> bool:
+    """Whether the queue takes the next benchmark in: fewer than two with samples left, or
+    fewer samples left than the biggest batch."""
+    pending = [job for job in pool if job.pending]
+    return len(pending) < 2 or sum(len(job.pending) for job in pending) < policy.ceiling
 
 
 def generate_current(
