@@ -16,6 +16,7 @@ about every question: the scores are then the judge's alone, computed here from 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -100,13 +101,18 @@ def prompt_of(body: dict[str, Any]) -> str:
 
 
 def bridge_gateway() -> str:
+    """The default bridge's gateway: IPAM's Gateway where Docker records one, else the first
+    address of its subnet, which a fresh daemon's docker0 takes without recording it."""
     out = subprocess.run(
-        [DOCKER, "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"],
+        [DOCKER, "network", "inspect", "bridge", "--format", "{{json (index .IPAM.Config 0)}}"],
         capture_output=True,
         text=True,
         check=True,
     )
-    return out.stdout.strip()
+    config = json.loads(out.stdout)
+    if config.get("Gateway"):
+        return str(config["Gateway"])
+    return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 @pytest.fixture
