@@ -365,10 +365,10 @@ def test_gpu_hosts_are_planned_per_gpu_and_preflight_stops_a_busy_gpu(
 
 
 # Role eval_run's preflight stage alone on localhost, with the planner's slot shape: the seed
-# catalogue has no gated model, and eval.yml takes no catalogue override, so the catalogue entry
-# that says gated is given to the role here, as eval.yml would pass it.
-GATED_PREFLIGHT = """
-- name: Preflight one host for a gated model
+# catalogue has no gated model and no custom benchmark, and eval.yml takes no catalogue override,
+# so the catalogue entries are given to the role here, as eval.yml would pass them.
+PREFLIGHT = """
+- name: Preflight one host
   hosts: localhost
   gather_facts: false
   vars_files: [{repo}/playbooks/vars/project.yml]
@@ -378,21 +378,24 @@ GATED_PREFLIGHT = """
         name: eval_run
       vars:
         eval_run_stage: preflight
-        eval_run_run_id: e2e-gated
+        eval_run_run_id: e2e-{run_id}
         eval_run_slots:
-          - {{slot: cpu0, gpus: [], device: cpu, container: vlm-eval-e2e-gated-localhost-cpu0,
+          - {{slot: cpu0, gpus: [], device: cpu, container: vlm-eval-e2e-{run_id}-localhost-cpu0,
              models: [llava_v1.5_7b], secret_env: /run/secrets/eval.env,
-             slot_file: {{units: [{{model: llava_v1.5_7b,
-                                   benchmarks: [{{name: POPE, judge: exact_matching}}]}}]}}}}
+             slot_file: {{units: [{{model: llava_v1.5_7b, benchmarks: [{benchmark}]}}]}}}}
         eval_run_dirs_root: "{root}"
         eval_run_image: "{{{{ project_image_repository }}}}:{{{{ project_image_tag }}}}"
         eval_run_uid: "{{{{ project_container_uid }}}}"
         eval_run_gid: "{{{{ project_container_gid }}}}"
         eval_run_min_free_gib: 0
+        eval_run_benchmarks: {benchmarks}
         eval_run_models:
           llava_v1.5_7b:
-            {{hf_repo: liuhaotian/llava-v1.5-7b, gated: true, disk_gib: 0, gpu_memory_gib: 15}}
+            {{hf_repo: liuhaotian/llava-v1.5-7b, gated: {gated}, disk_gib: 0, gpu_memory_gib: 15}}
 """
+GATED_PREFLIGHT = dict(
+    run_id="gated", benchmark="{name: POPE, judge: exact_matching}", benchmarks="{}", gated="true"
+)
 
 
 @pytest.mark.parametrize(
@@ -418,7 +421,8 @@ def test_preflight_stops_a_gated_model_without_a_token(
     if env_file is not None:
         (root / ".env").write_text(env_file)
         (root / ".env").chmod(0o600)
-    r = run_playbook(GATED_PREFLIGHT.format(repo=REPO, root=root), eval_run_smoke=smoke)
+    play = PREFLIGHT.format(repo=REPO, root=root, **GATED_PREFLIGHT)
+    r = run_playbook(play, eval_run_smoke=smoke)
     out = stdout(r)
     assert TOKEN not in out
     if message is None:
@@ -432,34 +436,6 @@ def test_preflight_stops_a_gated_model_without_a_token(
     # Stopped at the token, before the image and everything after it was looked at.
     tasks = [e["event_data"].get("task") for e in r.events if e["event"] == "runner_on_ok"]
     assert "Read the evaluation image" not in tasks
-
-
-DATA_PREFLIGHT = """
-- name: Preflight one host for a custom benchmark
-  hosts: localhost
-  gather_facts: false
-  vars_files: [{repo}/playbooks/vars/project.yml]
-  tasks:
-    - name: Preflight stage
-      ansible.builtin.include_role:
-        name: eval_run
-      vars:
-        eval_run_stage: preflight
-        eval_run_run_id: e2e-data
-        eval_run_slots:
-          - {{slot: cpu0, gpus: [], device: cpu, container: vlm-eval-e2e-data-localhost-cpu0,
-             models: [llava_v1.5_7b], secret_env: /run/secrets/eval.env,
-             slot_file: {{units: [{{model: llava_v1.5_7b, benchmarks: [
-               {{name: mine, md5: "{md5}", judge: exact_matching}}]}}]}}}}
-        eval_run_dirs_root: "{root}"
-        eval_run_image: "{{{{ project_image_repository }}}}:{{{{ project_image_tag }}}}"
-        eval_run_uid: "{{{{ project_container_uid }}}}"
-        eval_run_gid: "{{{{ project_container_gid }}}}"
-        eval_run_min_free_gib: 0
-        eval_run_benchmarks: {{mine: {{kind: mcq, tsv: "{tsv}", custom: true}}}}
-        eval_run_models:
-          llava_v1.5_7b: {{hf_repo: liuhaotian/llava-v1.5-7b, disk_gib: 0, gpu_memory_gib: 15}}
-"""
 
 
 @pytest.fixture
@@ -483,7 +459,14 @@ def test_preflight_counts_the_data_a_run_ships_against_the_free_disk(
     os.truncate(tsv, 40 * 2**20)
     # The model's weights are in the cache already: the data is all that is new.
     (small_root / "hf-cache/hub/models--liuhaotian--llava-v1.5-7b").mkdir(parents=True)
-    play = DATA_PREFLIGHT.format(repo=REPO, root=small_root, tsv=tsv, md5="0" * 32)
+    play = PREFLIGHT.format(
+        repo=REPO,
+        root=small_root,
+        run_id="data",
+        benchmark='{name: mine, md5: "' + "0" * 32 + '", judge: exact_matching}',
+        benchmarks=f'{{mine: {{kind: mcq, tsv: "{tsv}", custom: true}}}}',
+        gated="false",
+    )
     r = run_playbook(play)
     out = " ".join(stdout(r).split())
     assert r.rc != 0
