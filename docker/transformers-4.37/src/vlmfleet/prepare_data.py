@@ -46,7 +46,8 @@ from vlmfleet.contract import ContractError, load_slot
 log = logging.getLogger("vlmfleet.prepare_data")
 READ_ONLY = 0o444
 BYTES_PER_GIB = 2**30
-SIZE_TIMEOUT_SECONDS = 30
+# A HEAD answers at once or the download that follows would not either.
+SIZE_TIMEOUT_SECONDS = 10
 
 
 class PrepareError(RuntimeError):
