@@ -46,7 +46,7 @@ from vlmfleet.contract import ContractError, load_slot
 log = logging.getLogger("vlmfleet.prepare_data")
 READ_ONLY = 0o444
 BYTES_PER_GIB = 2**30
-# A HEAD answers at once or the download that follows would not either.
+# Asked under the host lock, once per missing file: a server that never answers holds it briefly.
 SIZE_TIMEOUT_SECONDS = 10
 
 
