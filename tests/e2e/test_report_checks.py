@@ -138,7 +138,7 @@ def check_html(run_dir: Path) -> bytes:
 
 def screenshot(html: Path, png: Path) -> Path:
     """Render a page in Debian's headless Chromium and write a screenshot."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail("chromium is not installed (Debian: apt-get install chromium)")
     with tempfile.TemporaryDirectory() as profile:

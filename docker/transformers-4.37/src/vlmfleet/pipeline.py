@@ -209,14 +209,6 @@ class Room:
             self._cond.notify_all()
 
 
-def rows_of(combo: Combination) -> int:
-    """The rows a prepared combination holds in memory (its dataset after the limit)."""
-    try:
-        return len(combo.dataset) if combo.dataset is not None else 0
-    except TypeError:
-        return combo.questions
-
-
 def start_afresh(cdir: Path) -> None:
     """Empty a combination's folder before its attempt. The slot file lists only combinations
     without an ok record (the controller decided), so what is there is an earlier attempt's: a
@@ -431,7 +423,8 @@ class Worker:
                     for bench in unit.benchmarks:
                         room.wait()
                         combo = self.prepare_one(model, fam, unit.model, bench, batched)
-                        combo.rows = rows_of(combo)
+                        # Its dataset's rows after the limit (none when it failed to load).
+                        combo.rows = len(combo.dataset) if combo.dataset is not None else 0
                         room.take(combo.rows)
                         if combo.error is None:
                             ready.put(combo)

@@ -148,18 +148,23 @@ def room_problem(sizes: dict[str, int], root: Path, shown_as: str) -> str | None
     )
 
 
+def is_the_expected(tsv: Path, want: str | None) -> bool:
+    """Whether ``tsv`` is there and the file VLMEvalKit's table names (any file where its table
+    has no md5): otherwise VLMEvalKit's load downloads it."""
+    from vlmfleet.datasets import tsv_md5
+
+    return tsv.is_file() and (want is None or tsv_md5(tsv) == want)
+
+
 def download_sizes(names: list[str]) -> dict[str, int]:
     """{name: bytes} of the benchmarks of ``names`` that VLMEvalKit would download (no TSV, or
     not the md5 its table names) and whose server says how big they are."""
-    from vlmfleet.datasets import dataset_class, official_md5, official_tsv, official_url, tsv_md5
+    from vlmfleet.datasets import dataset_class, official_md5, official_tsv, official_url
 
     sizes = {}
     for name in names:
         cls = dataset_class(name)
-        if cls is None:
-            continue
-        tsv, want = official_tsv(name), official_md5(cls, name)
-        if tsv.is_file() and (want is None or tsv_md5(tsv) == want):
+        if cls is None or is_the_expected(official_tsv(name), official_md5(cls, name)):
             continue
         size = remote_size(official_url(cls, name))
         if size is not None:
@@ -182,7 +187,7 @@ def prepare_one(name: str, source: str) -> dict[str, Any]:
         if problem := md5_mismatch(name, tsv, tsv_md5(tsv), want, "shipped"):
             raise PrepareError(problem)
     else:
-        if tsv.is_file() and want is not None and tsv_md5(tsv) != want:
+        if tsv.is_file() and not is_the_expected(tsv, want):
             # Read-only from an earlier preparation: VLMEvalKit's download writes over it.
             log.info("%s: %s has md5 %s, not %s: download again", name, tsv, tsv_md5(tsv), want)
             tsv.unlink()
@@ -219,12 +224,13 @@ def prepare(
         if full is not None:
             log.error("%s", full)
             problems.append(full)
-        for name in [] if full else names:
-            try:
-                record["benchmarks"].append(prepare_one(name, source))
-            except PrepareError as err:
-                log.error("%s", err)
-                problems.append(str(err))
+        else:
+            for name in names:
+                try:
+                    record["benchmarks"].append(prepare_one(name, source))
+                except PrepareError as err:
+                    log.error("%s", err)
+                    problems.append(str(err))
     record |= times
     record["status"] = "failed" if problems else "ok"
     record["error"] = contract.one_line("; ".join(problems), 2000) if problems else None
