@@ -114,6 +114,9 @@ def write_slot(
                 "model": m,
                 "family": models[m]["family"],
                 "benchmarks": [eval_plan.benchmark_entry(b, catalogue()) for b in benches],
+                # Without the hub repo the family loads after VLMEvalKit's import (its entry
+                # names the path): the start before the overlap, for comparison.
+                **({} if args.load_after_import else eval_plan.hub_repo(models[m])),
             }
             for m, benches in units
         ],
@@ -641,6 +644,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--checkpoints", type=Path, default=None, help="VLMFLEET_SMOKE_ROOT (default WORK/ckpt)"
     )
+    p.add_argument(
+        "--load-after-import",
+        action="store_true",
+        help="slot files without hf_repo: each model loads after VLMEvalKit's import, not during",
+    )
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--label", default="")
     p.add_argument(
@@ -676,6 +684,9 @@ def main(argv: list[str] | None = None) -> int:
             "data": "vlmfleet.smoke_data synthetic TSVs (VLMEvalKit format, PNG images "
             "280-400 px a side), the same files for every arm",
             "checkpoints": str(args.checkpoints),
+            "model_load": "after VLMEvalKit's import"
+            if args.load_after_import
+            else "during VLMEvalKit's import (slot files with hf_repo)",
         },
         "arms": {},
     }

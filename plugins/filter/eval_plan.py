@@ -324,6 +324,14 @@ def custom_checkpoint(model: str, entry: Mapping[str, Any]) -> dict[str, str]:
     return {"checkpoint": f"{contract.CONTAINER_MODELS}/{model}"}
 
 
+def hub_repo(entry: Mapping[str, Any]) -> dict[str, str]:
+    """A catalogue model's hub repo (slot.json's unit key hf_repo): what its family starts
+    loading before VLMEvalKit's import. Nothing for a custom model."""
+    if entry.get("custom") or not entry.get("hf_repo"):
+        return {}
+    return {"hf_repo": entry["hf_repo"]}
+
+
 def smoke_checkpoint(model: Mapping[str, Any], inputs: Mapping[str, Any]) -> dict[str, str]:
     """What a smoke run's unit loads for this model (slot.json's unit key smoke_checkpoint):
     the catalogue's known-answer checkpoint with smoke_weights=known, else a tiny random one.
@@ -503,6 +511,7 @@ def plan(
                     ],
                     **smoke_checkpoint(models_cat[m], inputs),
                     **custom_checkpoint(m, models_cat[m]),
+                    **hub_repo(models_cat[m]),
                     "estimated_cost": round(
                         float(models_cat[m]["load_cost"]) + sum(pieces[m][p] for p in ps), 1
                     ),

@@ -4,15 +4,17 @@ Runs in the evaluation image (tests/e2e/test_hub_ids_offline.py starts it with a
 out as the hub lays it out, HF_HUB_OFFLINE=1, no network, and the repository's worker package
 mounted over the image's):
 
-    python tests/e2e/in_image_hub_load.py --local /ckpt/llava-known-weak MODEL...
+    python tests/e2e/in_image_hub_load.py --local /ckpt/llava-known-weak MODEL=HF_REPO...
 
 Each MODEL (a catalogue name of the llava family) is loaded the way a real (non-smoke) CPU
-slot loads it: ``vlmfleet.families.family("llava").load(unit, slot)``, so VLMEvalKit's
-``supported_VLM`` entry gives the hub id and LLaVA's builder resolves it, and its vision tower,
-from the cache. The checkpoint at ``--local`` is loaded by path as well. Each prints one line
-``IN_IMAGE_HUB_LOAD {json}``: model, model_path (what VLMEvalKit passed), name_or_path (what
-transformers loaded), tower (the vision tower's name), snapshot (where the cache resolved the
-model's config.json) and answer (to one image and question, greedy).
+slot loads it: ``vlmfleet.families.family("llava").load(unit, slot)``, its unit carrying the
+catalogue's HF_REPO as the planner writes it, so the weights load while VLMEvalKit is imported,
+VLMEvalKit's ``supported_VLM`` entry must name the same hub id, and LLaVA's builder resolves
+it, and its vision tower, from the cache. The checkpoint at ``--local`` is loaded by path as
+well. Each prints one line ``IN_IMAGE_HUB_LOAD {json}``: model, model_path (what VLMEvalKit
+passed), name_or_path (what transformers loaded), tower (the vision tower's name), snapshot
+(where the cache resolved the model's config.json) and answer (to one image and question,
+greedy).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def report(name: str, model_path: str, model: object, image: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--local", required=True, help="the same checkpoint, by path")
-    parser.add_argument("models", nargs="+")
+    parser.add_argument("models", nargs="+", help="MODEL=HF_REPO")
     args = parser.parse_args(argv)
 
     from vlmeval.config import supported_VLM
@@ -69,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     from vlmfleet.families.llava_wrapper import DeviceLLaVA
 
     image = picture(Path(tempfile.mkdtemp()))
-    for name in args.models:
-        unit = Unit(model=name, family="llava", benchmarks=())
+    for item in args.models:
+        name, repo = item.split("=", 1)
+        unit = Unit(model=name, family="llava", benchmarks=(), hf_repo=repo)
         slot = Slot(
             run_id="hub",
             host="localhost",

@@ -70,7 +70,7 @@ def test_llava_family_models_load_by_hub_id_offline(
         f"/src/{SCRIPT}",
         "--local",
         "/ckpt/llava-known-weak",
-        *MODELS,
+        *(f"{name}={models[name]['hf_repo']}" for name in MODELS),
         volumes=(
             f"{REPO / 'docker' / 'transformers-4.37' / 'src'}:/opt/vlm-image/src:ro",
             f"{REPO / 'tests'}:/src/tests:ro",

@@ -478,3 +478,16 @@ def test_eval_gpu_slots_splits_a_cpu_host_too_and_custom_units_name_their_checkp
     assert {u["checkpoint"] for u in units} == {"/models/mine"}
     benches = {b["name"]: b for u in units for b in u["benchmarks"]}
     assert benches["my_mcq"]["md5"] == "0" * 32 and "md5" not in benches["POPE"]
+    # A custom model has no hub repo to load early: its checkpoint is its path.
+    assert all("hf_repo" not in u for u in units)
+
+
+MODELS = ("llava_v1.5_7b", "llava_v1.5_13b")
+
+
+def test_catalogue_units_name_the_hub_repo_their_weights_load_from():
+    for smoke in (False, True):
+        p = plan({"h": gpus(H100)}, CATALOGUE, inputs(smoke=smoke))
+        units = [u for s in eval_host_units(p, "h") for u in s["slot_file"]["units"]]
+        repos = {m: CATALOGUE["catalogue_models"][m]["hf_repo"] for m in MODELS}
+        assert {u["model"]: u["hf_repo"] for u in units} == repos

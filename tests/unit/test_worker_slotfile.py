@@ -110,6 +110,37 @@ def test_bad_values_are_named(change: dict, message: str) -> None:
     assert message in str(err.value)
 
 
+def with_unit(**keys: object) -> dict:
+    data = good()
+    data["units"][0].update(keys)
+    return data
+
+
+def test_a_unit_names_the_hub_repo_its_family_loads_before_vlmevalkits_import() -> None:
+    slot = parse_slot(with_unit(hf_repo="liuhaotian/llava-v1.5-7b"))
+    assert slot.units[0].hf_repo == "liuhaotian/llava-v1.5-7b"
+    assert parse_slot(good()).units[0].hf_repo is None
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"hf_repo": "llava-v1.5-7b"}, "hf_repo must be a hub id owner/name, got 'llava-v1.5-7b'"),
+        ({"hf_repo": "a/b/c"}, "hf_repo must be a hub id owner/name, got 'a/b/c'"),
+        ({"hf_repo": ""}, "'hf_repo' must be a non-empty string or absent, got ''"),
+        (
+            {"hf_repo": "liuhaotian/llava-v1.5-7b", "checkpoint": "/models/mine"},
+            "a unit has a custom checkpoint or a hub repo (hf_repo), not both; got checkpoint "
+            "'/models/mine' and hf_repo 'liuhaotian/llava-v1.5-7b'",
+        ),
+    ],
+)
+def test_a_bad_hub_repo_is_named(keys: dict, message: str) -> None:
+    with pytest.raises(SlotFileError) as err:
+        parse_slot(with_unit(**keys))
+    assert message in str(err.value)
+
+
 def test_a_benchmark_without_what_the_worker_needs_is_refused() -> None:
     data = good()
     del data["units"][0]["benchmarks"][1]["smoke_shape"]

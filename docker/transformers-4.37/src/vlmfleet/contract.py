@@ -533,6 +533,10 @@ class Unit:
     # A custom model's checkpoint folder as the worker's container sees it; None for a
     # catalogue model, which its family resolves from VLMEvalKit's own entry.
     checkpoint: str | None = None
+    # A catalogue model's hub repo (the catalogue's hf_repo): the family starts loading it
+    # before VLMEvalKit's import, and checks VLMEvalKit's own entry names the same. None: the
+    # path is VLMEvalKit's entry's, known only after the import.
+    hf_repo: str | None = None
 
 
 @dataclass(frozen=True)
@@ -680,7 +684,7 @@ SLOT_KEYS = (
     "shared_by",
     "units",
 )
-UNIT_KEYS = ("model", "family", "benchmarks", "smoke_checkpoint", "checkpoint")
+UNIT_KEYS = ("model", "family", "benchmarks", "smoke_checkpoint", "checkpoint", "hf_repo")
 BENCHMARK_KEYS = (
     "name",
     "kind",
@@ -707,6 +711,21 @@ def _optional_text(data: Mapping[str, Any], key: str, where: str) -> str | None:
     if value is not None and (not isinstance(value, str) or not value):
         raise ContractError(f"{where}: {key!r} must be a non-empty string or absent, got {value!r}")
     return value
+
+
+def _hub_repo(unit: Mapping[str, Any], where: str) -> str | None:
+    """A unit's hf_repo: "owner/name", and never beside a custom checkpoint."""
+    repo = _optional_text(unit, "hf_repo", where)
+    if repo is None:
+        return None
+    if unit.get("checkpoint") is not None:
+        raise ContractError(
+            f"{where}: a unit has a custom checkpoint or a hub repo (hf_repo), not both; "
+            f"got checkpoint {unit['checkpoint']!r} and hf_repo {repo!r}"
+        )
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise ContractError(f"{where}: hf_repo must be a hub id owner/name, got {repo!r}")
+    return repo
 
 
 def _benchmark(data: Any, where: str) -> Benchmark:
@@ -805,6 +824,7 @@ def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
                     uw,
                 ),
                 checkpoint=_optional_text(unit, "checkpoint", uw),
+                hf_repo=_hub_repo(unit, uw),
             )
         )
     limit = _optional_count(data, "limit", where)

@@ -352,7 +352,6 @@ class Worker:
             self.fail_unit(unit, reason, started, t0)
             return None
         try:
-            import_stack()
             log.info(
                 "loading model %s (family %s) on %s%s",
                 unit.model,
@@ -363,6 +362,9 @@ class Worker:
             t_load = time.monotonic()
             seed_everything()
             model = fam.load(unit, self.slot)
+            # A family imports the stack itself (the llava family meanwhile loads its weights);
+            # the datasets need it whichever family ran.
+            import_stack()
         except Exception as err:  # every failure becomes a status record
             reason = f"model load failed: {self.describe(err)}"
             log.error("%s\n%s", reason, traceback.format_exc())

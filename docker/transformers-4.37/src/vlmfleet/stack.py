@@ -16,17 +16,24 @@ log = logging.getLogger("vlmfleet.stack")
 SEED = 0
 
 
-def import_stack() -> None:
-    """Import torch and VLMEvalKit (which imports every dataset and model module), once and timed
-    on its own: on a GPU machine this takes longer than loading a 7B model."""
-    if "vlmeval.config" in sys.modules:
-        return
-    t0 = time.monotonic()
+def import_torch() -> None:
+    """torch, with the allocator's settings in place before anything initialises CUDA (a model
+    load on another thread included)."""
     # Slots sharing a GPU (eval_gpu_slots) each keep a caching allocator: without expandable
     # segments a 13B slot beside a 7B one ran out of memory on multi-image benchmarks
     # (fragmentation). Must be set before torch initialises CUDA; a value given wins.
     os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     import torch  # noqa: F401
+
+
+def import_stack() -> None:
+    """Import torch and VLMEvalKit (which imports every dataset and model module), once and timed
+    on its own: on a GPU machine this takes longer than loading a 7B model, so the llava family
+    loads its weights meanwhile."""
+    if "vlmeval.config" in sys.modules:
+        return
+    t0 = time.monotonic()
+    import_torch()
     import vlmeval.config  # noqa: F401
 
     log.info("imported torch and VLMEvalKit in %.1f s", time.monotonic() - t0)

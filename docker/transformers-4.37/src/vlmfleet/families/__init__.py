@@ -75,7 +75,9 @@ class Family(Protocol):
     def load(self, unit: Unit, slot: Slot) -> Any:
         """VLMEvalKit's model object for ``unit.model`` on ``slot.device``, with the slot's
         generation settings (``generation_settings``); in smoke mode on the unit's smoke
-        checkpoint. Raises on failure (the worker records every benchmark of the unit failed)."""
+        checkpoint. Imports the stack itself (``vlmfleet.stack.import_stack``), so that what
+        the load does not need is imported while it loads. Raises on failure (the worker
+        records every benchmark of the unit failed)."""
         ...
 
     def batched(self, model: Any, slot: Slot) -> bool:

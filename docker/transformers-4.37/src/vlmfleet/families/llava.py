@@ -11,9 +11,11 @@ Importing this module imports no torch; ``load`` does.
 
 from __future__ import annotations
 
+import logging
 import queue
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from vlmfleet.families import (
 )
 
 NAME = "llava"
+log = logging.getLogger("vlmfleet.families.llava")
 
 
 def tiny_name(model_path: str) -> str:
@@ -51,20 +54,32 @@ def smoke_model_path(model: str, model_path: str, smoke_checkpoint: str) -> Path
     return ensure_tiny_llava(target, seed=zlib.crc32(model.encode()))
 
 
-def load(unit: Unit, slot: Slot) -> Any:
-    """``DeviceLLaVA`` for ``unit.model`` with VLMEvalKit's own arguments for it (its
-    ``supported_VLM`` entry), on the slot's device and with its generation settings."""
+def model_path(unit: Unit, slot: Slot, hub_path: str | None) -> str | None:
+    """The folder or hub id the unit loads (a custom checkpoint's view, a smoke checkpoint, or
+    ``hub_path``), made ready; None while it depends on a hub path not known yet."""
+    if unit.checkpoint is not None:
+        # A custom model: the user's own LLaVA-format checkpoint.
+        from vlmfleet.tiny_checkpoint import linked_view
+
+        return str(linked_view(Path(unit.checkpoint), custom_models_root() / f"llava-{unit.model}"))
+    known = slot.smoke and unit.smoke_checkpoint.startswith("known-")
+    if hub_path is None and not known:
+        return None
+    if slot.smoke:
+        return str(smoke_model_path(unit.model, hub_path or unit.model, unit.smoke_checkpoint))
+    return hub_path
+
+
+def vlmevalkit_arguments(unit: Unit, slot: Slot) -> tuple[dict[str, Any], str | None]:
+    """The wrapper's keyword arguments (VLMEvalKit's own for the model: its ``supported_VLM``
+    entry, with the slot's generation settings) and the hub id that entry loads; a custom model
+    has no entry, only the settings. FamilyError when the entry is not the LLaVA class, or
+    names another repo than the slot file's ``hf_repo``."""
+    if unit.checkpoint is not None:
+        return generation_settings(slot), None
     from vlmeval.config import supported_VLM
     from vlmeval.vlm import LLaVA
 
-    from vlmfleet.families.llava_wrapper import DeviceLLaVA
-
-    if unit.checkpoint is not None:
-        # A custom model: the user's own LLaVA-format checkpoint, with LLaVA's defaults.
-        from vlmfleet.tiny_checkpoint import linked_view
-
-        view = linked_view(Path(unit.checkpoint), custom_models_root() / f"llava-{unit.model}")
-        return DeviceLLaVA(model_path=str(view), device=slot.device, **generation_settings(slot))
     if unit.model not in supported_VLM:
         raise FamilyError(f"model {unit.model!r} is not a VLMEvalKit model name")
     factory = supported_VLM[unit.model]
@@ -78,12 +93,39 @@ def load(unit: Unit, slot: Slot) -> Any:
     # DeviceLLaVA takes the device as its own argument.
     kwargs.pop("device", None)
     kwargs.update(generation_settings(slot))
-    if slot.smoke:
-        default_path = kwargs.get("model_path", unit.model)
-        kwargs["model_path"] = str(
-            smoke_model_path(unit.model, default_path, unit.smoke_checkpoint)
+    hub_path = str(kwargs.pop("model_path", unit.model))
+    if unit.hf_repo is not None and hub_path != unit.hf_repo:
+        raise FamilyError(
+            f"model {unit.model}: the catalogue's hf_repo {unit.hf_repo!r} is not the repo "
+            f"VLMEvalKit loads for it ({hub_path!r}); correct the catalogue entry"
         )
-    return DeviceLLaVA(device=slot.device, **kwargs)
+    return kwargs, hub_path
+
+
+def load(unit: Unit, slot: Slot) -> Any:
+    """``DeviceLLaVA`` for ``unit.model`` with VLMEvalKit's own arguments for it, on the slot's
+    device and with its generation settings. When the path is known without VLMEvalKit (a
+    custom or smoke checkpoint, or the slot file's ``hf_repo``), the weights load on another
+    thread while VLMEvalKit is imported: the load needs none of its modules."""
+    from vlmfleet.stack import import_stack, import_torch
+
+    import_torch()
+    # torch, transformers and LLaVA, here: the load's thread then imports nothing that
+    # VLMEvalKit's import, on this thread, imports too.
+    from vlmfleet.families import llava_weights
+
+    early = model_path(unit, slot, unit.hf_repo)
+    with ThreadPoolExecutor(1, thread_name_prefix="vlmfleet-load") as pool:
+        loading = pool.submit(llava_weights.load_weights, early, slot.device) if early else None
+        if loading is not None:
+            log.info("loading %s from %s while VLMEvalKit is imported", unit.model, early)
+        import_stack()
+        kwargs, hub_path = vlmevalkit_arguments(unit, slot)
+        path = early or model_path(unit, slot, hub_path)
+        weights = loading.result() if loading is not None else None
+    from vlmfleet.families.llava_wrapper import DeviceLLaVA
+
+    return DeviceLLaVA(model_path=str(path), device=slot.device, weights=weights, **kwargs)
 
 
 def batched(model: Any, slot: Slot) -> bool:

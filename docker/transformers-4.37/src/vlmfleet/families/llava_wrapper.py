@@ -3,9 +3,8 @@
 ms-vlmeval's ``vlmeval.vlm.LLaVA`` moves the model and every input to CUDA in float16
 unconditionally. ``DeviceLLaVA`` is the same class (prompting, message handling and
 generation settings are inherited) with the device and dtype as parameters, so the same wrapper
-runs on a GPU (cuda:0, float16: what the original does; a slot of several GPUs spreads the model
-over them, ``llava_spread``) and on a CPU (float32: CPU kernels such
-as CLIP's convolution have no float16 implementation in torch 2.1).
+runs on a GPU and on a CPU; the weights are loaded by ``llava_weights``, which says where and
+in which dtype.
 
 Imports torch and VLMEvalKit: ``vlmfleet.families.llava`` imports this module only when it
 loads a model.
@@ -22,60 +21,34 @@ import torch
 from PIL import Image
 from vlmeval.vlm import LLaVA
 
-
-def torch_device(device: str) -> tuple[torch.device, torch.dtype]:
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device 'cuda' requested but torch sees no CUDA device")
-        return torch.device("cuda:0"), torch.float16
-    if device == "cpu":
-        return torch.device("cpu"), torch.float32
-    raise ValueError(f"device {device!r} is not valid; valid: cuda, cpu")
+from vlmfleet.families.llava_weights import Weights, load_weights
 
 
 class DeviceLLaVA(LLaVA):
     """vlmeval.vlm.LLaVA with the device chosen by the caller."""
 
     def __init__(
-        self, model_path: str = "liuhaotian/llava_v1.5_7b", *, device: str = "cuda", **kwargs: Any
+        self,
+        model_path: str = "liuhaotian/llava_v1.5_7b",
+        *,
+        device: str = "cuda",
+        weights: Weights | None = None,
+        **kwargs: Any,
     ) -> None:
-        from llava.mm_utils import get_model_name_from_path
-        from llava.model.builder import load_pretrained_model
-
+        """``weights``: ``model_path`` already loaded on ``device`` (``llava_weights``), else
+        this loads it."""
         # BaseModel state (dump_image_func) that LLaVA.__init__ never sets up itself.
         self.dump_image_func = None
-        self.device, self.dtype = torch_device(device)
         assert osp.exists(model_path) or len(model_path.split("/")) == 2, model_path
         self.system_prompt = (
             "A chat between a curious human and an artificial intelligence assistant. "
             "The assistant gives helpful, detailed, and polite answers to the human's questions. "
         )
         self.stop_str = "</s>"
-        if model_path == "Lin-Chen/ShareGPT4V-7B":
-            model_name = "llava-v1.5-7b"
-        elif model_path == "Lin-Chen/ShareGPT4V-13B":
-            model_name = "llava-v1.5-13b"
-        else:
-            model_name = get_model_name_from_path(model_path)
-        if device == "cuda" and torch.cuda.device_count() > 1:
-            # A slot of several GPUs: the model spread over them (llava_spread).
-            from vlmfleet.families.llava_spread import load_spread
-
-            self.tokenizer, self.model, self.image_processor, self.context_len = load_spread(
-                model_path
-            )
-        else:
-            # Straight onto the GPU: VLMEvalKit's wrapper loads on the CPU and copies over,
-            # which costs a second pass over every weight. A CPU slot loads float16 on the CPU,
-            # then widens.
-            self.tokenizer, model, self.image_processor, self.context_len = load_pretrained_model(
-                model_path=model_path,
-                model_base=None,
-                model_name=model_name,
-                device_map=str(self.device),
-            )
-            self.model = model.to(device=self.device, dtype=self.dtype)
-        self.model.eval()
+        weights = weights or load_weights(model_path, device)
+        self.device, self.dtype = weights.device, weights.dtype
+        self.tokenizer, self.model = weights.tokenizer, weights.model
+        self.image_processor, self.context_len = weights.image_processor, weights.context_len
         self.conv_mode = "llava_v1"
         kwargs_default = dict(
             do_sample=False,
