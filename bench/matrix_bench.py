@@ -114,8 +114,8 @@ def write_slot(
                 "model": m,
                 "family": models[m]["family"],
                 "benchmarks": [eval_plan.benchmark_entry(b, catalogue()) for b in benches],
-                # Without the hub repo the family loads after VLMEvalKit's import (its entry
-                # names the path): the start before the overlap, for comparison.
+                # Without the hub repo the path is VLMEvalKit's entry's, known only after its
+                # import: nothing is read ahead (the start before the prefetch, to compare).
                 **({} if args.load_after_import else eval_plan.hub_repo(models[m])),
             }
             for m, benches in units
@@ -414,6 +414,21 @@ def gpu_facts(args: Any, gpus: int) -> dict[str, Any]:
     return {"gpu_facts_present": True, "gpu_facts_gpus": found[:gpus]}
 
 
+def evict_from_page_cache(folder: Path) -> int:
+    """Bytes of the checkpoints under ``folder`` dropped from the page cache (no root needed
+    for clean pages), so that the next load reads them from the disk, as a first run does."""
+    evicted = 0
+    for path in folder.rglob("*"):
+        if path.suffix in (".safetensors", ".bin") and path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                evicted += os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+    return evicted
+
+
 def project_arm(
     args: Any,
     name: str = "project",
@@ -471,6 +486,9 @@ def project_arm(
         cmds.append(cmd)
         logs.append(path.parent / "stdout.log")
     threads = max(1, (os.cpu_count() or 1) // len(cmds)) if args.device == "cpu" else None
+    if args.cold_weights:
+        evicted = evict_from_page_cache(args.checkpoints)
+        print(json.dumps({"arm": name, "evicted_gib": round(evicted / 2**30, 1)}), flush=True)
     result = timed_arm(name, cmds, child_env(args, threads), logs, args, run_dir, gpus=gpus)
     result.update(
         {
@@ -647,7 +665,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--load-after-import",
         action="store_true",
-        help="slot files without hf_repo: each model loads after VLMEvalKit's import, not during",
+        help="slot files without hf_repo: no weight read during VLMEvalKit's import",
+    )
+    p.add_argument(
+        "--cold-weights",
+        action="store_true",
+        help="drop the checkpoints from the page cache before each project arm",
     )
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--label", default="")
@@ -684,9 +707,12 @@ def main(argv: list[str] | None = None) -> int:
             "data": "vlmfleet.smoke_data synthetic TSVs (VLMEvalKit format, PNG images "
             "280-400 px a side), the same files for every arm",
             "checkpoints": str(args.checkpoints),
-            "model_load": "after VLMEvalKit's import"
+            "model_load": "no read-ahead: path known after VLMEvalKit's import"
             if args.load_after_import
-            else "during VLMEvalKit's import (slot files with hf_repo)",
+            else "weights read during VLMEvalKit's import (slot files with hf_repo)",
+            "page_cache": "checkpoints dropped before each project arm"
+            if args.cold_weights
+            else "as the previous arm left it",
         },
         "arms": {},
     }

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local", required=True, help="the same checkpoint, by path")
     parser.add_argument("models", nargs="+", help="MODEL=HF_REPO")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 
     from vlmeval.config import supported_VLM
     from vlmfleet.contract import Slot, Unit

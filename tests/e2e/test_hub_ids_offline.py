@@ -101,6 +101,8 @@ def test_llava_family_models_load_by_hub_id_offline(
             f"/hub/models--{models[name]['hf_repo'].replace('/', '--')}/snapshots/{REVISION}"
             "/config.json"
         )
+        # The hub id is known before VLMEvalKit is: its weights were read ahead from the cache.
+        assert f"reading the weights of {name} (files: 1) while VLMEvalKit is imported" in out
         # The same weights answer the same as by path (greedy decoding).
         assert line["answer"] == lines["local"]["answer"], lines
     print(f"\nhub ids offline: {', '.join(MODELS)} answered {lines['local']['answer']!r}")

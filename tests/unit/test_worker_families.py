@@ -66,10 +66,10 @@ def test_generation_settings_follow_the_slot(change: dict, settings: dict) -> No
 
 
 class LoadStandIns:
-    """Stand-ins for what the llava family's load reaches (VLMEvalKit's modules, LLaVA's
-    builder, the wrapper), so its order of work shows without torch: the weights' load and
-    VLMEvalKit's import each wait at a barrier for the other, which only a concurrent load
-    passes."""
+    """Stand-ins for what the llava family's load reaches (VLMEvalKit's modules, the wrapper),
+    so its order of work shows without torch; the weight files are read for real. With
+    ``overlap`` the prefetch's read and VLMEvalKit's import each wait at a barrier for the
+    other, which only a read running during the import passes."""
 
     ENTRY_PATH = "liuhaotian/llava-v1.5-7b"
 
@@ -79,10 +79,10 @@ class LoadStandIns:
         import threading
         import types
 
-        from vlmfleet import stack
+        from vlmfleet import prefetch, stack
 
         self.calls: list[str] = []
-        self.wrapped: dict[str, object] = {}
+        self.read: list[list[str]] = []
         barrier = threading.Barrier(2, timeout=10) if overlap else None
 
         class LLaVA:
@@ -96,58 +96,88 @@ class LoadStandIns:
         }
 
         def import_stack() -> None:
-            self.calls.append("import started")
+            self.calls.append("import")
             if barrier is not None:
                 barrier.wait()
             monkeypatch.setitem(sys.modules, "vlmeval.vlm", vlm)
             monkeypatch.setitem(sys.modules, "vlmeval.config", config)
-            self.calls.append("import done")
 
-        def load_weights(path: str, device: str) -> str:
-            self.calls.append(f"load {path} on {device}")
+        real_read = prefetch.read_through
+
+        def read_through(files: list[Path], stop: threading.Event) -> int:
+            self.read.append([f.name for f in files])
             if barrier is not None:
                 barrier.wait()
-            return f"weights of {path}"
+            return real_read(files, stop)
 
         def device_llava(**kwargs: object) -> dict[str, object]:
-            self.wrapped = kwargs
+            self.calls.append("load")
             return kwargs
 
-        weights = types.ModuleType("vlmfleet.families.llava_weights")
-        weights.load_weights = load_weights  # type: ignore[attr-defined]
         wrapper = types.ModuleType("vlmfleet.families.llava_wrapper")
         wrapper.DeviceLLaVA = device_llava  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "vlmfleet.families.llava_weights", weights)
         monkeypatch.setitem(sys.modules, "vlmfleet.families.llava_wrapper", wrapper)
-        monkeypatch.setattr(families, "llava_weights", weights, raising=False)
         monkeypatch.setattr(families, "llava_wrapper", wrapper, raising=False)
         monkeypatch.setattr(stack, "import_stack", import_stack)
-        monkeypatch.setattr(stack, "import_torch", lambda: None)
+        monkeypatch.setattr(prefetch, "read_through", read_through)
 
 
 def unit(**change: object) -> Unit:
     return Unit(**({"model": "llava_v1.5_7b", "family": "llava", "benchmarks": ()} | change))
 
 
-def test_the_weights_load_while_vlmevalkit_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = LoadStandIns(monkeypatch, overlap=True)
+def cached_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, repo: str) -> Path:
+    """``repo``'s snapshot folder, found by a stand-in for huggingface_hub's cache lookup
+    (``try_to_load_from_cache``; the real one runs in tests/e2e/test_hub_ids_offline.py)."""
+    import sys
+    import types
+
+    snapshot = tmp_path / "hub" / f"models--{repo.replace('/', '--')}" / "snapshots" / "abc123"
+    (snapshot / "vision_tower").mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot / "model-00001-of-00002.safetensors").write_bytes(b"w" * 3000)
+    (snapshot / "model-00002-of-00002.safetensors").write_bytes(b"w" * 1000)
+    (snapshot / "vision_tower" / "model.safetensors").write_bytes(b"v" * 500)
+    hub = types.ModuleType("huggingface_hub")
+
+    def try_to_load_from_cache(repo_id: str, filename: str) -> str | None:
+        return str(snapshot / filename) if repo_id == repo else None
+
+    hub.try_to_load_from_cache = try_to_load_from_cache  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "huggingface_hub", hub)
+    return snapshot
+
+
+def test_the_weight_files_are_read_while_vlmevalkit_is_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo = LoadStandIns.ENTRY_PATH
+    cached_repo(tmp_path, monkeypatch, repo)
+    seen = LoadStandIns(monkeypatch, overlap=True)
     model = family("llava").load(unit(hf_repo=repo), slot(max_new_tokens=8))
-    assert sorted(seen.calls[:2]) == sorted(["import started", f"load {repo} on cuda"])
-    # VLMEvalKit's own arguments for the model, the slot's settings, the weights loaded early.
+    # Every weight file of the cached snapshot, the vision tower's included, and nothing else.
+    assert seen.read == [
+        [
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+            "model.safetensors",
+        ]
+    ]
+    assert seen.calls == ["import", "load"]
+    # VLMEvalKit's own arguments for the model, with the slot's settings.
     assert model == {
         "model_path": repo,
         "device": "cuda",
-        "weights": f"weights of {repo}",
         "temperature": 0,
         "max_new_tokens": 8,
     }
 
 
 def test_a_catalogue_repo_that_is_not_vlmevalkits_fails_the_load_naming_both(
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    LoadStandIns(monkeypatch, overlap=True)
+    cached_repo(tmp_path, monkeypatch, LoadStandIns.ENTRY_PATH)
+    LoadStandIns(monkeypatch, overlap=False)
     with pytest.raises(FamilyError) as err:
         family("llava").load(unit(hf_repo="someone/llava-v1.5-7b"), slot())
     assert str(err.value) == (
@@ -157,15 +187,11 @@ def test_a_catalogue_repo_that_is_not_vlmevalkits_fails_the_load_naming_both(
 
 
 def test_without_a_hub_repo_the_model_loads_from_vlmevalkits_entry_after_its_import(
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    cached_repo(tmp_path, monkeypatch, LoadStandIns.ENTRY_PATH)
     seen = LoadStandIns(monkeypatch, overlap=False)
     model = family("llava").load(unit(), slot())
-    assert seen.calls == ["import started", "import done"]
-    # The wrapper loads the weights itself, from the path VLMEvalKit's entry names.
-    assert model == {
-        "model_path": LoadStandIns.ENTRY_PATH,
-        "device": "cuda",
-        "weights": None,
-        "temperature": 0,
-    }
+    # Nothing to read ahead: the path was VLMEvalKit's, known only after the import.
+    assert seen.read == [] and seen.calls == ["import", "load"]
+    assert model == {"model_path": LoadStandIns.ENTRY_PATH, "device": "cuda", "temperature": 0}

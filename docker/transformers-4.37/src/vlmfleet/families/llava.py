@@ -15,7 +15,6 @@ import logging
 import queue
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -102,30 +101,50 @@ def vlmevalkit_arguments(unit: Unit, slot: Slot) -> tuple[dict[str, Any], str | 
     return kwargs, hub_path
 
 
+def weight_folder(path: str | None) -> Path | None:
+    """The local folder of ``path``'s files: the folder itself, or a hub id's snapshot in the
+    Hugging Face cache; None when it is not there (the load then fetches or fails)."""
+    if path is None:
+        return None
+    if Path(path).is_dir():
+        return Path(path)
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(path, "config.json")
+    return Path(found).parent if isinstance(found, str) else None
+
+
 def load(unit: Unit, slot: Slot) -> Any:
     """``DeviceLLaVA`` for ``unit.model`` with VLMEvalKit's own arguments for it, on the slot's
     device and with its generation settings. When the path is known without VLMEvalKit (a
-    custom or smoke checkpoint, or the slot file's ``hf_repo``), the weights load on another
-    thread while VLMEvalKit is imported: the load needs none of its modules."""
-    from vlmfleet.stack import import_stack, import_torch
-
-    import_torch()
-    # torch, transformers and LLaVA, here: the load's thread then imports nothing that
-    # VLMEvalKit's import, on this thread, imports too.
-    from vlmfleet.families import llava_weights
+    custom or smoke checkpoint, or the slot file's ``hf_repo``), its weight files are read into
+    the page cache while VLMEvalKit is imported (``vlmfleet.prefetch``), and the load reads
+    them from memory."""
+    from vlmfleet.prefetch import Prefetch
+    from vlmfleet.stack import import_stack
 
     early = model_path(unit, slot, unit.hf_repo)
-    with ThreadPoolExecutor(1, thread_name_prefix="vlmfleet-load") as pool:
-        loading = pool.submit(llava_weights.load_weights, early, slot.device) if early else None
-        if loading is not None:
-            log.info("loading %s from %s while VLMEvalKit is imported", unit.model, early)
+    with Prefetch(weight_folder(early)) as reading:
+        if reading.files:
+            log.info(
+                "reading the weights of %s (files: %d) while VLMEvalKit is imported",
+                unit.model,
+                len(reading.files),
+            )
         import_stack()
         kwargs, hub_path = vlmevalkit_arguments(unit, slot)
         path = early or model_path(unit, slot, hub_path)
-        weights = loading.result() if loading is not None else None
-    from vlmfleet.families.llava_wrapper import DeviceLLaVA
+        from vlmfleet.families.llava_wrapper import DeviceLLaVA
 
-    return DeviceLLaVA(model_path=str(path), device=slot.device, weights=weights, **kwargs)
+        model = DeviceLLaVA(model_path=str(path), device=slot.device, **kwargs)
+    if reading.files:
+        log.info(
+            "prefetch read %.1f GiB of %s in %.1f s",
+            reading.read / 2**30,
+            unit.model,
+            reading.seconds,
+        )
+    return model
 
 
 def batched(model: Any, slot: Slot) -> bool:

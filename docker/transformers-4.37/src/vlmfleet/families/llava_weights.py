@@ -1,9 +1,6 @@
-"""A LLaVA checkpoint's tokenizer, model and image processor on a device: LLaVA's own builder,
-without VLMEvalKit.
+"""A LLaVA checkpoint's tokenizer, model and image processor on a device: LLaVA's own builder.
 
-The llava family loads the weights with this while VLMEvalKit is still being imported (its
-package imports every dataset and model module, and the load needs none of them), then wraps
-them in ``DeviceLLaVA``. Imports torch and LLaVA, never VLMEvalKit.
+``DeviceLLaVA`` loads its weights with this. Imports torch and LLaVA, never VLMEvalKit.
 """
 
 from __future__ import annotations

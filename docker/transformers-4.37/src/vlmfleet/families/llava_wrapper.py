@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from vlmeval.vlm import LLaVA
 
-from vlmfleet.families.llava_weights import Weights, load_weights
+from vlmfleet.families.llava_weights import load_weights
 
 
 class DeviceLLaVA(LLaVA):
@@ -32,11 +32,8 @@ class DeviceLLaVA(LLaVA):
         model_path: str = "liuhaotian/llava_v1.5_7b",
         *,
         device: str = "cuda",
-        weights: Weights | None = None,
         **kwargs: Any,
     ) -> None:
-        """``weights``: ``model_path`` already loaded on ``device`` (``llava_weights``), else
-        this loads it."""
         # BaseModel state (dump_image_func) that LLaVA.__init__ never sets up itself.
         self.dump_image_func = None
         assert osp.exists(model_path) or len(model_path.split("/")) == 2, model_path
@@ -45,7 +42,7 @@ class DeviceLLaVA(LLaVA):
             "The assistant gives helpful, detailed, and polite answers to the human's questions. "
         )
         self.stop_str = "</s>"
-        weights = weights or load_weights(model_path, device)
+        weights = load_weights(model_path, device)
         self.device, self.dtype = weights.device, weights.dtype
         self.tokenizer, self.model = weights.tokenizer, weights.model
         self.image_processor, self.context_len = weights.image_processor, weights.context_len

@@ -1,0 +1,51 @@
+"""vlmfleet.prefetch: a model's weight files read ahead of its load."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from vlmfleet.prefetch import Prefetch, read_through, weight_files
+
+
+def checkpoint(folder: Path) -> Path:
+    (folder / "vision_tower").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "tokenizer.model").write_bytes(b"t" * 10)
+    (folder / "pytorch_model-00001-of-00001.bin").write_bytes(b"b" * 700)
+    (folder / "model.safetensors").write_bytes(b"s" * 5000)
+    (folder / "vision_tower" / "model.safetensors").write_bytes(b"v" * 300)
+    return folder
+
+
+def test_the_weight_files_of_a_checkpoint_and_its_vision_tower_are_read(tmp_path: Path) -> None:
+    folder = checkpoint(tmp_path / "llava-ckpt")
+    assert [p.relative_to(folder).as_posix() for p in weight_files(folder)] == [
+        "model.safetensors",
+        "pytorch_model-00001-of-00001.bin",
+        "vision_tower/model.safetensors",
+    ]
+    with Prefetch(folder) as reading:
+        pass
+    # The block ended at once: the read may have been cut short, never past the files.
+    assert 0 <= reading.read <= 6000
+    assert read_through(weight_files(folder), threading.Event()) == 6000
+
+
+def test_a_set_stop_ends_the_read_and_a_missing_folder_reads_nothing(tmp_path: Path) -> None:
+    folder = checkpoint(tmp_path / "llava-ckpt")
+    stop = threading.Event()
+    stop.set()
+    assert read_through(weight_files(folder), stop) == 0
+    with Prefetch(tmp_path / "absent") as reading:
+        assert reading.files == []
+    with Prefetch(None) as reading:
+        assert reading.files == []
+
+
+def test_an_unreadable_file_is_skipped_and_the_rest_read(tmp_path: Path) -> None:
+    folder = checkpoint(tmp_path / "llava-ckpt")
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").symlink_to(tmp_path / "gone.safetensors")
+    files = [folder / "model.safetensors", *weight_files(folder)]
+    assert read_through(files, threading.Event()) == 1000
