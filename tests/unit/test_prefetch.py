@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from vlmfleet.prefetch import Prefetch, read_through, weight_files
+from vlmfleet.prefetch import Prefetch, read_ahead, weight_files
 
 
 def checkpoint(folder: Path) -> Path:
@@ -29,14 +29,14 @@ def test_the_weight_files_of_a_checkpoint_and_its_vision_tower_are_read(tmp_path
         pass
     # The block ended at once: the read may have been cut short, never past the files.
     assert 0 <= reading.read <= 6000
-    assert read_through(weight_files(folder), threading.Event()) == 6000
+    assert read_ahead(weight_files(folder), threading.Event()) == 6000
 
 
 def test_a_set_stop_ends_the_read_and_a_missing_folder_reads_nothing(tmp_path: Path) -> None:
     folder = checkpoint(tmp_path / "llava-ckpt")
     stop = threading.Event()
     stop.set()
-    assert read_through(weight_files(folder), stop) == 0
+    assert read_ahead(weight_files(folder), stop) == 0
     with Prefetch(tmp_path / "absent") as reading:
         assert reading.files == []
     with Prefetch(None) as reading:
@@ -48,4 +48,4 @@ def test_an_unreadable_file_is_skipped_and_the_rest_read(tmp_path: Path) -> None
     (folder / "model.safetensors").unlink()
     (folder / "model.safetensors").symlink_to(tmp_path / "gone.safetensors")
     files = [folder / "model.safetensors", *weight_files(folder)]
-    assert read_through(files, threading.Event()) == 1000
+    assert read_ahead(files, threading.Event()) == 1000

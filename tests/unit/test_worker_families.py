@@ -102,9 +102,9 @@ class LoadStandIns:
             monkeypatch.setitem(sys.modules, "vlmeval.vlm", vlm)
             monkeypatch.setitem(sys.modules, "vlmeval.config", config)
 
-        real_read = prefetch.read_through
+        real_read = prefetch.read_ahead
 
-        def read_through(files: list[Path], stop: threading.Event) -> int:
+        def read_ahead(files: list[Path], stop: threading.Event) -> int:
             self.read.append([f.name for f in files])
             if barrier is not None:
                 barrier.wait()
@@ -119,7 +119,7 @@ class LoadStandIns:
         monkeypatch.setitem(sys.modules, "vlmfleet.families.llava_wrapper", wrapper)
         monkeypatch.setattr(families, "llava_wrapper", wrapper, raising=False)
         monkeypatch.setattr(stack, "import_stack", import_stack)
-        monkeypatch.setattr(prefetch, "read_through", read_through)
+        monkeypatch.setattr(prefetch, "read_ahead", read_ahead)
 
 
 def unit(**change: object) -> Unit:

@@ -117,9 +117,9 @@ def weight_folder(path: str | None) -> Path | None:
 def load(unit: Unit, slot: Slot) -> Any:
     """``DeviceLLaVA`` for ``unit.model`` with VLMEvalKit's own arguments for it, on the slot's
     device and with its generation settings. When the path is known without VLMEvalKit (a
-    custom or smoke checkpoint, or the slot file's ``hf_repo``), its weight files are read into
-    the page cache while VLMEvalKit is imported (``vlmfleet.prefetch``), and the load reads
-    them from memory."""
+    custom or smoke checkpoint, or the slot file's ``hf_repo``), the kernel reads its weight
+    files into the page cache while VLMEvalKit is imported (``vlmfleet.prefetch``), and the
+    load reads them from memory."""
     from vlmfleet.prefetch import Prefetch
     from vlmfleet.stack import import_stack
 
@@ -139,7 +139,7 @@ def load(unit: Unit, slot: Slot) -> Any:
         model = DeviceLLaVA(model_path=str(path), device=slot.device, **kwargs)
     if reading.files:
         log.info(
-            "prefetch read %.1f GiB of %s in %.1f s",
+            "read-ahead of %.1f GiB of %s asked in %.1f s",
             reading.read / 2**30,
             unit.model,
             reading.seconds,
