@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from vlmfleet.prefetch import Prefetch, read_ahead, weight_files
+from vlmfleet.prefetch import Prefetch, available_memory, read_ahead, weight_files, within
 
 
 def checkpoint(folder: Path) -> Path:
@@ -49,3 +49,21 @@ def test_an_unreadable_file_is_skipped_and_the_rest_read(tmp_path: Path) -> None
     (folder / "model.safetensors").symlink_to(tmp_path / "gone.safetensors")
     files = [folder / "model.safetensors", *weight_files(folder)]
     assert read_ahead(files, threading.Event()) == 1000
+
+
+def test_only_what_fits_half_the_available_memory_is_read_ahead(tmp_path: Path) -> None:
+    folder = checkpoint(tmp_path / "llava-ckpt")
+    # model.safetensors (5000 bytes) first, then the .bin (700), then the tower's (300).
+    assert [p.name for p in within(weight_files(folder), 5700)] == [
+        "model.safetensors",
+        "pytorch_model-00001-of-00001.bin",
+    ]
+    assert within(weight_files(folder), 4999) == []
+    reading = Prefetch(folder, room=5000)
+    assert [p.name for p in reading.files] == ["model.safetensors"] and reading.skipped == 2
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       131072000 kB\nMemAvailable:    2048 kB\n")
+    assert available_memory(meminfo) == 2048 * 1024
+    meminfo.write_text("MemTotal:       131072000 kB\n")
+    assert available_memory(meminfo) is None
+    assert available_memory(tmp_path / "absent") is None

@@ -28,6 +28,33 @@ def weight_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file())
 
 
+def available_memory(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """The kernel's estimate of the memory available without swapping (MemAvailable), or None
+    where it gives none."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def within(files: list[Path], room: int | None) -> list[Path]:
+    """The first of ``files`` whose sizes together fit ``room`` (all of them without a figure):
+    pages read ahead beyond the memory would push out the ones read first before the load
+    reached them, and the disk would read them twice."""
+    if room is None:
+        return files
+    kept, total = [], 0
+    for path in files:
+        total += path.stat().st_size
+        if total > room:
+            break
+        kept.append(path)
+    return kept
+
+
 def read_ahead(files: list[Path], stop: threading.Event) -> int:
     """Bytes of ``files`` the kernel was asked to read ahead, in order, until they end or
     ``stop`` is set."""
@@ -56,8 +83,14 @@ class Prefetch:
     """``with Prefetch(folder):`` has the kernel read its weight files ahead, from a thread, for
     the block's length."""
 
-    def __init__(self, folder: Path | None) -> None:
-        self.files = weight_files(folder) if folder is not None and folder.is_dir() else []
+    def __init__(self, folder: Path | None, room: int | None = None) -> None:
+        """``room``: the most bytes to read ahead; by default half the available memory, which
+        a host's slots share."""
+        found = weight_files(folder) if folder is not None and folder.is_dir() else []
+        if room is None and (available := available_memory()) is not None:
+            room = available // 2
+        self.files = within(found, room)
+        self.skipped = len(found) - len(self.files)
         self.stop = threading.Event()
         self.read = 0
         self.seconds = 0.0

@@ -131,6 +131,12 @@ def load(unit: Unit, slot: Slot) -> Any:
                 unit.model,
                 len(reading.files),
             )
+        if reading.skipped:
+            log.info(
+                "not reading ahead %d weight files of %s: more than half the available memory",
+                reading.skipped,
+                unit.model,
+            )
         import_stack()
         kwargs, hub_path = vlmevalkit_arguments(unit, slot)
         path = early or model_path(unit, slot, hub_path)
