@@ -244,6 +244,7 @@ def test_disk_full_and_out_of_memory_are_named_in_the_records(
     for name, fake in {
         "family": lambda name: fam,
         "import_stack": lambda: None,
+        "import_torch": lambda: None,
         "seed_everything": lambda: None,
         "empty_cuda_cache": lambda: None,
         "prepare_dataset": lambda bench, slot: bench.name,

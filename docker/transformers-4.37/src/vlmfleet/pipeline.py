@@ -40,7 +40,7 @@ from vlmfleet.evaluation import evaluate, shard_fields
 from vlmfleet.families import Answered, Family, FamilyError, InferenceError, Queued, family
 from vlmfleet.predictions import write_predictions
 from vlmfleet.secret_env import redact
-from vlmfleet.stack import empty_cuda_cache, import_stack, seed_everything
+from vlmfleet.stack import empty_cuda_cache, import_stack, import_torch, seed_everything
 
 log = logging.getLogger("vlmfleet.pipeline")
 
@@ -360,10 +360,11 @@ class Worker:
                 f" (smoke: {unit.smoke_checkpoint} checkpoint)" if self.slot.smoke else "",
             )
             t_load = time.monotonic()
+            import_torch()
             seed_everything()
             model = fam.load(unit, self.slot)
-            # A family imports the stack itself (the llava family meanwhile loads its weights);
-            # the datasets need it whichever family ran.
+            # A family imports the stack itself (the llava family reads its weights ahead
+            # meanwhile); the datasets need it whichever family ran.
             import_stack()
         except Exception as err:  # every failure becomes a status record
             reason = f"model load failed: {self.describe(err)}"

@@ -17,8 +17,7 @@ SEED = 0
 
 
 def import_torch() -> None:
-    """torch, with the allocator's settings in place before anything initialises CUDA (a model
-    load on another thread included)."""
+    """torch, with the allocator's settings in place before anything initialises CUDA."""
     # Slots sharing a GPU (eval_gpu_slots) each keep a caching allocator: without expandable
     # segments a 13B slot beside a 7B one ran out of memory on multi-image benchmarks
     # (fragmentation). Must be set before torch initialises CUDA; a value given wins.
@@ -29,7 +28,7 @@ def import_torch() -> None:
 def import_stack() -> None:
     """Import torch and VLMEvalKit (which imports every dataset and model module), once and timed
     on its own: on a GPU machine this takes longer than loading a 7B model, so the llava family
-    loads its weights meanwhile."""
+    has its weights read ahead meanwhile."""
     if "vlmeval.config" in sys.modules:
         return
     t0 = time.monotonic()
