@@ -417,15 +417,16 @@ def gpu_facts(args: Any, gpus: int) -> dict[str, Any]:
 def evict_from_page_cache(folder: Path) -> int:
     """Bytes of the checkpoints under ``folder`` dropped from the page cache (no root needed
     for clean pages), so that the next load reads them from the disk, as a first run does."""
+    from vlmfleet.prefetch import weight_files
+
     evicted = 0
-    for path in folder.rglob("*"):
-        if path.suffix in (".safetensors", ".bin") and path.is_file():
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                evicted += os.fstat(fd).st_size
-            finally:
-                os.close(fd)
+    for path in weight_files(folder):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            evicted += os.fstat(fd).st_size
+        finally:
+            os.close(fd)
     return evicted
 
 

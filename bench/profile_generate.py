@@ -107,16 +107,14 @@ def main() -> int:
 
     import torch
     from llava.constants import IMAGE_TOKEN_INDEX
-    from llava.model.builder import load_pretrained_model
     from PIL import Image
     from static_decode import disable_cudnn_sdpa, generated_columns, left_padded_batch
+    from vlmfleet.families.llava_weights import load_weights
 
     if args.no_cudnn_sdpa:
         disable_cudnn_sdpa()
-    tokenizer, model, processor, _ = load_pretrained_model(
-        args.checkpoint, None, "llava-v1.5-7b", device_map="cuda", torch_dtype=torch.float16
-    )
-    model.eval()
+    weights = load_weights(args.checkpoint, "cuda")
+    tokenizer, model, processor = weights.tokenizer, weights.model, weights.image_processor
     config = model.config
     config.tokenizer_padding_side = "left"
     result: dict[str, Any] = {

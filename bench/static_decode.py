@@ -313,11 +313,6 @@ CHECK_IMAGES = (
     ((224, 224), (40, 200, 40)),
     ((300, 500), (40, 40, 200)),
 )
-# VLMEvalKit's LLaVA prompt (DeviceLLaVA.system_prompt, concat_tilist's image placeholder).
-SYSTEM_PROMPT = (
-    "A chat between a curious human and an artificial intelligence assistant. "
-    "The assistant gives helpful, detailed, and polite answers to the human's questions. "
-)
 
 
 def disable_cudnn_sdpa() -> None:
@@ -328,18 +323,13 @@ def disable_cudnn_sdpa() -> None:
 
 
 def load(checkpoint: str, device: str) -> tuple[Any, Any, Any]:
-    """Tokenizer, model and image processor as the worker loads them (llava_weights): LLaVA's
-    builder onto ``device``, then float32 on a CPU or float16 on CUDA."""
-    from llava.mm_utils import get_model_name_from_path
-    from llava.model.builder import load_pretrained_model
+    """Tokenizer, model and image processor as the worker loads them (``llava_weights``), the
+    model set for left-padded batches."""
+    from vlmfleet.families.llava_weights import load_weights
 
-    tokenizer, model, processor, _ = load_pretrained_model(
-        checkpoint, None, get_model_name_from_path(checkpoint), device_map=device
-    )
-    dtype = torch.float32 if device == "cpu" else torch.float16
-    model = model.to(device=device, dtype=dtype).eval()
-    model.config.tokenizer_padding_side = "left"
-    return tokenizer, model, processor
+    weights = load_weights(checkpoint, device)
+    weights.model.config.tokenizer_padding_side = "left"
+    return weights.tokenizer, weights.model, weights.image_processor
 
 
 def left_padded_batch(
@@ -366,7 +356,9 @@ def check_batch(tokenizer: Any, processor: Any, dtype: torch.dtype) -> Any:
     from llava.constants import IMAGE_TOKEN_INDEX
     from llava.mm_utils import tokenizer_image_token
     from PIL import Image
+    from vlmfleet.families.llava_wrapper import SYSTEM_PROMPT
 
+    # DeviceLLaVA.generate_inner's prompt, concat_tilist's image placeholder in it.
     prompts = [f"{SYSTEM_PROMPT}USER:  <image> {q} ASSISTANT: " for q in CHECK_QUESTIONS]
     rows = [
         tokenizer_image_token(p, tokenizer, IMAGE_TOKEN_INDEX, return_tensors="pt") for p in prompts

@@ -23,6 +23,12 @@ from vlmeval.vlm import LLaVA
 
 from vlmfleet.families.llava_weights import load_weights
 
+# VLMEvalKit's LLaVA system prompt, as its LLaVA.__init__ sets it.
+SYSTEM_PROMPT = (
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions. "
+)
+
 
 class DeviceLLaVA(LLaVA):
     """vlmeval.vlm.LLaVA with the device chosen by the caller."""
@@ -37,10 +43,7 @@ class DeviceLLaVA(LLaVA):
         # BaseModel state (dump_image_func) that LLaVA.__init__ never sets up itself.
         self.dump_image_func = None
         assert osp.exists(model_path) or len(model_path.split("/")) == 2, model_path
-        self.system_prompt = (
-            "A chat between a curious human and an artificial intelligence assistant. "
-            "The assistant gives helpful, detailed, and polite answers to the human's questions. "
-        )
+        self.system_prompt = SYSTEM_PROMPT
         self.stop_str = "</s>"
         weights = load_weights(model_path, device)
         self.device, self.dtype = weights.device, weights.dtype
