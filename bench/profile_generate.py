@@ -10,8 +10,9 @@ the product's generate call's. Every row has --prompt-tokens tokens, or with
 --min-prompt-tokens lengths spread evenly down to that (left padding, as the product's batches
 have).
 
---static also times bench/static_decode.py's generate_static on the same inputs, eager and with
-its decode step as a CUDA graph, and counts the rows whose tokens equal generate's.
+--static also times the product's static decoder (vlmfleet.families.llava_static) on the same
+inputs, eager and with its decode steps as CUDA graphs, and counts the rows whose tokens equal
+generate's.
 """
 
 from __future__ import annotations
@@ -45,25 +46,25 @@ def row_lengths(batch: int, shortest: int, longest: int) -> list[int]:
 def static_run(
     model: Any, inputs: Any, new_tokens: int, use_graph: bool, reference: Any
 ) -> dict[str, Any]:
-    """generate_static's timings on ``inputs``, as generate's are taken, and its agreement with
-    ``reference`` (generate's new tokens)."""
+    """The product's static decoder's timings on ``inputs`` (llava_static), as generate's are
+    taken, and its agreement with ``reference`` (generate's output)."""
     import torch
-    from static_decode import generate_static
+    from vlmfleet.families import llava_static
 
-    eos = model.generation_config.eos_token_id
     rows = inputs.input_ids.shape[0]
 
     def run(new: int) -> Any:
-        return generate_static(
-            model,
-            inputs.input_ids,
-            inputs.attention_mask,
-            inputs.images,
-            new,
-            eos,
-            use_graph,
-            min_new_tokens=new,
-        )
+        kwargs = {"do_sample": False, "max_new_tokens": new, "min_new_tokens": new}
+        greedy = llava_static.greedy_for(model, kwargs)
+        with torch.inference_mode():
+            return llava_static.generate(
+                model,
+                inputs.input_ids,
+                inputs.attention_mask,
+                inputs.images,
+                greedy,
+                use_graph=use_graph,
+            )
 
     run(3)  # warm-up, as for generate
     torch.cuda.reset_peak_memory_stats()
@@ -94,7 +95,7 @@ def main() -> int:
     p.add_argument("--prompt-tokens", type=int, default=80)
     p.add_argument("--min-prompt-tokens", type=int, help="shortest row (default: all equal)")
     p.add_argument("--new-tokens", type=int, default=10)
-    p.add_argument("--static", action="store_true", help="also time static_decode, eager and graph")
+    p.add_argument("--static", action="store_true", help="also time llava_static, eager and graph")
     p.add_argument("--no-cudnn-sdpa", action="store_true", help="SDPA without its cuDNN backend")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
@@ -108,7 +109,7 @@ def main() -> int:
     import torch
     from llava.constants import IMAGE_TOKEN_INDEX
     from PIL import Image
-    from static_decode import disable_cudnn_sdpa, generated_columns, left_padded_batch
+    from static_decode import disable_cudnn_sdpa, left_padded_batch
     from vlmfleet.families.llava_weights import load_weights
 
     if args.no_cudnn_sdpa:
@@ -178,7 +179,7 @@ def main() -> int:
         }
         if args.static:
             # min_new_tokens == max_new_tokens: no row ends early, so no column is padding.
-            reference = generated_columns(generate(args.new_tokens), args.new_tokens, 0)
+            reference = generate(args.new_tokens)
             on_gpu = SimpleNamespace(input_ids=ids, attention_mask=mask, images=images)
             for name, graph in (("static_eager", False), ("static_graph", True)):
                 result["runs"][str(batch)][name] = static_run(

@@ -19,6 +19,7 @@ from conftest import REPO
 
 STACK_TESTS = (
     "tests/unit/test_batched.py",
+    "tests/unit/test_llava_static.py",
     "tests/unit/test_worker_pipeline.py",
     "tests/unit/test_llava_spread.py",
 )

@@ -10,6 +10,7 @@ from vlmfleet.families.batch_memory import (
     MIB,
     GpuMemory,
     ModelShape,
+    allocator_share,
     batch_bytes,
     kv_bytes_per_token,
     largest_batch,
@@ -87,3 +88,22 @@ def test_shared_by_must_be_positive() -> None:
     gpu = GpuMemory(free=1, total=1, allocated=0, reserved=0)
     with pytest.raises(ValueError, match="shared_by"):
         slot_budget([gpu], 0)
+
+
+def test_two_slots_on_an_h200_each_cap_their_allocator_below_half() -> None:
+    total = 141 * GIB
+    # Half of 141 GiB is 70.5 GiB, less the 1 GiB context reserve: 69.5 GiB of 141.
+    assert allocator_share(total, 2) == pytest.approx(69.5 / 141)
+    assert allocator_share(total, 1) == pytest.approx(140 / 141)
+    # Caps and contexts together fit the GPU.
+    assert 4 * (allocator_share(total, 4) * total + CONTEXT_RESERVE) == pytest.approx(total)
+
+
+def test_a_share_smaller_than_the_context_reserve_is_zero() -> None:
+    assert allocator_share(2 * GIB, 4) == 0.0
+
+
+@pytest.mark.parametrize(("total", "shared_by", "named"), [(GIB, 0, "shared_by"), (0, 2, "total")])
+def test_bad_share_arguments_are_named(total: int, shared_by: int, named: str) -> None:
+    with pytest.raises(ValueError, match=named):
+        allocator_share(total, shared_by)

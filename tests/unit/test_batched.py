@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 from vlmfleet.families import InferenceError, Queued, llava_batched
 from vlmfleet.families.llava_batched import (
+    GENERATE,
     BatchingError,
     BatchPolicy,
     PreparedSamples,
@@ -63,7 +64,7 @@ def run(benchmarks: list[Queued], policy: BatchPolicy) -> dict[str, object]:
     for q in benchmarks:
         incoming.put(q)
     incoming.put(None)
-    return {a.key: a for a in run_queue(object(), incoming, policy)}
+    return {a.key: a for a in run_queue(object(), incoming, policy, GENERATE)}
 
 
 def test_a_benchmarks_last_samples_share_a_batch_with_the_next_nearest_in_length() -> None:
@@ -93,7 +94,7 @@ def test_one_queue_answers_every_benchmark_and_says_where_samples_went(
 ) -> None:
     calls: list[list[str]] = []
 
-    def generate(model: object, inputs: list[Sample]) -> list[str]:
+    def generate(model: object, inputs: list[Sample], decoder: object) -> list[str]:
         calls.append(sorted({s.key for s in inputs}))
         return answer(inputs)
 
@@ -107,6 +108,7 @@ def test_one_queue_answers_every_benchmark_and_says_where_samples_went(
     assert calls.count(["A", "B"]) == 1 and len(calls) == 4
     assert done["A"].record["batch_sizes"] == {"2": 3}
     assert done["B"].record["samples_in_shared_batches"] == 1
+    assert done["A"].record["decoder"] == "generate"
 
 
 def test_small_benchmarks_waiting_in_the_queue_fill_one_batch(
@@ -115,7 +117,7 @@ def test_small_benchmarks_waiting_in_the_queue_fill_one_batch(
     # A small limit: six benchmarks of three samples each, all prepared before the first batch.
     calls: list[list[str]] = []
 
-    def generate(model: object, inputs: list[Sample]) -> list[str]:
+    def generate(model: object, inputs: list[Sample], decoder: object) -> list[str]:
         calls.append([s.index for s in inputs])
         return answer(inputs)
 
@@ -130,7 +132,7 @@ def test_small_benchmarks_waiting_in_the_queue_fill_one_batch(
 
 
 def test_a_failing_batch_fails_its_benchmarks_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    def generate(model: object, inputs: list[Sample]) -> list[str]:
+    def generate(model: object, inputs: list[Sample], decoder: object) -> list[str]:
         if any(s.key == "B" for s in inputs):
             raise RuntimeError("CUDA error: device-side assert triggered")
         return answer(inputs)
@@ -168,7 +170,7 @@ def fits_at_most(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], list[int]]:
     def install(n: int) -> list[int]:
         calls: list[int] = []
 
-        def generate(model: object, inputs: list[Sample]) -> list[str]:
+        def generate(model: object, inputs: list[Sample], decoder: object) -> list[str]:
             calls.append(len(inputs))
             if len(inputs) > n:
                 raise oom("CUDA out of memory. Tried to allocate 2.00 GiB (stand-in)")
@@ -212,7 +214,7 @@ def test_out_of_memory_at_batch_1_fails_with_the_retries(
 def test_other_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
 
-    def generate(model: object, inputs: list[Sample]) -> list[str]:
+    def generate(model: object, inputs: list[Sample], decoder: object) -> list[str]:
         calls.append(len(inputs))
         raise RuntimeError("CUDA error: device-side assert triggered")
 

@@ -232,6 +232,7 @@ def test_disk_full_and_out_of_memory_are_named_in_the_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fam = FakeFamily()
+    capped: list[int] = []
 
     def write_predictions(work_dir: str, model_name: str, dataset: str, answers: dict) -> str:
         pred = Path(work_dir) / f"{model_name}_{dataset}.xlsx"
@@ -245,6 +246,7 @@ def test_disk_full_and_out_of_memory_are_named_in_the_records(
         "family": lambda name: fam,
         "import_stack": lambda: None,
         "import_torch": lambda: None,
+        "cap_gpu_share": lambda shared_by: capped.append(shared_by) or [0.49],
         "seed_everything": lambda: None,
         "empty_cuda_cache": lambda: None,
         "prepare_dataset": lambda bench, slot: bench.name,
@@ -289,6 +291,8 @@ def test_disk_full_and_out_of_memory_are_named_in_the_records(
         )
     )
     assert pipeline.Worker(load_slot(slot_dir / "slot.json")).run() == 1
+    # The slot shares its GPU with another: its allocator was capped at its share.
+    assert capped == [2]
 
     # Every benchmark went through the one queue, in order.
     assert fam.queued == [f"m7b/{n}" for n in names]

@@ -40,7 +40,13 @@ from vlmfleet.evaluation import evaluate, shard_fields
 from vlmfleet.families import Answered, Family, FamilyError, InferenceError, Queued, family
 from vlmfleet.predictions import write_predictions
 from vlmfleet.secret_env import redact
-from vlmfleet.stack import empty_cuda_cache, import_stack, import_torch, seed_everything
+from vlmfleet.stack import (
+    cap_gpu_share,
+    empty_cuda_cache,
+    import_stack,
+    import_torch,
+    seed_everything,
+)
 
 log = logging.getLogger("vlmfleet.pipeline")
 
@@ -361,6 +367,14 @@ class Worker:
             )
             t_load = time.monotonic()
             import_torch()
+            if self.slot.device == "cuda" and self.slot.shared_by > 1:
+                shares = cap_gpu_share(self.slot.shared_by)
+                log.info(
+                    "GPU memory: this slot's allocator holds at most %s of each GPU "
+                    "(shared by %d slots)",
+                    ", ".join(f"{share:.1%}" for share in shares),
+                    self.slot.shared_by,
+                )
             seed_everything()
             model = fam.load(unit, self.slot)
             # A family imports the stack itself (the llava family reads its weights ahead

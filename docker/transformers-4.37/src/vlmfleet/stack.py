@@ -47,6 +47,21 @@ def seed_everything(seed: int = SEED) -> None:
     torch.manual_seed(seed)
 
 
+def cap_gpu_share(shared_by: int) -> list[float]:
+    """Each visible GPU's allocator capped at one of ``shared_by`` slots' share of it
+    (``batch_memory.allocator_share``); the fractions set, one per GPU (none without CUDA)."""
+    import torch
+
+    from vlmfleet.families.batch_memory import allocator_share
+
+    fractions = []
+    for index in range(torch.cuda.device_count()):
+        fraction = allocator_share(torch.cuda.get_device_properties(index).total_memory, shared_by)
+        torch.cuda.set_per_process_memory_fraction(fraction, index)
+        fractions.append(fraction)
+    return fractions
+
+
 def empty_cuda_cache() -> None:
     """Hand a finished model's cached GPU memory back before the next model loads."""
     import torch

@@ -14,8 +14,13 @@ features take), generating up to ``m`` new tokens, needs beyond the weights
 
 A slot's share of its GPU is the GPU's total over the slots sharing it, less what this process
 already holds (the weights); the budget is the smaller of that and what the GPU has free now,
-less a reserve for the CUDA context and the allocator's slack, times ``HEADROOM``. An estimate
-that is still too large is caught by the engine's out-of-memory halving.
+less a reserve for the CUDA context and the allocator's slack, times ``HEADROOM``. The worker
+also caps its allocator at that share (``allocator_share``), so that one slot's cached blocks
+cannot take the other's part. An estimate that is still too large is caught by the engine's
+out-of-memory halving.
+
+The llava engine's static KV cache (``llava_static``) holds at most the KV cache counted here:
+it grows in windows up to the prompt and ``max_new_tokens`` (rounded up to a few slots).
 
 Standard library only: the planner's tests and the worker's import it without torch.
 """
@@ -90,6 +95,18 @@ def slot_budget(gpus: list[GpuMemory], shared_by: int) -> int:
         free = gpu.free + (gpu.reserved - gpu.allocated)
         budgets.append(max(0, int((min(share_left, free) - CONTEXT_RESERVE) * HEADROOM)))
     return min(budgets) * len(gpus)
+
+
+def allocator_share(total: int, shared_by: int) -> float:
+    """The fraction of a GPU of ``total`` bytes that the allocator of one of ``shared_by``
+    slots sharing it may hold: its equal part less the reserve for its CUDA context, which is
+    outside the allocator. Capped so, a slot's cached blocks cannot crowd out the slot beside
+    it (each frees its own cache before it fails), and the caps and contexts fit together."""
+    if shared_by < 1:
+        raise ValueError(f"shared_by must be a positive integer, got {shared_by!r}")
+    if total <= 0:
+        raise ValueError(f"a GPU's total memory must be positive, got {total!r}")
+    return max(0.0, (total / shared_by - CONTEXT_RESERVE) / total)
 
 
 def largest_batch(

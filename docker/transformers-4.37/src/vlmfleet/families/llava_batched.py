@@ -5,9 +5,15 @@ overhead rather than by the GPU (DESIGN.md), so most of the GPU idles. The engin
 everything a user can see the same as VLMEvalKit's ``infer_data_job`` - each sample's message is
 built as ``infer_data`` builds it, the prompt and image preprocessing are the wrapper's own,
 decoding is greedy, and each benchmark's prediction file has ``infer_data_job``'s format and
-path (``vlmfleet.predictions``), so ``dataset.evaluate`` runs unchanged - but runs one LLaVA
-``generate`` per batch of samples (left padding with an attention mask; LLaVA 1.2.2's
+path (``vlmfleet.predictions``), so ``dataset.evaluate`` runs unchanged - but decodes a batch
+of samples at a time (left padding with an attention mask; LLaVA 1.2.2's
 ``prepare_inputs_labels_for_multimodal`` honours ``config.tokenizer_padding_side = "left"``).
+
+A batch is decoded by ``llava_static`` (a static KV cache; on a GPU each step a CUDA graph
+replay), which returns ``generate``'s tokens for the wrapper's greedy settings; settings it does
+not reproduce (sampling, beams, a penalty) go to transformers' ``generate``. ``decoder_for``
+picks once per slot, the log says which and why, and each benchmark's record names it
+(``decoder``: ``static_cache_graph``, ``static_cache`` or ``generate``).
 
 One queue for all of a unit's benchmarks (``generate_queue``): batches are not cut at benchmark
 boundaries. The oldest benchmark's samples go first, shortest prompt first, and a batch its
@@ -204,32 +210,68 @@ def batch_inputs(model: Any, samples: Sequence[Sample]) -> BatchInputs:
     return BatchInputs(input_ids, attention, images)
 
 
-def generate_inputs(model: Any, inputs: BatchInputs) -> list[str]:
-    """One LLaVA generate on prepared batch inputs; answers in row order."""
+@dataclass(frozen=True)
+class Decoder:
+    """How a slot's batches are decoded (each benchmark's record names it): ``llava_static``'s
+    decoder with the settings it read (``greedy``), or transformers' ``generate``."""
+
+    name: str
+    greedy: Any = None
+
+
+GENERATE = Decoder("generate")
+
+
+def decoder_for(model: Any) -> Decoder:
+    """The static decoder (with CUDA graphs on a GPU) where it reproduces the wrapper's
+    generation settings, else generate; the log says which, and why not the static one."""
+    from vlmfleet.families import llava_static
+
+    try:
+        greedy = llava_static.greedy_for(model.model, model.kwargs)
+    except llava_static.Unsupported as why:
+        log.info("decoding with transformers' generate: %s", why)
+        return GENERATE
+    graph = str(model.device).startswith("cuda")
+    decoder = Decoder("static_cache_graph" if graph else "static_cache", greedy)
+    log.info("decoding with a static KV cache%s", " and CUDA graphs" if graph else "")
+    return decoder
+
+
+def generate_inputs(model: Any, inputs: BatchInputs, decoder: Decoder) -> list[str]:
+    """One batch's greedy decoding on prepared inputs; answers in row order."""
     import torch
 
     config = model.model.config
     before = getattr(config, "tokenizer_padding_side", "right")
     config.tokenizer_padding_side = "left"
+    input_ids = inputs.input_ids.to(model.device)
+    images = inputs.images.to(model.device)
+    attention_mask = inputs.attention_mask.to(model.device)
     try:
         with torch.inference_mode():
-            # The wrapper's KeywordsStoppingCriteria(["</s>"]) fires exactly when a row's last
-            # token is eos, which generate already handles per row (finished rows get padding).
-            output_ids = model.model.generate(
-                inputs.input_ids.to(model.device),
-                images=inputs.images.to(model.device),
-                attention_mask=inputs.attention_mask.to(model.device),
-                **model.kwargs,
-            )
+            if decoder.greedy is not None:
+                from vlmfleet.families import llava_static
+
+                output_ids = llava_static.generate(
+                    model.model, input_ids, attention_mask, images, decoder.greedy
+                )
+            else:
+                # The wrapper's KeywordsStoppingCriteria(["</s>"]) fires exactly when a row's
+                # last token is eos, which generate already handles per row (finished rows get
+                # padding).
+                output_ids = model.model.generate(
+                    input_ids, images=images, attention_mask=attention_mask, **model.kwargs
+                )
     finally:
         config.tokenizer_padding_side = before
     texts = model.tokenizer.batch_decode(output_ids, skip_special_tokens=True)
     return [t.strip() for t in texts]
 
 
-def generate_batch(model: Any, samples: Sequence[Sample]) -> list[str]:
-    """One LLaVA generate for ``samples`` (each with at least one image); answers in order."""
-    return generate_inputs(model, batch_inputs(model, samples))
+def generate_batch(model: Any, samples: Sequence[Sample], decoder: Decoder = GENERATE) -> list[str]:
+    """One batch for ``samples`` (each with at least one image); answers in order."""
+    return generate_inputs(model, batch_inputs(model, samples), decoder)
 
 
 def is_out_of_memory(err: BaseException) -> bool:
@@ -427,11 +469,11 @@ def generate_queue(
 ) -> Iterator[Answered]:
     """The family's ``generate_queue`` with the slot's batch policy."""
     check_model(model)
-    return run_queue(model, incoming, policy_for(model, slot))
+    return run_queue(model, incoming, policy_for(model, slot), decoder_for(model))
 
 
 def run_queue(
-    model: Any, incoming: queue.Queue[Queued | None], policy: BatchPolicy
+    model: Any, incoming: queue.Queue[Queued | None], policy: BatchPolicy, decoder: Decoder
 ) -> Iterator[Answered]:
     """Answer every benchmark put on ``incoming`` (None ends it) as one queue of samples,
     yielding each as soon as its last sample is done (module docstring). The next batch's
@@ -458,13 +500,13 @@ def run_queue(
                     pool.append(new_job(queued))
             for job in [job for job in pool if job.finished]:
                 pool.remove(job)
-                yield answered(model, job)
+                yield answered(model, job, decoder)
             if ended and not pool and current is None:
                 return
             batch = form_batch(pool, policy)
             upcoming = (batch, maker.submit(batch_inputs, model, batch)) if batch else None
             if current is not None:
-                generate_current(model, pool, policy, current, upcoming)
+                generate_current(model, pool, policy, decoder, current, upcoming)
                 if upcoming is not None and not upcoming[0]:
                     upcoming = None  # gone back to the queue after an out-of-memory
             current = upcoming
@@ -481,6 +523,7 @@ def generate_current(
     model: Any,
     pool: list[Job],
     policy: BatchPolicy,
+    decoder: Decoder,
     current: tuple[list[Sample], Future[BatchInputs]],
     upcoming: tuple[list[Sample], Future[BatchInputs]] | None,
 ) -> None:
@@ -494,7 +537,7 @@ def generate_current(
         future.cancel()
         return
     try:
-        texts = generate_inputs(model, future.result())
+        texts = generate_inputs(model, future.result(), decoder)
     except Exception as err:
         involved = sorted({s.key for s in batch if s.key in jobs})
         if not is_out_of_memory(err):
@@ -538,7 +581,7 @@ def generate_current(
         job.shared += shared
 
 
-def answered(model: Any, job: Job) -> Answered:
+def answered(model: Any, job: Job, decoder: Decoder) -> Answered:
     """A finished job as the worker takes it: its text-only samples answered first."""
     key = job.queued.key
     if job.error is None:
@@ -548,7 +591,7 @@ def answered(model: Any, job: Job) -> Answered:
             job.error = err
     if job.error is not None:
         record = job.error.record if isinstance(job.error, InferenceError) else job.record()
-        return Answered(key, {}, record, job.error)
+        return Answered(key, {}, {**record, "decoder": decoder.name}, job.error)
     log.info(
         "%s: %d samples batched (%s), %d without image one at a time",
         key,
@@ -557,7 +600,7 @@ def answered(model: Any, job: Job) -> Answered:
         or "-",
         len(job.text_only),
     )
-    return Answered(key, dict(job.answers), job.record())
+    return Answered(key, dict(job.answers), {**job.record(), "decoder": decoder.name})
 
 
 # --- one benchmark at a time (the agreement tool, tests) --------------------------------------
@@ -566,13 +609,14 @@ def answered(model: Any, job: Job) -> Answered:
 def answer_all(
     model: Any, datasets: Sequence[tuple[str, Any, PreparedSamples]], policy: BatchPolicy
 ) -> dict[str, Answered]:
-    """Every dataset's answers through one queue, by key; raises the first benchmark's error."""
+    """Every dataset's answers through one queue with the slot's decoder, by key; raises the
+    first benchmark's error."""
     incoming: queue.Queue[Queued | None] = queue.Queue()
     for key, dataset, prepared in datasets:
         incoming.put(Queued(key, dataset, prepared))
     incoming.put(None)
     check_model(model)
-    out = {a.key: a for a in run_queue(model, incoming, policy)}
+    out = {a.key: a for a in run_queue(model, incoming, policy, decoder_for(model))}
     for answer in out.values():
         if answer.error is not None:
             raise answer.error

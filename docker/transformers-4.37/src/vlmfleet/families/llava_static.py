@@ -1,0 +1,415 @@
+"""Greedy LLaVA decoding with a static KV cache; on CUDA each decode step is a CUDA graph replay.
+
+transformers 4.37's Llama has no static cache (4.38's breaks LLaVA 1.2.2), so its ``generate``
+grows a DynamicCache with ``torch.cat`` and launches every small kernel of a step from Python:
+at the batch sizes the engine runs, a decode step costs several times the GPU's own time for it
+(bench/README.md). ``generate`` here returns what ``model.generate`` returns for the same
+greedy settings (``greedy_for`` says which, and refuses the rest):
+
+- the prefill is transformers' own (LLaVA's ``prepare_inputs_labels_for_multimodal``, then one
+  forward as ``generate``'s first step);
+- its cache is copied into buffers of fixed shape, a *window* of slots, and every later step is
+  written from the model's modules with fixed shapes, so that one capture is replayed for each
+  token; positions, masks and the eos rule are ``generate``'s, so the tokens are the same;
+- when every row has ended the loop stops, as ``generate``'s does; a window that fills grows
+  (its buffers copied into longer ones, the step captured again), so that a short answer never
+  pays for attending over ``max_new_tokens`` empty slots.
+
+Imports torch and transformers' Llama: the batched engine imports this module when it decodes.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
+
+Step = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+# generate's logits processors and stopping rules with their inactive values: with any other
+# value generate's next token is not the plain argmax (and eos rule) computed here.
+INACTIVE_SETTINGS: dict[str, Any] = {
+    "do_sample": False,
+    "num_beams": 1,
+    "num_beam_groups": 1,
+    "penalty_alpha": None,
+    "repetition_penalty": 1.0,
+    "encoder_repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "bad_words_ids": None,
+    "force_words_ids": None,
+    "constraints": None,
+    "min_length": 0,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "forced_decoder_ids": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "sequence_bias": None,
+    "exponential_decay_length_penalty": None,
+    "guidance_scale": None,
+    "renormalize_logits": False,
+    "diversity_penalty": 0.0,
+    "max_time": None,
+    "output_scores": False,
+    "output_attentions": False,
+    "output_hidden_states": False,
+    "return_dict_in_generate": False,
+    "use_cache": True,
+}
+# generate arguments that are not generation settings and change nothing here.
+NEUTRAL_ARGUMENTS = frozenset({"images", "image_sizes"})
+# Generated slots of the first window; each later window doubles them, up to max_new_tokens.
+FIRST_WINDOW = 64
+# Slots are allocated in multiples of this: the attention mask's rows then meet the
+# memory-efficient SDPA kernel's alignment without a padded copy each step.
+SLOT_ALIGNMENT = 8
+
+
+class Unsupported(ValueError):
+    """The model or the generation settings are not ones this decoder reproduces."""
+
+
+@dataclass(frozen=True)
+class Greedy:
+    """The settings of a greedy ``generate`` this decoder reproduces: its length limits, and its
+    eos rule (eos banned until ``min_new_tokens`` are out, then a row that emitted one gets
+    ``pad_token_id``); ``bos_token_id`` starts each output row, as ``generate`` starts it."""
+
+    max_new_tokens: int
+    min_new_tokens: int
+    eos_token_ids: tuple[int, ...]
+    pad_token_id: int
+    bos_token_id: int
+
+
+def greedy_for(model: Any, kwargs: dict[str, Any]) -> Greedy:
+    """What ``model.generate(..., **kwargs)`` would decode with, or Unsupported saying why not."""
+    config = model.config
+    if getattr(config, "pretraining_tp", 1) != 1:
+        raise Unsupported(f"pretraining_tp is {config.pretraining_tp}, not 1")
+    if getattr(config, "rope_scaling", None) is not None:
+        raise Unsupported(f"rope_scaling {config.rope_scaling!r} is not reproduced")
+    placed = set((getattr(model, "hf_device_map", None) or {}).values())
+    if len(placed) > 1:
+        raise Unsupported(f"the model is spread over {len(placed)} devices")
+    attention = {type(layer.self_attn).__name__ for layer in model.model.layers}
+    if attention != {"LlamaSdpaAttention"}:
+        raise Unsupported(f"attention is {', '.join(sorted(attention))}, not LlamaSdpaAttention")
+    gen = copy.deepcopy(model.generation_config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rest = gen.update(**kwargs)
+    unknown = sorted(set(rest) - NEUTRAL_ARGUMENTS)
+    if unknown:
+        raise Unsupported(f"generate arguments not reproduced: {', '.join(unknown)}")
+    active = {
+        name: getattr(gen, name, inactive)
+        for name, inactive in INACTIVE_SETTINGS.items()
+        if not is_inactive(getattr(gen, name, inactive), inactive)
+    }
+    if active:
+        raise Unsupported(f"settings not reproduced: {active}")
+    if not gen.max_new_tokens or gen.max_new_tokens < 1:
+        raise Unsupported(f"max_new_tokens must be a positive count, got {gen.max_new_tokens!r}")
+    eos = gen.eos_token_id
+    eos_ids = tuple(eos) if isinstance(eos, list | tuple) else (() if eos is None else (eos,))
+    pad = gen.pad_token_id if gen.pad_token_id is not None else (eos_ids or (None,))[0]
+    if gen.bos_token_id is None:
+        raise Unsupported("the generation config has no bos_token_id to start the output with")
+    return Greedy(
+        max_new_tokens=int(gen.max_new_tokens),
+        min_new_tokens=int(gen.min_new_tokens or 0),
+        eos_token_ids=tuple(int(e) for e in eos_ids),
+        pad_token_id=int(pad) if pad is not None else 0,
+        bos_token_id=int(gen.bos_token_id),
+    )
+
+
+def is_inactive(value: Any, inactive: Any) -> bool:
+    """A setting at its inactive value; generate takes None for the default of each."""
+    return value is None or value == inactive
+
+
+@dataclass
+class StaticState:
+    """The decode step's inputs, all tensors of fixed shape: what a capture reads and writes.
+    Slot ``s`` of the cache holds prompt position ``s`` below ``prompt_len``, else the token
+    generated ``s - prompt_len`` steps after the prefill's; the window has ``len(slots)``."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    cos: torch.Tensor
+    sin: torch.Tensor
+    # [B] the token to feed, [1] the slot it goes to, [B] 1 while the row has not ended.
+    tokens: torch.Tensor
+    cache_pos: torch.Tensor
+    unfinished: torch.Tensor
+    # [B] position id minus slot, for generated slots: generate counts positions over the
+    # attention mask (cumsum - 1), so a row's padding shifts its positions down.
+    position_shift: torch.Tensor
+    # [W] slot numbers; [B, W] slots a query may see once written (real prompt, generated).
+    slots: torch.Tensor
+    usable: torch.Tensor
+    prompt_len: int
+
+    @property
+    def window(self) -> int:
+        return int(self.slots.shape[0])
+
+
+def prefill(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, images: torch.Tensor
+) -> tuple[torch.Tensor, list[Any], torch.Tensor]:
+    """generate's first step: the last position's logits, the cache and the language model's
+    attention mask (image features spliced in, LLaVA's own padding)."""
+    _, _, mask, _, embeds, _ = model.prepare_inputs_labels_for_multimodal(
+        input_ids, None, attention_mask, None, None, images
+    )
+    # prepare_inputs_for_generation's positions: padding gets 1, not a negative index.
+    positions = mask.long().cumsum(-1) - 1
+    positions.masked_fill_(mask == 0, 1)
+    out = model(
+        inputs_embeds=embeds,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        return_dict=True,
+    )
+    # A copy of the last row: a view would keep the whole [B, L, V] float tensor alive. A list
+    # of the layers' (key, value), so that each can go once copied.
+    return out.logits[:, -1, :].clone(), list(out.past_key_values), mask
+
+
+def window_for(prompt_len: int, generated: int, greedy: Greedy) -> int:
+    """Slots of a window for ``generated`` tokens after the prompt: the last of max_new_tokens
+    is never fed back, so no window needs more than prompt_len + max_new_tokens - 1."""
+    needed = prompt_len + min(generated, greedy.max_new_tokens - 1)
+    return -(-needed // SLOT_ALIGNMENT) * SLOT_ALIGNMENT
+
+
+def static_state(
+    model: Any, cache: list[Any], mask: torch.Tensor, first: torch.Tensor, window: int
+) -> StaticState:
+    """The prefill's cache moved into buffers of ``window`` slots (``cache`` is emptied: each
+    layer is released as soon as it is copied, so the peak stays near one cache, not two)."""
+    batch, prompt_len = mask.shape
+    keys, values = [], []
+    for i in range(len(cache)):
+        key, value = cache[i]
+        keys.append(extended(key, window))
+        values.append(extended(value, window))
+        cache[i] = None
+    device = mask.device
+    usable = torch.ones((batch, window), dtype=torch.bool, device=device)
+    usable[:, :prompt_len] = mask.bool()
+    state = StaticState(
+        keys=keys,
+        values=values,
+        cos=keys[0].new_empty(0),
+        sin=keys[0].new_empty(0),
+        tokens=first.clone(),
+        cache_pos=torch.full((1,), prompt_len, dtype=torch.long, device=device),
+        unfinished=torch.ones(batch, dtype=torch.long, device=device),
+        position_shift=mask.long().sum(-1) - prompt_len,
+        slots=torch.arange(window, device=device),
+        usable=usable,
+        prompt_len=prompt_len,
+    )
+    rotary_tables(model, state)
+    return state
+
+
+def extended(buffer: torch.Tensor, window: int) -> torch.Tensor:
+    """``buffer`` ([B, H, S, D]) copied into a contiguous one of ``window`` slots, the new
+    slots zero: masked slots must hold numbers, since a masked NaN still poisons softmax."""
+    out = buffer.new_empty((*buffer.shape[:2], window, buffer.shape[3]))
+    held = buffer.shape[2]
+    out[:, :, :held].copy_(buffer)
+    out[:, :, held:].zero_()
+    return out
+
+
+def rotary_tables(model: Any, state: StaticState) -> None:
+    """The cos and sin tables generate's rotary_emb hands out, covering the window."""
+    probe = state.keys[0].new_empty(0)
+    state.cos, state.sin = model.model.layers[0].self_attn.rotary_emb(probe, seq_len=state.window)
+
+
+def grow(model: Any, state: StaticState, window: int) -> None:
+    """The cache and masks extended to ``window`` slots, one layer at a time."""
+    for i in range(len(state.keys)):
+        state.keys[i] = extended(state.keys[i], window)
+        state.values[i] = extended(state.values[i], window)
+    old = state.window
+    opened = state.usable.new_ones((state.usable.shape[0], window - old))
+    state.usable = torch.cat([state.usable, opened], dim=1)
+    state.slots = torch.arange(window, device=state.slots.device)
+    rotary_tables(model, state)
+
+
+def choose(
+    logits: torch.Tensor, generated: torch.Tensor, unfinished: torch.Tensor, greedy: Greedy
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """greedy_search's next tokens from float logits ([B, V]) after ``generated`` tokens."""
+    if not greedy.eos_token_ids:
+        return logits.argmax(-1), unfinished
+    banned = generated < greedy.min_new_tokens
+    for eos in greedy.eos_token_ids:
+        logits[:, eos].masked_fill_(banned, float("-inf"))
+    tokens = logits.argmax(-1)
+    tokens = tokens * unfinished + greedy.pad_token_id * (1 - unfinished)
+    for eos in greedy.eos_token_ids:
+        unfinished = unfinished * (tokens != eos)
+    return tokens, unfinished
+
+
+def attend(
+    layer: Any,
+    hidden: torch.Tensor,
+    state: StaticState,
+    index: int,
+    positions: torch.Tensor,
+    bias: torch.Tensor,
+) -> torch.Tensor:
+    """LlamaSdpaAttention for one new token, its key and value written into slot cache_pos."""
+    attn = layer.self_attn
+    batch = hidden.shape[0]
+    q = attn.q_proj(hidden).view(batch, 1, attn.num_heads, attn.head_dim).transpose(1, 2)
+    k = attn.k_proj(hidden).view(batch, 1, attn.num_key_value_heads, attn.head_dim)
+    v = attn.v_proj(hidden).view(batch, 1, attn.num_key_value_heads, attn.head_dim)
+    q, k = apply_rotary_pos_emb(q, k.transpose(1, 2), state.cos, state.sin, positions)
+    state.keys[index].index_copy_(2, state.cache_pos, k)
+    state.values[index].index_copy_(2, state.cache_pos, v.transpose(1, 2))
+    keys = repeat_kv(state.keys[index], attn.num_key_value_groups)
+    values = repeat_kv(state.values[index], attn.num_key_value_groups)
+    # Contiguous inputs, as LlamaSdpaAttention makes them: torch 2.1's memory-efficient kernel
+    # is wrong on non-contiguous ones with a mask.
+    out = F.scaled_dot_product_attention(q.contiguous(), keys, values, attn_mask=bias)
+    return attn.o_proj(out.transpose(1, 2).reshape(batch, 1, attn.hidden_size))
+
+
+def decode_step(
+    model: Any, state: StaticState, greedy: Greedy
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token for every row from ``state`` alone: no host reads, no shape that changes."""
+    positions = (state.position_shift + state.cache_pos).unsqueeze(1)
+    seen = state.usable & (state.slots <= state.cache_pos)
+    hidden = model.model.embed_tokens(state.tokens.unsqueeze(1))
+    # generate's additive mask: the dtype's minimum where a key is hidden.
+    bias = torch.zeros(seen.shape, dtype=hidden.dtype, device=hidden.device)
+    bias.masked_fill_(~seen, torch.finfo(hidden.dtype).min)
+    bias = bias[:, None, None, :]
+    for index, layer in enumerate(model.model.layers):
+        normed = layer.input_layernorm(hidden)
+        hidden = hidden + attend(layer, normed, state, index, positions, bias)
+        hidden = hidden + layer.mlp(layer.post_attention_layernorm(hidden))
+    logits = model.lm_head(model.model.norm(hidden)).float()[:, -1, :]
+    generated = state.cache_pos - state.prompt_len + 1
+    return choose(logits, generated, state.unfinished, greedy)
+
+
+def on_side_stream(step: Step) -> tuple[torch.Tensor, torch.Tensor]:
+    """``step`` run once off the default stream, so that its lazy set-up (cuBLAS handles and
+    workspaces, SDPA plans) happens before, not inside, a capture."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        out = step()
+    torch.cuda.current_stream().wait_stream(side)
+    return out
+
+
+def captured(step: Step) -> Step:
+    """``step`` recorded as a CUDA graph; each call replays it and returns its (static)
+    outputs, which the next replay overwrites. Other threads' CUDA calls (none are expected)
+    do not break the capture: only this thread's are checked."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+        out = step()
+
+    def replay() -> tuple[torch.Tensor, torch.Tensor]:
+        graph.replay()
+        return out
+
+    return replay
+
+
+def advance(state: StaticState, tokens: torch.Tensor, unfinished: torch.Tensor) -> None:
+    """The next step's inputs, copied in place so a captured step reads them."""
+    state.tokens.copy_(tokens)
+    state.unfinished.copy_(unfinished)
+    state.cache_pos.add_(1)
+
+
+def decode(
+    model: Any, state: StaticState, out: torch.Tensor, greedy: Greedy, use_graph: bool
+) -> int:
+    """Columns 1.. of ``out`` from the decode steps, until every row has ended or the columns
+    are full; returns how many columns were filled. Each window's first step runs eagerly (with
+    the graph: on a side stream, as the capture's warm-up), later ones replay its capture."""
+    step = functools.partial(decode_step, model, state, greedy)
+    run: Step | None = None
+    for column in range(1, out.shape[1]):
+        if state.prompt_len + column - 1 >= state.window:
+            run = None  # the captured step reads the old buffers
+            grow(model, state, window_for(state.prompt_len, 2 * (column - 1), greedy))
+        if run is not None:
+            tokens, unfinished = run()
+        elif use_graph:
+            tokens, unfinished = on_side_stream(step)
+            # Captured before this step's tokens are fed: a capture records, it runs nothing.
+            run = captured(step) if column + 1 < out.shape[1] else None
+        else:
+            tokens, unfinished = step()
+            run = step
+        out[:, column].copy_(tokens)
+        advance(state, tokens, unfinished)
+        if not bool(unfinished.any()):
+            return column + 1
+    return out.shape[1]
+
+
+def generate(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    images: torch.Tensor,
+    greedy: Greedy,
+    *,
+    use_graph: bool | None = None,
+) -> torch.LongTensor:
+    """``model.generate(input_ids, images=images, attention_mask=attention_mask, ...)``'s
+    output for the settings ``greedy_for`` read: [B, 1 + n], ``bos_token_id`` first, then the
+    n <= max_new_tokens new tokens, n as short as generate's (every row ended); a row after its
+    eos is ``pad_token_id``. ``use_graph`` defaults to whether the inputs are on CUDA."""
+    on_cuda = input_ids.device.type == "cuda"
+    use_graph = on_cuda if use_graph is None else use_graph
+    if use_graph and not on_cuda:
+        raise ValueError(f"use_graph needs a CUDA device; the inputs are on {input_ids.device}")
+    with torch.no_grad():
+        logits, cache, mask = prefill(model, input_ids, attention_mask, images)
+        batch = input_ids.shape[0]
+        device = logits.device
+        none_yet = torch.zeros(1, dtype=torch.long, device=device)
+        unfinished = torch.ones(batch, dtype=torch.long, device=device)
+        first, unfinished = choose(logits, none_yet, unfinished, greedy)
+        out = torch.empty((batch, 1 + greedy.max_new_tokens), dtype=torch.long, device=device)
+        out[:, 0] = greedy.bos_token_id
+        out[:, 1] = first
+        if greedy.max_new_tokens == 1 or not bool(unfinished.any()):
+            del cache
+            return out[:, :2]
+        window = window_for(mask.shape[1], FIRST_WINDOW, greedy)
+        state = static_state(model, cache, mask, first, window)
+        state.unfinished.copy_(unfinished)
+        filled = decode(model, state, out[:, 1:], greedy, use_graph)
+    return out[:, : 1 + filled]

@@ -1,0 +1,171 @@
+"""The static decoder returns what ``generate`` returns, and refuses the settings it cannot.
+
+Needs the image's stack (torch, LLaVA, VLMEvalKit): tests/e2e/test_stack_in_image.py runs it
+there. On the CPU in float32, on the known-answer checkpoints (confident answers that end with
+eos) and on the tiny random checkpoint (answers that run to the token limit), a batch of prompts
+of different lengths (left padding) is decoded by both, and the outputs must be equal token for
+token and in width: the loop stops where generate's stops, and a window that fills grows.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+STACK = all(importlib.util.find_spec(m) for m in ("torch", "llava", "vlmeval"))
+pytestmark = pytest.mark.skipif(not STACK, reason="needs torch, llava and vlmeval (the image)")
+
+QUESTIONS = (
+    "What is the color of the shape?",
+    "Is there a circle in the image? Please answer yes or no.",
+    "How many objects are there?",
+    "Which option is correct? Options: A. red B. green C. blue D. yellow Answer with the "
+    "option's letter from the given choices directly.",
+)
+
+
+def greedy_kwargs(max_new: int, min_new: int = 0) -> dict[str, Any]:
+    """DeviceLLaVA's generation settings at these lengths."""
+    return {
+        "do_sample": False,
+        "temperature": 0,
+        "max_new_tokens": max_new,
+        "min_new_tokens": min_new,
+        "top_p": None,
+        "num_beams": 1,
+        "use_cache": True,
+    }
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from vlmfleet.known_answer import checkpoint_name, ensure_known_answer
+    from vlmfleet.tiny_checkpoint import ensure_tiny_llava
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    out = {s: ensure_known_answer(root / checkpoint_name(s), s) for s in ("strong", "weak")}
+    out["random"] = ensure_tiny_llava(root / "llava-v1.5-7b-tiny")
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(checkpoints: dict[str, Path]) -> dict[str, Any]:
+    from vlmfleet.families.llava_wrapper import DeviceLLaVA
+    from vlmfleet.stack import seed_everything
+
+    seed_everything()
+    return {name: DeviceLLaVA(str(path), device="cpu") for name, path in checkpoints.items()}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("images")
+    paths = []
+    for i, (size, colour) in enumerate(
+        [((380, 300), (200, 40, 40)), ((224, 224), (40, 200, 40)), ((300, 500), (40, 40, 200))]
+    ):
+        path = root / f"{i}.png"
+        Image.new("RGB", size, colour).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def left_padded(model: Any, images: list[str]) -> Any:
+    """The engine's batch of the questions, one image each (prompts of different lengths)."""
+    from vlmfleet.families.llava_batched import Sample, batch_inputs
+
+    samples = [
+        Sample(i, f"{model.system_prompt}USER:  <image> {q} ASSISTANT: ", [images[i % 3]])
+        for i, q in enumerate(QUESTIONS)
+    ]
+    inputs = batch_inputs(model, samples)
+    assert len(set(inputs.attention_mask.sum(-1).tolist())) == len(QUESTIONS)
+    return inputs
+
+
+def both(model: Any, inputs: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    import torch
+    from vlmfleet.families import llava_static
+
+    net = model.model
+    net.config.tokenizer_padding_side = "left"
+    args = (inputs.input_ids, inputs.attention_mask, inputs.images)
+    with torch.inference_mode():
+        reference = net.generate(
+            inputs.input_ids, images=inputs.images, attention_mask=inputs.attention_mask, **kwargs
+        )
+        static = llava_static.generate(net, *args, llava_static.greedy_for(net, kwargs))
+    return reference, static
+
+
+@pytest.mark.parametrize(
+    ("name", "max_new", "min_new"),
+    [
+        ("strong", 1, 0),
+        ("strong", 16, 0),
+        ("weak", 16, 0),
+        ("strong", 12, 12),
+        # Past the first window (64 generated slots) and the second (128): the cache grows.
+        ("random", 150, 0),
+        ("random", 150, 150),
+        ("strong", 150, 150),
+    ],
+)
+def test_the_static_decoder_returns_generates_tokens(
+    models: dict[str, Any], images: list[str], name: str, max_new: int, min_new: int
+) -> None:
+    model = models[name]
+    reference, static = both(model, left_padded(model, images), greedy_kwargs(max_new, min_new))
+    assert static.shape == reference.shape
+    assert static.tolist() == reference.tolist()
+
+
+def test_the_loop_stops_where_generate_stops_once_every_row_has_ended(
+    models: dict[str, Any], images: list[str]
+) -> None:
+    model = models["strong"]
+    reference, static = both(model, left_padded(model, images), greedy_kwargs(150))
+    eos = model.model.generation_config.eos_token_id
+    # Trained answers are a few tokens: generate stopped long before the limit, with every row
+    # ended by eos, and so did the static decoder.
+    assert static.shape[1] == reference.shape[1] < 20
+    assert all(eos in row for row in static.tolist())
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ({"num_beams": 2}, "num_beams"),
+        ({"do_sample": True}, "do_sample"),
+        ({"repetition_penalty": 1.3}, "repetition_penalty"),
+        ({"stopping_criteria": []}, "stopping_criteria"),
+        ({"max_new_tokens": None}, "max_new_tokens"),
+    ],
+)
+def test_settings_it_does_not_reproduce_are_refused_by_name(
+    models: dict[str, Any], setting: dict[str, Any], named: str
+) -> None:
+    from vlmfleet.families import llava_static
+
+    kwargs = {**greedy_kwargs(8), **setting}
+    with pytest.raises(llava_static.Unsupported, match=named):
+        llava_static.greedy_for(models["strong"].model, kwargs)
+
+
+def test_the_engine_decodes_with_the_static_cache_and_falls_back_to_generate(
+    models: dict[str, Any],
+) -> None:
+    import copy
+
+    from vlmfleet.families.llava_batched import GENERATE, decoder_for
+
+    model = models["strong"]
+    assert decoder_for(model).name == "static_cache"
+    beams = copy.copy(model)
+    beams.kwargs = {**model.kwargs, "num_beams": 2}
+    assert decoder_for(beams) is GENERATE
