@@ -294,3 +294,18 @@ def test_batched_file_equals_infer_data_job_file(
     # The file is one dataset.evaluate accepts.
     dataset = prepare_dataset(b, slot)
     assert dataset.evaluate(new_file, model="exact_matching", nproc=1) is not None
+
+
+def test_an_error_raised_while_handling_an_out_of_memory_counts_as_one() -> None:
+    from vlmfleet.families.llava_batched import is_out_of_memory
+
+    oom = out_of_memory_type()
+    try:
+        try:
+            raise oom("CUDA out of memory. Tried to allocate 2.00 GiB (stand-in)")
+        except RuntimeError:
+            # What ending a CUDA graph capture raises after an allocation inside it failed.
+            raise RuntimeError("operation failed due to a previous error during capture")  # noqa: B904
+    except RuntimeError as err:
+        assert is_out_of_memory(err)
+    assert not is_out_of_memory(RuntimeError("CUDA error: device-side assert triggered"))

@@ -275,13 +275,20 @@ def generate_batch(model: Any, samples: Sequence[Sample], decoder: Decoder = GEN
 
 
 def is_out_of_memory(err: BaseException) -> bool:
-    """torch's CUDA out-of-memory error (torch is not imported for the check)."""
+    """torch's CUDA out-of-memory error, also where it led to another (a CUDA graph capture
+    that ran out of memory fails again when the capture ends); torch is not imported for it."""
     torch = sys.modules.get("torch")
     oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
-    if isinstance(oom, type) and isinstance(err, oom):
-        return True
-    # torch raises a plain RuntimeError of this text from some allocators (cuBLAS workspaces).
-    return isinstance(err, RuntimeError) and "CUDA out of memory" in str(err)
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(oom, type) and isinstance(seen, oom):
+            return True
+        # torch raises a plain RuntimeError of this text from some allocators (cuBLAS
+        # workspaces).
+        if isinstance(seen, RuntimeError) and "CUDA out of memory" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def free_cuda_memory() -> None:
