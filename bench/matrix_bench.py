@@ -475,11 +475,12 @@ def project_arm(
             limit,
             slot["slot_file"]["shared_by"],
         )
-        worker = (
-            [str(REPO / "bench" / "attn_worker.py"), "--attn", attn]
-            if attn
-            else ["-m", "vlmfleet.worker"]
-        )
+        if attn:
+            worker = [str(REPO / "bench" / "attn_worker.py"), "--attn", attn]
+        elif args.decoder == "generate":
+            worker = [str(REPO / "bench" / "generate_worker.py")]
+        else:
+            worker = ["-m", "vlmfleet.worker"]
         cmd = [*launch(args, *worker), "--slot-file", str(path)]
         if slot["device"] == "cuda":
             # As the container's device request does: the worker sees its GPUs from cuda:0.
@@ -667,6 +668,13 @@ def main(argv: list[str] | None = None) -> int:
         "--load-after-import",
         action="store_true",
         help="slot files without hf_repo: no weight read during VLMEvalKit's import",
+    )
+    p.add_argument(
+        "--decoder",
+        choices=("product", "generate"),
+        default="product",
+        help="project arms: the engine's own decoder choice, or generate for every batch "
+        "(bench/generate_worker.py, the A/B of the static KV cache)",
     )
     p.add_argument(
         "--cold-weights",
