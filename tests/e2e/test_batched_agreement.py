@@ -73,6 +73,8 @@ def test_batched_predictions_equal_reference_at_every_batch_size_and_order(
     report = json.loads((out / "agreement.json").read_text())
     assert report["device"] == "cpu"
     assert report["dtype"] == "float32"
+    # The engine's own decoder on a CPU, the one compared here with VLMEvalKit's loop.
+    assert report["decoder"] == "static_cache"
     assert report["checkpoint"]["name"] == checkpoint.name
     assert len(report["benchmarks"]) == BENCHMARKS
     differing = []

@@ -320,6 +320,7 @@ def _checkpoint_facts(checkpoint: Path) -> dict[str, Any]:
 def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
     """The report (see the module docstring); ``work`` holds data and prediction files."""
     from vlmfleet.datasets import LMU_ENV, use_synthetic_dataset
+    from vlmfleet.families.llava_batched import decoder_for
     from vlmfleet.known_answer import SEED_BENCHMARKS
     from vlmfleet.stack import import_stack
 
@@ -340,6 +341,8 @@ def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
         "device": settings.device,
         "dtype": str(model.dtype).removeprefix("torch."),
         "attention": str(getattr(model.model.config, "_attn_implementation", None)),
+        # How the engine decodes its batches on this device (llava_batched.decoder_for).
+        "decoder": decoder_for(model).name,
         "checkpoint": _checkpoint_facts(settings.checkpoint),
         "questions": settings.questions,
         "max_new_tokens": settings.max_new_tokens,
@@ -484,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"agreement {total['identical']}/{total['rows']} rows identical "
         f"({100 * (total['agreement'] or 0):.2f}%) over {total['comparisons']} comparisons, "
-        f"{settings.device} {report['dtype']}, {settings.checkpoint.name}: {args.out}"
+        f"{settings.device} {report['dtype']}, decoder {report['decoder']}, "
+        f"{settings.checkpoint.name}: {args.out}"
     )
     queue_differing = sum(q["differing"] for q in report["queue"].values())
     return 0 if total["differing"] == 0 and queue_differing == 0 else 1
