@@ -112,6 +112,9 @@ def test_your_own_model_on_your_own_benchmarks_in_real_mode(fleet: Fleet, tsvs: 
         expected = metric(tsv_rows(tsvs / f"{name}.tsv"), predictions)
         assert entry["primary_score"] == pytest.approx(expected, abs=1e-6), name
         assert record["samples"] == QUESTIONS
+        # Decoded by the engine's static KV cache (a CPU slot: no CUDA graphs); the scores
+        # checked above are its answers'.
+        assert record["decoder"] == "static_cache", name
         # The checkpoint was trained to answer these; a broken real-mode path scores far lower.
         assert expected >= 90, (name, expected)
 
