@@ -49,13 +49,13 @@ def static_run(
     """The product's static decoder's timings on ``inputs`` (llava_static), as generate's are
     taken, and its agreement with ``reference`` (generate's output)."""
     import torch
+    from static_decode import settings
     from vlmfleet.families import llava_static
 
     rows = inputs.input_ids.shape[0]
 
     def run(new: int) -> Any:
-        kwargs = {"do_sample": False, "max_new_tokens": new, "min_new_tokens": new}
-        greedy = llava_static.greedy_for(model, kwargs)
+        greedy = llava_static.greedy_for(model, settings(new, new))
         with torch.inference_mode():
             return llava_static.generate(
                 model,

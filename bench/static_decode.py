@@ -91,15 +91,9 @@ def check_batch(tokenizer: Any, processor: Any, dtype: torch.dtype) -> Any:
 
 def settings(new_tokens: int, min_new_tokens: int) -> dict[str, Any]:
     """The engine's generation settings (DeviceLLaVA's), at these lengths."""
-    return {
-        "do_sample": False,
-        "temperature": 0,
-        "max_new_tokens": new_tokens,
-        "min_new_tokens": min_new_tokens,
-        "top_p": None,
-        "num_beams": 1,
-        "use_cache": True,
-    }
+    from vlmfleet.families.llava_wrapper import GENERATION_DEFAULTS
+
+    return {**GENERATION_DEFAULTS, "max_new_tokens": new_tokens, "min_new_tokens": min_new_tokens}
 
 
 def hf_generate(model: Any, inputs: Any, kwargs: dict[str, Any]) -> torch.Tensor:

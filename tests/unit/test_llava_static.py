@@ -29,15 +29,9 @@ QUESTIONS = (
 
 def greedy_kwargs(max_new: int, min_new: int = 0) -> dict[str, Any]:
     """DeviceLLaVA's generation settings at these lengths."""
-    return {
-        "do_sample": False,
-        "temperature": 0,
-        "max_new_tokens": max_new,
-        "min_new_tokens": min_new,
-        "top_p": None,
-        "num_beams": 1,
-        "use_cache": True,
-    }
+    from vlmfleet.families.llava_wrapper import GENERATION_DEFAULTS
+
+    return {**GENERATION_DEFAULTS, "max_new_tokens": max_new, "min_new_tokens": min_new}
 
 
 @pytest.fixture(scope="module")
@@ -77,10 +71,12 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 def left_padded(model: Any, images: list[str]) -> Any:
     """The engine's batch of the questions, one image each (prompts of different lengths)."""
-    from vlmfleet.families.llava_batched import Sample, batch_inputs
+    from vlmfleet.families.llava_batched import batch_inputs, to_sample
 
     samples = [
-        Sample(i, f"{model.system_prompt}USER:  <image> {q} ASSISTANT: ", [images[i % 3]])
+        to_sample(
+            model, i, [{"type": "image", "value": images[i % 3]}, {"type": "text", "value": q}]
+        )
         for i, q in enumerate(QUESTIONS)
     ]
     inputs = batch_inputs(model, samples)

@@ -199,32 +199,25 @@ def window_for(prompt_len: int, generated: int, greedy: Greedy) -> int:
 def static_state(
     model: Any, cache: list[Any], mask: torch.Tensor, first: torch.Tensor, window: int
 ) -> StaticState:
-    """The prefill's cache moved into buffers of ``window`` slots (``cache`` is emptied: each
-    layer is released as soon as it is copied, so the peak stays near one cache, not two)."""
+    """The prefill's cache moved into buffers of ``window`` slots (``cache`` is emptied, so that
+    ``grow`` releases each layer as soon as it is copied: the peak stays near one cache)."""
     batch, prompt_len = mask.shape
-    keys, values = [], []
-    for i in range(len(cache)):
-        key, value = cache[i]
-        keys.append(extended(key, window))
-        values.append(extended(value, window))
-        cache[i] = None
     device = mask.device
-    usable = torch.ones((batch, window), dtype=torch.bool, device=device)
-    usable[:, :prompt_len] = mask.bool()
     state = StaticState(
-        keys=keys,
-        values=values,
-        cos=keys[0].new_empty(0),
-        sin=keys[0].new_empty(0),
+        keys=[key for key, _ in cache],
+        values=[value for _, value in cache],
+        cos=mask.new_empty(0),
+        sin=mask.new_empty(0),
         tokens=first.clone(),
         cache_pos=torch.full((1,), prompt_len, dtype=torch.long, device=device),
         unfinished=torch.ones(batch, dtype=torch.long, device=device),
         position_shift=mask.long().sum(-1) - prompt_len,
-        slots=torch.arange(window, device=device),
-        usable=usable,
+        slots=torch.arange(prompt_len, device=device),
+        usable=mask.bool(),
         prompt_len=prompt_len,
     )
-    rotary_tables(model, state)
+    cache.clear()
+    grow(model, state, window)
     return state
 
 
@@ -245,7 +238,8 @@ def rotary_tables(model: Any, state: StaticState) -> None:
 
 
 def grow(model: Any, state: StaticState, window: int) -> None:
-    """The cache and masks extended to ``window`` slots, one layer at a time."""
+    """The cache and masks extended to ``window`` slots, one layer at a time (each old layer is
+    released once copied)."""
     for i in range(len(state.keys)):
         state.keys[i] = extended(state.keys[i], window)
         state.values[i] = extended(state.values[i], window)
@@ -406,7 +400,6 @@ def generate(
         out[:, 0] = greedy.bos_token_id
         out[:, 1] = first
         if greedy.max_new_tokens == 1 or not bool(unfinished.any()):
-            del cache
             return out[:, :2]
         window = window_for(mask.shape[1], FIRST_WINDOW, greedy)
         state = static_state(model, cache, mask, first, window)

@@ -28,6 +28,16 @@ SYSTEM_PROMPT = (
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions. "
 )
+# VLMEvalKit's LLaVA generation settings, as its LLaVA.__init__ sets them (a model's own
+# kwargs override them).
+GENERATION_DEFAULTS: dict[str, Any] = {
+    "do_sample": False,
+    "temperature": 0,
+    "max_new_tokens": 2048,
+    "top_p": None,
+    "num_beams": 1,
+    "use_cache": True,
+}
 
 
 class DeviceLLaVA(LLaVA):
@@ -50,16 +60,7 @@ class DeviceLLaVA(LLaVA):
         self.tokenizer, self.model = weights.tokenizer, weights.model
         self.image_processor, self.context_len = weights.image_processor, weights.context_len
         self.conv_mode = "llava_v1"
-        kwargs_default = dict(
-            do_sample=False,
-            temperature=0,
-            max_new_tokens=2048,
-            top_p=None,
-            num_beams=1,
-            use_cache=True,
-        )
-        kwargs_default.update(kwargs)
-        self.kwargs = kwargs_default
+        self.kwargs = {**GENERATION_DEFAULTS, **kwargs}
         warnings.warn(
             f"Following kwargs received: {self.kwargs}, will use as generation config. ",
             stacklevel=2,
