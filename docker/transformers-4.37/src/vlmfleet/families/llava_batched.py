@@ -48,11 +48,14 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vlmfleet.contract import AUTO_BATCH, Slot, one_line
 from vlmfleet.families import Answered, InferenceError, Queued
 from vlmfleet.families.batch_memory import GpuMemory, ModelShape, largest_batch, slot_budget
+
+if TYPE_CHECKING:  # llava_static imports torch: the engine imports it when it decodes
+    from vlmfleet.families.llava_static import Greedy
 
 log = logging.getLogger("vlmfleet.families.llava_batched")
 T = TypeVar("T")
@@ -216,7 +219,7 @@ class Decoder:
     decoder with the settings it read (``greedy``), or transformers' ``generate``."""
 
     name: str
-    greedy: Any = None
+    greedy: Greedy | None = None
 
 
 GENERATE = Decoder("generate")
@@ -242,12 +245,12 @@ def generate_inputs(model: Any, inputs: BatchInputs, decoder: Decoder) -> list[s
     """One batch's greedy decoding on prepared inputs; answers in row order."""
     import torch
 
-    config = model.model.config
-    before = getattr(config, "tokenizer_padding_side", "right")
-    config.tokenizer_padding_side = "left"
     input_ids = inputs.input_ids.to(model.device)
     images = inputs.images.to(model.device)
     attention_mask = inputs.attention_mask.to(model.device)
+    config = model.model.config
+    before = getattr(config, "tokenizer_padding_side", "right")
+    config.tokenizer_padding_side = "left"
     try:
         with torch.inference_mode():
             if decoder.greedy is not None:
@@ -598,16 +601,18 @@ def answered(model: Any, job: Job, decoder: Decoder) -> Answered:
             job.error = err
     if job.error is not None:
         record = job.error.record if isinstance(job.error, InferenceError) else job.record()
-        return Answered(key, {}, {**record, "decoder": decoder.name}, job.error)
-    log.info(
-        "%s: %d samples batched (%s), %d without image one at a time",
-        key,
-        job.answered,
-        ", ".join(f"{n} at batch {size}" for size, n in sorted(job.sizes.items(), reverse=True))
-        or "-",
-        len(job.text_only),
-    )
-    return Answered(key, dict(job.answers), {**job.record(), "decoder": decoder.name})
+        answers: dict[Any, str] = {}
+    else:
+        log.info(
+            "%s: %d samples batched (%s), %d without image one at a time",
+            key,
+            job.answered,
+            ", ".join(f"{n} at batch {size}" for size, n in sorted(job.sizes.items(), reverse=True))
+            or "-",
+            len(job.text_only),
+        )
+        record, answers = job.record(), dict(job.answers)
+    return Answered(key, answers, {**record, "decoder": decoder.name}, job.error)
 
 
 # --- one benchmark at a time (the agreement tool, tests) --------------------------------------
