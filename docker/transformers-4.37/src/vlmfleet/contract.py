@@ -119,7 +119,20 @@ RESULT_KEYS = (
     "primary_score",
     "primary_scale",
     "scoring_note",
+    # The combination's scored questions (vlmfleet.question_scores): the file beside the
+    # predictions, one JSON line per question; the primary score's 95% interval on 0-100
+    # (vlmfleet.uncertainty, INTERVAL_KEYS); and, when the questions do not give back
+    # VLMEvalKit's figure, why the score has no interval.
+    "questions_file",
+    "primary_interval",
+    "questions_note",
 )
+# A primary_interval: its bounds on 0-100, how it was computed, over how many questions in how
+# many clusters, and the statistic of the question scores the primary metric is ("mean" or
+# "f1_yes", POPE's F1 of the "yes" answers).
+INTERVAL_KEYS = ("low", "high", "confidence", "method", "statistic", "questions", "clusters")
+QUESTION_STATISTICS = ("mean", "f1_yes")
+QUESTIONS_SUFFIX = "_questions.jsonl"
 RECORD_KEYS = (
     "run_id",
     "host",
@@ -257,6 +270,9 @@ def make_record(
     primary_score: float | None = None,
     primary_scale: float | None = None,
     scoring_note: str | None = None,
+    questions_file: str | None = None,
+    primary_interval: dict[str, Any] | None = None,
+    questions_note: str | None = None,
     reason: str | None = None,
     finished_at: str | None = None,
     extra: dict[str, Any] | None = None,
@@ -276,6 +292,9 @@ def make_record(
         "primary_score": primary_score,
         "primary_scale": primary_scale,
         "scoring_note": scoring_note,
+        "questions_file": questions_file,
+        "primary_interval": primary_interval,
+        "questions_note": questions_note,
         "smoke": bool(smoke),
         "started_at": started_at,
         "finished_at": finished_at or now_iso(),
@@ -312,9 +331,29 @@ def validate_record(record: Any) -> list[str]:
     score = record["primary_score"]
     if score is not None and (not _is_number(score) or not 0 <= score <= 100):
         problems.append(f"primary_score {score!r} is not a number from 0 to 100")
+    problems.extend(interval_problems(record["primary_interval"], score))
     if not isinstance(record["smoke"], bool):
         problems.append("smoke is not a boolean")
     return problems
+
+
+def interval_problems(interval: Any, score: Any) -> list[str]:
+    """Problems with a record's primary_interval (None is none: no interval)."""
+    if interval is None:
+        return []
+    if not isinstance(interval, dict) or set(interval) != set(INTERVAL_KEYS):
+        return [f"primary_interval must be an object of {', '.join(INTERVAL_KEYS)}"]
+    low, high = interval["low"], interval["high"]
+    if not (_is_number(low) and _is_number(high) and 0 <= low <= high <= 100):
+        return [f"primary_interval {low!r}..{high!r} is not a range within 0..100"]
+    if _is_number(score) and not low - 1e-6 <= score <= high + 1e-6:
+        return [f"primary_score {score!r} lies outside its interval {low!r}..{high!r}"]
+    if interval["statistic"] not in QUESTION_STATISTICS:
+        return [
+            f"primary_interval statistic {interval['statistic']!r} is not one of "
+            f"{', '.join(QUESTION_STATISTICS)}"
+        ]
+    return []
 
 
 def read_json(path: str | Path) -> Any:
@@ -516,6 +555,9 @@ class Benchmark:
     judge: str = "exact_matching"
     # A shard of the benchmark's rows, or None for the whole benchmark.
     shard: Shard | None = None
+    # This benchmark's sample limit when it has its own (eval.yml's precision chooses one per
+    # benchmark); None: the slot's limit.
+    limit: int | None = None
 
     @property
     def label(self) -> str:
@@ -574,6 +616,10 @@ class Slot:
 
     def combinations(self) -> list[tuple[Unit, Benchmark]]:
         return [(u, b) for u in self.units for b in u.benchmarks]
+
+    def limit_of(self, bench: Benchmark) -> int | None:
+        """The sample limit ``bench`` runs at: its own, else the slot's."""
+        return bench.limit if bench.limit is not None else self.limit
 
 
 def slot_file(
@@ -694,6 +740,7 @@ BENCHMARK_KEYS = (
     "md5",
     "judge",
     SHARD_KEY,
+    "limit",
 )
 
 
@@ -744,6 +791,7 @@ def _benchmark(data: Any, where: str) -> Benchmark:
         md5=_optional_text(data, "md5", where),
         judge=_choice(data.get("judge", "exact_matching"), "judge", JUDGES, where),
         shard=parse_shard(data[SHARD_KEY], where) if data.get(SHARD_KEY) is not None else None,
+        limit=_optional_count(data, "limit", where) if "limit" in data else None,
     )
 
 

@@ -186,7 +186,7 @@ def prepare_dataset(bench: Benchmark, slot: Slot) -> Any:
 
         # One file whatever the limit (the known-answer checkpoints' training set at least):
         # a limit answers its first questions.
-        questions = max(DEFAULT_QUESTIONS, slot.limit or 0)
+        questions = max(DEFAULT_QUESTIONS, slot.limit_of(bench) or 0)
         use_synthetic_dataset(lmu_root(), bench.name, bench.smoke_shape, questions)
     elif cls is None:
         if bench.md5 is None:
@@ -212,7 +212,7 @@ def prepare_dataset(bench: Benchmark, slot: Slot) -> Any:
     data = dataset.data
     g_index = list(data["g_index"]) if "g_index" in data else None
     positions = select_positions(
-        list(data["index"]), slot.limit, circular=is_circular(bench.name), g_indices=g_index
+        list(data["index"]), slot.limit_of(bench), circular=is_circular(bench.name), g_indices=g_index
     )
     if bench.shard is not None:
         # A shard runs its part of the limited rows, in row order.

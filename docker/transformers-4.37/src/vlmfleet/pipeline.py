@@ -464,7 +464,7 @@ class Worker:
             self.generating = combo.name
             self.progress(combo.name)
             with phase(combo, "infer"):
-                log.info("running %s (limit %s)", combo.name, self.slot.limit)
+                log.info("running %s (limit %s)", combo.name, self.slot.limit_of(combo.bench))
                 infer_one(model, combo)
             finish(combo)
 
@@ -487,7 +487,7 @@ class Worker:
                         self.progress(combo.name)
                 combo.queued_at = time.monotonic()
                 with log_routing.routed_to(combo.name):
-                    log.info("queued %s (limit %s)", combo.name, self.slot.limit)
+                    log.info("queued %s (limit %s)", combo.name, self.slot.limit_of(combo.bench))
                 incoming.put(Queued(combo.name, combo.dataset, combo.samples))
             incoming.put(None)
 
