@@ -140,7 +140,10 @@ def wilson(p: float, n: float, confidence: float = CONFIDENCE) -> tuple[float, f
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z / denominator * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # All right or all wrong: the bound at the estimate is exact, not a rounding of it.
+    low = 0.0 if p <= 0 else max(0.0, centre - half)
+    high = 1.0 if p >= 1 else min(1.0, centre + half)
+    return low, high
 
 
 def effective_questions(q: Questions) -> float:
@@ -237,13 +240,14 @@ def primary_interval(
     if statistic == "f1_yes":
         value = _value(q, statistic)
         distribution = _cluster_bootstrap(q) if q.n_clusters > 1 else np.array([value])
-        if np.ptp(distribution) == 0:
-            # No error to resample (or one cluster): the bootstrap sees no spread, which is not
-            # certainty; Wilson's interval at the clusters' number bounds what so few can show.
+        low, high = _percentiles(distribution, confidence)
+        if high - low == 0:
+            # No error to resample (or one cluster, or too rare to reach the percentiles): a
+            # point is not certainty; Wilson's interval at the clusters' number bounds what so
+            # few can show.
             low, high = wilson(value, q.n_clusters, confidence)
             method = "Wilson at the clusters (the bootstrap saw no spread)"
             return _interval(low, high, method, statistic, q, confidence)
-        low, high = _percentiles(distribution, confidence)
         # A percentile interval of a skewed statistic can miss its own estimate by rounding.
         low, high = min(low, value), max(high, value)
         return _interval(low, high, "cluster bootstrap (percentile)", statistic, q, confidence)
@@ -365,8 +369,9 @@ def _detectable(standard_error: float) -> float:
 
 def detectable_difference(a: Questions, b: Questions | None = None) -> float:
     """The smallest difference (points) a paired comparison of these questions detects at alpha
-    0.05 with power 0.8. With a second run, from the clustered spread of the observed
-    differences (at least one discordant question's); alone, the stated worst case: two runs
+    0.05 with power 0.8. With a second run, from the clustered variance of the observed
+    differences, at least 1/n^2 (one question's weight in the mean, so that runs which agree on
+    every question do not claim to detect any difference); alone, the stated worst case: two runs
     of a 0/1 score that disagree on half the questions, one question per cluster."""
     if b is None:
         return _detectable(math.sqrt(WORST_CASE_P / a.n_clusters))
