@@ -21,6 +21,10 @@ from ansible_collections.vlmfleet.shared.plugins.module_utils.custom_inputs impo
     check_custom_benchmarks,
     check_custom_models,
 )
+from ansible_collections.vlmfleet.shared.plugins.module_utils.uncertainty import (
+    MAX_PRECISION,
+    limit_for_precision,
+)
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Names that would collide with the results directory's own entries.
@@ -28,7 +32,13 @@ RESERVED_RUN_IDS = ("latest",)
 TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")
 # Inputs that a resumed run takes from the stored run when not given again.
-RESUMABLE = ("models", "benchmarks", "limit", "smoke", "smoke_weights")
+RESUMABLE = ("models", "benchmarks", "limit", "precision", "smoke", "smoke_weights")
+# precision: the 95% interval's half-width, in points of the 0-100 scale, that each benchmark's
+# sample limit is chosen for (at most uncertainty.MAX_PRECISION).
+PRECISION_MEANING = (
+    "points on the 0-100 scale: each benchmark's 95% interval half-width, which chooses its "
+    "sample limit"
+)
 # What a smoke run's LLaVA models load: checkpoints trained to answer the synthetic questions
 # (the catalogue's smoke_checkpoint of each model: scores that can be checked), or tiny random
 # ones (every score 0, the fastest).
@@ -188,6 +198,38 @@ def parse_limit(value: Any, errors: list[str]) -> int | None:
         )
         return None
     return number
+
+
+def parse_precision(value: Any, errors: list[str]) -> float | None:
+    """A number of points above 0 and at most MAX_PRECISION, or None when unset."""
+    if _unset(value):
+        return None
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or not 0 < number <= MAX_PRECISION:  # NaN fails the comparison too
+        errors.append(
+            f"precision must be a number greater than 0 and at most {MAX_PRECISION:g} "
+            f"({PRECISION_MEANING}), got {value!r}"
+        )
+        return None
+    return number
+
+
+def precision_limits(
+    precision: float, benchmarks: list[str], catalogue: Mapping[str, Any]
+) -> dict[str, int]:
+    """Each benchmark's sample limit for ``precision``: the fewest questions whose 95% interval
+    is that narrow in the worst case (limit_for_precision), capped by the benchmark's size (the
+    catalogue's samples; a custom benchmark's TSV rows), uncapped where the size is unknown."""
+    wanted = limit_for_precision(precision)
+    sizes = {b: catalogue["catalogue_benchmarks"][b].get("samples") for b in benchmarks}
+    return {b: wanted if sizes[b] is None else min(wanted, int(sizes[b])) for b in benchmarks}
 
 
 def parse_run_id(value: Any, default: str, errors: list[str]) -> str | None:
@@ -446,7 +488,8 @@ def check_inputs(
     resume); `hosts` the inventory variables of the hosts eval_hosts selects, `inventory` every
     host's name (for the message when it selects none).
 
-    Returns {"models", "benchmarks", "limit", "run_id", "smoke", "smoke_weights", "resume",
+    Returns {"models", "benchmarks", "limit", "precision", "limits" (each benchmark's limit that
+    precision chose, else None), "run_id", "smoke", "smoke_weights", "resume",
     "allow_cpu", "resumed", "batch_size", "max_new_tokens", "shard_rows", "judge", "judge_model",
     "judge_base_url", "data_source", "data_dir", "hosts": {host: {"gpu_slots", "batch_size"}}};
     raises EvalInputError listing every problem.
@@ -461,7 +504,10 @@ def check_inputs(
     }
     valid_models = list(catalogue["catalogue_models"])
     valid_benchmarks = list(catalogue["catalogue_benchmarks"])
-    given = {k: raw.get(k) for k in ("models", "benchmarks", "limit", "smoke", "smoke_weights")}
+    given = {
+        k: raw.get(k)
+        for k in ("models", "benchmarks", "limit", "precision", "smoke", "smoke_weights")
+    }
     # `models=""` on the command line means "not given", like an unset limit.
     for key in ("models", "benchmarks", "smoke", "smoke_weights"):
         if isinstance(given[key], str) and not given[key].strip():
@@ -481,6 +527,12 @@ def check_inputs(
         else _names(given["benchmarks"], "benchmarks", valid_benchmarks, errors)
     )
     out["limit"] = parse_limit(given["limit"], errors)
+    out["precision"] = parse_precision(given["precision"], errors)
+    if out["limit"] is not None and out["precision"] is not None:
+        errors.append(
+            f"precision={given['precision']} and limit={given['limit']} cannot be given "
+            "together: precision chooses each benchmark's limit; give one of them"
+        )
     out["smoke"] = None if given["smoke"] is None else parse_bool(given["smoke"], "smoke", errors)
     out["smoke_weights"] = None
     if given["smoke_weights"] is not None:
@@ -522,8 +574,9 @@ def check_inputs(
             )
         for key in RESUMABLE:
             stored = previous.get(key)
-            if key == "limit" and _unset(given["limit"]):
-                # An unset limit cannot be told apart from "not given": keep the stored one.
+            if key in ("limit", "precision") and _unset(given[key]):
+                # An unset limit (or precision) cannot be told apart from "not given": keep the
+                # stored one.
                 out[key] = stored
             elif out[key] is None:
                 out[key] = stored
@@ -541,6 +594,11 @@ def check_inputs(
         raise EvalInputError(refused)
     if out["benchmarks"] is None:
         out["benchmarks"] = list(catalogue["catalogue_default_benchmarks"])
+    out["limits"] = (
+        None
+        if out["precision"] is None
+        else precision_limits(out["precision"], out["benchmarks"], catalogue)
+    )
     if out["smoke"] is None:
         out["smoke"] = False
     if out["smoke_weights"] is not None and not out["smoke"]:

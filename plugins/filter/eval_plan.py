@@ -165,6 +165,21 @@ def _gpus(hosts: Mapping[str, Mapping[str, Any]], slot: Mapping[str, Any]) -> li
     return [g for g in facts if int(g["index"]) in slot["gpus"]]
 
 
+def benchmark_limits(inputs: Mapping[str, Any]) -> dict[str, int | None]:
+    """Each benchmark's sample limit: the one precision chose for it (the validation step's
+    ``limits``), else the run's ``limit`` (None: the whole benchmark)."""
+    chosen = inputs.get("limits")
+    return {b: inputs.get("limit") if chosen is None else chosen[b] for b in inputs["benchmarks"]}
+
+
+def own_limit(
+    name: str, precision: float | None, limits: Mapping[str, int | None]
+) -> dict[str, int | None]:
+    """A benchmark's slot-file key ``limit`` (contract.Benchmark.limit) where precision chose
+    it; nothing under the run's one ``limit``, which the slot file carries."""
+    return {} if precision is None else {"limit": limits[name]}
+
+
 def benchmark_rows(bench: Mapping[str, Any], limit: int | None, smoke: bool) -> int:
     """The rows a benchmark's combination runs, as the planner estimates them: the catalogue's
     count, or the limit (a smoke run's synthetic data is small)."""
@@ -356,8 +371,8 @@ def plan(
     benchmark keeps the shard count it was started with).
 
     hosts: {inventory_hostname: {gpu_facts_present, gpu_facts_gpus: [{index, memory_mib, ...}]}}
-    in inventory order. Returns {"run_id", "smoke", "limit", "slots", "units", "done",
-    "sharded", "estimated_cost"}; raises EvalPlanError.
+    in inventory order. Returns {"run_id", "smoke", "limit", "precision", "limits", "slots",
+    "units", "done", "sharded", "estimated_cost"}; raises EvalPlanError.
     """
     if not hosts:
         raise EvalPlanError("no reachable host to run on: check the inventory and --limit")
@@ -366,6 +381,7 @@ def plan(
     smoke = bool(inputs["smoke"])
     allow_cpu = bool(inputs.get("allow_cpu", False))
     limit = inputs.get("limit")
+    limits = benchmark_limits(inputs)
     done_set = {tuple(d) for d in done}
     shard_rows = inputs.get("shard_rows")
     # Resume: a benchmark's shards done so far fix its count; the done ones are not planned.
@@ -393,7 +409,8 @@ def plan(
 
     pending = [(m, b) for m in models for b in benchmarks if (m, b) not in done_set]
     cost = {
-        (m, b): combination_cost(models_cat[m], benches_cat[b], limit, smoke) for m, b in pending
+        (m, b): combination_cost(models_cat[m], benches_cat[b], limits[b], smoke)
+        for m, b in pending
     }
     candidates: dict[str, list[dict[str, Any]]] = {}
     for m in dict.fromkeys(m for m, _ in pending):
@@ -439,7 +456,7 @@ def plan(
             )
 
     order = {s["host"] + "/" + s["slot"]: i for i, s in enumerate(slots)}
-    rows = {(m, b): benchmark_rows(benches_cat[b], limit, smoke) for m, b in pending}
+    rows = {(m, b): benchmark_rows(benches_cat[b], limits[b], smoke) for m, b in pending}
     # The work spread evenly: every combination and each model's load once.
     even = (sum(cost.values()) + sum(float(models_cat[m]["load_cost"]) for m in candidates)) / max(
         1, len(slots)
@@ -502,6 +519,7 @@ def plan(
                     "family": models_cat[m]["family"],
                     "benchmarks": [
                         benchmark_entry(b, catalogue, inputs["judge"])
+                        | own_limit(b, inputs.get("precision"), limits)
                         | (
                             {}
                             if i is None
@@ -534,6 +552,10 @@ def plan(
         "run_id": inputs["run_id"],
         "smoke": smoke,
         "limit": limit,
+        "precision": inputs.get("precision"),
+        # Each benchmark's sample limit (None: the whole benchmark): precision's choice, or the
+        # run's limit.
+        "limits": limits,
         "judge": inputs["judge"],
         "judge_model": inputs.get("judge_model"),
         "judge_base_url": inputs.get("judge_base_url"),
@@ -668,7 +690,11 @@ def eval_merges(
             {
                 "model": m,
                 "family": models_cat[m]["family"],
-                "benchmarks": [benchmark_entry(b, catalogue, plan_["judge"]) for b in bs],
+                "benchmarks": [
+                    benchmark_entry(b, catalogue, plan_["judge"])
+                    | own_limit(b, plan_.get("precision"), plan_["limits"])
+                    for b in bs
+                ],
             }
             for m, bs in entry["units"].items()
         ]
@@ -695,6 +721,12 @@ def eval_merges(
     return out
 
 
+def eval_limits_text(plan_: Mapping[str, Any]) -> str:
+    """The plan's sample limits for its printout: "POPE 381, MMStar 381, ...", "whole" for a
+    benchmark without one."""
+    return ", ".join(f"{b} {'whole' if n is None else n}" for b, n in plan_["limits"].items())
+
+
 def eval_slot_containers(slots: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
     """[{slot, container}] of eval_host_units' slots, as eval_slot_status takes them."""
     return [{"slot": s["slot"], "container": s["container"]} for s in slots]
@@ -717,6 +749,7 @@ class FilterModule:
             "eval_plan": eval_plan,
             "eval_host_units": eval_host_units,
             "eval_slot_containers": eval_slot_containers,
+            "eval_limits_text": eval_limits_text,
             "eval_merges": eval_merges,
             "eval_prepare_container": eval_prepare_container,
             "eval_official_benchmarks": eval_official_benchmarks,

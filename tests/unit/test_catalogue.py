@@ -104,6 +104,75 @@ def test_bad_limit_names_the_value(raw):
     assert f"got {raw!r}" in str(err.value)
 
 
+# --- precision: each benchmark's limit from the interval it should have ----------------------
+
+PRECISION_VALID = (
+    "precision must be a number greater than 0 and at most 50 (points on the 0-100 scale: each "
+    "benchmark's 95% interval half-width, which chooses its sample limit)"
+)
+
+
+def test_precision_chooses_each_benchmarks_limit_capped_by_its_size(tmp_path):
+    two_rows = tsv(
+        tmp_path / "m.tsv",
+        ["index", "image", "question", "A", "B", "answer"],
+        [["0", "aW1n", "What?", "x", "y", "A"], ["1", "aW1n", "What?", "x", "y", "B"]],
+    )
+    inputs = check(
+        benchmarks="POPE,MMBench_DEV_EN,my_mcq",
+        precision="5",
+        custom_benchmarks={"my_mcq": {"kind": "mcq", "tsv": two_rows}},
+    )
+    # Wilson's worst case (p = 0.5) is within 5 points from 381 questions on; the custom
+    # benchmark has 2 rows in its TSV.
+    assert (inputs["precision"], inputs["limit"]) == (5.0, None)
+    assert inputs["limits"] == {"POPE": 381, "MMBench_DEV_EN": 381, "my_mcq": 2}
+    # At 2 points (2398 questions) the catalogue's smaller benchmarks run whole.
+    assert check(benchmarks="POPE,RealWorldQA,HallusionBench", precision=2)["limits"] == {
+        "POPE": 2398,
+        "RealWorldQA": 765,
+        "HallusionBench": 951,
+    }
+    assert check(precision="2.5")["precision"] == 2.5
+    assert (check()["precision"], check()["limits"]) == (None, None)
+
+
+@pytest.mark.parametrize("raw", [0, "0", -1, 51, "50.5", "abc", True, "nan", [5]])
+def test_bad_precision_names_the_value_and_the_valid_range(raw):
+    with pytest.raises(EvalInputError) as err:
+        check(precision=raw)
+    assert str(err.value) == f"{PRECISION_VALID}, got {raw!r}"
+
+
+def test_precision_and_limit_together_is_one_error_naming_both():
+    with pytest.raises(EvalInputError) as err:
+        check(precision="5", limit="10")
+    assert str(err.value) == (
+        "precision=5 and limit=10 cannot be given together: precision chooses each "
+        "benchmark's limit; give one of them"
+    )
+
+
+def test_a_resumed_run_keeps_its_precision():
+    previous = PREVIOUS | {"limit": None, "precision": 5.0}
+    inputs = check_inputs({"run_id": "r1"}, CATALOGUE, NOW, previous, LOCALHOST, ["localhost"])
+    assert (inputs["precision"], inputs["limit"], inputs["limits"]) == (5.0, None, {"POPE": 381})
+    assert check_inputs(
+        {"run_id": "r1", "precision": "5"}, CATALOGUE, NOW, previous, LOCALHOST, ["localhost"]
+    )["limits"] == {"POPE": 381}
+    for raw, message in (
+        ({"precision": "2"}, "precision=2.0 differs from run 'r1' which used precision=5.0"),
+        ({"limit": "10"}, "limit=10 differs from run 'r1' which used limit=None"),
+    ):
+        with pytest.raises(EvalInputError) as err:
+            check_inputs({"run_id": "r1", **raw}, CATALOGUE, NOW, previous, LOCALHOST, ["l"])
+        assert message in str(err.value)
+    # A run of a fixed limit is not resumed with a precision either.
+    with pytest.raises(EvalInputError) as err:
+        check_inputs({"run_id": "r1", "precision": 5}, CATALOGUE, NOW, PREVIOUS, LOCALHOST, [])
+    assert "precision=5.0 differs from run 'r1' which used precision=None" in str(err.value)
+
+
 def test_unknown_model_names_the_value_and_the_valid_ones():
     with pytest.raises(EvalInputError) as err:
         check(models="llava_v1.5_7b,gpt-4o")

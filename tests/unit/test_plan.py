@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
-from eval_inputs import DEFAULT_BATCH_SIZE, EvalInputError, check_hosts
-from eval_plan import EvalPlanError, eval_host_units
+from eval_inputs import DEFAULT_BATCH_SIZE, EvalInputError, check_hosts, check_inputs
+from eval_plan import EvalPlanError, eval_host_units, eval_limits_text, eval_merges
 from eval_plan import plan as planner
 from eval_summary import eval_controller_records, eval_done_combinations, summarize
+from vlmfleet.selection import count_questions, is_circular, select_positions
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())
@@ -494,3 +495,118 @@ def test_catalogue_units_name_the_hub_repo_their_weights_load_from():
         units = [u for s in eval_host_units(p, "h") for u in s["slot_file"]["units"]]
         repos = {m: CATALOGUE["catalogue_models"][m]["hf_repo"] for m in MODELS}
         assert {u["model"]: u["hf_repo"] for u in units} == repos
+
+
+# --- precision: each benchmark at its own sample limit ----------------------------------------
+
+
+def settled(**raw):
+    """The inputs the validation step settles from these -e values."""
+    return check_inputs({"run_id": "r1", **raw}, CATALOGUE, "r1", None, {"gpu-01": {}}, ["gpu-01"])
+
+
+def slot_limits(p, host="gpu-01"):
+    """(model, benchmark, shard index) -> the limit the worker's own parser reads from the
+    host's slot files, and each slot file's run-wide limit."""
+    out, run_wide = {}, set()
+    for s in eval_host_units(p, host):
+        slot = contract.parse_slot(s["slot_file"])
+        run_wide.add(slot.limit)
+        for unit, bench in slot.combinations():
+            key = (unit.model, bench.name, bench.shard.index if bench.shard else None)
+            out[key] = slot.limit_of(bench)
+    return out, run_wide
+
+
+def test_precision_runs_each_benchmark_at_its_own_limit_capped_by_its_size():
+    inp = settled(models="llava_v1.5_7b", benchmarks="POPE,RealWorldQA,MMBench_DEV_EN", precision=2)
+    p = plan({"gpu-01": gpus(H100)}, CATALOGUE, inp)
+    # 2 points: 2398 questions in the worst case; RealWorldQA has 765.
+    assert (p["limit"], p["precision"]) == (None, 2.0)
+    assert p["limits"] == {"POPE": 2398, "RealWorldQA": 765, "MMBench_DEV_EN": 2398}
+    assert eval_limits_text(p) == "POPE 2398, RealWorldQA 765, MMBench_DEV_EN 2398"
+    limits, run_wide = slot_limits(p)
+    assert run_wide == {None}
+    assert limits == {
+        ("llava_v1.5_7b", "POPE", None): 2398,
+        ("llava_v1.5_7b", "RealWorldQA", None): 765,
+        ("llava_v1.5_7b", "MMBench_DEV_EN", None): 2398,
+    }
+
+
+def test_precision_counts_mmbench_questions_with_all_their_rotations():
+    p = plan({"gpu-01": gpus(H100)}, CATALOGUE, settled(benchmarks="MMBench_DEV_EN", precision=5))
+    limits, _ = slot_limits(p)
+    (limit,) = set(limits.values())
+    # 500 questions of 4 rotations each (index, index + 1e6, ...), as VLMEvalKit lays them out.
+    indices = [q + r * 1_000_000 for r in range(4) for q in range(500)]
+    kept = select_positions(indices, limit, circular=is_circular("MMBench_DEV_EN"))
+    assert count_questions([indices[i] for i in kept], circular=True) == limit == 381
+    assert len(kept) == 4 * 381
+
+
+def test_a_precision_plans_cost_is_each_benchmarks_own_rows():
+    inp = settled(models="llava_v1.5_7b", benchmarks="POPE,RealWorldQA", precision=2)
+    p = plan({"gpu-01": gpus(H100)}, CATALOGUE, inp)
+    model, benches = (
+        CATALOGUE["catalogue_models"]["llava_v1.5_7b"],
+        CATALOGUE["catalogue_benchmarks"],
+    )
+    rows = (
+        2398 * benches["POPE"]["cost_per_sample"] + 765 * benches["RealWorldQA"]["cost_per_sample"]
+    )
+    assert p["estimated_cost"] == round(model["load_cost"] + rows * model["cost_factor"], 1)
+    # Far less than the whole benchmarks (POPE has 5127 rows).
+    whole = plan(
+        {"gpu-01": gpus(H100)},
+        CATALOGUE,
+        settled(models="llava_v1.5_7b", benchmarks="POPE,RealWorldQA"),
+    )
+    assert p["estimated_cost"] < whole["estimated_cost"] - 2000
+
+
+def test_precision_shards_count_each_benchmarks_own_rows_and_merges_keep_its_limit():
+    inp = settled(
+        models="llava_v1.5_7b", benchmarks="POPE,RealWorldQA", precision=2, shard_rows=1000
+    )
+    p = plan({"gpu-01": gpus(H100, H100) | {"eval_gpu_slots": 1}}, CATALOGUE, inp)
+    # POPE's 2398 rows in 3 shards of at most 1000 (its 5127 would take 6); RealWorldQA's 765 whole.
+    assert [(s["benchmark"], s["count"]) for s in p["sharded"]] == [("POPE", 3)]
+    limits, _ = slot_limits(p)
+    assert sorted(limits.items()) == [
+        (("llava_v1.5_7b", "POPE", 0), 2398),
+        (("llava_v1.5_7b", "POPE", 1), 2398),
+        (("llava_v1.5_7b", "POPE", 2), 2398),
+        (("llava_v1.5_7b", "RealWorldQA", None), 765),
+    ]
+    # The merge reads POPE's limited rows again: its slot file carries the same limit.
+    shards = [
+        contract.make_record(
+            run_id="r1",
+            host="gpu-01",
+            slot="gpu0",
+            model="llava_v1.5_7b",
+            benchmark="POPE",
+            status="ok",
+            started_at="t",
+            seconds=1.0,
+            smoke=False,
+            samples=800,
+            extra={"shard": {"index": i, "count": 3}},
+        )
+        for i in range(3)
+    ]
+    merge = contract.parse_slot(
+        eval_merges(p, CATALOGUE, [], shards, ["gpu-01"])["gpu-01"]["slot_file"]
+    )
+    assert [(b.name, merge.limit_of(b)) for _, b in merge.combinations()] == [("POPE", 2398)]
+
+
+def test_a_plain_limit_stays_the_slot_files_one_limit():
+    p = plan({"gpu-01": gpus(H100)}, CATALOGUE, inputs(benchmarks=["POPE", "MMStar"], limit=10))
+    assert (p["limit"], p["precision"], p["limits"]) == (10, None, {"POPE": 10, "MMStar": 10})
+    assert all("limit" not in b for u in p["units"] for b in u["benchmarks"])
+    limits, run_wide = slot_limits(p)
+    assert run_wide == {10} and set(limits.values()) == {10}
+    whole = plan({"gpu-01": gpus(H100)}, CATALOGUE, inputs(benchmarks=["POPE"], limit=None))
+    assert whole["limits"] == {"POPE": None}

@@ -48,6 +48,8 @@ BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20241104
 # The worst case of a 0/1 score: the widest interval for a number of questions.
 WORST_CASE_P = 0.5
+# The widest half-width a precision may ask for: an interval within 0-100 is never wider.
+MAX_PRECISION = 50.0
 
 Line = Mapping[str, Any]
 
@@ -388,8 +390,14 @@ def worst_case_half_width(questions: int, confidence: float = CONFIDENCE) -> flo
 
 def limit_for_precision(points: float, confidence: float = CONFIDENCE) -> int:
     """The fewest questions whose worst-case interval half-width is at most ``points``."""
-    if isinstance(points, bool) or not isinstance(points, int | float) or not 0 < points <= 50:
-        raise UncertaintyError(f"precision must be a number of points in (0, 50], got {points!r}")
+    if (
+        isinstance(points, bool)
+        or not isinstance(points, int | float)
+        or not 0 < points <= MAX_PRECISION
+    ):
+        raise UncertaintyError(
+            f"precision must be a number of points in (0, {MAX_PRECISION:g}], got {points!r}"
+        )
     z = _z(confidence)
     # The normal interval's n is an upper bound (Wilson's is narrower); step down from it.
     n = math.ceil((z * 50.0 / points) ** 2)
