@@ -26,6 +26,7 @@ if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
 from eval_report_data import (  # noqa: E402
+    Combo,
     ReportError,
     Run,
     compare_runs,
@@ -37,7 +38,6 @@ from eval_report_data import (  # noqa: E402
 from eval_report_render import heatmap_png, render_html, render_markdown, sections  # noqa: E402
 
 DEFAULT_REFERENCES = _HERE.parent.parent / "playbooks" / "vars" / "reference_scores.yml"
-DEFAULT_THRESHOLD = 5.0
 REPORT_FILES = ("scores.csv", "report.md", "report.html", "manifest.json")
 CSV_COLUMNS = (
     "run",
@@ -50,8 +50,14 @@ CSV_COLUMNS = (
     "seconds",
     "status",
     "primary",
-    # The primary metric on 0-100 (the worker's primary_score), on the primary row only.
+    # The primary metric on 0-100 (the worker's primary_score), on the primary row only, with
+    # its 95% interval and how that was computed.
     "primary_score",
+    "interval_low",
+    "interval_high",
+    "interval_method",
+    # The combination's scored questions, relative to the run directory.
+    "questions_file",
     # Smoke scores come from random weights: the flag travels with every row.
     "smoke",
 )
@@ -76,8 +82,9 @@ def scores_csv(run: Run) -> str:
             c.status,
         ]
         metrics = sorted(c.scores, key=lambda m: (m != c.primary_metric, m))
+        questions = c.questions_file or ""
         if not metrics:
-            writer.writerow([*base, "", "", *tail, "", "", smoke])
+            writer.writerow([*base, "", "", *tail, "", "", "", "", "", questions, smoke])
         for metric in metrics:
             primary = metric == c.primary_metric
             score = percent(c) if primary else None
@@ -89,10 +96,19 @@ def scores_csv(run: Run) -> str:
                     *tail,
                     "true" if primary else "false",
                     "" if score is None else score,
+                    *_interval_cells(c if score is not None else None),
+                    questions,
                     smoke,
                 ]
             )
     return buf.getvalue()
+
+
+def _interval_cells(combo: Combo | None) -> list[Any]:
+    """A primary row's interval_low, interval_high and interval_method (empty without one)."""
+    if combo is None or combo.interval is None:
+        return ["", "", ""]
+    return [combo.interval["low"], combo.interval["high"], combo.interval["method"]]
 
 
 def label_versions(labels: dict[str, str]) -> tuple[dict[str, str], str | None]:
@@ -211,7 +227,6 @@ def build_reports(
     run_dir: str | Path,
     references: dict[str, Any],
     compare_to: str | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
     extra: dict[str, Any] | None = None,
     kinds: dict[str, Any] | None = None,
 ) -> dict[str, str]:
@@ -224,9 +239,14 @@ def build_reports(
     other_dir = resolve_compare(Path(run_dir), compare_to)
     if other_dir is not None:
         other = load_run(other_dir, kinds)
-        threshold = float(threshold)
-        comparison = (other.run_id, compare_runs(run, other, threshold), threshold)
-        facts["compared_with"] = {"run_id": other.run_id, "threshold_points": threshold}
+        deltas = compare_runs(run, other)
+        comparison = (other.run_id, deltas)
+        facts["compared_with"] = {
+            "run_id": other.run_id,
+            "changed": sum(1 for d in deltas if d.flagged),
+            "test": "paired on the questions both runs answered, Holm across each model's "
+            "benchmarks, p < 0.05",
+        }
     secs = sections(run, references, facts, comparison)
     return {
         "scores.csv": scores_csv(run),
@@ -256,12 +276,11 @@ def _eval_report_files(
     run_dir: str,
     references: dict[str, Any],
     compare_to: str | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
     extra: dict[str, Any] | None = None,
     kinds: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     try:
-        return build_reports(run_dir, references, compare_to or None, threshold, extra, kinds)
+        return build_reports(run_dir, references, compare_to or None, extra, kinds)
     except ReportError as exc:
         from ansible.errors import AnsibleFilterError
 
@@ -269,7 +288,7 @@ def _eval_report_files(
 
 
 class FilterModule:
-    """`run_dir | eval_report_files(references, compare_to, threshold, extra, kinds)`."""
+    """`run_dir | eval_report_files(references, compare_to, extra, kinds)`."""
 
     def filters(self) -> dict[str, Any]:
         return {"eval_report_files": _eval_report_files}
@@ -281,12 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         "directory from its summary.json (nothing is rerun)."
     )
     parser.add_argument("run_dir", help="results/<run_id> (or results/latest)")
-    parser.add_argument("--compare-to", help="run id beside run_dir, or a run directory")
     parser.add_argument(
-        "--threshold",
-        type=float,
-        default=DEFAULT_THRESHOLD,
-        help="points (0-100) beyond which a score change is flagged",
+        "--compare-to",
+        help="run id beside run_dir, or a run directory: CHANGED marks a difference that the "
+        "paired test on the questions both runs answered finds (Holm-adjusted), or a status change",
     )
     parser.add_argument("--references", default=str(DEFAULT_REFERENCES))
     parser.add_argument(
@@ -300,7 +317,6 @@ def main(argv: list[str] | None = None) -> int:
             args.run_dir,
             load_references(args.references),
             args.compare_to,
-            args.threshold,
             kinds=load_catalogue_kinds(args.catalogue),
         )
     except ReportError as exc:

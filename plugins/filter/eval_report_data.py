@@ -17,6 +17,15 @@ from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
     CONTAINER_LOG,
     WORKER_LOG,
 )
+from ansible_collections.vlmfleet.shared.plugins.module_utils.uncertainty import (
+    ALPHA,
+    UncertaintyError,
+    detectable_difference,
+    holm,
+    paired_difference,
+    pooled_interval,
+    questions_of,
+)
 
 STATUSES = ("ok", "failed", "missing")
 # Where a summary may keep its per-combination list; the engine writes "combinations".
@@ -56,6 +65,11 @@ class Combo:
     # A sharded benchmark's shards, as summary.json lists them (index, count, host, slot,
     # status, seconds, samples, reason); empty for a benchmark run whole.
     shards: list[dict[str, Any]] = field(default_factory=list)
+    # The scored questions (relative to the run directory), the primary score's interval
+    # (contract.INTERVAL_KEYS, 0-100) and, without one, why not: the worker's words.
+    questions_file: str | None = None
+    interval: dict[str, Any] | None = None
+    questions_note: str | None = None
 
 
 @dataclass
@@ -72,6 +86,8 @@ class Run:
     combos: list[Combo]
     models: list[str]
     benchmarks: list[str]
+    # Scored questions read once per combination: several comparisons share them.
+    _scored: dict[tuple[str, str, str], Scored] = field(default_factory=dict, repr=False)
 
     def combo(self, model: str, benchmark: str) -> Combo | None:
         """The combination of a model and benchmark; a failed one wins over a missing one."""
@@ -140,6 +156,15 @@ def _log_path(run_dir: Path, host: str, model: str, benchmark: str, slot: str | 
     return None
 
 
+def _interval(raw: Any) -> dict[str, Any] | None:
+    """A summary entry's primary_interval when its bounds are numbers, else None."""
+    if not isinstance(raw, dict) or not (
+        _is_number(raw.get("low")) and _is_number(raw.get("high"))
+    ):
+        return None
+    return raw
+
+
 def _ordered(values: list[str], preferred: list[str]) -> list[str]:
     """The values in the order the run's inputs name them, then any others as first seen."""
     seen = [v for v in preferred if v in values]
@@ -196,6 +221,9 @@ def load_run(run_dir: str | Path, kinds: dict[str, str] | None = None) -> Run:
                 primary_scale=raw.get("primary_scale"),
                 scoring_note=raw.get("scoring_note"),
                 shards=list(raw.get("shards") or []),
+                questions_file=raw.get("questions_file"),
+                interval=_interval(raw.get("primary_interval")),
+                questions_note=raw.get("questions_note"),
             )
         )
     hosts = {}
@@ -286,6 +314,195 @@ def format_seconds(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+def half_width(interval: dict[str, Any]) -> float:
+    """Points either side of a score that its interval spans, on average (Wilson's is not
+    symmetric: the bounds themselves are shown beside it)."""
+    return (float(interval["high"]) - float(interval["low"])) / 2
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A combination's scored questions and the statistic its primary score is of them, or why
+    they cannot be compared."""
+
+    lines: list[dict[str, Any]] | None
+    statistic: str | None
+    why_not: str | None = None
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    lines = []
+    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise ReportError(f"{path}: line {number} is not JSON ({exc})") from exc
+    return lines
+
+
+def _questions_file(run: Run, combo: Combo) -> Path | None:
+    """The questions file of a combination: summary.json names it relative to the run; an
+    entry that names only the file (the record's own form) is in the combination's folder."""
+    name = combo.questions_file
+    if not name:
+        return None
+    if "/" in name:
+        return run.run_dir / name
+    return run.run_dir / combo.host / combo.model / combo.benchmark / name
+
+
+def _read_scored(run: Run, combo: Combo | None) -> Scored:
+    if combo is None or combo.status != "ok":
+        return Scored(None, None, f"{combo.status if combo else 'not planned'}, no score")
+    if combo.interval is None:
+        return Scored(None, None, f"no interval: {combo.questions_note or 'none recorded'}")
+    path = _questions_file(run, combo)
+    if path is None or not path.is_file():
+        where = path.relative_to(run.run_dir) if path else "none named"
+        return Scored(None, None, f"questions file not collected ({where})")
+    try:
+        lines = _read_lines(path)
+    except ReportError as exc:
+        return Scored(None, None, str(exc))
+    return Scored(lines, combo.interval.get("statistic"))
+
+
+def scored(run: Run, model: str, benchmark: str) -> Scored:
+    combo = run.combo(model, benchmark)
+    key = (combo.host if combo else "", model, benchmark)
+    if key not in run._scored:
+        run._scored[key] = _read_scored(run, combo)
+    return run._scored[key]
+
+
+@dataclass
+class Paired:
+    """``a`` minus ``b`` on the questions both answered (uncertainty.paired_difference's
+    result, points), or why there is no test; ``adjusted_p`` is Holm's over its family."""
+
+    test: dict[str, Any] | None
+    why_not: str | None = None
+    adjusted_p: float | None = None
+
+    @property
+    def differs(self) -> bool:
+        return self.adjusted_p is not None and self.adjusted_p < ALPHA
+
+
+def paired(a: Scored, b: Scored, a_name: str, b_name: str) -> Paired:
+    for name, side in ((a_name, a), (b_name, b)):
+        if side.why_not:
+            return Paired(None, f"{name}: {side.why_not}")
+    if a.statistic != b.statistic:
+        return Paired(None, f"{a_name} scores {a.statistic}, {b_name} {b.statistic}")
+    try:
+        return Paired(paired_difference(a.lines or [], b.lines or [], str(a.statistic)))
+    except UncertaintyError as exc:
+        return Paired(None, str(exc))
+
+
+def adjust(family: list[Paired]) -> None:
+    """Holm's adjustment over the tests of one family (those that ran)."""
+    ran = [p for p in family if p.test is not None]
+    for p, adjusted in zip(ran, holm([p.test["p_value"] for p in ran]), strict=True):
+        p.adjusted_p = adjusted
+
+
+@dataclass
+class ModelPair:
+    """One benchmark's comparison of a model with the run's first model."""
+
+    benchmark: str
+    model: str
+    baseline: str
+    paired: Paired
+
+
+def model_comparisons(run: Run) -> list[ModelPair]:
+    """Each model against the first, benchmark by benchmark; Holm across each pair's benchmarks."""
+    if len(run.models) < 2:
+        return []
+    baseline, out = run.models[0], []
+    for model in run.models[1:]:
+        family = [
+            ModelPair(
+                bench,
+                model,
+                baseline,
+                paired(scored(run, model, bench), scored(run, baseline, bench), model, baseline),
+            )
+            for bench in run.benchmarks
+        ]
+        adjust([pair.paired for pair in family])
+        out += family
+    return out
+
+
+@dataclass
+class Detectable:
+    """The smallest difference (points) a paired comparison on a benchmark's questions finds
+    at alpha 0.05 with power 0.8, and what it was worked out from."""
+
+    benchmark: str
+    points: float | None
+    questions: int | None
+    basis: str
+
+
+def detectable_differences(run: Run, pairs: list[ModelPair]) -> list[Detectable]:
+    """Per benchmark: from two models' observed disagreement where a comparison ran, else the
+    worst case for its questions."""
+    out = []
+    for bench in run.benchmarks:
+        tested = [p for p in pairs if p.benchmark == bench and p.paired.test is not None]
+        if tested:
+            test = tested[0].paired.test
+            basis = f"observed: {tested[0].model} vs {tested[0].baseline}"
+            out.append(Detectable(bench, test["detectable"], test["questions"], basis))
+            continue
+        lines = next(
+            (s.lines for m in run.models if (s := scored(run, m, bench)).lines is not None), None
+        )
+        if lines is None:
+            out.append(Detectable(bench, None, None, "no scored questions in this run"))
+            continue
+        questions = questions_of(lines)
+        worst = "worst case: two runs that disagree on half the questions"
+        out.append(Detectable(bench, detectable_difference(questions, None), len(lines), worst))
+    return out
+
+
+@dataclass
+class Pooled:
+    """A model's mean over the run's benchmarks that have intervals, with its interval
+    (uncertainty.pooled_interval), and the benchmarks it leaves out."""
+
+    model: str
+    figure: dict[str, Any] | None
+    left_out: list[str]
+
+
+def pooled_figures(run: Run) -> list[Pooled]:
+    out = []
+    for model in run.models:
+        figures, left_out = [], []
+        for bench in run.benchmarks:
+            combo = run.combo(model, bench)
+            score = percent(combo)
+            if score is None or combo is None or combo.interval is None:
+                left_out.append(bench)
+            else:
+                figures.append((float(combo.primary_score), combo.interval))
+        out.append(Pooled(model, pooled_interval(figures) if figures else None, left_out))
+    return out
+
+
+# An interval wider than this either side says too little to set a published figure against.
+REFERENCE_HALF_WIDTH_LIMIT = 10.0
+
+
 @dataclass
 class RefComparison:
     model: str
@@ -296,10 +513,25 @@ class RefComparison:
     source: str
     split: str
     note: str | None
+    interval: dict[str, Any] | None = None
+    questions_note: str | None = None
 
     @property
     def delta(self) -> float | None:
         return None if self.ours is None else round(self.ours - self.reference, 2)
+
+    @property
+    def reading(self) -> str:
+        """What the published figure says against our interval."""
+        if self.ours is None:
+            return "no score"
+        if self.interval is None:
+            return f"no interval: {self.questions_note or 'none recorded'}"
+        if half_width(self.interval) > REFERENCE_HALF_WIDTH_LIMIT:
+            return "too few questions to tell"
+        if self.interval["low"] <= self.reference <= self.interval["high"]:
+            return "consistent"
+        return "outside our interval"
 
 
 def reference_comparisons(run: Run, references: dict[str, Any]) -> list[RefComparison]:
@@ -318,16 +550,19 @@ def reference_comparisons(run: Run, references: dict[str, Any]) -> list[RefCompa
             published = figure.get("scores", {}).get(model)
             if published is None:
                 continue
+            combo = run.combo(model, bench)
             rows.append(
                 RefComparison(
                     model=model,
                     benchmark=bench,
-                    ours=percent(run.combo(model, bench)),
+                    ours=percent(combo),
                     reference=float(published),
                     figure=figure["name"],
                     source=figure["source"],
                     split=figure["split"],
                     note=figure.get("note"),
+                    interval=combo.interval if percent(combo) is not None else None,
+                    questions_note=combo.questions_note if combo else None,
                 )
             )
     return rows
@@ -341,7 +576,11 @@ class Delta:
     after: float | None
     status_before: str
     status_after: str
-    flagged: bool
+    # This run minus the other on the questions both answered.
+    paired: Paired
+    # Questions each run scored (its interval's count), to set beside those compared.
+    questions_before: int | None = None
+    questions_after: int | None = None
 
     @property
     def delta(self) -> float | None:
@@ -349,12 +588,25 @@ class Delta:
             return None
         return round(self.after - self.before, 2)
 
+    @property
+    def status_changed(self) -> bool:
+        return self.status_before != self.status_after
 
-def compare_runs(run: Run, other: Run, threshold: float) -> list[Delta]:
-    """Per model/benchmark in either run: primary score change in points (0-100 scale);
-    flagged when it moves by at least `threshold` or the status changed."""
-    if not _is_number(threshold) or threshold < 0:
-        raise ReportError(f"compare threshold {threshold!r}: must be a number >= 0")
+    @property
+    def flagged(self) -> bool:
+        return self.status_changed or self.paired.differs
+
+
+def _questions(combo: Combo | None) -> int | None:
+    if combo is None or combo.interval is None:
+        return None
+    return combo.interval.get("questions")
+
+
+def compare_runs(run: Run, other: Run) -> list[Delta]:
+    """Per model/benchmark in either run: the primary scores, and the paired test of this run
+    against the other on the questions both answered, Holm-adjusted across each model's
+    benchmarks; flagged where that test finds a difference or the status changed."""
     pairs = [(m, b) for m in run.models for b in run.benchmarks]
     pairs += [(m, b) for m in other.models for b in other.benchmarks if (m, b) not in pairs]
     out = []
@@ -362,21 +614,23 @@ def compare_runs(run: Run, other: Run, threshold: float) -> list[Delta]:
         now, then = run.combo(model, bench), other.combo(model, bench)
         if now is None and then is None:
             continue
-        after, before = percent(now), percent(then)
-        status_after = now.status if now else "not planned"
-        status_before = then.status if then else "not planned"
-        moved = before is not None and after is not None and abs(after - before) >= threshold
         out.append(
             Delta(
                 model,
                 bench,
-                before,
-                after,
-                status_before,
-                status_after,
-                flagged=moved or status_before != status_after,
+                before=percent(then),
+                after=percent(now),
+                status_before=then.status if then else "not planned",
+                status_after=now.status if now else "not planned",
+                paired=paired(
+                    scored(run, model, bench), scored(other, model, bench), "this run", other.run_id
+                ),
+                questions_before=_questions(then),
+                questions_after=_questions(now),
             )
         )
+    for model in dict.fromkeys(d.model for d in out):
+        adjust([d.paired for d in out if d.model == model])
     return out
 
 

@@ -19,13 +19,26 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
+from ansible_collections.vlmfleet.shared.plugins.module_utils.uncertainty import (  # noqa: E402
+    worst_case_half_width,
+)
 from eval_report_data import (  # noqa: E402
+    REFERENCE_HALF_WIDTH_LIMIT,
+    Combo,
     Delta,
+    Detectable,
+    ModelPair,
+    Paired,
+    Pooled,
     RefComparison,
     Run,
+    detectable_differences,
     format_seconds,
+    half_width,
+    model_comparisons,
     model_times,
     percent,
+    pooled_figures,
     reference_comparisons,
     run_wall_seconds,
 )
@@ -61,16 +74,50 @@ def fmt_delta(value: float | None) -> str:
     return "" if value is None else f"{value:+.2f}"
 
 
-def _cell(run: Run, model: str, bench: str) -> tuple[str, str]:
+def fmt_bounds(interval: dict[str, Any]) -> str:
+    """An interval's bounds, one decimal: finer says nothing at these widths."""
+    return f"[{interval['low']:.1f}, {interval['high']:.1f}]"
+
+
+def fmt_p(value: float | None) -> str:
+    if value is None:
+        return ""
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def score_text(combo: Combo, short: bool = False) -> str:
+    """A primary score with its interval: "62.50 ±9.4" (half the interval's width), or with
+    why it has none; a trailing * points at the scales' notes. `short`: the heatmap's."""
+    value = fmt(percent(combo)) + (" *" if combo.scoring_note else "")
+    # The heatmap's cells are narrow: the interval goes on a second line.
+    gap = "\n" if short else " "
+    if combo.interval is not None:
+        return f"{value}{gap}±{half_width(combo.interval):.1f}"
+    if short:
+        return f"{value}{gap}(no interval)"
+    return f"{value} (no interval: {combo.questions_note or 'none recorded'})"
+
+
+def _cell(run: Run, model: str, bench: str, short: bool = False) -> tuple[str, str]:
     combo = run.combo(model, bench)
     if combo is None:
         return "not planned", "na"
     if combo.status != "ok":
         return combo.status, combo.status
-    value = percent(combo)
-    if value is None:
+    if percent(combo) is None:
         return "no score", "failed"
-    return (fmt(value) + (" *" if combo.scoring_note else ""), "ok")
+    return score_text(combo, short), "ok"
+
+
+def limit_meaning(limit: Any) -> str:
+    """The run's sample limit and the interval it allows a 0/1 score at worst."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        return "none (whole benchmark): each score's interval is its benchmark's own"
+    return (
+        f"{limit}: at {limit} questions a 0/1 score's 95% interval is about "
+        f"±{worst_case_half_width(limit):.1f} points (the widest, at a score of 50; "
+        "questions that come in groups widen it)"
+    )
 
 
 def _overview(run: Run) -> Section:
@@ -81,7 +128,7 @@ def _overview(run: Run) -> Section:
         f"Run {run.run_id}" + (" (SMOKE)" if run.smoke else ""),
         f"Models: {', '.join(run.models)}",
         f"Benchmarks: {', '.join(run.benchmarks)}",
-        f"Sample limit per benchmark: {limit if limit is not None else 'none (whole benchmark)'}",
+        f"Sample limit per benchmark: {limit_meaning(limit)}",
         f"Hosts: {', '.join(run.hosts) or 'n/a'}",
         f"Started {run.info.get('started_at', 'n/a')}, "
         f"finished {run.info.get('finished_at', 'n/a')}"
@@ -108,10 +155,159 @@ def _scores(run: Run) -> Section:
         "Primary scores (0-100)",
         paragraphs=[
             "Each cell is the benchmark's primary metric, rescaled to 0-100 "
-            "(see the scales below); a failed or missing combination has no score."
+            "(see the scales below), ± half the width of its 95% interval (the bounds, which "
+            "need not be symmetric, are under Score intervals); a failed or missing "
+            "combination has no score."
         ],
         table=Table(["benchmark", *run.models], rows, classes),
         heatmap=True,
+    )
+
+
+def _intervals(run: Run) -> Section:
+    rows = []
+    for bench in run.benchmarks:
+        for model in run.models:
+            combo = run.combo(model, bench)
+            if combo is None or percent(combo) is None:
+                continue
+            iv = combo.interval
+            rows.append(
+                [
+                    bench,
+                    model,
+                    fmt(percent(combo)) + (f" {fmt_bounds(iv)}" if iv else ""),
+                    iv["method"] if iv else f"no interval: {combo.questions_note or 'none'}",
+                    str(iv["questions"]) if iv else "",
+                    str(iv["clusters"]) if iv else "",
+                ]
+            )
+    return Section(
+        "Score intervals (95%)",
+        paragraphs=[
+            "Each score with its 95% interval, how it was computed and over how many "
+            "questions in how many clusters (questions whose answers go together, such as "
+            "one image's, count less than independent ones)."
+        ],
+        table=Table(
+            ["benchmark", "model", "score [95% interval]", "method", "questions", "clusters"],
+            rows,
+        ),
+    )
+
+
+def _pooled_row(p: Pooled, total: int) -> list[str]:
+    if p.figure is None:
+        return [p.model, "", f"0 of {total}", "no benchmark score with an interval"]
+    return [
+        p.model,
+        f"{p.figure['score']:.2f} ±{half_width(p.figure):.1f} {fmt_bounds(p.figure)}",
+        f"{p.figure['benchmarks']} of {total}",
+        ", ".join(p.left_out),
+    ]
+
+
+def _pooled(run: Run) -> Section:
+    total = len(run.benchmarks)
+    return Section(
+        "Pooled score per model",
+        paragraphs=[
+            "The mean of a model's primary scores over the benchmarks whose scores have an "
+            "interval, each benchmark weighing the same, with a 95% interval that takes the "
+            "benchmarks as independent. Models pooled over different benchmarks are not "
+            "comparable by this figure."
+        ],
+        table=Table(
+            ["model", "pooled [95% interval]", "benchmarks", "left out"],
+            [_pooled_row(p, total) for p in pooled_figures(run)],
+        ),
+    )
+
+
+def verdict(test: Paired) -> str:
+    if test.test is None:
+        return f"no test: {test.why_not}"
+    if test.differs:
+        return "differs"
+    return (
+        "no difference detectable at this limit "
+        f"(smallest detectable: {test.test['detectable']:.1f} points)"
+    )
+
+
+def _paired_cells(test: Paired) -> list[str]:
+    """The difference with its interval, the questions, the p-value and Holm's."""
+    t = test.test
+    if t is None:
+        return ["", "", "", ""]
+    return [
+        f"{t['difference']:+.1f} {fmt_bounds(t)}",
+        str(t["questions"]),
+        fmt_p(t["p_value"]),
+        fmt_p(test.adjusted_p),
+    ]
+
+
+def _model_pairs(run: Run, pairs: list[ModelPair]) -> Section | None:
+    if not pairs:
+        return None
+    rows, classes = [], []
+    for pair in pairs:
+        rows.append(
+            [
+                pair.benchmark,
+                pair.model,
+                pair.baseline,
+                *_paired_cells(pair.paired),
+                verdict(pair.paired),
+            ]
+        )
+        classes.append(["", "", "", "", "", "", "", "flag" if pair.paired.differs else ""])
+    return Section(
+        "Model against model",
+        paragraphs=[
+            f"Each model minus {run.models[0]}, in points, on the questions both answered "
+            "(matched by index): exact McNemar test for right/wrong questions one per cluster, "
+            "else a paired cluster bootstrap; the p-value is Holm-adjusted across the "
+            'benchmarks of each pair. "differs" only where the adjusted p-value is below '
+            "0.05; a difference inside what the run can detect is reported as not detectable, "
+            "not as no difference."
+        ],
+        table=Table(
+            [
+                "benchmark",
+                "model",
+                "baseline",
+                "difference [95% interval]",
+                "questions",
+                "p",
+                "p (Holm)",
+                "verdict",
+            ],
+            rows,
+            classes,
+        ),
+    )
+
+
+def _detectable_row(d: Detectable) -> list[str]:
+    points = "" if d.points is None else f"{d.points:.1f}"
+    return [d.benchmark, "" if d.questions is None else str(d.questions), points, d.basis]
+
+
+def _detectable(run: Run, pairs: list[ModelPair]) -> Section:
+    return Section(
+        "Smallest detectable difference",
+        paragraphs=[
+            "Per benchmark, the smallest difference in points that a paired comparison on its "
+            "questions finds (two-sided, alpha 0.05, power 0.8): from how often two of this "
+            "run's models disagreed where two ran it, else the worst case for its questions. "
+            "A larger limit lowers it."
+        ],
+        table=Table(
+            ["benchmark", "questions", "smallest detectable (points)", "from"],
+            [_detectable_row(d) for d in detectable_differences(run, pairs)],
+        ),
     )
 
 
@@ -245,43 +441,89 @@ def _failures(run: Run) -> Section:
     )
 
 
+def _reference_row(r: RefComparison) -> list[str]:
+    ours = "no score"
+    if r.ours is not None:
+        ours = fmt(r.ours) + (f" {fmt_bounds(r.interval)}" if r.interval else "")
+    # A gap inside an interval this wide means nothing: it is not shown.
+    delta = "" if r.reading == "too few questions to tell" else fmt_delta(r.delta)
+    split = r.split + (f" ({r.note})" if r.note else "")
+    return [
+        r.model,
+        r.benchmark,
+        ours,
+        fmt(r.reference),
+        delta,
+        r.reading,
+        r.figure,
+        r.source,
+        split,
+    ]
+
+
 def _references(run: Run, refs: list[RefComparison]) -> Section:
     paragraphs = [
         "Published LLaVA-1.5 figures; each row names the figure, its source and "
         "split. Splits and scorers differ from VLMEvalKit's, and a sample limit "
-        "makes our score an estimate."
+        "makes our score an estimate: a published figure inside our 95% interval reads "
+        '"consistent", one outside it "outside our interval"; where the interval spans '
+        f"more than ±{REFERENCE_HALF_WIDTH_LIMIT:g} points the run had too few questions to "
+        "tell, and no gap is shown."
     ]
     if run.smoke:
         paragraphs.insert(0, "SMOKE run: random weights, so these deltas are meaningless.")
     if not refs:
         paragraphs.append("No benchmark of this run has a published reference figure.")
         return Section("Comparison with published scores", paragraphs=paragraphs)
-    rows = [
-        [
-            r.model,
-            r.benchmark,
-            fmt(r.ours) or "no score",
-            fmt(r.reference),
-            fmt_delta(r.delta),
-            r.figure,
-            r.source,
-            r.split + (f" ({r.note})" if r.note else ""),
-        ]
-        for r in refs
-    ]
     return Section(
         "Comparison with published scores",
         paragraphs=paragraphs,
         table=Table(
-            ["model", "benchmark", "ours", "published", "delta", "figure", "source", "split"], rows
+            [
+                "model",
+                "benchmark",
+                "ours [95% interval]",
+                "published",
+                "delta",
+                "reading",
+                "figure",
+                "source",
+                "split",
+            ],
+            [_reference_row(r) for r in refs],
         ),
     )
 
 
-def _compare(other_id: str, deltas: list[Delta], threshold: float) -> Section:
+def _compared_questions(d: Delta, other_id: str) -> str:
+    """The questions a comparison was made on, and each run's where the limits differ."""
+    if d.paired.test is None:
+        return ""
+    common = d.paired.test["questions"]
+    if d.questions_before == d.questions_after == common:
+        return str(common)
+    return (
+        f"{common} in common ({d.questions_after} in this run, {d.questions_before} in {other_id})"
+    )
+
+
+def _compare_flag(d: Delta) -> str:
+    if d.paired.differs:
+        return "CHANGED"
+    if d.status_changed:
+        return "CHANGED (status)"
+    return ""
+
+
+def _compare_reading(d: Delta) -> str:
+    if d.status_changed and d.paired.test is None:
+        return f"status {d.status_before} -> {d.status_after}"
+    return verdict(d.paired)
+
+
+def _compare(other_id: str, deltas: list[Delta]) -> Section:
     rows, classes = [], []
     for d in deltas:
-        flag = "CHANGED" if d.flagged else ""
         rows.append(
             [
                 d.model,
@@ -289,19 +531,42 @@ def _compare(other_id: str, deltas: list[Delta], threshold: float) -> Section:
                 fmt(d.before) or d.status_before,
                 fmt(d.after) or d.status_after,
                 fmt_delta(d.delta),
-                flag,
+                *_paired_cells(d.paired)[:1],
+                _compared_questions(d, other_id),
+                *_paired_cells(d.paired)[2:],
+                _compare_reading(d),
+                _compare_flag(d),
             ]
         )
-        classes.append(["", "", "", "", "", "flag" if d.flagged else ""])
+        classes.append([""] * 10 + ["flag" if d.flagged else ""])
     flagged = sum(1 for d in deltas if d.flagged)
     return Section(
         f"Comparison with run {other_id}",
         paragraphs=[
-            f"Primary scores in points (0-100); CHANGED marks a move of at least "
-            f"{threshold:g} points or a change of status. {flagged} of {len(deltas)} "
-            f"combinations changed."
+            "Primary scores in points (0-100). Each combination both runs scored is tested on "
+            "the questions both answered (matched by index; runs of different limits share "
+            "only some): this run minus the other, exact McNemar for right/wrong questions one "
+            "per cluster, else a paired cluster bootstrap, the p-value Holm-adjusted across "
+            "each model's benchmarks. CHANGED marks an adjusted p-value below 0.05 or a change "
+            f"of status. {flagged} of {len(deltas)} combinations changed."
         ],
-        table=Table(["model", "benchmark", other_id, "this run", "delta", "flag"], rows, classes),
+        table=Table(
+            [
+                "model",
+                "benchmark",
+                other_id,
+                "this run",
+                "delta",
+                "paired difference [95%]",
+                "questions",
+                "p",
+                "p (Holm)",
+                "reading",
+                "flag",
+            ],
+            rows,
+            classes,
+        ),
     )
 
 
@@ -331,11 +596,16 @@ def sections(
     run: Run,
     references: dict[str, Any],
     manifest: dict[str, Any],
-    comparison: tuple[str, list[Delta], float] | None = None,
+    comparison: tuple[str, list[Delta]] | None = None,
 ) -> list[Section]:
+    pairs = model_comparisons(run)
     out = [
         _overview(run),
         _scores(run),
+        _intervals(run),
+        _pooled(run),
+        *[s for s in (_model_pairs(run, pairs),) if s is not None],
+        _detectable(run, pairs),
         _scales(run),
         _status(run),
         _totals(run),
@@ -395,7 +665,7 @@ def heatmap_png(run: Run) -> bytes:
             value = percent(run.combo(model, bench))
             if value is not None:
                 values[i, j] = value
-            labels[i][j] = _cell(run, model, bench)[0]
+            labels[i][j] = _cell(run, model, bench, short=True)[0]
     width = max(5.5, 1.7 * len(models) + 4.0)
     height = max(2.5, 0.36 * len(benches) + 1.8)
     fig, ax = plt.subplots(figsize=(width, height), dpi=100)

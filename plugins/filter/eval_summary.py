@@ -21,6 +21,7 @@ from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
     SHARDS_KEY,
     SUMMARY_STATUSES,
     Shard,
+    combo_dir,
     done_combinations,
     done_shards,
     prepare_failure,
@@ -145,6 +146,7 @@ def summarize(
                 # contract.read_record turned a record that breaks the contract into a failed one.
                 entry |= {"host": record["host"], "slot": record["slot"] or slot}
                 entry |= {k: record[k] for k in RESULT_KEYS}
+                entry["questions_file"] = questions_path(record)
             elif host in lost:
                 entry["reason"] = f"no status record: host {host} unreachable during the run"
             elif host is None:
@@ -167,6 +169,15 @@ def summarize(
         "combinations": entries,
         "totals": totals,
     }
+
+
+def questions_path(record: Mapping[str, Any]) -> str | None:
+    """A record's questions file relative to the run directory: the record names it inside its
+    combination's folder, and the reports open it from results/<run_id>/."""
+    name = record.get("questions_file")
+    if not name:
+        return None
+    return str(combo_dir(record["host"], record["model"], record["benchmark"]) / name)
 
 
 def read_slot_notes(run_dir: str, plan: Mapping[str, Any]) -> dict[str, str]:

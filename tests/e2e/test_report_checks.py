@@ -43,6 +43,20 @@ def md_table(markdown: str, heading: str) -> list[dict[str, str]]:
     return [dict(zip(header, row, strict=True)) for row in rows]
 
 
+# A cell of the score table: the score, the scales' note marker, and its interval's half-width
+# or why it has none: "62.50 ±9.4", "62.50 * ±9.4", "62.50 (no interval: ...)"; a plain number
+# (scores.csv) reads too.
+SCORE_CELL = re.compile(
+    r"(?P<score>-?\d+\.\d+)(?P<note> \*)?"
+    r"(?: ±(?P<half>\d+\.\d+)| \(no interval: (?P<why>.*)\))?"
+)
+
+
+def score_cell(cell: str) -> re.Match[str] | None:
+    """The parts of a score cell (None when it is not one: failed, missing, a plain word)."""
+    return SCORE_CELL.fullmatch(cell.strip())
+
+
 def check_report_md(run_dir: Path) -> None:
     """Every number in report.md's score table and totals equals summary.json's."""
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -58,7 +72,15 @@ def check_report_md(run_dir: Path) -> None:
             raw, scale = e["scores"][e["primary_metric"]], e["primary_scale"]
             assert f"0-{scale:g}" in scales[e["benchmark"]], (e, scales[e["benchmark"]])
             assert e["primary_score"] == pytest.approx(raw * 100 / scale), e
-            assert cell.removesuffix(" *") == f"{e['primary_score']:.2f}", (e, cell)
+            parts = score_cell(cell)
+            assert parts and parts["score"] == f"{e['primary_score']:.2f}", (e, cell)
+            assert bool(parts["note"]) == bool(e.get("scoring_note")), (e, cell)
+            interval = e.get("primary_interval")
+            if interval:
+                half = (interval["high"] - interval["low"]) / 2
+                assert parts["half"] == f"{half:.1f}", (e, cell)
+            else:
+                assert parts["why"] == (e.get("questions_note") or "none recorded"), (e, cell)
         elif not any(
             o["status"] == "ok" and (o["model"], o["benchmark"]) == (e["model"], e["benchmark"])
             for o in entries
@@ -205,7 +227,17 @@ def test_fixture_reports_pass_the_checks(built_run: Path, tmp_path: Path) -> Non
 
 def test_checks_catch_a_number_that_differs_from_summary(built_run: Path) -> None:
     md = built_run / "report.md"
-    md.write_text(md.read_text().replace("| POPE | 100.00 | 66.67 |", "| POPE | 100.00 | 66.00 |"))
+    text = md.read_text()
+    assert "| POPE | 100.00 ±50.0 | 66.67 ±50.0 |" in text
+    md.write_text(text.replace("| POPE | 100.00 ±50.0 | 66.67 ±50.0 |",
+                               "| POPE | 100.00 ±50.0 | 66.00 ±50.0 |"))  # fmt: skip
+
+
+def test_checks_catch_an_interval_that_differs_from_summary(built_run: Path) -> None:
+    md = built_run / "report.md"
+    md.write_text(md.read_text().replace("| POPE | 100.00 ±50.0 |", "| POPE | 100.00 ±5.0 |"))
+    with pytest.raises(AssertionError):
+        check_report_md(built_run)
     with pytest.raises(AssertionError):
         check_report_md(built_run)
 

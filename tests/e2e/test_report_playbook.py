@@ -63,7 +63,7 @@ def test_report_playbook_writes_the_reports_idempotently(results: Path, tmp_path
     assert changed(first) == 1  # the write task, once for all four files
     # Same bytes as the regenerate entry point (the playbook adds nothing of its own here
     # because run.json already names the commit and the Ansible version).
-    expected = build_reports(run_dir, load_references(), compare_to=PREVIOUS, threshold=5)
+    expected = build_reports(run_dir, load_references(), compare_to=PREVIOUS)
     for name in FILES:
         assert (run_dir / name).read_text() == expected[name], name
     assert "## Comparison with run 20261126T180000Z" in (run_dir / "report.md").read_text()
@@ -90,7 +90,8 @@ def test_report_playbook_fills_provenance_the_run_lacks(results: Path, tmp_path:
         ({"run_id": "nope"}, f"runs there: {PREVIOUS}, {CURRENT}"),
         ({"run_id": "../etc"}, "run_id=../etc"),
         ({"compare_to": "nope"}, "compare_to 'nope': no run with a summary.json"),
-        ({"compare_threshold": "lots"}, "compare_threshold must be a number"),
+        # Gone: a fixed threshold gave way to the paired tests; a value given is refused.
+        ({"compare_to": PREVIOUS, "compare_threshold": "5"}, "compare_threshold is gone"),
     ],
 )
 def test_bad_inputs_fail_with_a_message_and_write_nothing(

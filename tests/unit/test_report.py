@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
+import math
 import shutil
 from pathlib import Path
+from statistics import NormalDist
 
 import eval_report
 import pytest
 import yaml
+from ansible_collections.vlmfleet.shared.plugins.module_utils.uncertainty import primary_interval
 from eval_report import build_reports, label_versions, load_references, main, write_reports
 from eval_report_data import ReportError, compare_runs, load_run, percent
+from eval_summary import summarize
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "results"
 CURRENT, PREVIOUS = "20261127T020000Z", "20261126T180000Z"
@@ -21,6 +26,27 @@ REFERENCES_FILE = Path(__file__).resolve().parents[2] / "playbooks/vars/referenc
 SEED_BENCHMARKS = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "playbooks/vars/catalogue.yml").read_text()
 )["catalogue_default_benchmarks"]
+Z = NormalDist().inv_cdf(0.975)
+
+
+def wilson(right: float, n: int) -> tuple[float, float]:
+    """Wilson's score interval (Wilson 1927) of right/n on 0-100, written out."""
+    p = right / n
+    centre = (p + Z * Z / (2 * n)) / (1 + Z * Z / n)
+    half = Z / (1 + Z * Z / n) * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n))
+    return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
+
+
+def plus_minus(right: float, n: int) -> str:
+    low, high = wilson(right, n)
+    return f"±{(high - low) / 2:.1f}"
+
+
+def bounds(right: int, n: int) -> str:
+    low, high = wilson(right, n)
+    return f"[{low:.1f}, {high:.1f}]"
+
+
 # The fixture's primary scores on 0-100, worked out by hand from the raw values VLMEvalKit
 # writes: MCQ fractions x100, yes/no and VQA percent as is, OCRBench's hits of 3 questions.
 EXPECTED = {
@@ -32,6 +58,23 @@ EXPECTED = {
     ("llava_v1.5_13b", "MMBench_DEV_EN"): "66.67",
     ("llava_v1.5_13b", "POPE"): "66.67",
     ("llava_v1.5_13b", "TextVQA_VAL"): "33.33",
+    ("llava_v1.5_13b", "OCRBench"): "failed",
+    ("llava_v1.5_13b", "SEEDBench_IMG"): "missing",
+}
+TEXTVQA_NOTE = "the questions' mean (30.00) does not give back VLMEvalKit's figure (33.33)"
+# The cells as the table shows them: each score with half its interval's width. The right/wrong
+# questions' intervals are Wilson's (k of 3 right); POPE's F1 is a cluster bootstrap over its 3
+# questions, where at least 1 resample in 27 has no true "yes" (F1 0) and 1 in 27 only
+# right ones (F1 100): its 95% interval is all of 0-100.
+CELLS = {
+    ("llava_v1.5_7b", "MMBench_DEV_EN"): f"33.33 {plus_minus(1, 3)}",
+    ("llava_v1.5_7b", "POPE"): "100.00 ±50.0",
+    ("llava_v1.5_7b", "TextVQA_VAL"): f"0.00 {plus_minus(0, 3)}",
+    ("llava_v1.5_7b", "OCRBench"): f"66.67 {plus_minus(2, 3)}",
+    ("llava_v1.5_7b", "SEEDBench_IMG"): f"100.00 {plus_minus(3, 3)}",
+    ("llava_v1.5_13b", "MMBench_DEV_EN"): f"66.67 {plus_minus(2, 3)}",
+    ("llava_v1.5_13b", "POPE"): "66.67 ±50.0",
+    ("llava_v1.5_13b", "TextVQA_VAL"): f"33.33 (no interval: {TEXTVQA_NOTE})",
     ("llava_v1.5_13b", "OCRBench"): "failed",
     ("llava_v1.5_13b", "SEEDBench_IMG"): "missing",
 }
@@ -51,7 +94,7 @@ def refs() -> dict:
 
 @pytest.fixture
 def files(results: Path, refs: dict) -> dict[str, str]:
-    return build_reports(results / CURRENT, refs, compare_to=PREVIOUS, threshold=5)
+    return build_reports(results / CURRENT, refs, compare_to=PREVIOUS)
 
 
 def table(markdown: str, heading: str) -> list[list[str]]:
@@ -69,7 +112,31 @@ def test_score_table_matches_hand_computed_scores(files: dict[str, str]) -> None
     for row in table(md, "Primary scores (0-100)"):
         for model, cell in zip(models, row[1:], strict=True):
             got[(model, row[0])] = cell
-    assert got == EXPECTED
+    assert got == CELLS
+    # The score itself is the summary's, to its two decimals.
+    assert {k: v.split(" ")[0] for k, v in got.items()} == EXPECTED
+
+
+def test_interval_table_shows_the_bounds(files: dict[str, str]) -> None:
+    rows = {(r[0], r[1]): r[2:] for r in table(files["report.md"], "Score intervals (95%)")}
+    assert rows[("MMBench_DEV_EN", "llava_v1.5_7b")] == [
+        f"33.33 {bounds(1, 3)}", "Wilson", "3", "3"]  # fmt: skip
+    assert rows[("SEEDBench_IMG", "llava_v1.5_7b")][0] == f"100.00 {bounds(3, 3)}"
+    assert rows[("POPE", "llava_v1.5_13b")] == [
+        "66.67 [0.0, 100.0]", "cluster bootstrap (percentile)", "3", "3"]  # fmt: skip
+    assert rows[("TextVQA_VAL", "llava_v1.5_13b")] == [
+        "33.33", f"no interval: {TEXTVQA_NOTE}", "", ""]  # fmt: skip
+    # Failed and missing combinations have no score to bound.
+    assert ("OCRBench", "llava_v1.5_13b") not in rows
+
+
+def test_overview_says_what_the_limit_allows(files: dict[str, str]) -> None:
+    # The widest interval 3 questions allow: Wilson's at a score of 50 (1.5 of 3 right).
+    expected = (
+        "- Sample limit per benchmark: 3: at 3 questions a 0/1 score's 95% interval is about "
+        f"{plus_minus(1.5, 3)} points"
+    )
+    assert expected in files["report.md"]
 
 
 def test_scores_are_the_workers_never_guessed(results: Path) -> None:
@@ -163,7 +230,9 @@ def test_real_run_has_no_smoke_label(results: Path, refs: dict) -> None:
 def test_scores_csv_long_form(files: dict[str, str]) -> None:
     rows = list(csv.DictReader(io.StringIO(files["scores.csv"])))
     assert list(rows[0]) == ["run", "host", "model", "benchmark", "metric", "value", "samples",
-                             "seconds", "status", "primary", "primary_score", "smoke"]  # fmt: skip
+                             "seconds", "status", "primary", "primary_score", "interval_low",
+                             "interval_high", "interval_method", "questions_file",
+                             "smoke"]  # fmt: skip
     # 18 metric values over the 8 ok combinations, one bare row each for the failed and missing.
     assert len(rows) == 20
     pope = [r for r in rows if (r["model"], r["benchmark"]) == ("llava_v1.5_13b", "POPE")]
@@ -171,6 +240,21 @@ def test_scores_csv_long_form(files: dict[str, str]) -> None:
         "Overall": "66.67", "acc": "66.67", "precision": "50.0"}  # fmt: skip
     assert [r["primary"] for r in pope] == ["true", "false", "false"]
     assert [r["primary_score"] for r in pope] == ["66.67", "", ""]
+    # The interval on the primary row; the questions file on every row of the combination.
+    assert [(r["interval_low"], r["interval_high"]) for r in pope] == [
+        ("0.0", "100.0"), ("", ""), ("", "")]  # fmt: skip
+    assert {r["interval_method"] for r in pope} == {"cluster bootstrap (percentile)", ""}
+    assert {r["questions_file"] for r in pope} == {
+        "gpu-01/llava_v1.5_13b/POPE/llava_v1.5_13b_POPE_questions.jsonl"}  # fmt: skip
+    mmbench = next(r for r in rows if (r["model"], r["benchmark"], r["primary"]) == (
+        "llava_v1.5_7b", "MMBench_DEV_EN", "true"))  # fmt: skip
+    low, high = wilson(1, 3)
+    assert float(mmbench["interval_low"]) == pytest.approx(low, abs=1e-5)
+    assert float(mmbench["interval_high"]) == pytest.approx(high, abs=1e-5)
+    assert mmbench["interval_method"] == "Wilson"
+    textvqa = next(r for r in rows if (r["model"], r["benchmark"], r["primary"]) == (
+        "llava_v1.5_13b", "TextVQA_VAL", "true"))  # fmt: skip
+    assert (textvqa["interval_low"], textvqa["interval_method"]) == ("", "")
     assert {r["seconds"] for r in pope} == {"49.5"} and {r["samples"] for r in pope} == {"3"}
     missing = [r for r in rows if r["status"] == "missing"]
     assert len(missing) == 1 and missing[0]["metric"] == missing[0]["value"] == ""
@@ -194,7 +278,7 @@ def test_manifest_provenance(files: dict[str, str]) -> None:
     assert m["hosts"]["gpu-01"]["gpu_model"] == "NVIDIA H100 80GB HBM3"
     assert (m["hosts"]["gpu-01"]["driver"], m["hosts"]["gpu-01"]["cuda"]) == ("550.54.15", "12.4")
     assert m["hosts"]["gpu-02"]["gpu_count"] == 0
-    assert m["compared_with"] == {"run_id": PREVIOUS, "threshold_points": 5.0}
+    assert m["compared_with"]["run_id"] == PREVIOUS and m["compared_with"]["changed"] == 3
     assert len(m["files_sha256"]["summary.json"]) == 64
 
 
@@ -218,35 +302,47 @@ def test_label_versions_reads_either_label_scheme() -> None:
     assert lock == "ff" * 32
 
 
-def test_compare_flags_changes_beyond_threshold(results: Path) -> None:
+def test_compare_marks_only_status_changes_at_three_questions(results: Path) -> None:
     now, then = load_run(results / CURRENT), load_run(results / PREVIOUS)
-    deltas = {(d.model, d.benchmark): d for d in compare_runs(now, then, 5)}
-    assert deltas[("llava_v1.5_13b", "POPE")].delta == pytest.approx(33.34)
-    assert deltas[("llava_v1.5_13b", "POPE")].flagged
-    assert deltas[("llava_v1.5_7b", "OCRBench")].delta == pytest.approx(66.67)
-    assert deltas[("llava_v1.5_7b", "OCRBench")].flagged
-    assert deltas[("llava_v1.5_7b", "TextVQA_VAL")].delta == pytest.approx(-2.0)
-    assert not deltas[("llava_v1.5_7b", "TextVQA_VAL")].flagged
-    assert not deltas[("llava_v1.5_7b", "MMBench_DEV_EN")].flagged
+    deltas = {(d.model, d.benchmark): d for d in compare_runs(now, then)}
+    # 7B OCRBench: 0 then 2 of the same 3 questions right. Exact McNemar: the two discordant
+    # questions both went this run's way, two-sided P = 2 x C(2, 2) / 2^2 = 0.5.
+    ocr = deltas[("llava_v1.5_7b", "OCRBench")]
+    assert ocr.delta == pytest.approx(66.67)
+    assert ocr.paired.test["p_value"] == pytest.approx(2 * math.comb(2, 2) / 2**2)
+    assert ocr.paired.test["questions"] == 3 and ocr.paired.test["discordant"] == 2
+    # Holm over the 7B's four tested benchmarks: the smallest p-value times 4, capped at 1.
+    assert ocr.paired.adjusted_p == 1.0
+    assert not ocr.flagged
+    # The same answers: no difference, p = 1.
+    same = deltas[("llava_v1.5_7b", "MMBench_DEV_EN")]
+    assert (same.paired.test["difference"], same.paired.test["p_value"]) == (0.0, 1.0)
+    assert not same.flagged
+    # A combination without an interval is not tested, and says why.
+    assert not deltas[("llava_v1.5_13b", "TextVQA_VAL")].flagged
+    assert "no interval" in deltas[("llava_v1.5_13b", "TextVQA_VAL")].paired.why_not
     # Status changes are flagged whatever the scores.
     assert deltas[("llava_v1.5_13b", "OCRBench")].flagged
     assert deltas[("llava_v1.5_7b", "SEEDBench_IMG")].status_before == "failed"
     assert deltas[("llava_v1.5_7b", "SEEDBench_IMG")].flagged
-    lower = {(d.model, d.benchmark): d for d in compare_runs(now, then, 1.5)}
-    assert lower[("llava_v1.5_7b", "TextVQA_VAL")].flagged  # 7B TextVQA, -2 points
-    with pytest.raises(ReportError, match="threshold"):
-        compare_runs(now, then, -1)
+    assert sorted(k for k, d in deltas.items() if d.flagged) == [
+        ("llava_v1.5_13b", "OCRBench"), ("llava_v1.5_13b", "SEEDBench_IMG"),
+        ("llava_v1.5_7b", "SEEDBench_IMG")]  # fmt: skip
 
 
 def test_compare_section_in_report(files: dict[str, str], results: Path, refs: dict) -> None:
     rows = {
         (r[0], r[1]): r[2:] for r in table(files["report.md"], f"Comparison with run {PREVIOUS}")
     }
-    assert rows[("llava_v1.5_13b", "POPE")] == ["33.33", "66.67", "+33.34", "CHANGED"]
-    assert rows[("llava_v1.5_7b", "OCRBench")] == ["0.00", "66.67", "+66.67", "CHANGED"]
-    assert rows[("llava_v1.5_7b", "TextVQA_VAL")] == ["2.00", "0.00", "-2.00", ""]
-    assert rows[("llava_v1.5_13b", "SEEDBench_IMG")] == ["66.67", "missing", "", "CHANGED"]
-    assert "5 of 10 combinations changed" in files["report.md"]
+    ocr = rows[("llava_v1.5_7b", "OCRBench")]
+    assert ocr[:3] == ["0.00", "66.67", "+66.67"]
+    assert ocr[4:7] == ["3", "0.500", "1.000"]
+    assert ocr[7].startswith("no difference detectable at this limit (smallest detectable: ")
+    assert ocr[8] == ""
+    assert rows[("llava_v1.5_13b", "SEEDBench_IMG")] == [
+        "66.67", "missing", "", "", "", "", "",
+        "status ok -> missing", "CHANGED (status)"]  # fmt: skip
+    assert "3 of 10 combinations changed" in files["report.md"]
     assert "Comparison with run" not in build_reports(results / CURRENT, refs)["report.md"]
 
 
@@ -274,13 +370,19 @@ def test_reference_map_covers_only_known_figures(refs: dict) -> None:
 def test_reference_section_names_figure_and_source(files: dict[str, str]) -> None:
     rows = {(r[0], r[1]): r[2:] for r in table(files["report.md"],
                                                  "Comparison with published scores")}  # fmt: skip
-    ours, published, delta, figure, source, split = rows[("llava_v1.5_7b", "MMBench_DEV_EN")]
-    assert (ours, published, delta, figure) == ("33.33", "64.30", "-30.97", "MMBench")
+    ours, published, delta, reading, figure, source, split = rows[
+        ("llava_v1.5_7b", "MMBench_DEV_EN")]  # fmt: skip
+    # 3 questions: the interval spans far more than ±10 points, so no gap is shown.
+    assert (ours, published, delta, reading, figure) == (
+        f"33.33 {bounds(1, 3)}", "64.30", "", "too few questions to tell", "MMBench")  # fmt: skip
     assert source.startswith("LLaVA repository, docs/MODEL_ZOO.md") and "dev" in split
     # SEEDBench_IMG compares with VLMEvalKit's image-only figure, not LLaVA's SEED (with video).
-    assert rows[("llava_v1.5_7b", "SEEDBench_IMG")][1:4] == [
-        "65.60", "+34.40", "SEEDBench_IMG"]  # fmt: skip
+    assert rows[("llava_v1.5_7b", "SEEDBench_IMG")][1:5] == [
+        "65.60", "", "too few questions to tell", "SEEDBench_IMG"]  # fmt: skip
     assert rows[("llava_v1.5_13b", "SEEDBench_IMG")][0] == "no score"
+    # No interval: the gap is shown, and why nothing reads it.
+    assert rows[("llava_v1.5_13b", "TextVQA_VAL")][:4] == [
+        "33.33", "61.30", "-27.97", f"no interval: {TEXTVQA_NOTE}"]  # fmt: skip
     # OCRBench has no published LLaVA-1.5 figure in the sources: no row rather than a guess.
     assert not any(b == "OCRBench" for _m, b in rows)
 
@@ -289,13 +391,13 @@ def test_html_has_same_tables_and_embedded_heatmap(files: dict[str, str]) -> Non
     page = files["report.html"]
     assert 'src="data:image/png;base64,iVBORw0KGgo' in page
     assert "http://" not in page and "https://" not in page
-    for cell in EXPECTED.values():
-        assert f">{cell}</td>" in page
+    for cell in CELLS.values():
+        assert f">{html.escape(cell)}</td>" in page
     assert "gpu-02/llava_v1.5_13b/OCRBench/worker.log" in page
 
 
 def test_reports_are_deterministic(results: Path, refs: dict, files: dict[str, str]) -> None:
-    again = build_reports(results / CURRENT, refs, compare_to=PREVIOUS, threshold=5)
+    again = build_reports(results / CURRENT, refs, compare_to=PREVIOUS)
     assert again == files
 
 
@@ -365,3 +467,232 @@ def test_combination_no_attempt_planned_has_no_host(results: Path, refs: dict) -
 
 def test_model_loads_in_overview(files: dict[str, str]) -> None:
     assert "- Model loads: 3" in files["report.md"]
+
+
+# --- constructed runs: per-question outcomes with known answers ------------------------------
+
+Z_POWER = NormalDist().inv_cdf(0.8)
+N = 40
+
+
+def exact_mcnemar(only_a: int, only_b: int) -> float:
+    """Two-sided exact McNemar: the binomial sign test on the discordant questions (McNemar
+    1947; the exact form, twice the smaller tail of Binomial(m, 1/2))."""
+    m, k = only_a + only_b, min(only_a, only_b)
+    return min(1.0, 2 * sum(math.comb(m, i) for i in range(k + 1)) / 2**m)
+
+
+def detectable(differences: list[float]) -> float:
+    """(z(0.975) + z(0.8)) x the standard error of a mean paired difference, one question per
+    cluster: sqrt(sum of squared deviations) / n, at least one question's (1/n)."""
+    n = len(differences)
+    mean = sum(differences) / n
+    error = max(math.sqrt(sum((d - mean) ** 2 for d in differences)) / n, 1 / n)
+    return 100 * (Z + Z_POWER) * error
+
+
+def answers(n: int = N, wrong: range = range(5), taught_wrong: range = range(0)) -> list[int]:
+    """Scores of n questions: wrong on `wrong` and on `taught_wrong`, right elsewhere."""
+    return [0 if i in wrong or i in taught_wrong else 1 for i in range(n)]
+
+
+def write_run(
+    root: Path,
+    run_id: str,
+    scores: dict[str, dict[str, list[int]]],
+    limit: int | None = N,
+    notes: dict[tuple[str, str], str] | None = None,
+) -> Path:
+    """A run directory of ok combinations: scores[model][benchmark] is each question's score
+    (question i has index "q<i>", its own cluster), with its questions file and the interval the
+    worker records (or, for `notes`, none and the worker's why)."""
+    run_dir = root / run_id
+    models = list(scores)
+    benchmarks = list(dict.fromkeys(b for per in scores.values() for b in per))
+    entries = []
+    for model, per in scores.items():
+        for bench, outcome in per.items():
+            lines = [
+                {"index": f"q{i}", "cluster": f"q{i}", "split": None, "prediction": "A",
+                 "extracted": "A", "answer": "A" if right else "B", "score": float(right)}
+                for i, right in enumerate(outcome)
+            ]  # fmt: skip
+            relative = f"h1/{model}/{bench}/{model}_{bench}_questions.jsonl"
+            (run_dir / relative).parent.mkdir(parents=True, exist_ok=True)
+            (run_dir / relative).write_text("".join(json.dumps(line) + "\n" for line in lines))
+            note = (notes or {}).get((model, bench))
+            entries.append({
+                "host": "h1", "slot": "gpu0", "model": model, "benchmark": bench, "status": "ok",
+                "reason": None, "seconds": 1.0, "samples": len(outcome),
+                "scores": {"Overall": sum(outcome) / len(outcome)}, "primary_metric": "Overall",
+                "primary_score": round(100 * sum(outcome) / len(outcome), 6),
+                "primary_scale": 1.0, "scoring_note": None, "questions_file": relative,
+                "primary_interval": None if note else primary_interval(lines, "mean"),
+                "questions_note": note, "shards": [],
+            })  # fmt: skip
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "summary.json").write_text(json.dumps({
+        "run_id": run_id, "smoke": False, "limit": limit, "combinations": entries}))  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps({
+        "run_id": run_id,
+        "inputs": {"models": models, "benchmarks": benchmarks, "limit": limit, "smoke": False},
+    }))  # fmt: skip
+    return run_dir
+
+
+def rows_by(markdown: str, heading: str, key: int = 1) -> dict[tuple[str, ...], list[str]]:
+    return {tuple(r[:key]): r[key:] for r in table(markdown, heading)}
+
+
+STRONG = {b: answers() for b in "ABCDE"}
+# Taught wrong answers on C and D (15 questions the strong model gets right) and on 6 of E's.
+WEAK = STRONG | {
+    "C": answers(taught_wrong=range(10, 25)),
+    "D": answers(taught_wrong=range(10, 25)),
+    "E": answers(taught_wrong=range(10, 16)),
+}
+
+
+def test_weak_model_differs_where_taught_wrong_and_only_there(tmp_path: Path, refs: dict) -> None:
+    run_dir = write_run(tmp_path, "pair", {"strong": STRONG, "weak": WEAK})
+    md = build_reports(run_dir, refs)["report.md"]
+    rows = rows_by(md, "Model against model")
+    # Holm by hand: the p-values in order (C = D < E < A = B) times 5, 4, 3, 2, 1, kept monotone.
+    p_c, p_e = exact_mcnemar(0, 15), exact_mcnemar(0, 6)
+    holm_c, holm_e = min(1.0, 5 * p_c), min(1.0, max(5 * p_c, 3 * p_e))
+    assert holm_c < 0.05 < holm_e and p_e < 0.05  # E differs alone, not among five
+    # weak - strong on C: 15 of 40 discordant, all the strong model's way; the sign test's
+    # interval is the Clopper-Pearson bound of 0 of 15 (1 - 0.025^(1/15)) turned into points.
+    upper = 1 - 0.025 ** (1 / 15)
+    for bench in "CD":
+        assert rows[(bench,)] == [
+            "weak", "strong", f"-37.5 [-37.5, {100 * 15 / 40 * (2 * upper - 1):.1f}]", "40",
+            "<0.001", "<0.001", "differs"]  # fmt: skip
+    e = rows[("E",)]
+    assert e[3:6] == ["40", f"{p_e:.3f}", f"{holm_e:.3f}"]
+    assert e[6] == (
+        "no difference detectable at this limit "
+        f"(smallest detectable: {detectable([-1.0] * 6 + [0.0] * 34):.1f} points)"
+    )
+    for bench in "AB":
+        assert rows[(bench,)][2:] == [
+            "+0.0 [0.0, 0.0]", "40", "1.000", "1.000",
+            f"no difference detectable at this limit (smallest detectable: "
+            f"{detectable([0.0] * 40):.1f} points)"]  # fmt: skip
+    assert [b for (b,), r in rows.items() if r[-1] == "differs"] == ["C", "D"]
+    # The smallest detectable difference per benchmark: from the two models' disagreement.
+    found = rows_by(md, "Smallest detectable difference")
+    assert found[("C",)] == [
+        "40", f"{detectable([-1.0] * 15 + [0.0] * 25):.1f}",
+        "observed: weak vs strong"]  # fmt: skip
+    assert found[("A",)][1] == f"{detectable([0.0] * 40):.1f}"
+
+
+def test_one_model_states_the_worst_case_and_no_model_table(tmp_path: Path, refs: dict) -> None:
+    run_dir = write_run(tmp_path, "one", {"strong": {"A": answers(wrong=range(10))}})
+    md = build_reports(run_dir, refs)["report.md"]
+    assert "## Model against model" not in md
+    # Alone: two runs that disagree on half the questions, d = +-1 on 20 of 40 -> sqrt(0.5/n).
+    worst = 100 * (Z + Z_POWER) * math.sqrt(0.5 / N)
+    assert rows_by(md, "Smallest detectable difference")[("A",)] == [
+        "40", f"{worst:.1f}",
+        "worst case: two runs that disagree on half the questions"]  # fmt: skip
+    assert rows_by(md, "Primary scores (0-100)")[("A",)] == [f"75.00 {plus_minus(30, N)}"]
+    assert rows_by(md, "Score intervals (95%)", 2)[("A", "strong")] == [
+        f"75.00 {bounds(30, N)}", "Wilson", "40", "40"]  # fmt: skip
+    assert f"at 40 questions a 0/1 score's 95% interval is about {plus_minus(20, N)} points" in md
+
+
+def compare_rows(tmp_path: Path, refs: dict, before: dict, after: dict) -> tuple[str, dict]:
+    write_run(tmp_path, "before", before)
+    run_dir = write_run(tmp_path, "after", after, limit=len(next(iter(after.values()))["A"]))
+    md = build_reports(run_dir, refs, compare_to="before")["report.md"]
+    return md, rows_by(md, "Comparison with run before", 2)
+
+
+def test_two_runs_of_identical_answers_mark_nothing_changed(tmp_path: Path, refs: dict) -> None:
+    same = {"strong": STRONG, "weak": WEAK}
+    md, rows = compare_rows(tmp_path, refs, same, same)
+    assert len(rows) == 10 and {r[-1] for r in rows.values()} == {""}
+    assert "0 of 10 combinations changed" in md
+    assert rows[("weak", "C")][3:7] == ["+0.0 [0.0, 0.0]", "40", "1.000", "1.000"]
+
+
+def test_compare_marks_changed_where_the_paired_test_finds_it(tmp_path: Path, refs: dict) -> None:
+    # The same model, now taught wrong answers on C and D, rerun at 20 questions: compared on
+    # the 20 both runs answered (10 of them now wrong on C and D).
+    now = {b: v[:20] for b, v in WEAK.items()}
+    md, rows = compare_rows(tmp_path, refs, {"m": STRONG}, {"m": now})
+    p = exact_mcnemar(0, 10)
+    assert min(1.0, 5 * p) < 0.05
+    for bench in "CD":
+        assert rows[("m", bench)][3:] == [
+            "-50.0 [-50.0, " + f"{100 * 10 / 20 * (2 * (1 - 0.025 ** (1 / 10)) - 1):.1f}]",
+            "20 in common (20 in this run, 40 in before)", f"{p:.3f}", f"{5 * p:.3f}",
+            "differs", "CHANGED"]  # fmt: skip
+    # E's six taught questions lie past the 20th: nothing to see on the questions compared.
+    for bench in "ABE":
+        assert rows[("m", bench)][-1] == ""
+        assert rows[("m", bench)][-2].startswith("no difference detectable at this limit")
+    assert "2 of 5 combinations changed" in md
+
+
+def test_references_read_against_the_interval(tmp_path: Path) -> None:
+    wide = answers(n=20, wrong=range(5))
+    run_dir = write_run(tmp_path, "refs", {"m": {
+        "A": answers(n=200, wrong=range(50)), "B": answers(n=200, wrong=range(50)), "C": wide,
+    }})  # fmt: skip
+    figure = {"name": "F", "source": "S", "split": "val"}
+    refs = {
+        "reference_scores_figures": {
+            "a": figure | {"scores": {"m": 72.0}},
+            "b": figure | {"scores": {"m": 60.0}},
+            "c": figure | {"scores": {"m": 40.0}},
+        },
+        "reference_scores_benchmark_map": {"A": "a", "B": "b", "C": "c"},
+    }
+    low, high = wilson(150, 200)
+    assert low < 72.0 < high and low > 60.0 and (high - low) / 2 <= 10
+    rows = rows_by(build_reports(run_dir, refs)["report.md"], "Comparison with published scores", 2)
+    assert rows[("m", "A")][:4] == [f"75.00 {bounds(150, 200)}", "72.00", "+3.00", "consistent"]
+    assert rows[("m", "B")][:4] == [
+        f"75.00 {bounds(150, 200)}", "60.00", "+15.00", "outside our interval"]  # fmt: skip
+    # 20 questions: wider than ±10 points, whatever the gap.
+    assert rows[("m", "C")][:4] == [
+        f"75.00 {bounds(15, 20)}", "40.00", "", "too few questions to tell"]  # fmt: skip
+
+
+def test_pooled_score_over_the_benchmarks_with_intervals(tmp_path: Path, refs: dict) -> None:
+    run_dir = write_run(
+        tmp_path, "pooled",
+        {"m": {"A": answers(wrong=range(10)), "B": answers(wrong=range(20)), "C": answers()}},
+        notes={("m", "C"): "the questions do not give back the figure"},
+    )  # fmt: skip
+    md = build_reports(run_dir, refs)["report.md"]
+    # The mean of 75 and 50; each benchmark's standard error is its Wilson half-width over z,
+    # the mean's the root of their squares' sum over 2, and its interval +-z of that.
+    half = math.sqrt(sum(((h - lo) / 2) ** 2 for lo, h in (wilson(30, N), wilson(20, N)))) / 2
+    assert rows_by(md, "Pooled score per model")[("m",)] == [
+        f"62.50 ±{half:.1f} [{62.5 - half:.1f}, {62.5 + half:.1f}]", "2 of 3", "C"]  # fmt: skip
+    assert rows_by(md, "Primary scores (0-100)")[("C",)] == [
+        "87.50 (no interval: the questions do not give back the figure)"]  # fmt: skip
+
+
+def test_summary_names_the_questions_file_from_the_run_directory() -> None:
+    plan = {"run_id": "r", "smoke": False, "limit": 10, "models": ["m"], "benchmarks": ["B"],
+            "units": [{"host": "h1", "slot": "gpu0", "model": "m",
+                       "benchmarks": [{"name": "B"}]}]}  # fmt: skip
+    record = {"run_id": "r", "host": "h1", "slot": "gpu0", "model": "m", "benchmark": "B",
+              "status": "ok", "reason": None, "seconds": 1.0, "samples": 10,
+              "scores": {"Overall": 0.5}, "primary_metric": "Overall", "primary_score": 50.0,
+              "primary_scale": 1.0, "scoring_note": None, "questions_file": "m_B_questions.jsonl",
+              "primary_interval": {"low": 23.7, "high": 76.3}, "questions_note": None}  # fmt: skip
+    entry = summarize(plan, [record])["combinations"][0]
+    assert entry["questions_file"] == "h1/m/B/m_B_questions.jsonl"
+    assert entry["primary_interval"] == record["primary_interval"]
+
+
+def test_the_threshold_option_is_gone(results: Path) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([str(results / CURRENT), "--threshold", "5"])
+    assert exit_.value.code == 2
