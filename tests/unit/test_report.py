@@ -484,11 +484,13 @@ def exact_mcnemar(only_a: int, only_b: int) -> float:
 
 def detectable(differences: list[float]) -> float:
     """(z(0.975) + z(0.8)) x the standard error of a mean paired difference, one question per
-    cluster: sqrt(sum of squared deviations) / n, at least one question's (1/n)."""
+    cluster: sqrt(sum of squared deviations) / n; never below the exact sign test's reach, the
+    fewest discordant questions all one way with 2 / 2^k <= 0.05, out of n."""
     n = len(differences)
     mean = sum(differences) / n
-    error = max(math.sqrt(sum((d - mean) ** 2 for d in differences)) / n, 1 / n)
-    return 100 * (Z + Z_POWER) * error
+    error = math.sqrt(sum((d - mean) ** 2 for d in differences)) / n
+    fewest = next(k for k in range(1, 64) if 2 * 0.5**k <= 0.05)
+    return min(100.0, max(100 * (Z + Z_POWER) * error, 100 * fewest / n))
 
 
 def answers(n: int = N, wrong: range = range(5), taught_wrong: range = range(0)) -> list[int]:

@@ -397,6 +397,8 @@ DETECTABLE_CASES = [
         [0.6, 0.6, 0.3, 0.0, 1.0, 0.3],
         ["p", "p", "q", "r", "s", "s"],
     ),
+    # Enough questions that the spread, not the sign test's floor, decides.
+    ([i % 2 for i in range(100)], [1 - i % 2 if i < 30 else i % 2 for i in range(100)], None),
 ]
 
 
@@ -412,32 +414,35 @@ def detectable_of(a, b, clusters) -> tuple[float, float, float]:
     return got, in_comparison, miller_variance(differences, clusters)
 
 
+def sign_test_floor(clusters: int) -> float:
+    # The fewest discordant questions, all one way, whose two-sided exact p = 2 / 2^k is at
+    # most 0.05, as a share of the clusters in points (at most all of them).
+    k = next(k for k in range(1, 64) if 2 * 0.5**k <= 0.05)
+    return min(100, 100 * k / clusters)
+
+
 @pytest.mark.parametrize(("a", "b", "clusters"), DETECTABLE_CASES)
 def test_detectable_difference_of_two_runs(a, b, clusters):
     got, in_comparison, variance = detectable_of(a, b, clusters)
-    assert variance > 1 / len(a) ** 2  # above the module's floor (next test)
-    expected = (Z95 + Z_POWER) * math.sqrt(variance) * 100
+    n_clusters = len(set(clusters or range(len(a))))
+    expected = min(
+        100, max((Z95 + Z_POWER) * math.sqrt(variance) * 100, sign_test_floor(n_clusters))
+    )
     assert got == pytest.approx(expected, abs=1e-5)
     assert in_comparison == pytest.approx(expected, abs=1e-5)
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "clusters"),
+    ("a", "b"),
     [
-        ([0.3, 0.6, 1.0, 0.6], [0.6, 0.6, 0.3, 0.0], ["p", "p", "q", "r"]),  # V 0.0603 < 1/16
-        ([1, 0, 1, 1, 0], [1, 0, 1, 1, 0], None),  # identical: V 0
-        ([1, 0, 1, 1, 0], [0, 0, 1, 1, 0], None),  # one discordant: V (n-1)/n^3 < 1/n^2
+        ([1, 0, 1, 1, 0] * 8, [1, 0, 1, 1, 0] * 8),  # identical: V 0
+        ([1, 0, 1, 1, 0] * 8, [0, 0, 1, 1, 0] + [1, 0, 1, 1, 0] * 7),  # one discordant
     ],
 )
-def test_detectable_difference_floor(a, b, clusters):
-    # Not a published formula: the module's documented floor, the variance of at least one
-    # discordant question's, taken as 1/n^2 (the squared weight of one question in the mean).
-    got, in_comparison, variance = detectable_of(a, b, clusters)
-    n = len(a)
-    assert variance < 1 / n**2
-    expected = (Z95 + Z_POWER) * math.sqrt(1 / n**2) * 100
-    assert got == pytest.approx(expected, abs=1e-5)
-    assert in_comparison == pytest.approx(expected, abs=1e-5)
+def test_runs_that_agree_detect_no_less_than_the_sign_test_can(a, b):
+    got, _, _ = detectable_of(a, b, None)
+    assert got == pytest.approx(sign_test_floor(len(a)), abs=1e-5)
+    assert got == pytest.approx(15.0, abs=1e-5)  # 6 of 40 questions
 
 
 @pytest.mark.parametrize(
@@ -446,7 +451,8 @@ def test_detectable_difference_floor(a, b, clusters):
 def test_detectable_difference_alone_is_the_worst_case(n, clusters):
     clusters = list(range(n)) if clusters is None else clusters
     q = uncertainty.questions_of(lines_of([i % 2 for i in range(n)], clusters))
-    expected = (Z95 + Z_POWER) * math.sqrt(0.5 / len(set(clusters))) * 100
+    c = len(set(clusters))
+    expected = min(100, max((Z95 + Z_POWER) * math.sqrt(0.5 / c) * 100, sign_test_floor(c)))
     assert uncertainty.detectable_difference(q) == pytest.approx(expected, abs=1e-5)
 
 

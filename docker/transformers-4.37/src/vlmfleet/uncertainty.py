@@ -369,17 +369,28 @@ def _detectable(standard_error: float) -> float:
     return round(100.0 * z * standard_error, 6)
 
 
+def fewest_discordant() -> int:
+    """The fewest discordant questions, all one way, at which the exact sign test finds a
+    difference at ALPHA: no paired comparison detects less than that many questions' worth."""
+    k = 1
+    while stats.binomtest(k, k, 0.5).pvalue > ALPHA:
+        k += 1
+    return k
+
+
 def detectable_difference(a: Questions, b: Questions | None = None) -> float:
     """The smallest difference (points) a paired comparison of these questions detects at alpha
-    0.05 with power 0.8. With a second run, from the clustered variance of the observed
-    differences, at least 1/n^2 (one question's weight in the mean, so that runs which agree on
-    every question do not claim to detect any difference); alone, the stated worst case: two runs
-    of a 0/1 score that disagree on half the questions, one question per cluster."""
+    0.05 with power 0.8: (z(1 - alpha/2) + z(power)) x the standard error of the mean paired
+    difference. With a second run, that standard error is the clustered one of the observed
+    differences; alone, the stated worst case: two runs of a 0/1 score that disagree on half the
+    questions, one question per cluster. Never less than ``fewest_discordant`` clusters of all
+    (runs that agree on every question have not shown they could detect nothing smaller); 100
+    when that is more than all of them: no difference is detectable."""
+    floor = min(100.0, 100.0 * fewest_discordant() / a.n_clusters)
     if b is None:
-        return _detectable(math.sqrt(WORST_CASE_P / a.n_clusters))
-    n = len(a.ids)
+        return min(100.0, max(_detectable(math.sqrt(WORST_CASE_P / a.n_clusters)), floor))
     variance = clustered_variance(a.scores - b.scores, a.clusters)
-    return _detectable(math.sqrt(max(variance, 1.0 / n**2)))
+    return min(100.0, max(_detectable(math.sqrt(variance)), floor))
 
 
 def worst_case_half_width(questions: int, confidence: float = CONFIDENCE) -> float:
