@@ -120,15 +120,29 @@ def limit_meaning(limit: Any) -> str:
     )
 
 
+def precision_meaning(precision: float, plan: dict[str, Any]) -> str:
+    """The limits that eval.yml's precision chose, and what they promise."""
+    limits = plan.get("limits") or {}
+    chosen = ", ".join(f"{b} {'whole' if n is None else n}" for b, n in limits.items())
+    return (
+        f"chosen for precision={precision:g}: each 95% interval at most ±{precision:g} points "
+        f"for independent 0/1 questions at worst (questions that come in groups widen it): "
+        f"{chosen or 'not in plan.json'}"
+    )
+
+
 def _overview(run: Run) -> Section:
     inputs = run.info.get("inputs", {})
     totals = run.totals()
     limit = inputs.get("limit", run.summary.get("limit"))
+    precision = inputs.get("precision", run.summary.get("precision"))
     lines = [
         f"Run {run.run_id}" + (" (SMOKE)" if run.smoke else ""),
         f"Models: {', '.join(run.models)}",
         f"Benchmarks: {', '.join(run.benchmarks)}",
-        f"Sample limit per benchmark: {limit_meaning(limit)}",
+        f"Sample limit per benchmark: {limit_meaning(limit)}"
+        if precision is None
+        else f"Sample limits per benchmark: {precision_meaning(precision, run.plan)}",
         f"Hosts: {', '.join(run.hosts) or 'n/a'}",
         f"Started {run.info.get('started_at', 'n/a')}, "
         f"finished {run.info.get('finished_at', 'n/a')}"

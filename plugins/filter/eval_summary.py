@@ -29,6 +29,9 @@ from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
     run_records,
     run_shard_records,
 )
+from ansible_collections.vlmfleet.shared.plugins.module_utils.uncertainty import (
+    pooled_interval,
+)
 
 
 def shard_entries(
@@ -164,11 +167,33 @@ def summarize(
         "run_id": plan["run_id"],
         "smoke": plan["smoke"],
         "limit": plan["limit"],
+        "precision": plan.get("precision"),
+        "limits": plan.get("limits"),
+        "pooled": pooled_by_model(entries),
         "model_loads": plan.get("model_loads"),
         "lost_hosts": sorted(lost),
         "combinations": entries,
         "totals": totals,
     }
+
+
+def pooled_by_model(entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each model's mean over its benchmarks that have an interval, with the pooled interval
+    (uncertainty.pooled_interval, null when none has one) and the benchmarks left out."""
+    out: dict[str, dict[str, Any]] = {}
+    for model in dict.fromkeys(e["model"] for e in entries):
+        mine = [e for e in entries if e["model"] == model]
+        figures = [
+            (float(e["primary_score"]), e["primary_interval"])
+            for e in mine
+            if e["status"] == "ok" and e["primary_interval"] is not None
+        ]
+        counted = {e["benchmark"] for e in mine if e["status"] == "ok" and e["primary_interval"]}
+        out[model] = {
+            "figure": pooled_interval(figures) if figures else None,
+            "left_out": [e["benchmark"] for e in mine if e["benchmark"] not in counted],
+        }
+    return out
 
 
 def questions_path(record: Mapping[str, Any]) -> str | None:

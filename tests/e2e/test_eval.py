@@ -266,6 +266,11 @@ def test_resume_after_the_worker_is_killed(fleet: Fleet) -> None:
             "(THUDM/cogvlm-chat-hf): 17.6B parameters",
         ),
         ({"results_dir": "/proc/x"}, "results_dir /proc/x cannot be used"),
+        # The report step would find these only after the whole matrix.
+        ({"compare_to": "nosuchrun"}, "compare_to=nosuchrun: no run with a summary.json"),
+        ({"compare_threshold": "5"}, "compare_threshold is gone"),
+        ({"precision": "0"}, "precision must be a number greater than 0 and at most 50"),
+        ({"precision": "5", "limit": "10"}, "precision=5 and limit=10 cannot be given together"),
     ],
 )
 def test_bad_inputs_stop_before_anything_runs(

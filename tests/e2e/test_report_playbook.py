@@ -89,7 +89,7 @@ def test_report_playbook_fills_provenance_the_run_lacks(results: Path, tmp_path:
     [
         ({"run_id": "nope"}, f"runs there: {PREVIOUS}, {CURRENT}"),
         ({"run_id": "../etc"}, "run_id=../etc"),
-        ({"compare_to": "nope"}, "compare_to 'nope': no run with a summary.json"),
+        ({"compare_to": "nope"}, "compare_to=nope: no run with a summary.json"),
         # Gone: a fixed threshold gave way to the paired tests; a value given is refused.
         ({"compare_to": PREVIOUS, "compare_threshold": "5"}, "compare_threshold is gone"),
     ],

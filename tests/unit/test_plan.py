@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -610,3 +611,33 @@ def test_a_plain_limit_stays_the_slot_files_one_limit():
     assert run_wide == {10} and set(limits.values()) == {10}
     whole = plan({"gpu-01": gpus(H100)}, CATALOGUE, inputs(benchmarks=["POPE"], limit=None))
     assert whole["limits"] == {"POPE": None}
+
+
+def test_summary_pools_each_model_over_the_benchmarks_with_intervals():
+    # Two benchmarks with intervals 40..60 and 70..90 (half-widths 10, standard errors 10 / z):
+    # the pooled mean is 65, its half-width z x sqrt(2 x (10 / z)^2) / 2 = 10 / sqrt(2).
+    p = small_plan()
+    where = {(u["model"], b["name"]): u["host"] for u in p["units"] for b in u["benchmarks"]}
+
+    def scored(model, bench, score, low, high):
+        interval = {"low": low, "high": high, "confidence": 0.95, "method": "Wilson"}
+        interval |= {"statistic": "mean", "questions": 10, "clusters": 10}
+        return record(
+            where[(model, bench)], model, bench, primary_score=score, primary_interval=interval
+        )
+
+    recs = [
+        scored("llava_v1.5_7b", "POPE", 50.0, 40.0, 60.0),
+        scored("llava_v1.5_7b", "MMStar", 80.0, 70.0, 90.0),
+        scored("llava_v1.5_13b", "POPE", 50.0, 40.0, 60.0),
+    ]
+    pooled = summarize(p, recs)["pooled"]
+    seven = pooled["llava_v1.5_7b"]
+    assert seven["left_out"] == []
+    assert seven["figure"]["score"] == pytest.approx(65.0)
+    assert seven["figure"]["low"] == pytest.approx(65.0 - 10 / math.sqrt(2), abs=1e-5)
+    assert seven["figure"]["high"] == pytest.approx(65.0 + 10 / math.sqrt(2), abs=1e-5)
+    assert seven["figure"]["benchmarks"] == 2
+    # MMStar is missing for the 13B: left out, and said so.
+    assert pooled["llava_v1.5_13b"]["left_out"] == ["MMStar"]
+    assert pooled["llava_v1.5_13b"]["figure"]["benchmarks"] == 1

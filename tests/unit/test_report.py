@@ -698,3 +698,17 @@ def test_the_threshold_option_is_gone(results: Path) -> None:
     with pytest.raises(SystemExit) as exit_:
         main([str(results / CURRENT), "--threshold", "5"])
     assert exit_.value.code == 2
+
+
+def test_overview_names_the_limits_a_precision_chose(results: Path, refs: dict) -> None:
+    run_dir = results / CURRENT
+    plan = json.loads((run_dir / "plan.json").read_text())
+    plan["limits"] = {b: 381 for b in plan.get("benchmarks", [])} | {"POPE": 381, "OCRBench": None}
+    (run_dir / "plan.json").write_text(json.dumps(plan))
+    info = json.loads((run_dir / "run.json").read_text())
+    info["inputs"] = {k: v for k, v in info["inputs"].items() if k != "limit"} | {"precision": 5}
+    (run_dir / "run.json").write_text(json.dumps(info))
+    md = build_reports(run_dir, refs)["report.md"]
+    line = next(x for x in md.splitlines() if x.startswith("- Sample limits per benchmark:"))
+    assert "precision=5" in line and "at most ±5 points" in line
+    assert "POPE 381" in line and "OCRBench whole" in line
