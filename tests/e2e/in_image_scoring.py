@@ -8,13 +8,17 @@ worker package mounted over the image's and tests/ on PYTHONPATH):
 For each benchmark and question count: the worker's synthetic TSV of that many questions
 (vlmfleet.datasets.use_synthetic_dataset), VLMEvalKit's dataset for it, and two prediction files
 in VLMEvalKit's format (the dataset's rows without images, plus a prediction column) whose
-answers are all right and all wrong (scoring.answer_sets). Each file is scored by
-``dataset.evaluate(file, model="exact_matching", nproc=1)``, as the worker scores one, and by
-this repository's published metrics read back from the same file. Prints one line per file:
-``IN_IMAGE_SCORE {json}`` with benchmark, questions, answers ("right"/"wrong"), metric and
-value (VLMEvalKit's primary key and raw value), scores (all flattened figures), published
-(scoring.published_metrics.primary_score) and, once the worker package has
-``vlmfleet.scores.primary_score``, vlmfleet_primary_score (or vlmfleet_error).
+answers are all right, all wrong (scoring.answer_sets) and what the known-answer checkpoints
+were trained to say ("seen": vlmfleet.known_answer.right_answer, which the graded VQA rows
+score between 0 and 1). Each file is scored by ``dataset.evaluate(file,
+model="exact_matching", nproc=1)``, as the worker scores one, and by this repository's
+published metrics read back from the same file. Prints one line per file: ``IN_IMAGE_SCORE
+{json}`` with benchmark, questions, answers ("right"/"wrong"/"seen"), metric and value
+(VLMEvalKit's primary key and raw value), scores (all flattened figures), published
+(scoring.published_metrics.primary_score), published_questions (its per-question scores,
+scoring.published_metrics.question_scores), vlmfleet_primary_score (or vlmfleet_error), and
+the worker's question fields (vlmfleet.question_scores.question_fields: questions_file,
+primary_interval, questions_note) with the questions file's lines.
 """
 
 from __future__ import annotations
@@ -67,13 +71,32 @@ def vlmfleet_primary(metric: str, value: float, dataset: Any, questions: int) ->
     return float(result.score)
 
 
-def score_case(name: str, kind: str, questions: int, right: bool, work: Path) -> dict[str, Any]:
+ANSWER_SETS = ("right", "wrong", "seen")
+
+
+def answers_for(kind: str, rows: list[dict[str, Any]], answers: str) -> dict[str, str]:
+    """The prediction of each row by index: always right, always wrong, or as the known-answer
+    strong checkpoint was trained to answer."""
     from scoring.answer_sets import answer_set
-    from scoring.published_metrics import primary_score, read_predictions
+    from scoring.published_metrics import index_key
+    from vlmfleet.known_answer import right_answer
+
+    if answers == "seen":
+        return {index_key(r["index"]): right_answer(kind, r) for r in rows}
+    return answer_set(kind, rows, right=answers == "right")
+
+
+def score_case(name: str, kind: str, questions: int, answers: str, work: Path) -> dict[str, Any]:
+    from scoring.published_metrics import (
+        primary_score,
+        question_scores,
+        read_predictions,
+    )
     from vlmeval.dataset import build_dataset
     from vlmeval.smp.status_report import flatten_summary_metrics
     from vlmfleet.datasets import use_synthetic_dataset
     from vlmfleet.known_answer import SEED_BENCHMARKS
+    from vlmfleet.question_scores import question_fields
     from vlmfleet.smoke_data import synthetic_rows
 
     lmu = work / "LMUData"
@@ -82,11 +105,13 @@ def score_case(name: str, kind: str, questions: int, right: bool, work: Path) ->
     use_synthetic_dataset(lmu, name, shape, questions)
     dataset = build_dataset(name)
     rows = synthetic_rows(name, shape, questions)
-    answers = answer_set(kind, rows, right=right)
-    case_dir = work / f"{name}-{questions}-{'right' if right else 'wrong'}"
+    case_dir = work / f"{name}-{questions}-{answers}"
     case_dir.mkdir()
-    pred = prediction_file(dataset, answers, case_dir / f"{ORACLE_MODEL}_{name}.xlsx")
-    published = primary_score(name, rows, read_predictions(pred))
+    pred = prediction_file(
+        dataset, answers_for(kind, rows, answers), case_dir / f"{ORACLE_MODEL}_{name}.xlsx"
+    )
+    predicted = read_predictions(pred)
+    published = primary_score(name, rows, predicted)
     result = dataset.evaluate(str(pred), model="exact_matching", nproc=1)
     flat = {
         k: float(v)
@@ -98,19 +123,25 @@ def score_case(name: str, kind: str, questions: int, right: bool, work: Path) ->
     record: dict[str, Any] = {
         "benchmark": name,
         "questions": questions,
-        "answers": "right" if right else "wrong",
+        "answers": answers,
         "metric": metric,
         "value": value,
         "scores": flat,
         "published": published,
+        "published_questions": question_scores(name, rows, predicted),
     }
     try:
         ours = vlmfleet_primary(metric, value, dataset, questions)
     except Exception as err:  # reported to the test, which fails on it
         record["vlmfleet_error"] = f"{type(err).__name__}: {err}"
-    else:
-        if ours is not None:
-            record["vlmfleet_primary_score"] = ours
+        return record
+    record["vlmfleet_primary_score"] = ours
+    # As the worker: VLMEvalKit's evaluation has written its files beside the predictions.
+    fields = question_fields(dataset, str(pred), "exact_matching", metric, ours)
+    record.update(fields)
+    if fields["questions_file"] is not None:
+        text = (case_dir / fields["questions_file"]).read_text(encoding="utf-8")
+        record["question_lines"] = [json.loads(x) for x in text.splitlines()]
     return record
 
 
@@ -127,8 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="in-image-scoring-") as tmp:
         for questions in args.questions:
             for name in names:
-                for right in (True, False):
-                    record = score_case(name, kinds[name], questions, right, Path(tmp))
+                for answers in ANSWER_SETS:
+                    record = score_case(name, kinds[name], questions, answers, Path(tmp))
                     print(MARKER + json.dumps(record, sort_keys=True), flush=True)
     return 0
 

@@ -9,10 +9,14 @@ Two parts, both in the real image:
   and summary.json's ``primary_score``, scores.csv's ``primary_score`` column, and the
   "Primary scores (0-100)" tables of report.md and report.html must show exactly that number
   (at the precision each shows).
-- VLMEvalKit's own evaluation of always-right and always-wrong prediction files for every
-  seed benchmark at 1, 7 and 24 questions (tests/e2e/in_image_scoring.py in the image): its raw
-  primary key and value must be the scale the worker's normalisation expects, and the worker's
-  ``vlmfleet.scores.primary_score`` must turn them into 100 and 0.
+- VLMEvalKit's own evaluation of always-right, always-wrong and known-answer ("seen")
+  prediction files for every seed benchmark at 1, 7 and 24 questions
+  (tests/e2e/in_image_scoring.py in the image): its raw primary key and value must be the scale
+  the worker's normalisation expects, and the worker's ``vlmfleet.scores.primary_score`` must
+  turn them into 100, 0 and the published metric's score. The worker's questions file must be
+  there, its lines' statistic must be that primary score, each line's score the published
+  metric's score of that question, and the interval must reach 100 (always right) or 0 (always
+  wrong).
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -31,10 +34,11 @@ import pytest
 import test_eval
 import yaml
 from conftest import REPO
-from scoring.check_run import expected_smoke_score
-from scoring.published_metrics import PRIMARY
+from scoring.check_run import combination_dir, expected_smoke_score, smoke_shapes
+from scoring.published_metrics import PRIMARY, question_scores, read_predictions
 from test_eval import Fleet, stdout
-from test_report_checks import md_table
+from test_report_checks import md_table, score_cell
+from vlmfleet.smoke_data import DEFAULT_QUESTIONS, synthetic_rows
 
 pytestmark = pytest.mark.slow
 
@@ -52,13 +56,16 @@ SCORES_HEADING = "Primary scores (0-100)"
 
 
 def shown_as(text: str, expected: float) -> bool:
-    """Whether a rendered number (at least one decimal; a report cell may add a " *" note
-    marker) is ``expected`` rounded to the decimals it shows: within half a unit of its last
-    digit."""
-    match = re.fullmatch(r"(-?\d+\.(\d+))(?: \*)?", text.strip())
+    """Whether a rendered number (at least one decimal) is ``expected`` rounded to the decimals
+    it shows: within half a unit of its last digit. A report's score cell carries more after
+    the number (test_report_checks.score_cell: "62.50 ±9.4", a " *" note marker, or why there
+    is no interval); only the number is the score."""
+    match = score_cell(text)
     if not match:
         return False
-    return abs(float(match.group(1)) - expected) <= 0.5 * 10 ** -len(match.group(2)) + 1e-9
+    score = match["score"]
+    decimals = len(score.split(".")[1])
+    return abs(float(score) - expected) <= 0.5 * 10**-decimals + 1e-9
 
 
 def json_number_is(value: Any, expected: float) -> bool:
@@ -243,6 +250,35 @@ def test_report_html_shows_the_published_score(known_run: KnownRun) -> None:
     _table_shows(html_table(page, SCORES_HEADING), known_run, "report.html")
 
 
+def test_questions_files_give_the_primary_score_and_the_published_question_scores(
+    known_run: KnownRun,
+) -> None:
+    """Every ok combination's questions file: its lines' statistic is the record's primary
+    score, each line's score the published metric's score of that question, and the record
+    has an interval around its score."""
+    wrong = []
+    for c in known_run.ok:
+        where = combination_dir(known_run.run_dir, c.entry)
+        name = c.benchmark
+        key = synthetic_rows(name, smoke_shapes()[name], max(DEFAULT_QUESTIONS, known_run.limit))
+        predicted = read_predictions(where / c.record["prediction_file"])
+        case = {
+            "benchmark": name,
+            "questions": known_run.limit,
+            "answers": c.model,
+            "questions_file": c.record.get("questions_file"),
+            "questions_note": c.record.get("questions_note"),
+            "primary_interval": c.record.get("primary_interval"),
+            "vlmfleet_primary_score": c.record.get("primary_score"),
+            "published_questions": question_scores(name, key, predicted),
+        }
+        if case["questions_file"]:
+            text = (where / case["questions_file"]).read_text(encoding="utf-8")
+            case["question_lines"] = [json.loads(x) for x in text.splitlines()]
+        wrong += question_problems(case)
+    assert not wrong, f"{len(wrong)} of {len(known_run.ok)}:\n" + "\n".join(wrong)
+
+
 # --- VLMEvalKit's own scale, in the image ---------------------------------------------------
 
 IN_IMAGE_SCRIPT = "tests/e2e/in_image_scoring.py"
@@ -284,6 +320,53 @@ def raw_primary(benchmark: str, questions: int) -> tuple[str, float]:
     return key, float(questions) if full is None else full
 
 
+# The statistic of its questions that each seed benchmark's primary metric is.
+F1_YES_BENCHMARKS = ("POPE",)
+
+
+def statistic_of(benchmark: str, lines: list[dict[str, Any]]) -> float:
+    """The primary figure (0-100) the question lines give, computed here: POPE's F1 of "Yes"
+    (2TP / (2TP + FP + FN), 0 without a true positive), else the mean score."""
+    if benchmark in F1_YES_BENCHMARKS:
+        tp = sum(x["answer"] == "Yes" and x["extracted"] == "Yes" for x in lines)
+        errors = sum((x["answer"] == "Yes") != (x["extracted"] == "Yes") for x in lines)
+        return 100.0 * 2 * tp / (2 * tp + errors) if tp else 0.0
+    return 100.0 * sum(x["score"] for x in lines) / len(lines)
+
+
+def question_problems(r: dict[str, Any]) -> list[str]:
+    """What is wrong with one in-image case's questions file, its statistic, its lines' scores
+    against the published metric's, and its interval."""
+    case = f"{r['benchmark']} n={r['questions']} {r['answers']}"
+    lines = r.get("question_lines")
+    if not r.get("questions_file") or not lines:
+        return [f"{case}: no questions file ({r.get('questions_note')!r})"]
+    problems = []
+    if r.get("questions_note") is not None or r.get("primary_interval") is None:
+        problems.append(f"{case}: no interval: {r.get('questions_note')!r}")
+    figure = statistic_of(r["benchmark"], lines)
+    if abs(figure - r["vlmfleet_primary_score"]) > 1e-6:
+        problems.append(f"{case}: lines give {figure!r}, primary {r['vlmfleet_primary_score']!r}")
+    published = r["published_questions"]
+    differing = [
+        f"{x['index']}: {x['score']!r} vs {published[x['index']]!r}"
+        for x in lines
+        if x["index"] in published and abs(x["score"] - published[x["index"]]) > 1e-9
+    ]
+    if differing:
+        problems.append(f"{case}: line scores differ from the published: {differing[:5]}")
+    if not {x["index"] for x in lines} <= set(published):
+        problems.append(f"{case}: lines of questions not asked: {[x['index'] for x in lines]}")
+    if r["benchmark"] != "MMMU_DEV_VAL" and len(lines) != len(published):
+        problems.append(f"{case}: {len(lines)} lines for {len(published)} questions")
+    interval = r.get("primary_interval") or {}
+    if r["answers"] == "right" and interval.get("high") != pytest.approx(100.0):
+        problems.append(f"{case}: interval {interval!r} does not reach 100")
+    if r["answers"] == "wrong" and interval.get("low") != pytest.approx(0.0):
+        problems.append(f"{case}: interval {interval!r} does not reach 0")
+    return problems
+
+
 def test_vlmevalkit_scales_of_right_and_wrong_answers(run_in_image: Callable[..., Any]) -> None:
     proc = run_in_image(
         "python",
@@ -303,13 +386,22 @@ def test_vlmevalkit_scales_of_right_and_wrong_answers(run_in_image: Callable[...
         if line.startswith(IN_IMAGE_MARKER)
     ]
     assert {(r["benchmark"], r["questions"], r["answers"]) for r in records} == {
-        (b, n, a) for b in BENCHMARKS for n in LIMITS for a in ("right", "wrong")
+        (b, n, a) for b in BENCHMARKS for n in LIMITS for a in ("right", "wrong", "seen")
     }
     # The worker's normalisation is there once its module is: then it must read 100 and 0.
     has_scores = importlib.util.find_spec("vlmfleet.scores") is not None
-    print("\nVLMEvalKit's raw primary metric (exact matching), always right / always wrong:")
+    print("\nVLMEvalKit's raw primary metric (exact matching), always right / wrong / seen:")
     wrong = []
     for r in sorted(records, key=lambda r: (BENCHMARKS.index(r["benchmark"]), r["questions"])):
+        wrong += question_problems(r)
+        if r["answers"] == "seen":
+            # Graded: VLMEvalKit's figure is checked through the published metric's score.
+            if r.get("vlmfleet_primary_score") != pytest.approx(r["published"], abs=1e-6):
+                wrong.append(
+                    f"{r['benchmark']} n={r['questions']} seen: vlmfleet.scores gives "
+                    f"{r.get('vlmfleet_primary_score')!r}, published {r['published']!r}"
+                )
+            continue
         key, full = raw_primary(r["benchmark"], r["questions"])
         want = full if r["answers"] == "right" else 0.0
         percent = 100.0 if r["answers"] == "right" else 0.0

@@ -49,6 +49,16 @@ def planned(fleet: Fleet, run_id: str) -> list[tuple[str, str, int | None]]:
     )
 
 
+def questions(fleet: Fleet, run_id: str, entry: dict[str, Any]) -> tuple[list[Any], Any]:
+    """The benchmark's scored questions (its questions file's lines) and its record's
+    primary_interval, from the controller's results."""
+    folder = fleet.results / run_id / entry["host"] / MODEL / entry["benchmark"]
+    record = json.loads((folder / "status.json").read_text())
+    assert record["questions_file"], record.get("questions_note")
+    text = (folder / record["questions_file"]).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines()], record["primary_interval"]
+
+
 def shard_folder(root: Path, host: str, bench: str, name: str) -> Path:
     return root / host / MODEL / bench / "shards" / name
 
@@ -88,6 +98,10 @@ def test_a_benchmark_sharded_over_two_hosts_scores_as_unsharded_and_resumes_per_
         # One evaluation of the merged predictions: the same figures as the unsharded run's.
         assert got[bench]["primary_score"] == want[bench]["primary_score"], bench
         assert got[bench]["scores"] == want[bench]["scores"], bench
+        # The merge's questions, line for line, and so the same interval.
+        assert questions(fleet, run_id, got[bench]) == questions(
+            fleet, "e2e-unsharded", want[bench]
+        ), bench
         assert got[bench]["samples"] == want[bench]["samples"] == 8
         assert got[bench]["slot"] == "merge"
         shards = got[bench]["shards"]
@@ -135,3 +149,6 @@ def test_a_benchmark_sharded_over_two_hosts_scores_as_unsharded_and_resumes_per_
     for bench in BENCHMARKS:
         assert after[bench]["status"] == "ok", after[bench]
         assert after[bench]["scores"] == want[bench]["scores"], bench
+        assert questions(fleet, run_id, after[bench]) == questions(
+            fleet, "e2e-unsharded", want[bench]
+        ), bench

@@ -232,7 +232,7 @@ def pope_f1(rows: Sequence[Row], predictions: Predictions) -> float:
 
 
 def _yorn_right(row: Row, predictions: Predictions) -> bool:
-    return yes_no(_prediction(row, predictions)) == str(row["answer"]).strip()
+    return bool(_yorn_question(row, _prediction(row, predictions)))
 
 
 def yes_no_accuracy(rows: Sequence[Row], predictions: Predictions) -> float:
@@ -366,16 +366,19 @@ def vqa_accuracy(rows: Sequence[Row], predictions: Predictions) -> float:
 
     VLMEvalKit: "Overall" (0-100), computed the same way, except that its normalisation keeps
     a period after a digit ("3." does not match "3" there, as it does in the VQA script)."""
-    scores = []
-    for r in rows:
-        humans = [normalize_vqa_answer(a) for a in answers_of(r, _answers_field(r))]
-        said = normalize_vqa_answer(_prediction(r, predictions))
-        subsets = [
-            min(1.0, sum(h == said for j, h in enumerate(humans) if j != left_out) / 3)
-            for left_out in range(len(humans))
-        ]
-        scores.append(sum(subsets) / len(subsets))
-    return _percent(scores)
+    return _percent([vqa_question(r, _prediction(r, predictions)) for r in rows])
+
+
+def vqa_question(row: Row, prediction: str) -> float:
+    """One question's VQA accuracy (0-1): min(1, matching humans / 3) over the ten
+    leave-one-out subsets of its human answers, averaged (see ``vqa_accuracy``)."""
+    humans = [normalize_vqa_answer(a) for a in answers_of(row, _answers_field(row))]
+    said = normalize_vqa_answer(prediction)
+    subsets = [
+        min(1.0, sum(h == said for j, h in enumerate(humans) if j != left_out) / 3)
+        for left_out in range(len(humans))
+    ]
+    return sum(subsets) / len(subsets)
 
 
 def _answers_field(row: Row) -> str:
@@ -408,17 +411,19 @@ def anls(rows: Sequence[Row], predictions: Predictions, threshold: float = 0.5) 
     gives 0: "43" for "42" scores 0.5 there, 0 here), and divides by the lengths of the
     texts before whitespace is collapsed, so padding a prediction with spaces raises its
     score there."""
-    scores = []
-    for r in rows:
-        said = _anls_text(_prediction(r, predictions))
-        best = 0.0
-        for answer in answers_of(r):
-            gold = _anls_text(answer)
-            longest = max(len(gold), len(said))
-            nl = levenshtein(gold, said) / longest if longest else 0.0
-            best = max(best, 1.0 - nl if nl < threshold else 0.0)
-        scores.append(best)
-    return _percent(scores)
+    return _percent([anls_question(r, _prediction(r, predictions), threshold) for r in rows])
+
+
+def anls_question(row: Row, prediction: str, threshold: float = 0.5) -> float:
+    """One question's ANLS (0-1): the best over its gold answers (see ``anls``)."""
+    said = _anls_text(prediction)
+    best = 0.0
+    for answer in answers_of(row):
+        gold = _anls_text(answer)
+        longest = max(len(gold), len(said))
+        nl = levenshtein(gold, said) / longest if longest else 0.0
+        best = max(best, 1.0 - nl if nl < threshold else 0.0)
+    return best
 
 
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?%?")
@@ -451,9 +456,12 @@ def relaxed_accuracy(rows: Sequence[Row], predictions: Predictions) -> float:
     VLMEvalKit: "Overall" (0-100), over all rows (its "human"/"augmented" keys are the
     splits). For a gold answer of 0 it wants the same text ("0.0" is wrong there), and Python's
     float() also reads "nan", "inf" and "1_000" as numbers."""
-    return _percent(
-        [any(relaxed_match(_prediction(r, predictions), a) for a in answers_of(r)) for r in rows]
-    )
+    return _percent([relaxed_question(r, _prediction(r, predictions)) for r in rows])
+
+
+def relaxed_question(row: Row, prediction: str) -> float:
+    """1 when the prediction is a relaxed match to a gold answer of the row, else 0."""
+    return float(any(relaxed_match(prediction, a) for a in answers_of(row)))
 
 
 def ocr_hit(prediction: str, answers: Sequence[str], category: str = "") -> bool:
@@ -474,12 +482,11 @@ def ocrbench_accuracy(rows: Sequence[Row], predictions: Predictions) -> float:
     VLMEvalKit: "Final Score", the raw hit count (0-N for N questions), and "Final Score
     Norm" = hits / 10, which is a percentage only for all 1000 questions. A category outside
     OCRBench's ten stops its evaluation (KeyError)."""
-    return _percent(
-        [
-            ocr_hit(_prediction(r, predictions), answers_of(r), str(r.get("category", "")))
-            for r in rows
-        ]
-    )
+    return _percent([ocr_question(r, _prediction(r, predictions)) for r in rows])
+
+
+def ocr_question(row: Row, prediction: str) -> float:
+    return float(ocr_hit(prediction, answers_of(row), str(row.get("category", ""))))
 
 
 def _gqa_text(text: str) -> str:
@@ -492,12 +499,11 @@ def exact_match_accuracy(rows: Sequence[Row], predictions: Predictions) -> float
     compares exactly).
 
     VLMEvalKit: "Overall" (0-100) with only trimming and lower case: "Red." is wrong there."""
-    return _percent(
-        [
-            any(_gqa_text(_prediction(r, predictions)) == _gqa_text(a) for a in answers_of(r))
-            for r in rows
-        ]
-    )
+    return _percent([exact_match_question(r, _prediction(r, predictions)) for r in rows])
+
+
+def exact_match_question(row: Row, prediction: str) -> float:
+    return float(any(_gqa_text(prediction) == _gqa_text(a) for a in answers_of(row)))
 
 
 # --- the seed benchmarks ------------------------------------------------------------------
@@ -509,12 +515,23 @@ class Metric:
 
     name: str
     score: Callable[[Sequence[Row], Predictions], float]
+    # One question's score (0-1) from its row and prediction, where the metric is a mean of
+    # such scores or, for POPE's F1, where each question is right or wrong.
+    question: Callable[[Row, str], float]
     # Scored per question over its circular copies (rows index + k * CIRCULAR_OFFSET).
     circular: bool = False
 
 
-_ACCURACY = Metric("accuracy", mcq_accuracy)
-_CIRCULAR = Metric("CircularEval accuracy", circular_accuracy, circular=True)
+def _mcq_question(row: Row, prediction: str) -> float:
+    return float(_mcq_right(row, prediction))
+
+
+def _yorn_question(row: Row, prediction: str) -> float:
+    return float(yes_no(prediction) == str(row["answer"]).strip())
+
+
+_ACCURACY = Metric("accuracy", mcq_accuracy, _mcq_question)
+_CIRCULAR = Metric("CircularEval accuracy", circular_accuracy, _mcq_question, circular=True)
 PRIMARY: dict[str, Metric] = {
     "MMBench_DEV_EN": _CIRCULAR,
     "MMBench_DEV_KO": _CIRCULAR,
@@ -526,16 +543,18 @@ PRIMARY: dict[str, Metric] = {
     "RealWorldQA": _ACCURACY,
     "VisOnlyQA-VLMEvalKit": _ACCURACY,
     "BLINK": _ACCURACY,
-    "MMMU_DEV_VAL": Metric("validation accuracy", mmmu_accuracy),
-    "POPE": Metric("F1", pope_f1),
-    "HallusionBench": Metric("aAcc", hallusion_aacc),
-    "TextVQA_VAL": Metric("VQA accuracy", vqa_accuracy),
-    "VizWiz": Metric("VQA accuracy", vqa_accuracy),
-    "DocVQA_VAL": Metric("ANLS", anls),
-    "InfoVQA_VAL": Metric("ANLS", anls),
-    "ChartQA_TEST": Metric("relaxed accuracy", relaxed_accuracy),
-    "OCRBench": Metric("accuracy", ocrbench_accuracy),
-    "GQA_TestDev_Balanced": Metric("exact-match accuracy", exact_match_accuracy),
+    "MMMU_DEV_VAL": Metric("validation accuracy", mmmu_accuracy, _mcq_question),
+    "POPE": Metric("F1", pope_f1, _yorn_question),
+    "HallusionBench": Metric("aAcc", hallusion_aacc, _yorn_question),
+    "TextVQA_VAL": Metric("VQA accuracy", vqa_accuracy, vqa_question),
+    "VizWiz": Metric("VQA accuracy", vqa_accuracy, vqa_question),
+    "DocVQA_VAL": Metric("ANLS", anls, anls_question),
+    "InfoVQA_VAL": Metric("ANLS", anls, anls_question),
+    "ChartQA_TEST": Metric("relaxed accuracy", relaxed_accuracy, relaxed_question),
+    "OCRBench": Metric("accuracy", ocrbench_accuracy, ocr_question),
+    "GQA_TestDev_Balanced": Metric(
+        "exact-match accuracy", exact_match_accuracy, exact_match_question
+    ),
 }
 
 
@@ -576,3 +595,22 @@ def primary_score(benchmark: str, rows: Sequence[Row], predictions: Predictions)
         raise ValueError(f"no published metric for {benchmark!r}; known: {', '.join(PRIMARY)}")
     metric = PRIMARY[benchmark]
     return metric.score(scored_rows(rows, predictions, circular=metric.circular), predictions)
+
+
+def question_scores(
+    benchmark: str, rows: Sequence[Row], predictions: Predictions
+) -> dict[str, float]:
+    """Each predicted question's score (0-1) by the benchmark's published metric, by index: a
+    circular question's (all its copies right) under its own index, the others by row."""
+    metric = PRIMARY[benchmark]
+    chosen = scored_rows(rows, predictions, circular=metric.circular)
+    if not metric.circular:
+        return {
+            index_key(r["index"]): metric.question(r, _prediction(r, predictions)) for r in chosen
+        }
+    groups: dict[int, list[float]] = defaultdict(list)
+    for r in chosen:
+        groups[int(r["index"]) % CIRCULAR_OFFSET].append(
+            metric.question(r, _prediction(r, predictions))
+        )
+    return {str(g): float(all(copies)) for g, copies in groups.items()}

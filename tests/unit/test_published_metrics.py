@@ -354,3 +354,33 @@ def test_answer_sets_say_what_a_model_would() -> None:
     assert wrong_answer("mcq", row) in set(pm.options_of(row)) - {row["answer"]}
     open_row = {"index": 0, "answer": "42", "question_type": "open"}
     assert (right_answer("mcq", open_row), wrong_answer("mcq", open_row)) == ("42", "unknown")
+
+
+def _seen_scores(name: str) -> list[float]:
+    """Per question, the published score of what the known-answer checkpoints were trained to
+    say (known_answer.right_answer), on the first eight synthetic rows."""
+    from vlmfleet.known_answer import right_answer
+
+    rows = synthetic_rows(name, SEED_BENCHMARKS[name].smoke_shape, 8)
+    said = {pm.index_key(r["index"]): right_answer("vqa", r) for r in rows}
+    return [round(v, 4) for v in pm.question_scores(name, rows, said).values()]
+
+
+@pytest.mark.parametrize("name", ["TextVQA_VAL", "VizWiz"])
+def test_vqa_rows_where_one_two_or_three_humans_agree_score_graded(name: str) -> None:
+    assert _seen_scores(name) == [1.0, 0.3, 0.6, 0.9] * 2
+
+
+@pytest.mark.parametrize("name", ["DocVQA_VAL", "InfoVQA_VAL"])
+def test_doc_rows_have_near_misses_on_both_sides_of_the_anls_threshold(name: str) -> None:
+    assert _seen_scores(name) == [1.0, 0.6667, 0.0, 0.6667] * 2
+
+
+def test_chart_rows_have_gold_numbers_within_and_just_outside_the_tolerance() -> None:
+    assert _seen_scores("ChartQA_TEST") == [1.0, 1.0, 0.0, 1.0] * 2
+    rows = synthetic_rows("ChartQA_TEST", SEED_BENCHMARKS["ChartQA_TEST"].smoke_shape, 24)
+    changes = [
+        abs(float(r["answer"]) - float(r["image_answer"])) / float(r["answer"]) for r in rows
+    ]
+    assert all(c == 0 or 0.035 < c < 0.05 or 0.05 < c < 0.06 for c in changes), changes
+    assert any(0.05 < c < 0.06 for c in changes)

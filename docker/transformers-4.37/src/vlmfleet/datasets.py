@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmfleet.contract import Benchmark, Slot
+from vlmfleet.question_scores import remember_images
 from vlmfleet.selection import count_questions, is_circular, select_positions
 
 # VLMEvalKit reads its data root from this variable, spelt this way.
@@ -212,13 +213,17 @@ def prepare_dataset(bench: Benchmark, slot: Slot) -> Any:
     data = dataset.data
     g_index = list(data["g_index"]) if "g_index" in data else None
     positions = select_positions(
-        list(data["index"]), slot.limit_of(bench), circular=is_circular(bench.name), g_indices=g_index
+        list(data["index"]),
+        slot.limit_of(bench),
+        circular=is_circular(bench.name),
+        g_indices=g_index,
     )
     if bench.shard is not None:
         # A shard runs its part of the limited rows, in row order.
         part = bench.shard.positions(len(positions))
         positions = positions[part.start : part.stop]
     dataset.data = data.iloc[positions]
+    remember_images(dataset)
     return dataset
 
 

@@ -3,7 +3,9 @@
 VLMEvalKit's own evaluation of the file (``dataset.evaluate``) gives the figures, flattened by
 its ``flatten_summary_metrics``; its ``report_primary_metric`` names the headline one, which
 ``vlmfleet.scores`` puts on 0-100 with the benchmark's ``score_scale``. What exact matching
-cannot judge is said in the record's ``scoring_note``.
+cannot judge is said in the record's ``scoring_note``. The questions VLMEvalKit scored go
+beside the predictions, one line each, with the primary score's interval from them
+(``vlmfleet.question_scores``).
 
 A benchmark whose judge is "openai" is evaluated with VLMEvalKit's own judge (``build_judge``:
 its OpenAIWrapper) at the slot's base URL, with the key the token file gave this process
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmfleet.contract import CONTAINER_SECRET_ENV, JUDGE_KEY_ENV, Benchmark, Slot
+from vlmfleet.question_scores import question_fields
 from vlmfleet.scores import primary_score
 
 # VLMEvalKit's OpenAIWrapper posts to this path below the base URL.
@@ -132,10 +135,14 @@ def evaluate(
         fields = primary_score(
             primary_key, scores[primary_key], bench.score_scale, questions
         ).record_fields()
+    questions_fields = question_fields(
+        dataset, pred_file, kwargs["model"], primary_key, fields.get("primary_score")
+    )
     return {
         "samples": questions,
         "scores": scores,
         **fields,
+        **questions_fields,
         "scoring_note": open_question_note(dataset.data, bench.dataset_type, bench.judge),
         "extra": {
             "predictions": len(dataset.data),

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from vlmfleet.contract import Benchmark
-from vlmfleet.smoke_data import DEFAULT_QUESTIONS
+from vlmfleet.smoke_data import DEFAULT_QUESTIONS, IMAGE_ANSWER
 from vlmfleet.tiny_checkpoint import KNOWN_ANSWER_MARKER as MARKER
 from vlmfleet.tiny_checkpoint import VISION_SUBDIR, ensure_copy
 
@@ -138,6 +138,9 @@ def right_answer(kind: str, line: Any) -> str:
     """The answer the row's image determines, as a model should say it."""
     if kind == "mcq" or kind == "yorn":
         return str(line["answer"])
+    # A graded row's humans need not agree with the image (smoke_data.IMAGE_ANSWER).
+    if IMAGE_ANSWER in line and str(line[IMAGE_ANSWER]) not in ("", "nan"):
+        return str(line[IMAGE_ANSWER])
     # VizWiz keeps its ten answers under "answers"; the other VQA sets under "answer", one
     # string or a list written as a Python literal. The most common answer is the right one.
     raw = str(
