@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -34,6 +35,7 @@ import pytest
 import test_eval
 import yaml
 from conftest import REPO
+from eval_report import build_reports, load_references
 from scoring.check_run import combination_dir, expected_smoke_score, smoke_shapes
 from scoring.published_metrics import PRIMARY, question_scores, read_predictions
 from test_eval import Fleet, stdout
@@ -422,3 +424,101 @@ def test_vlmevalkit_scales_of_right_and_wrong_answers(run_in_image: Callable[...
                 f"{r.get('vlmfleet_primary_score')!r}, not {percent}"
             )
     assert not wrong, "\n".join(wrong)
+
+
+# --- model against model ----------------------------------------------------------------------
+
+PAIRS_HEADING = "Model against model"
+
+
+def sign_test_p(only_a: int, only_b: int) -> float:
+    """Two-sided exact binomial p of the discordant questions at 1/2: the probabilities of
+    every split no likelier than the one seen."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    seen = math.comb(n, only_a)
+    return min(1.0, sum(math.comb(n, k) for k in range(n + 1) if math.comb(n, k) <= seen) / 2**n)
+
+
+def shown_p(text: str, expected: float) -> bool:
+    return expected < 0.001 if text == "<0.001" else abs(float(text) - expected) <= 5e-4 + 1e-12
+
+
+def questions_by_model(known_run: KnownRun) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    out = {}
+    for c in known_run.ok:
+        where = combination_dir(known_run.run_dir, c.entry)
+        text = (where / c.record["questions_file"]).read_text(encoding="utf-8")
+        out[(c.model, c.benchmark)] = [json.loads(x) for x in text.splitlines()]
+    return out
+
+
+def test_model_against_model_marks_only_what_the_answers_show(known_run: KnownRun) -> None:
+    """The weak checkpoint (the first model, taught wrong answers to questions that ask for a
+    number) against the strong one: no benchmark where both answered every question alike is
+    marked; right/wrong benchmarks carry the exact sign test's p-value on their discordant
+    questions; "differs" only where the Holm-adjusted p is below 0.05, in the direction the
+    discordant questions go; and at the whole synthetic set the benchmarks where the weak
+    checkpoint's wrong answers are too many for chance are marked."""
+    weak, strong = MODELS[0], MODELS[1]
+    rows = {
+        r["benchmark"]: r
+        for r in md_table((known_run.run_dir / "report.md").read_text(), PAIRS_HEADING)
+    }
+    lines = questions_by_model(known_run)
+    wrong, marked = [], []
+    for bench in BENCHMARKS:
+        row = rows[bench]
+        assert (row["model"], row["baseline"]) == (strong, weak), row
+        a = {x["index"]: x for x in lines[(strong, bench)]}
+        b = {x["index"]: x for x in lines[(weak, bench)]}
+        common = [i for i in a if i in b]
+        only_a = sum(a[i]["score"] > b[i]["score"] for i in common)
+        only_b = sum(a[i]["score"] < b[i]["score"] for i in common)
+        alike = all(a[i]["score"] == b[i]["score"] and a[i]["extracted"] == b[i]["extracted"]
+                    for i in common)  # fmt: skip
+        if row["questions"] != str(len(common)):
+            wrong.append(f"{bench}: {row['questions']} questions shown, {len(common)} in common")
+        if alike and row["verdict"] == "differs":
+            wrong.append(f"{bench}: both answered alike, yet marked: {row}")
+        binary = all(x["score"] in (0.0, 1.0) for x in (*a.values(), *b.values()))
+        one_per_cluster = len({a[i]["cluster"] for i in common}) == len(common)
+        if binary and one_per_cluster and bench not in F1_YES_BENCHMARKS:
+            expected = sign_test_p(only_a, only_b)
+            if not shown_p(row["p"], expected):
+                wrong.append(f"{bench}: p {row['p']} shown, the exact sign test gives {expected}")
+        holm = 0.0 if row["p (Holm)"] == "<0.001" else float(row["p (Holm)"])
+        if (row["verdict"] == "differs") != (holm < 0.05):
+            wrong.append(f"{bench}: verdict {row['verdict']!r} against Holm p {row['p (Holm)']}")
+        if row["verdict"] == "differs":
+            marked.append(bench)
+            if not only_a > only_b:
+                wrong.append(f"{bench}: marked, but the strong model won {only_a} to {only_b}")
+    assert not wrong, "\n".join(wrong)
+    print(f"\nlimit {known_run.limit}: marked {marked}")
+    if known_run.limit == max(LIMITS):
+        # Six or more discordant questions all one way are what the sign test needs at 0.05;
+        # Holm across the 20 benchmarks asks for more, so at least the most lopsided is marked.
+        assert marked, "no benchmark marked at the whole synthetic set"
+
+
+def test_compare_to_a_run_of_the_same_checkpoints_marks_nothing(known_run: KnownRun) -> None:
+    """The same checkpoints answer the same questions alike, whatever the limit: compared on
+    the questions both runs answered, no combination may be marked CHANGED, although the
+    scores at two limits differ by more than the 5 points a fixed threshold used to flag."""
+    earlier = [n for n in LIMITS if n < known_run.limit]
+    if not earlier:
+        pytest.skip("the smallest limit has no earlier run to compare with")
+    other = known_run.run_dir.parent / f"e2e-known-answers-{earlier[-1]}"
+    if not (other / "summary.json").is_file():
+        pytest.skip(f"needs the run at limit {earlier[-1]} (run the whole module)")
+    markdown = build_reports(known_run.run_dir, load_references(), compare_to=other.name)[
+        "report.md"
+    ]
+    rows = md_table(markdown, f"Comparison with run {other.name}")
+    assert len(rows) == 40
+    flagged = [r for r in rows if r["flag"]]
+    assert not flagged, flagged
+    common = {r["benchmark"]: r["questions"] for r in rows}
+    assert common["POPE"].startswith(f"{earlier[-1]} in common")

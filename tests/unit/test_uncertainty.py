@@ -6,6 +6,7 @@ not from the module's scipy."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from fractions import Fraction
@@ -520,3 +521,84 @@ def test_pooled_interval(figures):
 def test_pooled_interval_needs_a_figure():
     with pytest.raises(uncertainty.UncertaintyError):
         uncertainty.pooled_interval([])
+
+
+def test_a_cluster_counts_at_least_as_one_question():
+    # One cluster of ten wrong answers beside five right singletons: Miller's variance gives
+    # n_eff = p(1-p)/V = (2/9) / (120/9/225) = 3.75, fewer than the 6 clusters; each cluster
+    # still counts as one question, so the interval is Wilson's at 6.
+    scores = [0] * 10 + [1] * 5
+    clusters = ["big"] * 10 + [f"s{i}" for i in range(5)]
+    interval = uncertainty.primary_interval(lines_of(scores, clusters), "mean")
+    low, high = wilson_formula(1 / 3, 6)
+    assert interval["low"] == pytest.approx(100 * low, abs=1e-5)
+    assert interval["high"] == pytest.approx(100 * high, abs=1e-5)
+
+
+def enumerated_permutation_p(a_clusters: list[list], b_clusters: list[list], statistic) -> float:
+    """Two-sided p of the paired permutation test by enumeration: every way of swapping whole
+    clusters' answers between the runs, the share whose |difference| is at least the
+    observed's (the null distribution of a swap is symmetric about 0)."""
+    observed = statistic(a_clusters, b_clusters)
+    extreme = 0
+    swaps = list(itertools.product((False, True), repeat=len(a_clusters)))
+    for swap in swaps:
+        x = [b if s else a for a, b, s in zip(a_clusters, b_clusters, swap, strict=True)]
+        y = [a if s else b for a, b, s in zip(a_clusters, b_clusters, swap, strict=True)]
+        extreme += abs(statistic(x, y)) >= abs(observed) - 1e-12
+    return extreme / len(swaps)
+
+
+def mean_difference(x: list[list], y: list[list]) -> float:
+    n = sum(len(c) for c in x)
+    return (sum(map(sum, x)) - sum(map(sum, y))) / n
+
+
+def f1_difference(x: list[list], y: list[list]) -> float:
+    def f1(clusters):
+        pairs = [p for c in clusters for p in c]
+        tp = sum(t and s for t, s in pairs)
+        wrong = sum(t != s for t, s in pairs)
+        return 2 * tp / (2 * tp + wrong) if tp else 0.0
+
+    return f1(x) - f1(y)
+
+
+def test_graded_clustered_comparison_takes_the_exact_permutation_p():
+    a = [0.3, 0.6, 1.0, 1.0, 0.0, 0.6, 1.0, 0.9, 1.0, 0.6]
+    b = [0.0, 0.6, 0.3, 1.0, 0.0, 0.0, 0.6, 0.9, 0.3, 0.0]
+    clusters = [0, 0, 1, 1, 2, 3, 4, 5, 6, 7]
+    groups = sorted(set(clusters))
+    a_c = [[s for s, c in zip(a, clusters, strict=True) if c == g] for g in groups]
+    b_c = [[s for s, c in zip(b, clusters, strict=True) if c == g] for g in groups]
+    result = uncertainty.paired_difference(lines_of(a, clusters), lines_of(b, clusters), "mean")
+    expected = enumerated_permutation_p(a_c, b_c, mean_difference)
+    assert result["p_value"] == pytest.approx(expected, abs=1e-12)
+    assert "permutation" in result["method"]
+
+
+def test_f1_comparison_takes_the_exact_permutation_p():
+    truth = ["Yes", "No", "Yes", "Yes", "No", "Yes", "No", "Yes", "Yes", "No", "Yes", "Yes"]
+    a_said = list(truth)
+    b_said = ["No", "No", "No", "Yes", "Yes", "No", "No", "No", "Yes", "No", "No", "Yes"]
+    clusters = [0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 8]
+    groups = sorted(set(clusters))
+
+    def by_cluster(said):
+        return [
+            [
+                (t == "Yes", s == "Yes")
+                for t, s, c in zip(truth, said, clusters, strict=True)
+                if c == g
+            ]
+            for g in groups
+        ]
+
+    a = yes_no_lines(truth, a_said, clusters)
+    b = yes_no_lines(truth, b_said, clusters)
+    result = uncertainty.paired_difference(a, b, "f1_yes")
+    expected = enumerated_permutation_p(by_cluster(a_said), by_cluster(b_said), f1_difference)
+    assert result["p_value"] == pytest.approx(expected, abs=1e-12)
+    assert result["difference"] == pytest.approx(
+        100 * f1_difference(by_cluster(a_said), by_cluster(b_said)), abs=1e-5
+    )

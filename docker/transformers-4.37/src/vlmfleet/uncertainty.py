@@ -23,8 +23,10 @@ Intervals (``primary_interval``), by the statistic the primary metric is of its 
 
 Paired comparisons (``paired_difference``) of two runs on the questions both answered: the exact
 McNemar test (the two-sided sign test on the discordant questions) for 0/1 scores one question
-per cluster, else a paired cluster bootstrap; ``holm`` corrects p-values for the number of
-benchmarks compared. ``detectable_difference`` is the smallest difference such a comparison
+per cluster; otherwise the interval of a paired cluster bootstrap and the p-value of the paired
+permutation test, whole clusters swapped between the runs (exact with few clusters, where a
+bootstrap's p-value is too small); ``holm`` corrects p-values for the number of benchmarks
+compared. ``detectable_difference`` is the smallest difference such a comparison
 finds at alpha 0.05 with power 0.8; ``limit_for_precision`` the questions whose worst-case
 interval is no wider than asked.
 """
@@ -44,6 +46,8 @@ CONFIDENCE = 0.95
 ALPHA = 0.05
 POWER = 0.8
 BOOTSTRAP_RESAMPLES = 2000
+# Random swaps of the permutation test when its 2^clusters are too many to enumerate.
+PERMUTATIONS = 9999
 # Every bootstrap starts from this seed: the same questions give the same interval.
 BOOTSTRAP_SEED = 20241104
 # The worst case of a 0/1 score: the widest interval for a number of questions.
@@ -149,12 +153,14 @@ def wilson(p: float, n: float, confidence: float = CONFIDENCE) -> tuple[float, f
 
 
 def effective_questions(q: Questions) -> float:
-    """The independent 0/1 questions that would give the mean's clustered variance."""
+    """The independent 0/1 questions that would give the mean's clustered variance, at least
+    the number of clusters (as if the answers within each cluster were all alike): a variance
+    estimated from a few errors must not make a cluster worth less than one question."""
     p = float(np.mean(q.scores))
     variance = clustered_variance(q.scores, q.clusters)
     if variance <= 0 or p * (1 - p) <= 0:
         return float(q.n_clusters)
-    return p * (1 - p) / variance
+    return max(float(q.n_clusters), p * (1 - p) / variance)
 
 
 def _interval(low: float, high: float, method: str, statistic: str, q: Questions, confidence):
@@ -293,11 +299,48 @@ def sign_test_interval(
     return scale * (2 * share.low - 1), scale * (2 * share.high - 1)
 
 
-def _bootstrap_p(distribution: np.ndarray) -> float:
-    """Two-sided p-value of "no difference" from a bootstrap distribution of the difference."""
-    below = (np.sum(distribution <= 0) + 1) / (len(distribution) + 1)
-    above = (np.sum(distribution >= 0) + 1) / (len(distribution) + 1)
-    return float(min(1.0, 2 * min(below, above)))
+def permutation_p(a: Questions, b: Questions, statistic: str) -> float:
+    """Two-sided p-value of "no difference" by the paired permutation test: under the null the
+    two runs' answers of a cluster are exchangeable, so every swap of whole clusters between
+    them is as likely (all 2^clusters swaps when few enough, scipy's exact enumeration). A
+    bootstrap's own p-value is too small with few clusters; this one is exact."""
+    n = a.n_clusters
+    if statistic == "mean":
+        a_sums = np.bincount(a.clusters, weights=a.scores, minlength=n)
+        b_sums = np.bincount(a.clusters, weights=b.scores, minlength=n)
+
+        def difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+            return (x.sum(axis=axis) - y.sum(axis=axis)) / len(a.ids)
+
+        samples = (a_sums, b_sums)
+    else:
+        # Each side is a list of tags, one per cluster: c for a's answers of cluster c, n + c
+        # for b's, so a swap moves a whole cluster's answers to the other side.
+        tp = np.concatenate([_cluster_counts(q, q.truth_yes & q.said_yes) for q in (a, b)])
+        wrong = np.concatenate([_cluster_counts(q, q.truth_yes != q.said_yes) for q in (a, b)])
+
+        def f1_of(tags: np.ndarray, axis: int = -1) -> np.ndarray:
+            tp_sum, wrong_sum = tp[tags].sum(axis=axis), wrong[tags].sum(axis=axis)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return np.where(tp_sum > 0, 2 * tp_sum / (2 * tp_sum + wrong_sum), 0.0)
+
+        def difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+            return f1_of(x, axis) - f1_of(y, axis)
+
+        samples = (np.arange(n), np.arange(n) + n)
+    result = stats.permutation_test(
+        samples,
+        difference,
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=PERMUTATIONS,
+        random_state=np.random.default_rng(BOOTSTRAP_SEED),
+    )
+    return float(min(1.0, result.pvalue))
+
+
+def _cluster_counts(q: Questions, hits: np.ndarray) -> np.ndarray:
+    return np.bincount(q.clusters, weights=hits.astype(float), minlength=q.n_clusters)
 
 
 def paired_difference(
@@ -323,18 +366,20 @@ def paired_difference(
     elif statistic == "mean":
         distribution = _mean_bootstrap(a.scores - b.scores, a.clusters, a.n_clusters)
         low, high = _percentiles(distribution, confidence)
-        p_value, method = _bootstrap_p(distribution), "paired cluster bootstrap"
+        p_value = permutation_p(a, b, statistic)
+        method = "paired cluster bootstrap; permutation test"
     elif statistic == "f1_yes":
         distribution = _cluster_bootstrap(a, difference_of=b)
         low, high = _percentiles(distribution, confidence)
-        p_value, method = _bootstrap_p(distribution), "paired cluster bootstrap"
+        p_value = permutation_p(a, b, statistic)
+        method = "paired cluster bootstrap; permutation test"
     else:
         raise UncertaintyError(f"statistic {statistic!r} is not one of mean, f1_yes")
     if out["discordant"] == 0:
         # Identical answers: no difference, and nothing to resample.
         low = high = 0.0
         p_value = 1.0
-    elif a.n_clusters < 2 and method != "exact McNemar (sign test)":
+    elif a.n_clusters < 2 and not method.startswith("exact McNemar"):
         # One cluster: nothing measures the spread of the difference.
         low, high, p_value = -1.0, 1.0, 1.0
     out |= {
