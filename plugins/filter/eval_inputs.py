@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,30 +85,37 @@ def _names(
     valid: list[str],
     errors: list[str],
     aliases: Mapping[str, str] | None = None,
+    listed: list[str] | None = None,
+    reported: Collection[str] = (),
 ) -> list[str] | None:
     """A list or comma/space separated string of catalogue names, deduplicated in order.
-    ``aliases``: a message for each name that is not valid but means one that is."""
+    ``aliases``: a message for each name that is not valid but means one that is; ``listed``:
+    the valid names a message offers (default: all of ``valid``); ``reported``: names whose
+    own problem is in ``errors`` already (a refused custom entry), not unknown a second time."""
+    offered = ", ".join(valid if listed is None else listed)
     if isinstance(value, str):
         items = [v for v in re.split(r"[,\s]+", value) if v]
     elif isinstance(value, list | tuple):
         items = []
         for v in value:
             if not isinstance(v, str):
-                errors.append(f"{what}: {v!r} is not a name; valid {what}: {', '.join(valid)}")
+                errors.append(f"{what}: {v!r} is not a name; valid {what}: {offered}")
                 return None
             items.extend(x for x in re.split(r"[,\s]+", v) if x)
     else:
         errors.append(
             f"{what} must be a list or a comma-separated string, got {value!r}; "
-            f"valid {what}: {', '.join(valid)}"
+            f"valid {what}: {offered}"
         )
         return None
     if not items:
-        errors.append(f"{what} is empty; valid {what}: {', '.join(valid)}")
+        errors.append(f"{what} is empty; valid {what}: {offered}")
         return None
     for name in dict.fromkeys(v for v in items if v in (aliases or {})):
         errors.append((aliases or {})[name])
-    unknown = [v for v in items if v not in valid and v not in (aliases or {})]
+    unknown = [
+        v for v in items if v not in valid and v not in (aliases or {}) and v not in reported
+    ]
     if unknown:
         # Names are case-sensitive in VLMEvalKit; point at the near miss.
         hints = []
@@ -119,9 +126,9 @@ def _names(
             else:
                 hints.append("")
         bad = ", ".join(f"{u!r}{h}" for u, h in zip(unknown, hints, strict=True))
-        errors.append(f"unknown {what[:-1]} {bad}; valid {what}: {', '.join(valid)}")
+        errors.append(f"unknown {what[:-1]} {bad}; valid {what}: {offered}")
         return None
-    if any(v in (aliases or {}) for v in items):
+    if any(v in (aliases or {}) or v in reported for v in items):
         return None
     return list(dict.fromkeys(items))
 
@@ -149,6 +156,14 @@ def refused_models(models: Iterable[str], catalogue: Mapping[str, Any]) -> str |
     if not lines:
         return None
     return "; ".join(lines) + f"; models this image runs: {', '.join(runnable_models(catalogue))}"
+
+
+def refused_custom(raw: Any, accepted: Mapping[str, Any]) -> set[str]:
+    """The names of custom_models or custom_benchmarks entries that were refused: each has its
+    own message already, so naming it in models or benchmarks is not a second problem."""
+    if not isinstance(raw, Mapping):
+        return set()
+    return {str(name) for name in raw if name not in accepted}
 
 
 def alias_messages(catalogue: Mapping[str, Any]) -> dict[str, str]:
@@ -517,14 +532,29 @@ def check_inputs(
     out["models"] = (
         None
         if given["models"] is None
-        else _names(given["models"], "models", valid_models, errors, alias_messages(catalogue))
+        else _names(
+            given["models"],
+            "models",
+            valid_models,
+            errors,
+            alias_messages(catalogue),
+            # A refused model named is answered with its refusal; the list offers the others.
+            listed=runnable_models(catalogue),
+            reported=refused_custom(raw.get("custom_models"), custom_models),
+        )
     )
     if out["models"] is not None and (refused := refused_models(out["models"], catalogue)):
         errors.append(refused)
     out["benchmarks"] = (
         None
         if given["benchmarks"] is None
-        else _names(given["benchmarks"], "benchmarks", valid_benchmarks, errors)
+        else _names(
+            given["benchmarks"],
+            "benchmarks",
+            valid_benchmarks,
+            errors,
+            reported=refused_custom(raw.get("custom_benchmarks"), custom_benchmarks),
+        )
     )
     out["limit"] = parse_limit(given["limit"], errors)
     out["precision"] = parse_precision(given["precision"], errors)

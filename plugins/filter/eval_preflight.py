@@ -8,9 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
+from ansible_collections.vlmfleet.shared.plugins.module_utils.secret_env import parse_env_file
 
 MIB_PER_GIB = 1024
 BYTES_PER_GIB = 2**30
+# The Hugging Face hub cache under the eval_dirs root (the image's HF_HUB_CACHE, /cache/hub).
+HUB_CACHE = "hf-cache/hub"
+# huggingface_hub's own defaults and true words (constants.py of the image's huggingface-hub):
+# the worker's downloads follow HF_ENDPOINT and stop at HF_HUB_OFFLINE, which it takes from the
+# host's .env (vlmfleet.secret_env); transformers also stops at TRANSFORMERS_OFFLINE.
+DEFAULT_HUB_ENDPOINT = "https://huggingface.co"
+HUB_OFFLINE_KEYS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+HUB_TRUE_WORDS = ("1", "ON", "YES", "TRUE")
 
 
 def gpu_free_mib(query_stdout: str) -> dict[int, int]:
@@ -70,22 +79,91 @@ def model_repos(
 ) -> list[dict[str, Any]]:
     """Every repo the named models load, each once: a model's own weights (hf_repo, disk_gib)
     and its extra_repos (vision towers, tokenizers), or a custom model's checkpoint, which the
-    run ships to models/<name>. [{repo, path (under the eval_dirs root), disk_gib, models}]."""
+    run ships to models/<name>. [{repo, path (under the eval_dirs root), disk_gib, hub (whether
+    it comes from the hub), gated, models}]."""
     repos: dict[str, dict[str, Any]] = {}
     for name in names:
         spec = models[name]
         if spec.get("custom"):
-            own = {"repo": f"custom model {name}", "path": f"models/{name}"}
+            own = {"repo": f"custom model {name}", "path": f"models/{name}", "hub": False}
         else:
-            own = {"repo": spec["hf_repo"]}
+            own = {"repo": spec["hf_repo"], "gated": spec.get("gated") is True}
         for entry in [own | {"disk_gib": spec["disk_gib"]}, *spec.get("extra_repos", [])]:
-            path = entry.get("path") or "hf-cache/hub/models--" + entry["repo"].replace("/", "--")
+            path = entry.get("path") or f"{HUB_CACHE}/{hub_folder(entry['repo'])}"
             repo = repos.setdefault(
                 entry["repo"],
-                {"repo": entry["repo"], "path": path, "disk_gib": entry["disk_gib"], "models": []},
+                {
+                    "repo": entry["repo"],
+                    "path": path,
+                    "disk_gib": entry["disk_gib"],
+                    "hub": entry.get("hub", True),
+                    "gated": entry.get("gated", False),
+                    "models": [],
+                },
             )
             repo["models"].append(name)
     return list(repos.values())
+
+
+def hub_folder(repo: str) -> str:
+    """A hub repo's folder in the Hugging Face cache."""
+    return "models--" + repo.replace("/", "--")
+
+
+def hub_settings(env_lines: Iterable[str]) -> dict[str, Any]:
+    """The hub settings a host's .env gives its workers, from its HF_ENDPOINT and
+    HUB_OFFLINE_KEYS lines (read
+    alone, so no secret reaches Ansible), parsed as the worker parses the file: {endpoint,
+    offline: the NAME=value that stops downloads, or None}."""
+    env = parse_env_file("\n".join(env_lines))
+    offline = next(
+        (f"{k}={env[k]}" for k in HUB_OFFLINE_KEYS if env.get(k, "").upper() in HUB_TRUE_WORDS),
+        None,
+    )
+    return {
+        "endpoint": (env.get("HF_ENDPOINT") or DEFAULT_HUB_ENDPOINT).rstrip("/"),
+        "offline": offline,
+    }
+
+
+def weights_unobtainable(
+    stats: Iterable[Mapping[str, Any]],
+    settings: Mapping[str, Any],
+    probe: Mapping[str, Any] | None,
+    host: str,
+    root: str,
+) -> str | None:
+    """Why the hub weights a host's slots load can be neither read nor downloaded there, with
+    what to do, or None. ``stats``: the stat results of model_repos' paths (a registered loop);
+    ``settings``: hub_settings; ``probe``: the uri result of a HEAD request to its endpoint
+    (None when none was made); ``root``: the eval_dirs root."""
+    missing = [r["item"] for r in stats if r["item"]["hub"] and not r.get("stat", {}).get("exists")]
+    if not missing:
+        return None
+    if settings["offline"]:
+        cause = f"{root}/.env sets {settings['offline']}, so the workers do not download"
+    elif probe is not None and int(probe.get("status", -1)) > 0:
+        return None
+    else:
+        # uri's message leads with the status it expected; the cause follows.
+        why = str((probe or {}).get("msg") or "no answer").split("Request failed: ", 1)[-1]
+        cause = f"the hub, {settings['endpoint']}, cannot be reached from {host} ({why})"
+    by_model: dict[str, list[str]] = {}
+    for repo in missing:
+        for model in repo["models"]:
+            by_model.setdefault(model, []).append(repo["repo"])
+    needs = "; ".join(f"{m} needs {', '.join(repos)}" for m, repos in by_model.items())
+    gated = [r["repo"] for r in missing if r["gated"]]
+    return (
+        f"{host}: weights the planned models load are not in this host's Hugging Face cache, "
+        f"and {cause}: {needs}. Put them in the cache at "
+        f"{root}/{HUB_CACHE} ({', '.join(hub_folder(r['repo']) for r in missing)}, as the hub's "
+        "own download lays them out, e.g. huggingface-cli download on a machine that reaches "
+        f"the hub), let {host} reach {settings['endpoint']} (or a mirror: HF_ENDPOINT in "
+        f"{root}/.env)"
+        + (f", with a token for the gated {', '.join(gated)} (eval_dirs_hf_token)" if gated else "")
+        + ", or ship a checkpoint of your own as a custom model (custom_models)"
+    )
 
 
 def data_files(
@@ -183,6 +261,8 @@ class FilterModule:
             "eval_slots_short_of_memory": slots_short_of_memory,
             "eval_label_problems": label_problems,
             "eval_model_repos": model_repos,
+            "eval_hub_settings": hub_settings,
+            "eval_weights_unobtainable": weights_unobtainable,
             "eval_gated_models": gated_models,
             "eval_data_files": data_files,
             "eval_data_need": data_need,

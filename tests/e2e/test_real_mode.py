@@ -149,3 +149,37 @@ def test_an_official_benchmark_is_prepared_before_any_worker_and_its_failure_nam
     assert not list(host_dir.glob("*/slot-progress.json"))
     assert json.loads((host_dir / "prepare.json").read_text())["status"] == "failed"
     print(f"\n{entry['reason'][:300]}")
+
+
+def test_hub_weights_neither_cached_nor_downloadable_stop_preflight(fleet: Fleet) -> None:
+    """smoke=false with llava_v1.5_7b by its hub id on a host whose Hugging Face cache lacks it
+    and whose hub does not answer (HF_ENDPOINT in the host's .env: a port nothing listens on):
+    preflight stops the run before any container starts, naming the host, the model, its repos
+    and what to do, instead of the hub library's OSError at the model load."""
+    run_id = "real-nohub"
+    env = fleet.root / "hosts" / HOST / ".env"
+    before = env.read_text()
+    env.write_text(before + "HF_ENDPOINT=http://127.0.0.1:9\n")
+    try:
+        r = fleet.eval(
+            run_id=run_id,
+            eval_hosts=HOST,
+            smoke=False,
+            allow_cpu=True,
+            models=["llava_v1.5_7b"],
+            benchmarks=["POPE"],
+        )
+    finally:
+        env.write_text(before)
+    out = stdout(r)
+    assert r.rc != 0, out[-4000:]
+    assert (
+        f"{HOST}: weights the planned models load are not in this host's Hugging Face cache, "
+        f"and the hub, http://127.0.0.1:9, cannot be reached from {HOST} (<urlopen error "
+    ) in out, out[-4000:]
+    assert (
+        "llava_v1.5_7b needs liuhaotian/llava-v1.5-7b, openai/clip-vit-large-patch14-336. Put "
+        f"them in the cache at {fleet.root / 'hosts' / HOST}/hf-cache/hub "
+    ) in out
+    assert not docker("ps", "-aq", "--filter", f"label=io.vlm-eval.run_id={run_id}").split()
+    assert not (fleet.host_dir(HOST, run_id) / "prepare.json").exists()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -34,6 +37,26 @@ SEED_BENCHMARKS = [
     "SEEDBench_IMG_KO",
 ]
 NOW = "20261127T020000Z"
+
+
+def png_bytes() -> bytes:
+    """A 1x1 grey PNG, made here (the test needs no imaging library)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\x00\x80"))
+        + chunk(b"IEND", b"")
+    )
+
+
+# A custom benchmark's image as VLMEvalKit's TSVs hold it.
+PNG = base64.b64encode(png_bytes()).decode()
 # The embedded default inventory: one host, no variables of its own.
 LOCALHOST = {"localhost": {}}
 
@@ -116,7 +139,7 @@ def test_precision_chooses_each_benchmarks_limit_capped_by_its_size(tmp_path):
     two_rows = tsv(
         tmp_path / "m.tsv",
         ["index", "image", "question", "A", "B", "answer"],
-        [["0", "aW1n", "What?", "x", "y", "A"], ["1", "aW1n", "What?", "x", "y", "B"]],
+        [["0", PNG, "What?", "x", "y", "A"], ["1", PNG, "What?", "x", "y", "B"]],
     )
     inputs = check(
         benchmarks="POPE,MMBench_DEV_EN,my_mcq",
@@ -506,7 +529,7 @@ def test_custom_model_and_benchmark_join_the_catalogue(tmp_path):
     mcq = tsv(
         tmp_path / "m.tsv",
         ["index", "image", "question", "A", "B", "answer"],
-        [["0", "aW1n", "What?", "x", "y", "A"], ["1", "aW1n", "What?", "x", "y", "B"]],
+        [["0", PNG, "What?", "x", "y", "A"], ["1", PNG, "What?", "x", "y", "B"]],
     )
     out = eval_check_inputs(
         {
@@ -575,17 +598,17 @@ def test_bad_custom_entries_name_the_value(raw, message):
 
 def test_custom_tsvs_are_checked_for_what_vlmevalkits_scorers_read(tmp_path):
     no_options = tsv(
-        tmp_path / "a.tsv", ["index", "image", "question", "answer"], [["0", "i", "q", "A"]]
+        tmp_path / "a.tsv", ["index", "image", "question", "answer"], [["0", PNG, "q", "A"]]
     )
     maybe = tsv(
-        tmp_path / "b.tsv", ["index", "image", "question", "answer"], [["0", "i", "q", "Maybe"]]
+        tmp_path / "b.tsv", ["index", "image", "question", "answer"], [["0", PNG, "q", "Maybe"]]
     )
     single = tsv(
-        tmp_path / "c.tsv", ["index", "image", "question", "answer"], [["0", "i", "q", "red"]]
+        tmp_path / "c.tsv", ["index", "image", "question", "answer"], [["0", PNG, "q", "red"]]
     )
     cases = {
         "a": ("mcq", no_options, "lacks the columns A, B that VLMEvalKit's MCQ datasets read"),
-        "b": ("yorn", maybe, "answer 'Maybe'"),
+        "b": ("yorn", maybe, "column answer: 'Maybe'; a yes/no benchmark's answers are Yes or No"),
         "c": ("vqa", single, "a single answer always scores 0"),
     }
     for name, (kind, path, message) in cases.items():
@@ -602,3 +625,167 @@ def test_custom_entries_are_for_real_runs(tmp_path):
             smoke="true",
             custom_models={"mine": {"family": "llava", "checkpoint": str(KNOWN_STRONG)}},
         )
+
+
+MCQ_HEADER = ["index", "question", "A", "B", "answer", "image"]
+
+
+def mcq_rows(*images):
+    return [[str(i), "What?", "x", "y", "A", image] for i, image in enumerate(images)]
+
+
+def tsv_error(tmp_path, rows, header=MCQ_HEADER):
+    path = tsv(tmp_path / "mine.tsv", header, rows)
+    with pytest.raises(EvalInputError) as err:
+        check(models="llava_v1.5_7b", benchmarks="mine", custom_benchmarks=MINE(path))
+    return path, str(err.value)
+
+
+def MINE(path):
+    return {"mine": {"kind": "mcq", "tsv": path}}
+
+
+IMAGE_VALID = (
+    "an image is a base64-encoded PNG, JPEG, GIF, WebP, BMP or TIFF file (more than 64 "
+    "characters), a list of them (['<base64>', '<base64>']), or the index of another row whose "
+    "image it shares (at most 64 characters)"
+)
+
+
+def test_a_custom_tsv_row_whose_image_is_not_base64_is_named_with_its_line_and_column(tmp_path):
+    path, message = tsv_error(tmp_path, mcq_rows(PNG, PNG[:40] + "!" + PNG[40:]))
+    # One message: the file, the row (line and index), the column, what is wrong, what is valid;
+    # and not a second "unknown benchmark 'mine'".
+    assert message == (
+        f"custom_benchmarks['mine']: {path} line 3 (index '1'), column image: is not base64: "
+        "character 41 is '!' (base64 is A-Z, a-z, 0-9, '+' and '/', with '=' padding); "
+        + IMAGE_VALID
+    )
+
+
+@pytest.mark.parametrize(
+    ("images", "line", "problem"),
+    [
+        # VLMEvalKit's own decoder: "Incorrect padding", deep inside the worker.
+        ((PNG, PNG[:-2]), 3, "is not base64 (Incorrect padding)"),
+        (
+            (
+                base64.b64encode(b"hello world, this is a text file, not an image at all").decode(),
+                PNG,
+            ),
+            2,
+            "decodes to 53 bytes that are not an image (they begin b'hello wo')",
+        ),
+        ((PNG, ""), 3, "is empty (VLMEvalKit would drop the row)"),
+        # VLMEvalKit's "AssertionError at image_base.py:168": a short value names no index.
+        (
+            (PNG, "7"),
+            3,
+            "'7' is read as a reference (VLMEvalKit reads a value of at most 64 characters as "
+            "another row's index), and no row has that index",
+        ),
+        (
+            ("2", PNG, "1"),
+            2,
+            "'2' refers to line 4, whose image is a reference itself, not resolved before this "
+            "row; refer to the row that holds the image",
+        ),
+        ((PNG, str([PNG, "bm90IGFuIGltYWdlIGF0IGFsbA=="])), 3, "image 2 of the list decodes to"),
+        ((PNG, "[" + PNG + ", nope]"), 3, "starts with '[' but is not a list of base64 images"),
+    ],
+)
+def test_every_custom_tsv_image_is_decoded_up_front(tmp_path, images, line, problem):
+    path, message = tsv_error(tmp_path, mcq_rows(*images))
+    where = f"custom_benchmarks['mine']: {path} line {line} (index '{line - 2}'), column image: "
+    assert message.startswith(where + problem), message
+    assert message.endswith(IMAGE_VALID) and message.count("custom_benchmarks") == 1
+
+
+def test_a_repeated_index_is_named(tmp_path):
+    rows = mcq_rows(PNG, PNG, PNG)
+    rows[2][0] = "0"
+    path, message = tsv_error(tmp_path, rows)
+    assert message == (
+        f"custom_benchmarks['mine']: {path} line 4 (index '0'), column index: also the index of "
+        "line 2; each row needs its own (VLMEvalKit keys images and answers by index)"
+    )
+
+
+def test_the_image_forms_vlmevalkit_reads_are_accepted(tmp_path):
+    formats = {
+        "gif": b"GIF89a" + bytes(60),
+        "jpeg": b"\xff\xd8\xff\xe0" + bytes(60),
+        "webp": b"RIFF\x00\x00\x00\x00WEBPVP8 " + bytes(60),
+        "bmp": b"BM" + bytes(60),
+    }
+    images = [base64.b64encode(data).decode() for data in formats.values()]
+    rows = mcq_rows(
+        PNG,
+        *images,
+        # References to a row before and after, and to a reference resolved before it.
+        "0",
+        "8",
+        "5",
+        PNG,
+        # Several images of one question.
+        str([PNG, images[0]]),
+    )
+    # pandas reads a column of whole numbers as integers: '007' is row 7 for a reference.
+    rows[7][0] = "007"
+    path = tsv(tmp_path / "ok.tsv", MCQ_HEADER, rows)
+    inputs = check(benchmarks="ok", custom_benchmarks={"ok": {"kind": "mcq", "tsv": path}})
+    assert inputs["custom_benchmarks"]["ok"]["samples"] == len(rows)
+
+
+def test_the_images_smoke_data_generators_write_are_accepted_in_every_shape(tmp_path):
+    from vlmfleet.smoke_data import synthetic_rows, write_tsv
+
+    for name, spec in CATALOGUE["catalogue_benchmarks"].items():
+        kind = CATALOGUE["catalogue_kinds"][spec["kind"]]
+        shape = spec.get("smoke_shape") or kind["smoke_shape"]
+        rows = synthetic_rows(name, shape, 3)
+        for row in rows:
+            # Answers as a custom VQA benchmark needs them (checked before a row's image).
+            if kind["dataset_type"] == "VQA":
+                row["answer"] = str(["a"] * 4)
+        path = tmp_path / f"{name}.tsv"
+        write_tsv(path, rows)
+        custom = {"c": {"kind": spec["kind"], "tsv": str(path)}}
+        assert check(benchmarks="c", custom_benchmarks=custom)["custom_benchmarks"]["c"], shape
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {
+                "models": "mine",
+                "custom_models": {"mine": {"family": "llava", "checkpoint": "/nowhere"}},
+            },
+            "custom_models['mine']: checkpoint '/nowhere' is not a checkpoint folder on the "
+            "controller (no config.json in it)",
+        ),
+        (
+            {
+                "benchmarks": "POPE,mine",
+                "custom_benchmarks": {"mine": {"kind": "mcq", "tsv": "/nowhere.tsv"}},
+            },
+            "custom_benchmarks['mine']: tsv '/nowhere.tsv' is not a file on the controller",
+        ),
+    ],
+)
+def test_a_refused_custom_entry_named_in_the_run_is_one_message(raw, message):
+    with pytest.raises(EvalInputError) as err:
+        check(**raw)
+    assert str(err.value) == message
+
+
+def test_unknown_names_are_offered_only_the_models_this_image_runs():
+    with pytest.raises(EvalInputError) as err:
+        check(models="gpt-4o")
+    assert str(err.value) == f"unknown model 'gpt-4o'; valid models: {RUNS_HERE.split(': ')[1]}"
+    # A refused model named is still answered with its own reason, and the case hint knows it.
+    with pytest.raises(EvalInputError, match=r"'InternVL2-2B' \(family internvl\) cannot run"):
+        check(models="InternVL2-2B")
+    with pytest.raises(EvalInputError, match=r"'internvl2-2b' \(did you mean 'InternVL2-2B'\?\)"):
+        check(models="internvl2-2b")

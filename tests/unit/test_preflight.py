@@ -11,8 +11,10 @@ from eval_preflight import (
     data_need,
     gated_models,
     gpu_free_mib,
+    hub_settings,
     model_repos,
     slots_short_of_memory,
+    weights_unobtainable,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,3 +159,86 @@ def test_a_gib_sized_tsv_is_counted_in_gib(tmp_path):
     )
     need = data_need(files, [])
     assert need == {"gib": 5.25, "counted": ["big 5.25 GiB"], "unknown": []}
+
+
+def stats(models, cached=()):
+    """The registered stat loop over model_repos' paths, ``cached`` repos present."""
+    return [
+        {"item": repo, "stat": {"exists": repo["repo"] in cached}}
+        for repo in model_repos(MODELS, models)
+    ]
+
+
+HUB = {"endpoint": "https://huggingface.co", "offline": None}
+REFUSED = {
+    "status": -1,
+    "msg": "Status code was -1 and not [200]: Request failed: <urlopen error [Errno -2] Name or "
+    "service not known>",
+}
+
+
+def test_hub_settings_are_read_from_env_lines_as_the_worker_reads_them():
+    assert hub_settings([]) == HUB
+    assert hub_settings(
+        ['export HF_ENDPOINT="https://hf-mirror.example/"', "HF_HUB_OFFLINE=0"]
+    ) == {"endpoint": "https://hf-mirror.example", "offline": None}
+    # huggingface_hub's true words; transformers stops at TRANSFORMERS_OFFLINE on its own.
+    assert hub_settings(["HF_HUB_OFFLINE=yes"])["offline"] == "HF_HUB_OFFLINE=yes"
+    assert hub_settings(["HF_HUB_OFFLINE=0", "TRANSFORMERS_OFFLINE=1"])["offline"] == (
+        "TRANSFORMERS_OFFLINE=1"
+    )
+    # The last line wins, as in the worker's environment.
+    assert hub_settings(["HF_HUB_OFFLINE=1", "HF_HUB_OFFLINE=false"])["offline"] is None
+
+
+def test_weights_neither_cached_nor_downloadable_stop_preflight_naming_each_model_and_repo():
+    message = weights_unobtainable(
+        stats(["llava_v1.5_7b", "llava_v1.5_13b"], cached=["liuhaotian/llava-v1.5-13b"]),
+        HUB,
+        REFUSED,
+        "gpu-01",
+        "/srv/vlm-eval",
+    )
+    assert message == (
+        "gpu-01: weights the planned models load are not in this host's Hugging Face cache, "
+        "and the hub, https://huggingface.co, cannot be reached from gpu-01 (<urlopen error "
+        "[Errno -2] Name or service not known>): llava_v1.5_7b needs liuhaotian/llava-v1.5-7b, "
+        "openai/clip-vit-large-patch14-336; llava_v1.5_13b needs "
+        "openai/clip-vit-large-patch14-336. Put them in the "
+        "cache at /srv/vlm-eval/hf-cache/hub (models--liuhaotian--llava-v1.5-7b, "
+        "models--openai--clip-vit-large-patch14-336, as the hub's own download lays them out, "
+        "e.g. huggingface-cli download on a machine that reaches the hub), let gpu-01 reach "
+        "https://huggingface.co (or a mirror: HF_ENDPOINT in /srv/vlm-eval/.env), or ship a "
+        "checkpoint of your own as a custom model (custom_models)"
+    )
+
+
+def test_offline_settings_stop_preflight_without_asking_the_hub_and_gated_repos_name_a_token():
+    models = {**MODELS, "llava_v1.5_7b": {**MODELS["llava_v1.5_7b"], "gated": True}}
+    message = weights_unobtainable(
+        [{"item": r, "stat": {"exists": False}} for r in model_repos(models, ["llava_v1.5_7b"])],
+        {"endpoint": "https://huggingface.co", "offline": "HF_HUB_OFFLINE=1"},
+        None,
+        "gpu-01",
+        "/srv/vlm-eval",
+    )
+    assert (
+        "cache, and /srv/vlm-eval/.env sets HF_HUB_OFFLINE=1, so the workers do not download: "
+        "llava_v1.5_7b needs liuhaotian/llava-v1.5-7b, openai/clip-vit-large-patch14-336. "
+    ) in message
+    assert ", with a token for the gated liuhaotian/llava-v1.5-7b (eval_dirs_hf_token), " in (
+        message
+    )
+
+
+def test_cached_weights_custom_checkpoints_and_a_hub_that_answers_pass():
+    repos = ["liuhaotian/llava-v1.5-7b", "openai/clip-vit-large-patch14-336"]
+    assert weights_unobtainable(stats(["llava_v1.5_7b"], repos), HUB, None, "h", "/r") is None
+    # Any HTTP answer is the hub reached (auth and missing files are the download's to say).
+    for status in (200, 302, 401, 404):
+        answered = {"status": status, "msg": f"Status code was {status}"}
+        assert weights_unobtainable(stats(["llava_v1.5_7b"]), HUB, answered, "h", "/r") is None
+    # A custom model's checkpoint is shipped by the run, not downloaded.
+    custom = {**MODELS, "mine": {"custom": True, "disk_gib": 0.01}}
+    shipped = [{"item": r, "stat": {"exists": False}} for r in model_repos(custom, ["mine"])]
+    assert weights_unobtainable(shipped, HUB, REFUSED, "h", "/r") is None

@@ -1,0 +1,1 @@
+../../../../../../../docker/transformers-4.37/src/vlmfleet/secret_env.py
