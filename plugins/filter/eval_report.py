@@ -26,6 +26,7 @@ if str(_HERE) not in sys.path:
     sys.path.insert(0, str(_HERE))
 
 from eval_report_data import (  # noqa: E402
+    Catalogue,
     Combo,
     ReportError,
     Run,
@@ -58,7 +59,7 @@ CSV_COLUMNS = (
     "interval_method",
     # The combination's scored questions, relative to the run directory.
     "questions_file",
-    # Smoke scores come from random weights: the flag travels with every row.
+    # Smoke scores come from smoke checkpoints on synthetic data: the flag travels with every row.
     "smoke",
 )
 DEFAULT_CATALOGUE = _HERE.parent.parent / "playbooks" / "vars" / "catalogue.yml"
@@ -184,23 +185,29 @@ def load_references(path: str | Path = DEFAULT_REFERENCES) -> dict[str, Any]:
     return data
 
 
-def benchmark_kinds(catalogue: dict[str, Any] | None) -> dict[str, str]:
-    """Benchmark -> kind from catalogue_benchmarks ({name: {kind: ...}}), or {} without one."""
-    out = {}
-    for name, spec in (catalogue or {}).items():
-        kind = spec.get("kind") if isinstance(spec, dict) else spec
-        if isinstance(kind, str):
-            out[str(name)] = kind
-    return out
+def catalogue_facts(catalogue: dict[str, Any] | None) -> Catalogue:
+    """What the report reads of catalogue.yml's catalogue_benchmarks ({name: {kind, metric}})
+    and catalogue_kinds ({kind: {metric}}); empty without them."""
+    benchmarks = (catalogue or {}).get("catalogue_benchmarks") or {}
+    kinds = (catalogue or {}).get("catalogue_kinds") or {}
+    specs = {str(n): b for n, b in benchmarks.items() if isinstance(b, dict)}
+    return Catalogue(
+        kinds={n: b["kind"] for n, b in specs.items() if isinstance(b.get("kind"), str)},
+        metrics={n: b["metric"] for n, b in specs.items() if isinstance(b.get("metric"), str)},
+        kind_metrics={
+            str(k): v["metric"]
+            for k, v in kinds.items()
+            if isinstance(v, dict) and isinstance(v.get("metric"), str)
+        },
+    )
 
 
-def load_catalogue_kinds(path: str | Path = DEFAULT_CATALOGUE) -> dict[str, str]:
+def load_catalogue(path: str | Path = DEFAULT_CATALOGUE) -> dict[str, Any]:
     import yaml
 
     if not Path(path).is_file():
         return {}
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    return benchmark_kinds(data.get("catalogue_benchmarks"))
+    return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
 
 
 def resolve_compare(run_dir: Path, compare_to: str | None) -> Path | None:
@@ -228,17 +235,18 @@ def build_reports(
     references: dict[str, Any],
     compare_to: str | None = None,
     extra: dict[str, Any] | None = None,
-    kinds: dict[str, Any] | None = None,
+    catalogue: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """The four report files of a run directory, as {file name: content}. `kinds` is the
-    catalogue's benchmark kinds (they fix each score's scale)."""
-    kinds = benchmark_kinds(kinds)
-    run = load_run(run_dir, kinds)
+    """The four report files of a run directory, as {file name: content}. `catalogue` holds
+    catalogue.yml's catalogue_benchmarks and catalogue_kinds (each benchmark's kind and the
+    plain name of its primary metric); without it, catalogue.yml is read."""
+    from_catalogue = catalogue_facts(load_catalogue() if catalogue is None else catalogue)
+    run = load_run(run_dir, from_catalogue)
     facts = manifest(run, extra)
     comparison = None
     other_dir = resolve_compare(Path(run_dir), compare_to)
     if other_dir is not None:
-        other = load_run(other_dir, kinds)
+        other = load_run(other_dir, from_catalogue)
         deltas = compare_runs(run, other)
         comparison = (other.run_id, deltas)
         facts["compared_with"] = {
@@ -277,10 +285,10 @@ def _eval_report_files(
     references: dict[str, Any],
     compare_to: str | None = None,
     extra: dict[str, Any] | None = None,
-    kinds: dict[str, Any] | None = None,
+    catalogue: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     try:
-        return build_reports(run_dir, references, compare_to or None, extra, kinds)
+        return build_reports(run_dir, references, compare_to or None, extra, catalogue)
     except ReportError as exc:
         from ansible.errors import AnsibleFilterError
 
@@ -288,7 +296,7 @@ def _eval_report_files(
 
 
 class FilterModule:
-    """`run_dir | eval_report_files(references, compare_to, extra, kinds)`."""
+    """`run_dir | eval_report_files(references, compare_to, extra, catalogue)`."""
 
     def filters(self) -> dict[str, Any]:
         return {"eval_report_files": _eval_report_files}
@@ -309,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--catalogue",
         default=str(DEFAULT_CATALOGUE),
-        help="catalogue.yml, for the benchmark kinds that fix score scales",
+        help="catalogue.yml, for each benchmark's kind and the plain name of its primary metric",
     )
     args = parser.parse_args(argv)
     try:
@@ -317,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             args.run_dir,
             load_references(args.references),
             args.compare_to,
-            kinds=load_catalogue_kinds(args.catalogue),
+            catalogue=load_catalogue(args.catalogue),
         )
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)

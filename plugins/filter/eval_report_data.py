@@ -15,6 +15,9 @@ from typing import Any
 
 from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
     CONTAINER_LOG,
+    MERGE_SLOT,
+    SHARDS_DIR,
+    STATUS_FILE,
     WORKER_LOG,
 )
 from ansible_collections.vlmfleet.shared.plugins.module_utils.uncertainty import (
@@ -35,6 +38,33 @@ class ReportError(ValueError):
     """A run directory that cannot be reported on; the message names what is wrong."""
 
 
+@dataclass(frozen=True)
+class Work:
+    """One status record's stretch of its slot's time, and where its generation lay in it."""
+
+    host: str
+    slot: str
+    started: datetime
+    finished: datetime
+    # Seconds from the start to the benchmark's entry into generation, and generation's own
+    # (the record's phase_seconds prepare and infer); None when the record has no phase times.
+    prepare: float | None
+    infer: float | None
+    # The batched engine answers a unit's benchmarks as one queue, so their generation phases
+    # overlap; VLMEvalKit's own loop answers them one after another.
+    batched: bool
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What the report takes from catalogue.yml: each benchmark's kind, and the plain name of
+    its primary metric (the benchmark's own `metric`, else its kind's)."""
+
+    kinds: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, str] = field(default_factory=dict)
+    kind_metrics: dict[str, str] = field(default_factory=dict)
+
+
 @dataclass
 class Combo:
     """One planned (host, model, benchmark) and what became of it."""
@@ -46,8 +76,6 @@ class Combo:
     slot: str | None = None
     reason: str | None = None
     seconds: float | None = None
-    # The generation phase's seconds (the worker's phase_seconds.infer), when the record says.
-    infer_seconds: float | None = None
     samples: int | None = None
     scores: dict[str, float] = field(default_factory=dict)
     primary_metric: str | None = None
@@ -70,6 +98,11 @@ class Combo:
     questions_file: str | None = None
     interval: dict[str, Any] | None = None
     questions_note: str | None = None
+    # What stood behind the model name, as the worker's record says (the smoke checkpoint,
+    # the hub repo or a custom folder); None where the record does not say.
+    checkpoint: str | None = None
+    # The slot time its records took: its own record's, or a merged benchmark's shards'.
+    work: list[Work] = field(default_factory=list)
 
 
 @dataclass
@@ -86,6 +119,7 @@ class Run:
     combos: list[Combo]
     models: list[str]
     benchmarks: list[str]
+    catalogue: Catalogue = field(default_factory=Catalogue)
     # Scored questions read once per combination: several comparisons share them.
     _scored: dict[tuple[str, str, str], Scored] = field(default_factory=dict, repr=False)
 
@@ -101,6 +135,14 @@ class Run:
         counts = {s: sum(1 for c in self.combos if c.status == s) for s in STATUSES}
         counts["total"] = len(self.combos)
         return counts
+
+    def metric_name(self, benchmark: str) -> str | None:
+        """The plain name of a benchmark's primary metric, from the catalogue."""
+        if benchmark in self.catalogue.metrics:
+            return self.catalogue.metrics[benchmark]
+        kinds = [c.kind for c in self.combos if c.benchmark == benchmark and c.kind]
+        kind = self.catalogue.kinds.get(benchmark) or next(iter(kinds), None)
+        return self.catalogue.kind_metrics.get(kind) if kind else None
 
 
 def _is_number(value: Any) -> bool:
@@ -165,15 +207,50 @@ def _interval(raw: Any) -> dict[str, Any] | None:
     return raw
 
 
+def _work(record: dict[str, Any]) -> Work | None:
+    """A record's stretch of slot time; None where it generated nothing: no times, the merge's
+    (CPU work on no GPU, after its shards), phase times without generation, or a failure
+    without phase times (a model that did not load)."""
+    started, finished = parse_time(record.get("started_at")), parse_time(record.get("finished_at"))
+    if started is None or finished is None or record.get("slot") in (None, MERGE_SLOT):
+        return None
+    phases = record.get("phase_seconds")
+    infer = (phases or {}).get("infer")
+    if phases is not None and not _is_number(infer):
+        return None
+    if phases is None and record.get("status") != "ok":
+        return None
+    return Work(
+        host=str(record.get("host") or ""),
+        slot=str(record["slot"]),
+        started=started,
+        finished=finished,
+        prepare=float((phases or {}).get("prepare") or 0.0) if _is_number(infer) else None,
+        infer=float(infer) if _is_number(infer) else None,
+        batched="decoder" in record or "batch_sizes" in record,
+    )
+
+
+def _shard_records(root: Path, model: str, bench: str, shards: list[dict[str, Any]]) -> list[Any]:
+    """The records of a benchmark's shards, each in the folder of the host that ran it."""
+    out = []
+    for s in shards:
+        if s.get("host") and isinstance(s.get("index"), int) and isinstance(s.get("count"), int):
+            name = f"{s['index'] + 1}-of-{s['count']}"
+            path = root / s["host"] / model / bench / SHARDS_DIR / name / STATUS_FILE
+            out.append(_read_json(path, required=False))
+    return out
+
+
 def _ordered(values: list[str], preferred: list[str]) -> list[str]:
     """The values in the order the run's inputs name them, then any others as first seen."""
     seen = [v for v in preferred if v in values]
     return seen + [v for v in dict.fromkeys(values) if v not in seen]
 
 
-def load_run(run_dir: str | Path, kinds: dict[str, str] | None = None) -> Run:
+def load_run(run_dir: str | Path, catalogue: Catalogue | None = None) -> Run:
     """Load results/<run_id>/ into a Run; raises ReportError naming a missing or bad file.
-    `kinds` (benchmark -> catalogue kind) covers benchmarks a resumed run's plan left out."""
+    The catalogue's kinds cover benchmarks a resumed run's plan left out."""
     root = Path(run_dir)
     if not root.is_dir():
         raise ReportError(f"{root}: no such run directory")
@@ -182,7 +259,8 @@ def load_run(run_dir: str | Path, kinds: dict[str, str] | None = None) -> Run:
     info = _read_json(root / "run.json", required=False)
     plan = _read_json(root / "plan.json", required=False)
     inputs = info.get("inputs", {}) if isinstance(info, dict) else {}
-    kinds = {**(kinds or {}), **_plan_kinds(plan)}
+    catalogue = catalogue or Catalogue()
+    kinds = {**catalogue.kinds, **_plan_kinds(plan)}
     combos: list[Combo] = []
     for raw in _entries(summary, summary_path):
         missing = [k for k in ("host", "model", "benchmark", "status") if k not in raw]
@@ -200,6 +278,8 @@ def load_run(run_dir: str | Path, kinds: dict[str, str] | None = None) -> Run:
         )
         scores = raw.get("scores") or {}
         slot = raw.get("slot") or record.get("slot")
+        shards = list(raw.get("shards") or [])
+        records = [record, *_shard_records(root, model, bench, shards)]
         combos.append(
             Combo(
                 host=host,
@@ -209,7 +289,6 @@ def load_run(run_dir: str | Path, kinds: dict[str, str] | None = None) -> Run:
                 slot=slot,
                 reason=raw.get("reason") or record.get("reason"),
                 seconds=raw.get("seconds", record.get("seconds")),
-                infer_seconds=(record.get("phase_seconds") or {}).get("infer"),
                 samples=raw.get("samples", record.get("samples")),
                 scores={k: v for k, v in scores.items() if _is_number(v)},
                 primary_metric=raw.get("primary_metric") or record.get("primary_metric"),
@@ -220,10 +299,12 @@ def load_run(run_dir: str | Path, kinds: dict[str, str] | None = None) -> Run:
                 primary_score=raw.get("primary_score"),
                 primary_scale=raw.get("primary_scale"),
                 scoring_note=raw.get("scoring_note"),
-                shards=list(raw.get("shards") or []),
+                shards=shards,
                 questions_file=raw.get("questions_file"),
                 interval=_interval(raw.get("primary_interval")),
                 questions_note=raw.get("questions_note"),
+                checkpoint=record.get("checkpoint"),
+                work=[w for r in records if isinstance(r, dict) and (w := _work(r))],
             )
         )
     hosts = {}
@@ -249,6 +330,7 @@ def load_run(run_dir: str | Path, kinds: dict[str, str] | None = None) -> Run:
         combos=combos,
         models=_ordered([c.model for c in combos], list(inputs.get("models", []))),
         benchmarks=_ordered([c.benchmark for c in combos], list(inputs.get("benchmarks", []))),
+        catalogue=catalogue,
     )
 
 
@@ -268,34 +350,78 @@ def parse_time(value: str | None) -> datetime | None:
         return None
 
 
-def slot_gpus(run: Run, host: str, slot: str | None) -> int:
-    """GPUs a slot held (from plan.json); a CPU-only or unknown slot counts as 1 device."""
+def slot_devices(run: Run, host: str, slot: str) -> list[str]:
+    """The devices a slot held (plan.json's GPUs, "<host> GPU <i>"): slots that share a GPU
+    name the same one; a CPU-only or unknown slot is one device of its own."""
     for unit in run.plan.get("units", []):
         if unit.get("host") == host and unit.get("slot") == slot:
             gpus = unit.get("gpus")
-            if isinstance(gpus, list):
-                return max(len(gpus), 1)
-    return 1
+            if isinstance(gpus, list) and gpus:
+                return [f"{host} GPU {g}" for g in gpus]
+    return [f"{host} {slot}"]
+
+
+def union_seconds(spans: list[tuple[float, float]]) -> float:
+    """The length of the union of (start, end) spans: time covered twice counts once."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def generation_spans(work: list[Work]) -> list[tuple[float, float]]:
+    """One slot's generation, in seconds since the epoch: a batched benchmark generates from its
+    entry into the queue (after its preparation) for its infer seconds, beside the others; in
+    VLMEvalKit's loop each waits for the one before. A record without phase times counts its
+    whole span. Every span stays inside its record's start and finish."""
+    spans, free = [], float("-inf")
+    for w in sorted(work, key=lambda w: (w.started, w.prepare or 0.0)):
+        first, last = w.started.timestamp(), w.finished.timestamp()
+        if w.infer is None:
+            spans.append((first, last))
+            continue
+        start = first + (w.prepare or 0.0)
+        if not w.batched:
+            start = max(start, free)
+        free = start + w.infer
+        spans.append((min(start, last), min(free, last)))
+    return spans
 
 
 def model_times(run: Run) -> dict[str, dict[str, float | None]]:
-    """Per model: wall seconds (first start to last finish over its combinations) and
-    device seconds (each combination's generation seconds times the GPUs of its slot; loads
-    excluded). A worker prepares and evaluates beside generation, so a record's own seconds
-    overlap its neighbours'; records without phase times count their whole seconds."""
+    """Per model: wall seconds (first start to last finish over its combinations) and GPU
+    seconds: for each device its slots held, the union of the model's generation spans on it
+    (generation_spans), summed over the devices. Neither loads nor the preparation and
+    evaluation beside generation count, and time two benchmarks shared counts once, so it never
+    exceeds the wall time times the devices."""
     out: dict[str, dict[str, float | None]] = {}
     for model in run.models:
         combos = [c for c in run.combos if c.model == model]
         starts = [t for c in combos if (t := parse_time(c.started_at))]
         ends = [t for c in combos if (t := parse_time(c.finished_at))]
         wall = (max(ends) - min(starts)).total_seconds() if starts and ends else None
-        device = sum(
-            float(busy) * slot_gpus(run, c.host, c.slot)
-            for c in combos
-            if _is_number(busy := c.infer_seconds if _is_number(c.infer_seconds) else c.seconds)
-        )
-        out[model] = {"wall_seconds": wall, "gpu_seconds": round(device, 1)}
+        slots: dict[tuple[str, str], list[Work]] = {}
+        for w in (w for c in combos for w in c.work):
+            slots.setdefault((w.host, w.slot), []).append(w)
+        per_device: dict[str, list[tuple[float, float]]] = {}
+        for (host, slot), work in slots.items():
+            for device in slot_devices(run, host, slot):
+                per_device.setdefault(device, []).extend(generation_spans(work))
+        busy = sum(union_seconds(spans) for spans in per_device.values())
+        out[model] = {"wall_seconds": wall, "gpu_seconds": round(busy, 1)}
     return out
+
+
+def checkpoints(run: Run) -> dict[str, list[str]]:
+    """Per model, what its records say stood behind its name (normally one checkpoint)."""
+    return {
+        model: list(
+            dict.fromkeys(c.checkpoint for c in run.combos if c.model == model and c.checkpoint)
+        )
+        for model in run.models
+    }
 
 
 def run_wall_seconds(run: Run) -> float | None:
@@ -515,16 +641,34 @@ class RefComparison:
     note: str | None
     interval: dict[str, Any] | None = None
     questions_note: str | None = None
+    # Ours on the published definition where that is not our primary metric (reference file:
+    # `ours`), what it is called; it has no interval of its own.
+    derived: str | None = None
+    # The primary score's interval: over the same questions, it says whether they can tell.
+    primary_interval: dict[str, Any] | None = None
+    # Why the published figure measures something else than ours (split or definition).
+    not_comparable: str | None = None
 
     @property
     def delta(self) -> float | None:
-        return None if self.ours is None else round(self.ours - self.reference, 2)
+        if self.ours is None or self.not_comparable:
+            return None
+        return round(self.ours - self.reference, 2)
 
     @property
     def reading(self) -> str:
         """What the published figure says against our interval."""
+        if self.not_comparable:
+            return f"not comparable: {self.not_comparable}"
         if self.ours is None:
             return "no score"
+        if self.derived:
+            # The primary's interval is over the same questions: too wide there, too wide here.
+            if self.primary_interval and (
+                half_width(self.primary_interval) > REFERENCE_HALF_WIDTH_LIMIT
+            ):
+                return "too few questions to tell"
+            return "no interval: the worker's interval is of the primary metric, not of this mean"
         if self.interval is None:
             return f"no interval: {self.questions_note or 'none recorded'}"
         if half_width(self.interval) > REFERENCE_HALF_WIDTH_LIMIT:
@@ -534,8 +678,58 @@ class RefComparison:
         return "outside our interval"
 
 
+def _derived(combo: Combo, ours: dict[str, Any]) -> tuple[float | None, str | None]:
+    """Our figure on a published definition: the mean of `ours["mean_of"]`, keys of the
+    record's scores on the primary metric's scale, on 0-100; else None and why not."""
+    keys = list(ours.get("mean_of") or [])
+    missing = [k for k in keys if k not in combo.scores]
+    if not keys or missing:
+        return None, (
+            f"this run's scores have no {', '.join(missing or ['keys'])}, which the published "
+            "definition needs"
+        )
+    if not _is_number(combo.primary_scale) or not combo.primary_scale:
+        return None, "the record has no primary scale to put its figures on 0-100"
+    mean = sum(float(combo.scores[k]) for k in keys) / len(keys)
+    return round(mean / float(combo.primary_scale) * 100, 2), None
+
+
+def compare_reference(
+    combo: Combo | None, model: str, bench: str, figure: dict[str, Any], published: float
+) -> RefComparison:
+    """One model's score on a benchmark against a published figure, on the figure's definition
+    (its `ours`) where that is not our primary metric, or marked not comparable."""
+    score = percent(combo)
+    row = RefComparison(
+        model=model,
+        benchmark=bench,
+        ours=score,
+        reference=float(published),
+        figure=figure["name"],
+        source=figure["source"],
+        split=figure["split"],
+        note=figure.get("note"),
+        interval=combo.interval if combo is not None and score is not None else None,
+        questions_note=combo.questions_note if combo else None,
+        not_comparable=figure.get("not_comparable"),
+    )
+    ours = figure.get("ours")
+    if row.not_comparable or not ours or combo is None or score is None:
+        return row
+    if list(ours.get("mean_of") or []) == [combo.primary_metric]:
+        return row
+    value, why_not = _derived(combo, ours)
+    if why_not:
+        row.not_comparable = why_not
+        return row
+    row.ours = value
+    row.derived = ours.get("name") or f"mean of {', '.join(ours.get('mean_of') or [])}"
+    row.primary_interval, row.interval = row.interval, None
+    return row
+
+
 def reference_comparisons(run: Run, references: dict[str, Any]) -> list[RefComparison]:
-    """Our primary scores against the published figure mapped to each benchmark."""
+    """Our scores against the published figure mapped to each benchmark."""
     rows = []
     figures = references.get("reference_scores_figures", {})
     mapping = references.get("reference_scores_benchmark_map", {})
@@ -548,23 +742,10 @@ def reference_comparisons(run: Run, references: dict[str, Any]) -> list[RefCompa
         figure = figures[figure_id]
         for model in run.models:
             published = figure.get("scores", {}).get(model)
-            if published is None:
-                continue
-            combo = run.combo(model, bench)
-            rows.append(
-                RefComparison(
-                    model=model,
-                    benchmark=bench,
-                    ours=percent(combo),
-                    reference=float(published),
-                    figure=figure["name"],
-                    source=figure["source"],
-                    split=figure["split"],
-                    note=figure.get("note"),
-                    interval=combo.interval if percent(combo) is not None else None,
-                    questions_note=combo.questions_note if combo else None,
+            if published is not None:
+                rows.append(
+                    compare_reference(run.combo(model, bench), model, bench, figure, published)
                 )
-            )
     return rows
 
 

@@ -32,6 +32,7 @@ from eval_report_data import (  # noqa: E402
     Pooled,
     RefComparison,
     Run,
+    checkpoints,
     detectable_differences,
     format_seconds,
     half_width,
@@ -43,10 +44,12 @@ from eval_report_data import (  # noqa: E402
     run_wall_seconds,
 )
 
-SMOKE_BANNER = (
-    "SMOKE RUN: tiny random-weight checkpoints and synthetic data. "
-    "The pipeline ran for real; the scores say nothing about the models."
-)
+# What a smoke checkpoint's name (contract.SMOKE_CHECKPOINTS) stands for, in the reports' words.
+SMOKE_CHECKPOINT_WORDS = {
+    "random": "tiny random-weight checkpoint",
+    "known-strong": "known-answer checkpoint known-strong",
+    "known-weak": "known-answer checkpoint known-weak",
+}
 
 
 @dataclass
@@ -131,6 +134,23 @@ def precision_meaning(precision: float, plan: dict[str, Any]) -> str:
     )
 
 
+def loaded(run: Run) -> str:
+    """Per model, what stood behind its name, as its status records say: "llava_v1.5_7b:
+    known-answer checkpoint known-weak; ..." (a real run's: the hub repo or custom folder)."""
+    parts = []
+    for model, names in checkpoints(run).items():
+        words = [SMOKE_CHECKPOINT_WORDS.get(n, n) if run.smoke else n for n in names]
+        parts.append(f"{model}: {', '.join(words) or 'checkpoint not named in its status records'}")
+    return "; ".join(parts)
+
+
+def smoke_banner(run: Run) -> str:
+    return (
+        f"SMOKE RUN on synthetic data ({loaded(run)}). The pipeline and the scoring ran for "
+        "real; the scores say nothing about the models these names stand for."
+    )
+
+
 def _overview(run: Run) -> Section:
     inputs = run.info.get("inputs", {})
     totals = run.totals()
@@ -139,6 +159,7 @@ def _overview(run: Run) -> Section:
     lines = [
         f"Run {run.run_id}" + (" (SMOKE)" if run.smoke else ""),
         f"Models: {', '.join(run.models)}",
+        f"Checkpoints: {loaded(run)}",
         f"Benchmarks: {', '.join(run.benchmarks)}",
         f"Sample limit per benchmark: {limit_meaning(limit)}"
         if precision is None
@@ -243,9 +264,11 @@ def verdict(test: Paired) -> str:
         return f"no test: {test.why_not}"
     if test.differs:
         return "differs"
+    # The detectable difference is a single test's; Holm asks more of each, so a difference
+    # above it can still fall short: say what was not shown, not that there is none.
     return (
-        "no difference detectable at this limit "
-        f"(smallest detectable: {test.test['detectable']:.1f} points)"
+        "no difference shown at this limit "
+        f"(one test alone detects {test.test['detectable']:.1f} points)"
     )
 
 
@@ -282,10 +305,11 @@ def _model_pairs(run: Run, pairs: list[ModelPair]) -> Section | None:
         paragraphs=[
             f"Each model minus {run.models[0]}, in points, on the questions both answered "
             "(matched by index): exact McNemar test for right/wrong questions one per cluster, "
-            "else a paired cluster bootstrap; the p-value is Holm-adjusted across the "
+            "else the interval of a paired cluster bootstrap and the p-value of the paired "
+            "permutation test (exact; with few clusters the bootstrap's interval is too narrow, "
+            "so the verdict follows the p-value); the p-value is Holm-adjusted across the "
             'benchmarks of each pair. "differs" only where the adjusted p-value is below '
-            "0.05; a difference inside what the run can detect is reported as not detectable, "
-            "not as no difference."
+            "0.05; otherwise no difference was shown, which is not the same as none."
         ],
         table=Table(
             [
@@ -325,26 +349,36 @@ def _detectable(run: Run, pairs: list[ModelPair]) -> Section:
     )
 
 
+def _notes(run: Run, combos: list[Combo]) -> str:
+    """Each scoring note once, after the models it holds for."""
+    models: dict[str, list[str]] = {}
+    for c in sorted(combos, key=lambda c: run.models.index(c.model)):
+        if c.scoring_note and c.model not in models.get(c.scoring_note, []):
+            models.setdefault(c.scoring_note, []).append(c.model)
+    return "; ".join(f"{', '.join(ms)}: {note}" for note, ms in models.items())
+
+
 def _scales(run: Run) -> Section:
     rows = []
     for bench in run.benchmarks:
         combos = [c for c in run.combos if c.benchmark == bench and percent(c) is not None]
-        metrics = sorted({c.primary_metric for c in combos if c.primary_metric})
+        name = run.metric_name(bench) or "not in the catalogue"
+        keys = sorted({c.primary_metric for c in combos if c.primary_metric})
         scales = sorted({f"0-{c.primary_scale:g}" for c in combos if c.primary_scale is not None})
-        notes = sorted({f"{c.model}: {c.scoring_note}" for c in combos if c.scoring_note})
         if not combos:
-            rows.append([bench, "n/a", "n/a", "no score in this run"])
+            rows.append([bench, name, "n/a", "n/a", "no score in this run"])
             continue
-        rows.append([bench, ", ".join(metrics), ", ".join(scales), "; ".join(notes)])
+        rows.append([bench, name, ", ".join(keys), ", ".join(scales), _notes(run, combos)])
     return Section(
         "Score scales",
         paragraphs=[
-            "VLMEvalKit reports some scores as fractions, some in percent and OCRBench as a "
-            "count of right answers; the worker records each primary metric with the value it "
-            "reads when every question is right, and the scores above are that ratio x 100. "
-            "A * beside a score points at a note here on what the scorer could not judge."
+            "Each benchmark's primary metric by name and by VLMEvalKit's key for it. VLMEvalKit "
+            "reports some scores as fractions, some in percent and OCRBench as a count of right "
+            "answers; the worker records each primary metric with the value it reads when "
+            "every question is right, and the scores above are that ratio x 100. A * beside a "
+            "score points at a note here on what the scorer could not judge."
         ],
-        table=Table(["benchmark", "primary metric", "raw scale", "notes"], rows),
+        table=Table(["benchmark", "primary metric", "VLMEvalKit key", "raw scale", "notes"], rows),
     )
 
 
@@ -392,9 +426,13 @@ def _times(run: Run) -> Section:
         "Time per model",
         paragraphs=[
             "Wall time: first combination start to last finish of the model. "
-            "GPU time: sum of the combinations' generation seconds times the GPUs of their "
-            "slot (a CPU slot counts as one device; model loading, data preparation and "
-            "evaluation not included: the worker runs them beside generation)."
+            "GPU time: on each GPU the model's slots held, how long it was generating answers "
+            "(the union of its benchmarks' generation phases: one batch may hold several "
+            "benchmarks' questions, and that time counts once), summed over the GPUs; never "
+            "more than the wall time times the GPUs. A CPU slot counts as one device. Model "
+            "loading, data preparation and evaluation are not included (the worker runs them "
+            "beside generation); an ok record without phase times (an older worker's) counts "
+            "from its start to its finish."
         ],
         table=Table(["model", "combinations", "ok", "wall time", "GPU time"], rows),
     )
@@ -459,6 +497,7 @@ def _reference_row(r: RefComparison) -> list[str]:
     ours = "no score"
     if r.ours is not None:
         ours = fmt(r.ours) + (f" {fmt_bounds(r.interval)}" if r.interval else "")
+        ours += f" ({r.derived})" if r.derived else ""
     # A gap inside an interval this wide means nothing: it is not shown.
     delta = "" if r.reading == "too few questions to tell" else fmt_delta(r.delta)
     split = r.split + (f" ({r.note})" if r.note else "")
@@ -478,14 +517,21 @@ def _reference_row(r: RefComparison) -> list[str]:
 def _references(run: Run, refs: list[RefComparison]) -> Section:
     paragraphs = [
         "Published LLaVA-1.5 figures; each row names the figure, its source and "
-        "split. Splits and scorers differ from VLMEvalKit's, and a sample limit "
+        "split. Prompts and answer readers differ from VLMEvalKit's, and a sample limit "
         "makes our score an estimate: a published figure inside our 95% interval reads "
         '"consistent", one outside it "outside our interval"; where the interval spans '
         f"more than ±{REFERENCE_HALF_WIDTH_LIMIT:g} points the run had too few questions to "
-        "tell, and no gap is shown."
+        "tell, and no gap is shown. Where the published figure is defined otherwise than "
+        "our primary metric, ours is computed on its definition and named; where it was "
+        'measured on another split or input, the row reads "not comparable" with the '
+        "reason, and no gap is shown."
     ]
     if run.smoke:
-        paragraphs.insert(0, "SMOKE run: random weights, so these deltas are meaningless.")
+        paragraphs.insert(
+            0,
+            f"SMOKE run on synthetic data ({loaded(run)}): the published figures are the real "
+            "models' on the benchmarks' own data, so these gaps mean nothing.",
+        )
     if not refs:
         paragraphs.append("No benchmark of this run has a published reference figure.")
         return Section("Comparison with published scores", paragraphs=paragraphs)
@@ -560,7 +606,8 @@ def _compare(other_id: str, deltas: list[Delta]) -> Section:
             "Primary scores in points (0-100). Each combination both runs scored is tested on "
             "the questions both answered (matched by index; runs of different limits share "
             "only some): this run minus the other, exact McNemar for right/wrong questions one "
-            "per cluster, else a paired cluster bootstrap, the p-value Holm-adjusted across "
+            "per cluster, else a paired cluster bootstrap's interval and a paired permutation "
+            "test's p-value, Holm-adjusted across "
             "each model's benchmarks. CHANGED marks an adjusted p-value below 0.05 or a change "
             f"of status. {flagged} of {len(deltas)} combinations changed."
         ],
@@ -645,7 +692,7 @@ def _md_escape(text: str) -> str:
 def render_markdown(run: Run, secs: list[Section]) -> str:
     lines = [f"# {title(run)}", ""]
     if run.smoke:
-        lines += [f"> **{SMOKE_BANNER}**", ""]
+        lines += [f"> **{smoke_banner(run)}**", ""]
     for sec in secs:
         lines += [f"## {sec.title}", ""]
         if sec.title == "Overview" or sec.title == "Provenance":
@@ -735,7 +782,7 @@ def render_html(run: Run, secs: list[Section], png: bytes) -> str:
         f"<h1>{esc(title(run))}</h1>",
     ]
     if run.smoke:
-        parts.append(f'<div class="smoke">{esc(SMOKE_BANNER)}</div>')
+        parts.append(f'<div class="smoke">{esc(smoke_banner(run))}</div>')
     for sec in secs:
         parts.append(f"<h2>{esc(sec.title)}</h2>")
         if sec.title in ("Overview", "Provenance"):

@@ -8,6 +8,7 @@ import io
 import json
 import math
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import NormalDist
 
@@ -158,20 +159,40 @@ def test_scores_are_the_workers_never_guessed(results: Path) -> None:
 
 
 def test_scales_section_states_each_metric_and_its_full_scale(files: dict[str, str]) -> None:
-    rows = {r[0]: r[1:] for r in table(files["report.md"], "Score scales")}
-    assert rows["OCRBench"][:2] == ["Final Score", "0-3"]
-    assert rows["MMBench_DEV_EN"][:2] == ["Overall", "0-1"]
-    assert rows["POPE"][:2] == ["Overall", "0-100"]
+    # The plain name (the catalogue's), VLMEvalKit's key and what it reads all right.
+    rows = {r[0]: r[1:4] for r in table(files["report.md"], "Score scales")}
+    assert rows == {
+        "OCRBench": ["hits out of questions", "Final Score", "0-3"],
+        "MMBench_DEV_EN": ["circular accuracy", "Overall", "0-1"],
+        "POPE": ['F1 of "yes", pooled over all questions', "split=Overall\\|Overall", "0-100"],
+        "TextVQA_VAL": ["VQA accuracy", "Overall", "0-100"],
+        "SEEDBench_IMG": ["accuracy", "Overall", "0-1"],
+    }
+
+
+def test_scales_print_each_scoring_note_once(results: Path, refs: dict) -> None:
+    summary_path = results / CURRENT / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    note = "1 of 3 questions are open (no options): exact matching counts one right only ..."
+    for entry in summary["combinations"]:
+        if entry["benchmark"] == "MMBench_DEV_EN":
+            entry["scoring_note"] = note
+    summary_path.write_text(json.dumps(summary))
+    md = build_reports(results / CURRENT, refs)["report.md"]
+    notes = {r[0]: r[4] for r in table(md, "Score scales")}
+    assert notes["MMBench_DEV_EN"] == f"llava_v1.5_7b, llava_v1.5_13b: {note}"
+    assert md.count(note) == 1
 
 
 def test_totals_times_and_failures(files: dict[str, str]) -> None:
     md = files["report.md"]
     assert table(md, "Totals") == [["ok", "8"], ["failed", "1"], ["missing", "1"], ["total", "10"]]
     # 7B: five combinations back to back on one GPU (30+37.5+45+52.5+60 s).
-    # 13B: 148.5 s on gpu-01 in parallel with a 42 s failure on the CPU host.
+    # 13B: 148.5 s on gpu-01 in parallel with a 42 s failure on the CPU host; records without
+    # phase times (an older worker's) count whole, but a failure without them generated nothing.
     assert table(md, "Time per model") == [
         ["llava_v1.5_7b", "5", "5", "3m45s", "3m45s"],
-        ["llava_v1.5_13b", "5", "3", "2m28s", "3m10s"],
+        ["llava_v1.5_13b", "5", "3", "2m28s", "2m28s"],
     ]
     assert table(md, "Failures") == [
         ["llava_v1.5_13b", "OCRBench", "gpu-02", "failed",
@@ -199,7 +220,77 @@ def test_gpu_time_counts_generation_when_records_have_phase_times(
     rows = {r[0]: r for r in table(md, "Time per model")}
     # Five combinations x 12 s; the wall time is unchanged; the 13B has no phase times.
     assert rows["llava_v1.5_7b"] == ["llava_v1.5_7b", "5", "5", "3m45s", "1m00s"]
-    assert rows["llava_v1.5_13b"] == ["llava_v1.5_13b", "5", "3", "2m28s", "3m10s"]
+    assert rows["llava_v1.5_13b"] == ["llava_v1.5_13b", "5", "3", "2m28s", "2m28s"]
+
+
+def set_phases(record_file: Path, started: float, prepare: float, infer: float,
+               finished: float, batched: bool) -> None:  # fmt: skip
+    """A fixture record's times, seconds after the run's start, and its phase times."""
+    base = datetime(2026, 11, 27, 2, 0, 0, tzinfo=UTC)
+    record = json.loads(record_file.read_text())
+    record["started_at"] = (base + timedelta(seconds=started)).isoformat()
+    record["finished_at"] = (base + timedelta(seconds=finished)).isoformat()
+    record["phase_seconds"] = {"prepare": prepare, "infer": infer, "evaluate": 2.0}
+    if batched:
+        record["decoder"] = "static_cache"
+    record_file.write_text(json.dumps(record))
+    summary_path = record_file.parents[3] / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    for entry in summary["combinations"]:
+        if (entry["model"], entry["benchmark"]) == (record["model"], record["benchmark"]):
+            entry["started_at"], entry["finished_at"] = record["started_at"], record["finished_at"]
+    summary_path.write_text(json.dumps(summary))
+
+
+SEVEN_B = ["MMBench_DEV_EN", "POPE", "TextVQA_VAL", "OCRBench", "SEEDBench_IMG"]
+
+
+@pytest.mark.parametrize(
+    ("batched", "gpu_time"),
+    [
+        # One queue: benchmark i enters it at i + 1 s and generates for 10 + i s, so the spans
+        # [1, 11], [2, 13], [3, 15], [4, 17], [5, 19] overlap; their union is [1, 19]: 18 s,
+        # where their sum (60 s) would be more than the 21 s of wall time.
+        (True, "18s"),
+        # VLMEvalKit's loop: each waits for the one before, 10 + i s each: 60 s end to end.
+        (False, "1m00s"),
+    ],
+)
+def test_gpu_time_is_the_union_of_generation_on_each_gpu(
+    results: Path, refs: dict, batched: bool, gpu_time: str
+) -> None:
+    combos = results / CURRENT / "gpu-01" / "llava_v1.5_7b"
+    ends = (
+        [2 * i + 11 for i in range(5)]
+        if batched
+        else [1 + sum(10 + j for j in range(i + 1)) for i in range(5)]
+    )
+    for i, bench in enumerate(SEVEN_B):
+        set_phases(combos / bench / "status.json", i, 1.0, 10.0 + i, ends[i] + 2.0, batched)
+    md = build_reports(results / CURRENT, refs)["report.md"]
+    rows = {r[0]: r for r in table(md, "Time per model")}
+    wall = "21s" if batched else "1m03s"
+    assert rows["llava_v1.5_7b"] == ["llava_v1.5_7b", "5", "5", wall, gpu_time]
+    assert "the union of its benchmarks' generation phases" in md
+
+
+def test_gpu_time_counts_a_shared_gpu_once(results: Path, refs: dict) -> None:
+    # Two slots sharing GPU 1 (eval_gpu_slots) run the 7B's benchmarks at the same time: the
+    # GPU was busy for the longer of the two, not for both.
+    plan_path = results / CURRENT / "plan.json"
+    plan = json.loads(plan_path.read_text())
+    plan["units"].append({**plan["units"][1], "slot": "gpu1s1", "benchmarks": []})
+    plan_path.write_text(json.dumps(plan))
+    combos = results / CURRENT / "gpu-01" / "llava_v1.5_7b"
+    for i, bench in enumerate(SEVEN_B):
+        set_phases(combos / bench / "status.json", 0, 0.0, 30.0, 31.0, batched=True)
+        if i % 2:
+            record = json.loads((combos / bench / "status.json").read_text())
+            record["slot"] = "gpu1s1"
+            (combos / bench / "status.json").write_text(json.dumps(record))
+    rows = {r[0]: r for r in table(build_reports(results / CURRENT, refs)["report.md"],
+                                   "Time per model")}  # fmt: skip
+    assert rows["llava_v1.5_7b"][3:] == ["31s", "30s"]
 
 
 def test_failure_log_paths_exist(files: dict[str, str], results: Path) -> None:
@@ -209,12 +300,59 @@ def test_failure_log_paths_exist(files: dict[str, str], results: Path) -> None:
     assert "Killed" in (results / CURRENT / missing[5]).read_text()
 
 
+KNOWN = (
+    "llava_v1.5_7b: known-answer checkpoint known-weak; "
+    "llava_v1.5_13b: known-answer checkpoint known-strong"
+)
+
+
 def test_smoke_is_labelled_everywhere(files: dict[str, str]) -> None:
     assert files["report.md"].startswith("# [SMOKE] ")
-    assert "SMOKE RUN:" in files["report.md"]
+    banner = (
+        f"SMOKE RUN on synthetic data ({KNOWN}). The pipeline and the scoring ran for real; "
+        "the scores say nothing about the models these names stand for."
+    )
+    assert f"> **{banner}**" in files["report.md"]
     assert "<title>[SMOKE] " in files["report.html"]
-    assert '<div class="smoke">SMOKE RUN:' in files["report.html"]
+    assert f'<div class="smoke">{html.escape(banner)}</div>' in files["report.html"]
     assert json.loads(files["manifest.json"])["smoke"] is True
+    # What stood behind each name, as the records say: not random weights.
+    assert f"- Checkpoints: {KNOWN}" in files["report.md"]
+    assert "random-weight" not in files["report.md"]
+    section = files["report.md"].split("## Comparison with published scores\n", 1)[1]
+    assert section.lstrip().startswith(f"SMOKE run on synthetic data ({KNOWN}): ")
+
+
+def test_checkpoints_as_the_records_name_them(results: Path, refs: dict) -> None:
+    for record_file in (results / CURRENT).glob("*/llava_v1.5_13b/*/status.json"):
+        record = json.loads(record_file.read_text())
+        record["checkpoint"] = "random"
+        record_file.write_text(json.dumps(record))
+    for record_file in (results / CURRENT).glob("*/llava_v1.5_7b/*/status.json"):
+        record = json.loads(record_file.read_text())
+        del record["checkpoint"]  # a worker older than the checkpoint key
+        record_file.write_text(json.dumps(record))
+    md = build_reports(results / CURRENT, refs)["report.md"]
+    assert (
+        "- Checkpoints: llava_v1.5_7b: checkpoint not named in its status records; "
+        "llava_v1.5_13b: tiny random-weight checkpoint"
+    ) in md
+
+
+def test_real_run_names_the_hub_repo_behind_each_model(results: Path, refs: dict) -> None:
+    repos = {"llava_v1.5_7b": "liuhaotian/llava-v1.5-7b", "llava_v1.5_13b": "/models/my-13b"}
+    for record_file in (results / CURRENT).glob("*/*/*/status.json"):
+        record = json.loads(record_file.read_text())
+        record.update(smoke=False, checkpoint=repos[record["model"]])
+        record_file.write_text(json.dumps(record))
+    run_json = results / CURRENT / "run.json"
+    info = json.loads(run_json.read_text())
+    info["inputs"]["smoke"] = False
+    run_json.write_text(json.dumps(info))
+    md = build_reports(results / CURRENT, refs)["report.md"]
+    assert (
+        "- Checkpoints: llava_v1.5_7b: liuhaotian/llava-v1.5-7b; llava_v1.5_13b: /models/my-13b"
+    ) in md
 
 
 def test_real_run_has_no_smoke_label(results: Path, refs: dict) -> None:
@@ -233,16 +371,18 @@ def test_scores_csv_long_form(files: dict[str, str]) -> None:
                              "seconds", "status", "primary", "primary_score", "interval_low",
                              "interval_high", "interval_method", "questions_file",
                              "smoke"]  # fmt: skip
-    # 18 metric values over the 8 ok combinations, one bare row each for the failed and missing.
-    assert len(rows) == 20
+    # 24 metric values over the 8 ok combinations, one bare row each for the failed and missing.
+    assert len(rows) == 26
     pope = [r for r in rows if (r["model"], r["benchmark"]) == ("llava_v1.5_13b", "POPE")]
     assert {r["metric"]: r["value"] for r in pope} == {
-        "Overall": "66.67", "acc": "66.67", "precision": "50.0"}  # fmt: skip
-    assert [r["primary"] for r in pope] == ["true", "false", "false"]
-    assert [r["primary_score"] for r in pope] == ["66.67", "", ""]
+        "split=Overall|Overall": "66.67", "split=Overall|acc": "66.67",
+        "split=Overall|precision": "50.0", "split=adversarial|Overall": "100.0",
+        "split=popular|Overall": "0.0", "split=random|Overall": "0.0"}  # fmt: skip
+    assert [r["primary"] for r in pope] == ["true"] + ["false"] * 5
+    assert [r["primary_score"] for r in pope] == ["66.67"] + [""] * 5
     # The interval on the primary row; the questions file on every row of the combination.
     assert [(r["interval_low"], r["interval_high"]) for r in pope] == [
-        ("0.0", "100.0"), ("", ""), ("", "")]  # fmt: skip
+        ("0.0", "100.0")] + [("", "")] * 5  # fmt: skip
     assert {r["interval_method"] for r in pope} == {"cluster bootstrap (percentile)", ""}
     assert {r["questions_file"] for r in pope} == {
         "gpu-01/llava_v1.5_13b/POPE/llava_v1.5_13b_POPE_questions.jsonl"}  # fmt: skip
@@ -337,7 +477,7 @@ def test_compare_section_in_report(files: dict[str, str], results: Path, refs: d
     ocr = rows[("llava_v1.5_7b", "OCRBench")]
     assert ocr[:3] == ["0.00", "66.67", "+66.67"]
     assert ocr[4:7] == ["3", "0.500", "1.000"]
-    assert ocr[7].startswith("no difference detectable at this limit (smallest detectable: ")
+    assert ocr[7].startswith("no difference shown at this limit (one test alone detects ")
     assert ocr[8] == ""
     assert rows[("llava_v1.5_13b", "SEEDBench_IMG")] == [
         "66.67", "missing", "", "", "", "", "",
@@ -380,9 +520,16 @@ def test_reference_section_names_figure_and_source(files: dict[str, str]) -> Non
     assert rows[("llava_v1.5_7b", "SEEDBench_IMG")][1:5] == [
         "65.60", "", "too few questions to tell", "SEEDBench_IMG"]  # fmt: skip
     assert rows[("llava_v1.5_13b", "SEEDBench_IMG")][0] == "no score"
-    # No interval: the gap is shown, and why nothing reads it.
+    # LLaVA's TextVQA prompts held OCR tokens: ours is shown, no gap, and why.
     assert rows[("llava_v1.5_13b", "TextVQA_VAL")][:4] == [
-        "33.33", "61.30", "-27.97", f"no interval: {TEXTVQA_NOTE}"]  # fmt: skip
+        "33.33", "61.30", "",
+        "not comparable: LLaVA's TextVQA evaluation puts the image's OCR tokens in the prompt "
+        "(llava_textvqa_val_v051_ocr); VLMEvalKit's TextVQA_VAL asks without them"]  # fmt: skip
+    # POPE's published F1 is the mean of its three splits' F1s: ours on that definition, from
+    # the per-split F1s (7B: 100, 0 and 100), not the pooled F1 (100) of the score table.
+    assert rows[("llava_v1.5_7b", "POPE")][:4] == [
+        "66.67 (mean of the random, popular and adversarial splits' F1s)", "85.90", "",
+        "too few questions to tell"]  # fmt: skip
     # OCRBench has no published LLaVA-1.5 figure in the sources: no row rather than a guess.
     assert not any(b == "OCRBench" for _m, b in rows)
 
@@ -573,13 +720,13 @@ def test_weak_model_differs_where_taught_wrong_and_only_there(tmp_path: Path, re
     e = rows[("E",)]
     assert e[3:6] == ["40", f"{p_e:.3f}", f"{holm_e:.3f}"]
     assert e[6] == (
-        "no difference detectable at this limit "
-        f"(smallest detectable: {detectable([-1.0] * 6 + [0.0] * 34):.1f} points)"
+        "no difference shown at this limit "
+        f"(one test alone detects {detectable([-1.0] * 6 + [0.0] * 34):.1f} points)"
     )
     for bench in "AB":
         assert rows[(bench,)][2:] == [
             "+0.0 [0.0, 0.0]", "40", "1.000", "1.000",
-            f"no difference detectable at this limit (smallest detectable: "
+            f"no difference shown at this limit (one test alone detects "
             f"{detectable([0.0] * 40):.1f} points)"]  # fmt: skip
     assert [b for (b,), r in rows.items() if r[-1] == "differs"] == ["C", "D"]
     # The smallest detectable difference per benchmark: from the two models' disagreement.
@@ -635,7 +782,7 @@ def test_compare_marks_changed_where_the_paired_test_finds_it(tmp_path: Path, re
     # E's six taught questions lie past the 20th: nothing to see on the questions compared.
     for bench in "ABE":
         assert rows[("m", bench)][-1] == ""
-        assert rows[("m", bench)][-2].startswith("no difference detectable at this limit")
+        assert rows[("m", bench)][-2].startswith("no difference shown at this limit")
     assert "2 of 5 combinations changed" in md
 
 
@@ -662,6 +809,43 @@ def test_references_read_against_the_interval(tmp_path: Path) -> None:
     # 20 questions: wider than ±10 points, whatever the gap.
     assert rows[("m", "C")][:4] == [
         f"75.00 {bounds(15, 20)}", "40.00", "", "too few questions to tell"]  # fmt: skip
+
+
+def test_references_on_the_published_definition_or_marked(tmp_path: Path, refs: dict) -> None:
+    # Two models, 400 questions each of POPE (narrow intervals) and VizWiz.
+    run_dir = write_run(tmp_path, "defs", {
+        m: {"POPE": answers(n=400, wrong=range(40)), "VizWiz": answers(n=400, wrong=range(100))}
+        for m in ("llava_v1.5_7b", "llava_v1.5_13b")
+    })  # fmt: skip
+    summary = json.loads((run_dir / "summary.json").read_text())
+    splits = {"split=random|Overall": 92.0, "split=popular|Overall": 88.0,
+              "split=adversarial|Overall": 83.0}  # fmt: skip
+    for entry in summary["combinations"]:
+        if entry["benchmark"] == "POPE":
+            # As POPE_rating reports it: the pooled F1 (primary) and, here for the 7B only
+            # (the 13B's first questions were all of one split), each split's F1.
+            own = splits if entry["model"] == "llava_v1.5_7b" else {"split=random|Overall": 90.0}
+            entry.update(primary_metric="split=Overall|Overall", primary_scale=100.0,
+                         scores={"split=Overall|Overall": 90.0, **own})  # fmt: skip
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    rows = rows_by(build_reports(run_dir, refs)["report.md"], "Comparison with published scores", 2)
+    # The published 85.9 is the mean of the three splits' F1s: ours the same, (92+88+83)/3,
+    # with no interval of its own, and the gap shown.
+    assert rows[("llava_v1.5_7b", "POPE")][:4] == [
+        "87.67 (mean of the random, popular and adversarial splits' F1s)", "85.90", "+1.77",
+        "no interval: the worker's interval is of the primary metric, not of this mean",
+    ]  # fmt: skip
+    # Without every split's F1 there is no figure of that definition: not comparable, no gap.
+    assert rows[("llava_v1.5_13b", "POPE")][:4] == [
+        f"90.00 {bounds(360, 400)}", "85.90", "",
+        # (Markdown escapes VLMEvalKit's "|".)
+        "not comparable: this run's scores have no split=popular\\|Overall, "
+        "split=adversarial\\|Overall, which the published definition needs"]  # fmt: skip
+    # VizWiz's published figure is of its test-dev split, ours of its validation split.
+    assert rows[("llava_v1.5_7b", "VizWiz")][:4] == [
+        f"75.00 {bounds(300, 400)}", "50.00", "",
+        "not comparable: published on VizWiz's test-dev split, ours on its validation split",
+    ]  # fmt: skip
 
 
 def test_pooled_score_over_the_benchmarks_with_intervals(tmp_path: Path, refs: dict) -> None:
