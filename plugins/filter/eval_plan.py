@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
@@ -612,7 +613,8 @@ def eval_plan(
 
 
 def eval_host_units(plan_: Mapping[str, Any], host: str) -> list[dict[str, Any]]:
-    """This host's slots: {slot, gpus, device, container, models, secret_env, slot_file}, each
+    """This host's slots: {slot, gpus, device, container, models, secret_env, models_mount,
+    outputs_mount, slot_file}, each
     slot file complete (contract.slot_file) so that the run role only writes it."""
     slots: dict[str, dict[str, Any]] = {}
     batch = {s["slot"]: s["batch_size"] for s in plan_["slots"] if s["host"] == host}
@@ -631,6 +633,7 @@ def eval_host_units(plan_: Mapping[str, Any], host: str) -> list[dict[str, Any]]
         s["models"] = [u["model"] for u in units]
         s["secret_env"] = contract.CONTAINER_SECRET_ENV
         s["models_mount"] = contract.CONTAINER_MODELS
+        s["outputs_mount"] = contract.CONTAINER_OUTPUTS
         s["slot_file"] = contract.slot_file(
             run_id=plan_["run_id"],
             host=host,
@@ -737,6 +740,60 @@ def eval_prepare_container(run_id: str, host: str) -> str:
     return contract.container_name(run_id, host, contract.PREPARE_SLOT)
 
 
+def eval_container_labels(run_id: str, host: str, slot: str) -> dict[str, str]:
+    """The labels of a run's container: a later attempt finds the run's containers by them."""
+    return {contract.RUN_LABEL: run_id, contract.HOST_LABEL: host, contract.SLOT_LABEL: slot}
+
+
+def eval_run_label(run_id: str, host: str | None = None) -> list[str]:
+    """The label filters (docker ps --filter label=..., all of them) that find a run's
+    containers, those of one inventory host when ``host`` is given."""
+    found = [f"{contract.RUN_LABEL}={run_id}"]
+    return found + ([f"{contract.HOST_LABEL}={host}"] if host else [])
+
+
+def eval_ended_containers(found: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The run's containers that have ended, from docker_host_info's verbose list: {name, slot,
+    created (epoch seconds)}; a running one is left to the attempt that waits on it."""
+    out = []
+    for c in found:
+        if c.get("State") in contract.RUNNING_STATES:
+            continue
+        names = c.get("Names") or [c.get("Id", "")]
+        out.append(
+            {
+                "name": str(names[0]).lstrip("/"),
+                "slot": (c.get("Labels") or {}).get(contract.SLOT_LABEL) or "unlabelled",
+                "created": int(c.get("Created") or 0),
+            }
+        )
+    return out
+
+
+def eval_consoles(read: Iterable[Mapping[str, Any]], earlier: bool) -> list[dict[str, Any]]:
+    """The consoles read (`docker logs` of eval_ended_containers, one loop result each) that are
+    to be saved: {name, slot, file, content}. This attempt's go to <slot>/container.log, which
+    the summary reads; an earlier attempt's to <slot>/container-<created, UTC>.log beside it, so
+    neither overwrites the other."""
+    out = []
+    for r in read:
+        if r.get("rc") != 0:
+            continue
+        c = r["item"]
+        stamp = datetime.fromtimestamp(c["created"], tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+        name = contract.CONTAINER_LOG
+        if earlier:
+            name = name.replace(".log", f"-{stamp}.log")
+        out.append({"name": c["name"], "slot": c["slot"], "file": name, "content": r["stdout"]})
+    return out
+
+
+def eval_container_env(host_outputs: str) -> dict[str, str]:
+    """A container's environment naming the host's path of its outputs mount, so that the
+    worker's disk messages name a path the user can look at on the host."""
+    return {contract.HOST_OUTPUTS_ENV: host_outputs}
+
+
 def eval_official_benchmarks(slots: Iterable[Mapping[str, Any]]) -> list[str]:
     """The benchmarks of eval_host_units' slots that VLMEvalKit's own data serves (no custom
     file shipped: no md5), in order, once each: what the preparation step prepares."""
@@ -753,4 +810,9 @@ class FilterModule:
             "eval_merges": eval_merges,
             "eval_prepare_container": eval_prepare_container,
             "eval_official_benchmarks": eval_official_benchmarks,
+            "eval_container_labels": eval_container_labels,
+            "eval_run_label": eval_run_label,
+            "eval_container_env": eval_container_env,
+            "eval_ended_containers": eval_ended_containers,
+            "eval_consoles": eval_consoles,
         }

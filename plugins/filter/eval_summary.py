@@ -10,12 +10,14 @@ shard without a record leaves it missing, named.
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
     CONTAINER_LOG,
+    PROGRESS_FILE,
     RESULT_KEYS,
     SHARD_KEY,
     SHARDS_KEY,
@@ -24,6 +26,7 @@ from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
     combo_dir,
     done_combinations,
     done_shards,
+    failed_reasons,
     prepare_failure,
     record_shard,
     run_records,
@@ -102,7 +105,7 @@ def summarize(
     plan: Mapping[str, Any],
     records: Iterable[Mapping[str, Any]],
     lost_hosts: Iterable[str] = (),
-    slot_notes: Mapping[str, str] | None = None,
+    slot_notes: Mapping[str, Mapping[str, Any] | str] | None = None,
     not_prepared: Mapping[str, str] | None = None,
     shard_records: Iterable[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
@@ -111,9 +114,9 @@ def summarize(
     An ok record wins wherever it was made (a resumed run may have moved a combination);
     otherwise the record of the host this attempt planned it on; otherwise missing, with the
     reason: its host was lost (unreachable or not collected) or the worker never wrote it
-    (slot_notes: "host/slot" -> what its container said last, e.g. its exit code and log line),
-    or its host's data preparation stopped the host's run (not_prepared: host -> "data not
-    prepared: ..." from its prepare.json).
+    (slot_notes: "host/slot" -> how its container ended, ``read_slot_notes``; ``missing_reason``
+    words it), or its host's data preparation stopped the host's run (not_prepared: host ->
+    "data not prepared: ..." from its prepare.json).
     """
     unprepared = not_prepared or {}
     notes = slot_notes or {}
@@ -157,9 +160,9 @@ def summarize(
             elif host in unprepared:
                 entry["reason"] = unprepared[host]
             else:
-                entry["reason"] = f"no status record: the worker on {host} {slot} did not reach it"
-                if notes.get(f"{host}/{slot}"):
-                    entry["reason"] += f" ({notes[f'{host}/{slot}']})"
+                entry["reason"] = missing_reason(
+                    host, slot, f"{m}/{b}", notes.get(f"{host}/{slot}")
+                )
             entries.append(entry)
     totals = {s: sum(1 for e in entries if e["status"] == s) for s in SUMMARY_STATUSES}
     totals["total"] = len(entries)
@@ -205,29 +208,78 @@ def questions_path(record: Mapping[str, Any]) -> str | None:
     return str(combo_dir(record["host"], record["model"], record["benchmark"]) / name)
 
 
-def read_slot_notes(run_dir: str, plan: Mapping[str, Any]) -> dict[str, str]:
-    """ "host/slot" -> the container's exit code (host.json) and last console line
-    (<host>/<slot>/container.log), for the slots of the plan."""
+def exit_cause(exit_code: Any, oom_killed: bool = False) -> str | None:
+    """What ended a worker's container, when a signal did: Docker's OOMKilled (the kernel's
+    out-of-memory killer), else the signal of an exit status 128 + n (a docker kill is SIGKILL,
+    137). None for an exit of the worker's own."""
+    if not isinstance(exit_code, int) or exit_code == 0:
+        return None
+    if oom_killed:
+        return f"killed by the kernel's out-of-memory killer (exit {exit_code})"
+    if exit_code <= 128:
+        return None
+    try:
+        name = signal.Signals(exit_code - 128).name
+    except ValueError:
+        name = f"signal {exit_code - 128}"
+    return f"killed by {name} (exit {exit_code})"
+
+
+def missing_reason(
+    host: str, slot: str, combination: str, note: Mapping[str, Any] | str | None
+) -> str:
+    """Why the combination ``model/benchmark`` planned on ``host`` ``slot`` has no record, from
+    how its worker ended (``read_slot_notes``; a plain string is a note as it stands): the reason
+    the worker's console gave when it could not write the record (a full disk), a kill (the
+    combination it was running, or one it never reached), or the exit and last console line."""
+    base = f"no status record: the worker on {host} {slot}"
+    if not isinstance(note, Mapping):
+        return f"{base} did not reach it" + (f" ({note})" if note else "")
+    failed = note.get("failed", {}).get(combination)
+    if failed:
+        return str(failed)
+    killed = exit_cause(note.get("exit_code"), bool(note.get("oom_killed")))
+    if killed and note.get("current") == combination:
+        return f"no status record: was running when the worker on {host} {slot} was {killed}"
+    if killed:
+        return f"{base} was {killed} before it reached it"
+    parts = [f"container exited {note['exit_code']}"] if note.get("exit_code") else []
+    parts += [note["last_line"]] if note.get("last_line") else []
+    return f"{base} did not reach it" + (f" ({': '.join(parts)})" if parts else "")
+
+
+def read_slot_notes(run_dir: str, plan: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """ "host/slot" -> how the slot's container ended, for the slots of the plan: its exit code
+    and whether the kernel's OOM killer ended it (host.json), the combination in progress when it
+    stopped (slot-progress.json, while it still says running), and from its console
+    (<host>/<slot>/container.log) the last line and the reasons of combinations it failed."""
     notes = {}
     root = Path(run_dir)
     for host, slot in dict.fromkeys((u["host"], u["slot"]) for u in plan["units"]):
-        parts = []
+        note: dict[str, Any] = {}
         try:
             info = json.loads((root / host / "host.json").read_text(encoding="utf-8"))
             state = next(s for s in info.get("slot_states", []) if s.get("slot") == slot)
-            if state.get("exit_code") not in (None, 0):
-                parts.append(f"container exited {state['exit_code']}")
+            note["exit_code"] = state.get("exit_code")
+            note["oom_killed"] = bool(state.get("oom_killed"))
         except (OSError, ValueError, StopIteration, AttributeError):
+            pass
+        try:
+            progress = json.loads((root / host / slot / PROGRESS_FILE).read_text("utf-8"))
+            if progress.get("state") == "running" and progress.get("current"):
+                note["current"] = str(progress["current"])
+        except (OSError, ValueError, AttributeError):
             pass
         try:
             lines = (root / host / slot / CONTAINER_LOG).read_text(errors="replace").splitlines()
             last = next((line.strip() for line in reversed(lines) if line.strip()), "")
             if last:
-                parts.append(last[:300])
+                note["last_line"] = last[:300]
+            note["failed"] = failed_reasons(lines)
         except OSError:
             pass
-        if parts:
-            notes[f"{host}/{slot}"] = ": ".join(parts)
+        if note:
+            notes[f"{host}/{slot}"] = note
     return notes
 
 

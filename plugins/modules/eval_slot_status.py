@@ -86,7 +86,8 @@ eval_progress:
     started_at: {description: Earliest start of the slots' containers (ISO 8601) or null, type: str}
     slots:
       description: Per slot, C(slot), C(container), C(state) (running, exited, missing...),
-        C(exit_code), C(error), C(started_at), C(done), C(total), C(current), C(updated_at).
+        C(exit_code), C(oom_killed) (Docker's State.OOMKilled: the kernel's out-of-memory
+        killer ended it), C(error), C(started_at), C(done), C(total), C(current), C(updated_at).
       type: list
       elements: dict
 records:
@@ -100,28 +101,30 @@ records:
 """
 
 
-def container_state(
-    module: AnsibleModule, docker: str, name: str
-) -> tuple[str, int | None, str, str | None]:
-    """(status, exit code, error, started at) of a container; 'missing' when it does not exist."""
+def container_state(module: AnsibleModule, docker: str, name: str) -> dict[str, Any]:
+    """A container's state, exit_code, oom_killed, error and started_at; state 'missing' when it
+    does not exist."""
+    found: dict[str, Any] = {"state": "missing", "exit_code": None, "oom_killed": False}
+    found |= {"error": "", "started_at": None}
     rc, out, err = module.run_command([docker, "inspect", "--type", "container", name])
     if rc != 0:
         if "no such" in (err + out).lower():
-            return "missing", None, "", None
-        return "unknown", None, (err or out).strip(), None
+            return found
+        return found | {"state": "unknown", "error": (err or out).strip()}
     try:
         state = json.loads(out)[0]["State"]
     except (ValueError, KeyError, IndexError, TypeError):
-        return "unknown", None, "unreadable docker inspect output", None
+        return found | {"state": "unknown", "error": "unreadable docker inspect output"}
     started = state.get("StartedAt")
     # Docker's zero time means "never started".
     started = started if started and not started.startswith("0001-") else None
-    return (
-        str(state.get("Status", "unknown")),
-        state.get("ExitCode"),
-        str(state.get("Error") or ""),
-        started,
-    )
+    return {
+        "state": str(state.get("Status", "unknown")),
+        "exit_code": state.get("ExitCode"),
+        "oom_killed": bool(state.get("OOMKilled")),
+        "error": str(state.get("Error") or ""),
+        "started_at": started,
+    }
 
 
 def main() -> None:
@@ -153,20 +156,18 @@ def main() -> None:
         progress = read_json(os.path.join(slot_dir, PROGRESS_FILE))
         progress = progress if isinstance(progress, dict) else {}
         total = progress.get("total") or slot_total(read_json(os.path.join(slot_dir, SLOT_FILE)))
-        state, exit_code, error, started = ("missing", None, "", None)
+        found: dict[str, Any] = {"state": "missing", "exit_code": None, "oom_killed": False}
+        found |= {"error": "", "started_at": None}
         if spec.get("container") and docker:
-            state, exit_code, error, started = container_state(module, docker, spec["container"])
+            found = container_state(module, docker, spec["container"])
         slots_out.append(
             {
                 "slot": spec["slot"],
                 "container": spec.get("container"),
-                "state": state,
-                "exit_code": exit_code,
-                "error": error,
-                "started_at": started,
+                **found,
                 "done": int(progress.get("done") or 0),
                 "total": int(total or 0),
-                "current": progress.get("current") if state in RUNNING_STATES else None,
+                "current": progress.get("current") if found["state"] in RUNNING_STATES else None,
                 "updated_at": progress.get("updated_at"),
             }
         )

@@ -7,6 +7,7 @@ orchestration, image, worker and VLMEvalKit code are the real ones.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -36,6 +37,8 @@ CATALOGUE = yaml.safe_load((REPO / "playbooks" / "vars" / "catalogue.yml").read_
 # A stand-in token: it must never show up in output, results or docker inspect.
 TOKEN = "hf_e2eNotARealToken0123456789"
 POLL = "2"
+# Stands for a custom benchmark TSV whose second row's image is not base64 (written per test).
+BAD_TSV = "<bad.tsv>"
 
 
 class Fleet:
@@ -171,7 +174,7 @@ def test_smoke_full_matrix_over_two_hosts(fleet: Fleet, tmp_path: Path) -> None:
     print(f"\nsmoke 40 combinations, limit 3: {wall:.0f} s wall, {loads} model loads")
 
 
-def test_resume_after_the_worker_is_killed(fleet: Fleet) -> None:
+def test_resume_after_the_worker_is_killed(fleet: Fleet, built_image: str) -> None:
     run_id = "e2e-resume"
     benchmarks = "POPE,MMStar,OCRBench,AI2D_TEST,HallusionBench,TextVQA_VAL"
     killed: list[str] = []
@@ -199,6 +202,32 @@ def test_resume_after_the_worker_is_killed(fleet: Fleet) -> None:
     assert first.rc != 0, "the killed run must fail: combinations are missing"
     before = fleet.summary(run_id)
     assert 0 < before["totals"]["ok"] < 6, before["totals"]
+    # Each unfinished combination names the kill; the one a worker was on says it was running.
+    missing = [c for c in before["combinations"] if c["status"] == "missing"]
+    assert missing and all("killed by SIGKILL (exit 137)" in c["reason"] for c in missing)
+    running = [c for c in missing if "was running when the worker" in c["reason"]]
+    assert running, [c["reason"] for c in missing]
+    assert not any("did not reach it" in c["reason"] for c in missing)
+    # The consoles are on the controller and the containers gone.
+    for slot in {(c["host"], c["slot"]) for c in before["combinations"]}:
+        assert (fleet.results / run_id / slot[0] / slot[1] / "container.log").stat().st_size
+    assert run_containers(run_id) == []
+
+    # A worker of the run still running (as after an interrupted play): the rerun is refused
+    # before it writes anything; once that worker has ended, the rerun keeps its console and
+    # removes its container.
+    written = {n: (fleet.results / run_id / n).read_bytes() for n in ("plan.json", "run.json")}
+    label = f"--label=io.vlm-eval.run_id={run_id}"
+    orphan = docker(
+        "run", "-d", "--init", label, "--label=io.vlm-eval.host=node-a",
+        "--label=io.vlm-eval.slot=cpu9", "--entrypoint=sh", built_image,
+        "-c", "echo orphan console; exec sleep 300",
+    ).strip()  # fmt: skip
+    refused = fleet.eval(run_id=run_id)
+    assert refused.rc != 0
+    assert f"of run {run_id} still running" in " ".join(stdout(refused).split())
+    assert {n: (fleet.results / run_id / n).read_bytes() for n in written} == written
+    docker("kill", orphan)
     finished_before = {
         (c["model"], c["benchmark"]): json.loads(
             (
@@ -214,6 +243,9 @@ def test_resume_after_the_worker_is_killed(fleet: Fleet) -> None:
     assert second.rc == 0, stdout(second)[-5000:]
     after = fleet.summary(run_id)
     assert after["totals"] == {"ok": 6, "failed": 0, "missing": 0, "total": 6}
+    assert run_containers(run_id) == []
+    kept = list((fleet.results / run_id / "node-a" / "cpu9").glob("container-*.log"))
+    assert kept and kept[0].read_text().strip() == "orphan console"
     plan = json.loads((fleet.results / run_id / "plan.json").read_text())
     replanned = {(u["model"], b["name"]) for u in plan["units"] for b in u["benchmarks"]}
     assert not replanned & set(finished_before), "finished combinations were planned again"
@@ -271,11 +303,30 @@ def test_resume_after_the_worker_is_killed(fleet: Fleet) -> None:
         ({"compare_threshold": "5"}, "compare_threshold is gone"),
         ({"precision": "0"}, "precision must be a number greater than 0 and at most 50"),
         ({"precision": "5", "limit": "10"}, "precision=5 and limit=10 cannot be given together"),
+        # VLMEvalKit would stop on the host at "Incorrect padding", naming neither row nor column.
+        (
+            {"benchmarks": "mine", "custom_benchmarks": {"mine": {"kind": "mcq", "tsv": BAD_TSV}}},
+            "bad.tsv line 3 (index '1'), column image: is not base64 (Incorrect padding); an "
+            "image is a base64-encoded PNG, JPEG, GIF, WebP, BMP or TIFF file",
+        ),
+        # One message: naming the refused entry in models is not a second, unknown-model one.
+        (
+            {"models": "mine", "custom_models": {"mine": {"family": "llava", "checkpoint": "/x"}}},
+            "custom_models['mine']: checkpoint '/x' is not a checkpoint folder on the controller",
+        ),
     ],
 )
 def test_bad_inputs_stop_before_anything_runs(
-    fleet: Fleet, tmp_path: Path, extravars: dict[str, str], message: str
+    fleet: Fleet, tmp_path: Path, extravars: dict[str, Any], message: str
 ) -> None:
+    bad_tsv = tmp_path / "bad.tsv"
+    image = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(64)).decode()
+    rows = [("0", image), ("1", image[:-2])]
+    bad_tsv.write_text(
+        "index\tquestion\tA\tB\tanswer\timage\n"
+        + "".join(f"{i}\tWhat?\tx\ty\tA\t{img}\n" for i, img in rows)
+    )
+    extravars = json.loads(json.dumps(extravars).replace(BAD_TSV, str(bad_tsv)))
     results = tmp_path / "results"
     existing = results / "existing"
     existing.mkdir(parents=True)
@@ -303,6 +354,7 @@ def test_bad_inputs_stop_before_anything_runs(
     out = stdout(r)
     assert r.rc != 0
     assert message in out
+    assert "unknown model 'mine'" not in out and "unknown benchmark 'mine'" not in out
     # The validation step answers at once: a refused model never waits for a container.
     assert seconds < 15, f"{seconds:.1f} s to stop"
     # Stopped on the controller: no inventory host was contacted, nothing written or started.
@@ -485,6 +537,41 @@ def test_preflight_counts_the_data_a_run_ships_against_the_free_disk(
     os.truncate(there, 40 * 2**20)
     r = run_playbook(play)
     assert r.rc == 0, stdout(r)[-3000:]
+
+
+def test_a_full_outputs_disk_is_named_with_the_hosts_path(fleet: Fleet, project: Any) -> None:
+    """node-a's outputs on a filesystem smaller than the worker's disk reserve."""
+    run_id = "e2e-disk-full"
+    outputs = fleet.root / "hosts" / "node-a" / "outputs"
+    owner = f"uid={project['project_container_uid']},gid={project['project_container_gid']}"
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size=48k,mode=2775,{owner}", "tmpfs", str(outputs)],
+        check=True,
+    )
+    try:
+        r = fleet.eval(
+            smoke="true",
+            limit="1",
+            run_id=run_id,
+            models="llava_v1.5_7b",
+            benchmarks="POPE,MMStar",
+            eval_hosts="node-a",
+        )
+    finally:
+        subprocess.run(["umount", str(outputs)], check=False)
+    out = stdout(r)
+    assert r.rc != 0, out[-3000:]
+    host_dir = outputs / run_id / "node-a"
+    console = (fleet.results / run_id / "node-a" / "cpu0" / "container.log").read_text()
+    assert (
+        f"disk too small for the worker's 1048576 byte reserve: {host_dir}/cpu0 has " in console
+    ), console[-3000:]
+    # What fitted is ok; every other combination names the full disk by the host's path.
+    lost = [c for c in fleet.summary(run_id)["combinations"] if c["status"] != "ok"]
+    assert lost
+    for c in lost:
+        assert f"disk full: {host_dir}/" in c["reason"], c
+        assert "(disk too small for the worker's 1048576 byte reserve)" in c["reason"], c
 
 
 SSHD = Path("/usr/sbin/sshd")

@@ -16,12 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "plugins" / "modules" / "eval_slot_status.py"
 
 STANDIN_DOCKER = """#!/bin/sh
-# Stand-in for `docker inspect --type container NAME`: states come from $0.states.
+# Stand-in for `docker inspect --type container NAME`: states come from $0.states
+# (name, status, exit code, and OOMKilled when not false).
 name="$4"
 line=$(grep "^$name " "$0.states")
 [ -n "$line" ] || { echo "Error: No such container: $name" >&2; exit 1; }
 set -- $line
-echo "[{\\"State\\": {\\"Status\\": \\"$2\\", \\"ExitCode\\": $3, \\"Error\\": \\"\\"}}]"
+echo "[{\\"State\\": {\\"Status\\": \\"$2\\", \\"ExitCode\\": $3, \\"OOMKilled\\": ${4:-false},"
+echo "\\"Error\\": \\"\\"}}]"
 """
 
 
@@ -95,7 +97,7 @@ def test_progress_while_a_worker_runs(tmp_path: Path, host_dir: Path) -> None:
 def test_finished_when_no_container_runs_and_records_for_resume(
     tmp_path: Path, host_dir: Path
 ) -> None:
-    (tmp_path / "docker.states").write_text("c0 exited 137\n")
+    (tmp_path / "docker.states").write_text("c0 exited 137 true\n")
     out = run_module(
         tmp_path,
         {
@@ -108,6 +110,8 @@ def test_finished_when_no_container_runs_and_records_for_resume(
     assert out["finished"] is True
     slots = out["eval_progress"]["slots"]
     assert (slots[0]["state"], slots[0]["exit_code"]) == ("exited", 137)
+    # The kernel's out-of-memory killer ended it (Docker's State.OOMKilled).
+    assert slots[0]["oom_killed"] is True
     assert slots[1]["state"] == "missing"
     assert sorted((r["benchmark"], r["status"]) for r in out["records"]) == [
         ("A", "ok"),

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 # Path layout. On a host, under the eval_dirs root:
-#   outputs/<run_id>/<host>/<slot>/slot.json, slot-progress.json, container.log
+#   outputs/<run_id>/<host>/<slot>/slot.json, slot-progress.json (container.log: on the controller)
 #   outputs/<run_id>/<host>/<model>/<benchmark>/status.json and VLMEvalKit's files
 #   outputs/<run_id>/<host>/<model>/<benchmark>/shards/<k>-of-<n>/status.json and its predictions
 #   outputs/<run_id>/<host>/merge/slot.json: the benchmarks whose shards this host merges
@@ -44,6 +44,16 @@ WORKER_LOG = "worker.log"
 CONTAINER_SECRET_ENV = "/run/secrets/eval.env"
 # Where the worker's container finds the host's custom checkpoints (read-only), one folder each.
 CONTAINER_MODELS = "/models"
+# Where a container sees the host's <eval_dirs_root>/outputs, and the variable of its environment
+# that holds the host's own path of that folder (role eval_run sets it from the mount's source),
+# so that a message about the disk names a path the user can look at on the host.
+CONTAINER_OUTPUTS = "/workspace/outputs"
+HOST_OUTPUTS_ENV = "VLMFLEET_HOST_OUTPUTS"
+# The labels of every container of a run (role eval_run sets them; a later attempt finds the
+# run's containers on a host by the first two).
+RUN_LABEL = "io.vlm-eval.run_id"
+HOST_LABEL = "io.vlm-eval.host"
+SLOT_LABEL = "io.vlm-eval.slot"
 # A real run's data preparation (python -m vlmfleet.prepare_data), once per host before any
 # worker starts: its record outputs/<run_id>/<host>/prepare.json, its exclusive lock
 # $LMUData/.prepare.lock, and where the official benchmarks' TSVs come from (eval_data_source:
@@ -215,6 +225,17 @@ def result_dir(run_host_dir: str | Path, model: str, benchmark: str, shard: Shar
     if shard is None:
         return combo_dir(run_host_dir, model, benchmark)
     return shard_dir(run_host_dir, model, benchmark, shard)
+
+
+def host_path(path: str | Path, host_outputs: str | None) -> str:
+    """``path`` as the host sees it: under CONTAINER_OUTPUTS, the host's outputs folder instead
+    (``host_outputs``, unknown when None: the path stays the container's)."""
+    text = str(path)
+    if not host_outputs or not (
+        text == CONTAINER_OUTPUTS or text.startswith(CONTAINER_OUTPUTS + "/")
+    ):
+        return text
+    return host_outputs.rstrip("/") + text[len(CONTAINER_OUTPUTS) :]
 
 
 def container_name(run_id: str, host: str, slot: str) -> str:
@@ -506,6 +527,27 @@ def done_combinations(records: Iterable[Mapping[str, Any]], *, smoke: bool) -> l
             }
         )
     ]
+
+
+def failed_line(model: str, benchmark: str, reason: str) -> str:
+    """The worker's console line for a failed combination. Where its status record could not be
+    written (a full disk), the saved console is all that says why: the summary reads it back
+    (``failed_reasons``)."""
+    return f"{_FAILED}{model}/{benchmark}: {reason}"
+
+
+_FAILED = "failed "
+_FAILED_LINE = re.compile(r"(?:^|: )failed ([A-Za-z0-9_.-]+/[A-Za-z0-9_.\[\]-]+): (.+)$")
+
+
+def failed_reasons(lines: Iterable[str]) -> dict[str, str]:
+    """ "model/benchmark" -> the reason of its last ``failed_line`` among a console's lines."""
+    found = {}
+    for line in lines:
+        match = _FAILED_LINE.search(line.rstrip())
+        if match:
+            found[match[1]] = match[2]
+    return found
 
 
 # --- slot-progress file --------------------------------------------------------------------

@@ -104,21 +104,32 @@ def free_bytes(path: str | Path) -> int | None:
     return None
 
 
+def on_host(path: str | Path) -> str:
+    """``path`` as the host names it (the container's outputs mount is the host's
+    <eval_dirs_root>/outputs, which role eval_run passes in the environment)."""
+    return contract.host_path(path, os.environ.get(contract.HOST_OUTPUTS_ENV))
+
+
+DISK_FULL = "disk full"
+
+
 def describe(err: BaseException, host: str = "", where: str | Path = "") -> str:
     """One line for a status record: the exception, or where it came from when it is mute. A
-    full disk is named as such: the path being written (else ``where``), the host, bytes free."""
+    full disk is named as such: the path being written (else ``where``) as the host names it, the
+    host, bytes free."""
     full = disk_full(err)
     if full is not None:
         path = full.filename or where
         free = free_bytes(path) if path else None
         left = f"{free} bytes free" if free is not None else "free space unknown"
-        return f"disk full: {path or 'unknown path'} on {host or 'this host'}, {left}"
+        shown = on_host(path) if path else "unknown path"
+        return f"{DISK_FULL}: {shown} on {host or 'this host'}, {left}"
     text = str(err).strip()
     # Some writers swallow ENOSPC (xlsxwriter's close in a destructor leaves an empty file), and
     # the next step fails on the empty file: with nothing free where it worked, say so first.
     if where and free_bytes(where) == 0:
         cause = f"{type(err).__name__}: {text}" if text else type(err).__name__
-        return f"disk full: {where} on {host or 'this host'}, 0 bytes free ({cause})"
+        return f"{DISK_FULL}: {on_host(where)} on {host or 'this host'}, 0 bytes free ({cause})"
     if text:
         return f"{type(err).__name__}: {text}"
     frames = traceback.extract_tb(err.__traceback__)
@@ -148,17 +159,24 @@ RESERVE_FILE = ".disk-reserve"
 RESERVE_BYTES = 1 << 20
 
 
-def reserve_space(folder: Path) -> Path | None:
-    """Allocate ``RESERVE_BYTES`` in ``folder`` (really allocated, not sparse); None when even
-    that does not fit."""
+def reserve_space(folder: Path) -> tuple[Path | None, str | None]:
+    """Allocate ``RESERVE_BYTES`` in ``folder`` (really allocated, not sparse): its path, or,
+    when even that does not fit, why, naming the disk (a disk too small for the reserve loses
+    the record of its first full write, so it is said before anything runs)."""
     path = folder / RESERVE_FILE
     try:
         with path.open("wb") as fh:
             os.posix_fallocate(fh.fileno(), 0, RESERVE_BYTES)
-    except OSError:
+    except OSError as err:
         path.unlink(missing_ok=True)
-        return None
-    return path
+        free = free_bytes(folder)
+        left = f"{free} bytes free" if free is not None else "free space unknown"
+        return None, (
+            f"disk too small for the worker's {RESERVE_BYTES} byte reserve: {on_host(folder)} "
+            f"has {left} ({err.strerror or err}); once it fills up, combinations may be left "
+            "without a status record"
+        )
+    return path, None
 
 
 def attention_of(model: Any) -> str:
@@ -237,10 +255,15 @@ class Worker:
         # Records and progress are written from the inference and the evaluation threads.
         self._lock = threading.RLock()
         self.generating: str | None = None
-        self._reserve = reserve_space(slot.slot_dir)
+        self._reserve, self._no_reserve = reserve_space(slot.slot_dir)
+        if self._no_reserve:
+            log.error("%s", self._no_reserve)
 
     def describe(self, err: BaseException, where: str | Path = "") -> str:
-        return describe(err, self.slot.host, where or self.slot.run_host_dir)
+        text = describe(err, self.slot.host, where or self.slot.run_host_dir)
+        if self._no_reserve and text.startswith(DISK_FULL):
+            text += f" (disk too small for the worker's {RESERVE_BYTES} byte reserve)"
+        return text
 
     def progress(self, current: str | None, state: str = "running") -> None:
         with self._lock:
@@ -280,6 +303,13 @@ class Worker:
         }
         # A shard's record says which shard it is, whatever else it carries.
         shard_extra = {contract.SHARD_KEY: shard.as_dict()} if shard else {}
+        # And what stood behind the model name, for the reports: the smoke checkpoint, else the
+        # custom folder or hub repo (None: VLMEvalKit's entry chose). The merge slot loads no
+        # model, and its units do not say; its shards' records do.
+        unit = next((u for u in self.slot.units if u.model == model), None)
+        if unit is not None and self.slot.slot != contract.MERGE_SLOT:
+            loaded = unit.smoke_checkpoint if self.slot.smoke else unit.checkpoint or unit.hf_repo
+            shard_extra["checkpoint"] = loaded
         fields["extra"] = {**fields.get("extra", {}), **shard_extra}
         if fields.get("reason"):
             # A reason never quotes a secret of the token file (an error echoing a request).
@@ -317,7 +347,7 @@ class Worker:
                 record["scores"].get(record["primary_metric"]),
             )
         else:
-            log.error("failed %s/%s: %s", model, bench, record["reason"])
+            log.error("%s", contract.failed_line(model, bench, record["reason"]))
 
     def write_record(self, cdir: Path, record: dict[str, Any]) -> None:
         """The record, atomically; on a full disk, once more after giving back the reserve."""
@@ -326,7 +356,9 @@ class Worker:
         except OSError as err:
             if disk_full(err) is None or self._reserve is None:
                 raise
-            log.error("disk full; giving back %s to write the status record", self._reserve)
+            log.error(
+                "disk full; giving back %s to write the status record", on_host(self._reserve)
+            )
             self._reserve.unlink(missing_ok=True)
             self._reserve = None
             contract.write_json_atomic(cdir / contract.STATUS_FILE, record)
