@@ -5,7 +5,7 @@
 #   bash bench/device_h100.sh next    # another BENCH_ARMS/BENCH_ARGS/BENCH_NAME on that machine
 # The bench runs detached (setsid) so it outlives each call; the machine stays warm only 30 s
 # after a call, so the next call must follow at once. Results (the JSON is rewritten after every
-# arm and every seed process) land in $OUT at the end of each call.
+# arm and every loop process) land in $OUT at the end of each call.
 set -u
 W=/tmp/vlmfleet-bench
 SITE=/tmp/site
@@ -36,7 +36,7 @@ fi
 if [ "${1:-}" = start ] || [ "${1:-}" = next ]; then
   # next: another bench on the same warm machine (wheels and checkpoints already in place).
   rm -f "$W/bench.done"
-  setsid nohup bash -c "python3 bench/matrix_bench.py --device cuda --arms ${BENCH_ARMS:-project,attn,seed,scale} \
+  setsid nohup bash -c "python3 bench/matrix_bench.py --device cuda --arms ${BENCH_ARMS:-project,attn,loop,scale} \
     --work $W --checkpoints $W/ckpt --standins $STANDINS ${BENCH_ARGS:-} \
     --label '${BENCH_LABEL:-H100: full-size random LLaVA-1.5-7B/13B}' --out $W/${BENCH_NAME:-h100-fullsize}.json; touch $W/bench.done" \
     > "$W/bench.log" 2>&1 < /dev/null &

@@ -1,10 +1,10 @@
-"""The seed's per-combination loop against the project's worker, on the same inputs.
+"""The per-combination `docker exec` loop against the project's worker, on the same inputs.
 
     python bench/matrix_bench.py --device cpu  --out bench/results/cpu-tiny.json
     python bench/matrix_bench.py --device cuda --out bench/results/h100-fullsize.json
 
 Arms (each on the same synthetic datasets, the same answer length, the same checkpoints):
-- seed: for each model, for each benchmark, a fresh worker process on a one-combination slot
+- loop: for each model, for each benchmark, a fresh worker process on a one-combination slot
   file (one process and one model load per combination, VLMEvalKit's own per-sample loop: what
   one ``run.py --data B --model M`` per combination costs), models one after another.
 - project: what ``eval.yml`` runs on this machine. The project's planner
@@ -15,7 +15,7 @@ Arms (each on the same synthetic datasets, the same answer length, the same chec
 - attn: the project's worker for one model and a few benchmarks with SDPA, then eager attention
   (``bench/attn_worker.py``).
 
-Both arms run ``python -m vlmfleet.worker``, the image's worker: the seed arm with slot files of
+Both arms run ``python -m vlmfleet.worker``, the image's worker: the loop arm with slot files of
 one combination and ``batch_size`` 1 (VLMEvalKit's own per-sample loop), the project arm with the
 planner's units.
 
@@ -58,14 +58,12 @@ from device_wheels import locked_versions  # the image's versions, from requirem
 REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "docker" / "transformers-4.37" / "src"
 CATALOGUE = REPO / "playbooks" / "vars" / "catalogue.yml"
-MODELS = ("llava_v1.5_7b", "llava_v1.5_13b")
-# The seed matrix, as /work/shared/reference-scores.md lists it.
-SEED_MATRIX = (
-    "MMBench_DEV_EN TextVQA_VAL GQA_TestDev_Balanced MMMU_DEV_VAL DocVQA_VAL ChartQA_TEST "
-    "InfoVQA_VAL OCRBench AI2D_TEST ScienceQA_VAL POPE HallusionBench MMStar RealWorldQA "
-    "VisOnlyQA-VLMEvalKit VizWiz SEEDBench_IMG BLINK MMBench_DEV_KO SEEDBench_IMG_KO"
-)
-BENCHMARKS = SEED_MATRIX.split()
+# The default matrix: what eval.yml runs without -e models/benchmarks.
+_DEFAULTS = yaml.safe_load(CATALOGUE.read_text(encoding="utf-8"))
+MODELS = tuple(_DEFAULTS["catalogue_default_models"])
+BENCHMARKS = list(_DEFAULTS["catalogue_default_benchmarks"])
+# The loop arm's name in result files written before it was renamed.
+OLD_ARM_NAMES = {"seed": "loop"}
 LOADED = re.compile(r"loaded model (\S+) in ([0-9.]+) s")
 # The worker's log lines start with logging's asctime (local time, milliseconds after a comma).
 STAMPED = re.compile(
@@ -104,7 +102,7 @@ def write_slot(
         device=device,
         smoke=True,
         limit=limit or args.limit,
-        judge="exact_matching",
+        judge=contract.EXACT_MATCHING,
         max_new_tokens=args.new_tokens,
         min_new_tokens=args.new_tokens,
         batch_size=batch_size,
@@ -348,7 +346,7 @@ def timed_arm(
     if sampler.samples and window and not sequential:
         # Where the GPU time goes: before any model load (interpreter start, imports), while
         # models load, and from the last model loaded to the end (the combinations). Processes
-        # one after another (the seed arm) have no such stages.
+        # one after another (the loop arm) have no such stages.
         loads_from, loads_to = window
         result["gpu_busy_share_by_stage"] = {
             "start_and_imports": sampler.share(epoch0, loads_from),
@@ -364,33 +362,33 @@ def timed_arm(
     return result
 
 
-def seed_arm(args: Any, save_partial: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+def loop_arm(args: Any, save_partial: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
     """One fresh worker process per combination, one after another (commands run in order).
 
     After each process the figures so far go to ``save_partial``: the whole arm takes about
     25 minutes on an H100, longer than one device call."""
     outputs = args.work / "outputs"
-    run_dir = outputs / "seed" / "bench"
+    run_dir = outputs / "loop" / "bench"
     shutil.rmtree(run_dir, ignore_errors=True)
     cmds, logs = [], []
     for model in args.models:
         for k, bench in enumerate(args.benchmarks):
             slot = write_slot(
-                outputs, "seed", f"{model}-{k:02d}", args.device, [(model, [bench])], args, 1
+                outputs, "loop", f"{model}-{k:02d}", args.device, [(model, [bench])], args, 1
             )
             cmds.append([*launch(args, "-m", "vlmfleet.worker"), "--slot-file", str(slot)])
             logs.append(slot.parent / "stdout.log")
     env = child_env(args, None)
 
     def partial(done: int, elapsed: float) -> None:
-        so_far = {"arm": "seed", "partial": True, "processes_done": done}
+        so_far = {"arm": "loop", "partial": True, "processes_done": done}
         so_far |= {"processes": len(cmds), "wall_s_so_far": round(elapsed, 2)}
         so_far |= collect(run_dir)
         so_far["process_wall_s"] = list(PROCESS_WALL)
         print(json.dumps({k: so_far[k] for k in ("processes_done", "wall_s_so_far")}), flush=True)
         save_partial(so_far)
 
-    return timed_arm("seed", cmds, env, logs, args, run_dir, partial, sequential=True)
+    return timed_arm("loop", cmds, env, logs, args, run_dir, partial, sequential=True)
 
 
 def gpu_facts(args: Any, gpus: int) -> dict[str, Any]:
@@ -625,8 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=("cpu", "cuda"), required=True)
     p.add_argument(
         "--arms",
-        default="project,seed",
-        help="comma list of project, seed, attn, scale, run in that order",
+        default="project,loop",
+        help="comma list of project, loop (formerly seed), attn, scale, run in that order",
     )
     p.add_argument(
         "--scale-limits",
@@ -696,9 +694,11 @@ def main(argv: list[str] | None = None) -> int:
     bad = [b for b in args.benchmarks if b not in kinds]
     if bad:
         p.error(f"benchmarks not in the catalogue: {', '.join(bad)}; valid: {', '.join(kinds)}")
-    arms = args.arms.split(",")
-    if set(arms) - {"seed", "project", "attn", "scale"}:
-        p.error(f"--arms {args.arms!r}: valid arms are project, seed, attn, scale")
+    arms = [OLD_ARM_NAMES.get(a, a) for a in args.arms.split(",")]
+    if set(arms) - {"loop", "project", "attn", "scale"}:
+        p.error(f"--arms {args.arms!r}: valid arms are project, loop, attn, scale")
+    for old in set(args.arms.split(",")) & set(OLD_ARM_NAMES):
+        print(f"--arms: {old} is now called {OLD_ARM_NAMES[old]}", file=sys.stderr)
     args.work.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     prepare(args)
@@ -730,14 +730,14 @@ def main(argv: list[str] | None = None) -> int:
     def save(arm: str | None = None, figures: dict[str, Any] | None = None) -> None:
         if arm:
             report["arms"][arm] = figures
-        seed = report["arms"].get("seed")
-        if seed and not seed.get("partial"):
+        loop = report["arms"].get("loop")
+        if loop and not loop.get("partial"):
             report["speedup_wall"] = {
-                name: round(seed["wall_s"] / figures["wall_s"], 2)
+                name: round(loop["wall_s"] / figures["wall_s"], 2)
                 for name, figures in report["arms"].items()
                 if name.startswith("project_") and figures.get("limit") == args.limit
             }
-        # Written after every arm (and every seed process): a cut-off run keeps what it measured.
+        # Written after every arm (and every loop process): a cut-off run keeps what it measured.
         args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
     for arm in arms:
@@ -745,8 +745,8 @@ def main(argv: list[str] | None = None) -> int:
             for layout in args.layouts:
                 name = layout_name(layout)
                 save(name, project_arm(args, name, layout))
-        elif arm == "seed":
-            save("seed", seed_arm(args, lambda so_far: save("seed", so_far)))
+        elif arm == "loop":
+            save("loop", loop_arm(args, lambda so_far: save("loop", so_far)))
         elif arm == "attn":
             for attn in ("sdpa", "eager"):
                 name = f"attn_{attn}"

@@ -5,7 +5,7 @@ The planner (plugins/filter/eval_plan.py) balances slots by a cost of rows x the
 long enough to time whole batches (e.g. limit 1000 on four benchmarks of different kinds)
 calibrates it: seconds per cost unit, from the slots' time on samples; each benchmark that
 followed another in its slot is then checked against the cost the model gives it. The
-planner then plans the whole seed matrix (no limit, the catalogue's row counts) on G GPUs of
+planner then plans the whole default matrix (no limit, the catalogue's row counts) on G GPUs of
 the bench's kind, and its makespan, in calibrated seconds, is the projection; the plan also
 says how close the makespan comes to total work / slots.
 

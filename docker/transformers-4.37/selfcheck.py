@@ -5,7 +5,7 @@ Checks, each printed as one line; exit 0 only when all pass:
   versions   every package of requirements.lock is installed at exactly its locked version
   llava      LlavaLlamaForCausalLM imports (the patched llava/model/__init__.py surfaces errors)
   no-flash   flash_attn is not installed and transformers does not see it
-  vlmeval    VLMEvalKit imports and registers the seed's models and benchmarks
+  vlmeval    VLMEvalKit imports and registers the default matrix's models and benchmarks
   tiny-llava a tiny real-format LLaVA-1.5 checkpoint (random weights, built here) loads through
              llava.model.builder.load_pretrained_model, uses SDPA attention, generates on CPU
   dirs       (--quick and full) /cache and /workspace/outputs are writable by this user
@@ -26,11 +26,11 @@ from importlib import metadata, util
 from pathlib import Path
 
 LOCK_FILE = Path(os.environ.get("VLM_LOCK_FILE", "/opt/vlm-image/requirements.lock"))
-# The seed matrix this image is promised to run (VLMEvalKit names): these models and the
-# benchmarks of vlmfleet.known_answer.SEED_BENCHMARKS (the image's one list of them, the
+# The default matrix this image is promised to run (VLMEvalKit names): these models and the
+# benchmarks of vlmfleet.known_answer.DEFAULT_BENCHMARKS (the image's one list of them, the
 # known-answer checkpoints' training set); the project's catalogue may add more, and callers
 # pass them with --model/--benchmark.
-SEED_MODELS = ("llava_v1.5_7b", "llava_v1.5_13b")
+DEFAULT_MODELS = ("llava_v1.5_7b", "llava_v1.5_13b")
 
 
 class CheckFailed(Exception):
@@ -186,10 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--expect takes NAME=VERSION, got {bad}")
     checks: list[tuple[str, Callable[[], str]]] = [("versions", lambda: check_versions(expect))]
     if not args.quick:
-        from vlmfleet.known_answer import SEED_BENCHMARKS
+        from vlmfleet.known_answer import DEFAULT_BENCHMARKS
 
-        models = list(dict.fromkeys([*SEED_MODELS, *args.model]))
-        benchmarks = list(dict.fromkeys([*SEED_BENCHMARKS, *args.benchmark]))
+        models = list(dict.fromkeys([*DEFAULT_MODELS, *args.model]))
+        benchmarks = list(dict.fromkeys([*DEFAULT_BENCHMARKS, *args.benchmark]))
         checks += [
             ("llava", check_llava),
             ("no-flash", check_no_flash),

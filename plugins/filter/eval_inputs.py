@@ -15,7 +15,10 @@ from typing import Any
 from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
     AUTO_BATCH,
     DATA_SOURCES,
+    EXACT_MATCHING,
     JUDGES,
+    MAX_GPU_SLOTS,
+    SMOKE_MAX_NEW_TOKENS,
 )
 from ansible_collections.vlmfleet.shared.plugins.module_utils.custom_inputs import (
     check_custom_benchmarks,
@@ -44,7 +47,7 @@ PRECISION_MEANING = (
 # ones (every score 0, the fastest).
 SMOKE_WEIGHTS = ("known", "random")
 DEFAULT_SMOKE_WEIGHTS = "known"
-DEFAULT_JUDGE = "exact_matching"
+DEFAULT_JUDGE = EXACT_MATCHING
 # Where a real run's official benchmark TSVs come from: VLMEvalKit's own download on each host,
 # or eval_data_dir on the controller (air-gapped fleets), shipped by role eval_run.
 DEFAULT_DATA_SOURCE = "download"
@@ -61,10 +64,6 @@ JUDGE_MODEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # batched path answers as VLMEvalKit's batch-1 loop does (tests/e2e/test_batched_agreement.py).
 # "auto": each batch sized by the GPU memory the slot has left (the worker's batch_memory).
 DEFAULT_BATCH_SIZE = AUTO_BATCH
-# Smoke checkpoints answer in a few tokens; the tiny random ones never stop on their own.
-SMOKE_MAX_NEW_TOKENS = 16
-# eval_gpu_slots: worker slots sharing each GPU ("auto" lets the planner choose).
-MAX_GPU_SLOTS = 8
 BATCH_MEANING = "samples per generate call; auto: sized by the GPU memory a slot has left"
 GB_PER_GIB = 2**30 / 1e9
 
@@ -167,7 +166,8 @@ def refused_custom(raw: Any, accepted: Mapping[str, Any]) -> set[str]:
 
 
 def alias_messages(catalogue: Mapping[str, Any]) -> dict[str, str]:
-    """The seed's names that mean a catalogue model (catalogue_model_aliases) -> the answer."""
+    """The original image's model names that mean a catalogue model (catalogue_model_aliases)
+    -> the answer."""
     cat = catalogue["catalogue_models"]
     out = {}
     for name, alias in catalogue["catalogue_model_aliases"].items():
@@ -176,7 +176,7 @@ def alias_messages(catalogue: Mapping[str, Any]) -> dict[str, str]:
         dtype = family["dtype"]["cuda"]
         why = refusal(alias["model"], catalogue)
         out[name] = (
-            f"model {name!r} is the seed's name for VLMEvalKit's {alias['model']!r} "
+            f"model {name!r} is the original image's name for VLMEvalKit's {alias['model']!r} "
             f"({model['hf_repo']}): {model['params_b']:g}B parameters, {alias['why']}, about "
             f"{model['gpu_memory_gib']:g} GiB ({model['gpu_memory_gib'] * GB_PER_GIB:.0f} GB) of "
             f"GPU memory in {dtype}; name it "
@@ -359,11 +359,11 @@ def check_judge(raw: Mapping[str, Any], errors: list[str]) -> dict[str, Any]:
     if judge not in JUDGES:
         errors.append(
             f"eval_run_judge {judge!r} is not available; valid: {', '.join(JUDGES)} "
-            "(exact_matching: VLMEvalKit's rules; openai: an OpenAI-compatible judge model, "
+            f"({EXACT_MATCHING}: VLMEvalKit's rules; openai: an OpenAI-compatible judge model, "
             "eval_judge_model at eval_judge_base_url)"
         )
         return {"judge": DEFAULT_JUDGE, "judge_model": None, "judge_base_url": None}
-    if judge == DEFAULT_JUDGE:
+    if judge == EXACT_MATCHING:
         named = [f"eval_{k}" for k, v in given.items() if not _unset(v)]
         if named:
             errors.append(

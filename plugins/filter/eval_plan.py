@@ -31,7 +31,6 @@ MIB_PER_GIB = 1024
 # A limit-less smoke run still only sees the worker's small synthetic datasets.
 SMOKE_SAMPLES = 10
 MAX_MOVES = 10_000
-MAX_GPU_SLOTS = 8
 # Activations, the KV cache and the allocator's slack beyond a model's catalogue figure (which is
 # at batch 1): two LLaVA-1.5 slots (28 + 15 GiB) on an H100 peaked at 80 GB at batch 8.
 AUTO_HEADROOM = 1.25
@@ -58,8 +57,8 @@ def gpu_slots(
 ) -> int:
     """How many worker slots share each GPU: the host's `eval_gpu_slots` as the validation
     step settled it. "auto" shares a GPU only where the host has fewer GPUs than the run has
-    models, with as many slots as it takes to give each model its own (measured on an H100:
-    the seed matrix in 94.9 s with two slots against 161.7 s with one), and only while each
+    models, with as many slots as it takes to give each model its own (faster on an H100 than
+    one slot a GPU: bench/README.md), and only while each
     share holds the biggest model with AUTO_HEADROOM to spare."""
     if value != "auto":
         return int(value)
@@ -67,7 +66,7 @@ def gpu_slots(
     if not gpus or not need_gib:
         return 1
     smallest = min(int(g["memory_mib"]) for g in gpus) / MIB_PER_GIB
-    wanted = min(MAX_GPU_SLOTS, math.ceil(len(need_gib) / len(gpus)))
+    wanted = min(contract.MAX_GPU_SLOTS, math.ceil(len(need_gib) / len(gpus)))
     for n in range(wanted, 1, -1):
         if smoke or smallest / n >= max(need_gib) * AUTO_HEADROOM:
             return n
@@ -313,7 +312,7 @@ def _balance_from(
 
 
 def benchmark_entry(
-    name: str, catalogue: Mapping[str, Any], judge: str = "exact_matching"
+    name: str, catalogue: Mapping[str, Any], judge: str = contract.EXACT_MATCHING
 ) -> dict[str, Any]:
     """A benchmark as the slot file names it: its kind and what the kind declares (VLMEvalKit's
     dataset type, score scale, smoke data shape), the benchmark's own smoke shape first, and
@@ -326,7 +325,7 @@ def benchmark_entry(
         "dataset_type": kind["dataset_type"],
         "score_scale": float(kind["score_scale"]),
         "smoke_shape": bench.get("smoke_shape", kind["smoke_shape"]),
-        "judge": judge if kind.get("judged") else "exact_matching",
+        "judge": judge if kind.get("judged") else contract.EXACT_MATCHING,
     }
     # A custom benchmark's file, shipped to the host: the worker checks it is that one.
     return entry | ({"md5": bench["md5"]} if bench.get("custom") else {})

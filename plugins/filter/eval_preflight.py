@@ -242,6 +242,18 @@ def gated_models(
     return sorted(m for m in planned if models.get(m, {}).get("gated") is True)
 
 
+def judged_benchmarks(slots: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The planned benchmarks whose answers a judge model matches (their host needs its key)."""
+    names = (
+        bench["name"]
+        for slot in slots
+        for unit in slot["slot_file"]["units"]
+        for bench in unit["benchmarks"]
+        if bench["judge"] != contract.EXACT_MATCHING
+    )
+    return list(dict.fromkeys(names))
+
+
 def label_problems(labels: Mapping[str, str] | None, expected: Mapping[str, Any]) -> list[str]:
     """Expected image labels that are absent or differ (an empty expected value: any)."""
     labels = labels or {}
@@ -259,6 +271,7 @@ class FilterModule:
         return {
             "eval_gpu_free_mib": gpu_free_mib,
             "eval_slots_short_of_memory": slots_short_of_memory,
+            "eval_judged_benchmarks": judged_benchmarks,
             "eval_label_problems": label_problems,
             "eval_model_repos": model_repos,
             "eval_hub_settings": hub_settings,

@@ -37,10 +37,10 @@ MARKER = "IN_IMAGE_SCORE "
 ORACLE_MODEL = "oracle"
 
 
-def seed_benchmarks() -> dict[str, str]:
-    from vlmfleet.known_answer import SEED_BENCHMARKS
+def default_benchmarks() -> dict[str, str]:
+    from vlmfleet.known_answer import DEFAULT_BENCHMARKS
 
-    return {name: bench.kind for name, bench in SEED_BENCHMARKS.items()}
+    return {name: bench.kind for name, bench in DEFAULT_BENCHMARKS.items()}
 
 
 def prediction_file(dataset: Any, answers: dict[str, str], path: Path) -> Path:
@@ -62,9 +62,9 @@ def vlmfleet_primary(metric: str, value: float, dataset: Any, questions: int) ->
         scores_module = importlib.import_module("vlmfleet.scores")
     except ModuleNotFoundError:
         return None
-    from vlmfleet.known_answer import SEED_BENCHMARKS
+    from vlmfleet.known_answer import DEFAULT_BENCHMARKS
 
-    scale = SEED_BENCHMARKS[dataset.dataset_name].score_scale
+    scale = DEFAULT_BENCHMARKS[dataset.dataset_name].score_scale
     result = scores_module.primary_score(
         metric=metric, value=value, score_scale=scale, questions=questions
     )
@@ -95,13 +95,13 @@ def score_case(name: str, kind: str, questions: int, answers: str, work: Path) -
     from vlmeval.dataset import build_dataset
     from vlmeval.smp.status_report import flatten_summary_metrics
     from vlmfleet.datasets import use_synthetic_dataset
-    from vlmfleet.known_answer import SEED_BENCHMARKS
+    from vlmfleet.known_answer import DEFAULT_BENCHMARKS
     from vlmfleet.question_scores import question_fields
     from vlmfleet.smoke_data import synthetic_rows
 
     lmu = work / "LMUData"
     os.environ["LMUData"] = str(lmu)  # noqa: SIM112 (VLMEvalKit's name for its data root)
-    shape = SEED_BENCHMARKS[name].smoke_shape
+    shape = DEFAULT_BENCHMARKS[name].smoke_shape
     use_synthetic_dataset(lmu, name, shape, questions)
     dataset = build_dataset(name)
     rows = synthetic_rows(name, shape, questions)
@@ -148,9 +148,9 @@ def score_case(name: str, kind: str, questions: int, answers: str, work: Path) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=int, nargs="+", default=[1, 7, 24])
-    parser.add_argument("--benchmarks", default="", help="comma list; default: every seed one")
+    parser.add_argument("--benchmarks", default="", help="comma list; default: every default one")
     args = parser.parse_args(argv)
-    kinds = seed_benchmarks()
+    kinds = default_benchmarks()
     names = [b for b in args.benchmarks.split(",") if b] or list(kinds)
     unknown = [b for b in names if b not in kinds]
     if unknown:

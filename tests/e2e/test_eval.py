@@ -294,7 +294,7 @@ def test_resume_after_the_worker_is_killed(fleet: Fleet, built_image: str) -> No
         ),
         (
             {"models": "CogVLM-7B"},
-            "model 'CogVLM-7B' is the seed's name for VLMEvalKit's 'cogvlm-chat' "
+            "model 'CogVLM-7B' is the original image's name for VLMEvalKit's 'cogvlm-chat' "
             "(THUDM/cogvlm-chat-hf): 17.6B parameters",
         ),
         ({"results_dir": "/proc/x"}, "results_dir /proc/x cannot be used"),
@@ -421,7 +421,7 @@ def test_gpu_hosts_are_planned_per_gpu_and_preflight_stops_a_busy_gpu(
     assert not (fleet.results / run_id / "summary.json").exists()
 
 
-# Role eval_run's preflight stage alone on localhost, with the planner's slot shape: the seed
+# Role eval_run's preflight stage alone on localhost, with the planner's slot shape: the shipped
 # catalogue has no gated model and no custom benchmark, and eval.yml takes no catalogue override,
 # so the catalogue entries are given to the role here, as eval.yml would pass them.
 PREFLIGHT = """

@@ -2,7 +2,7 @@
 
 Two parts, both in the real image:
 
-- The smoke matrix (both seed models, all 20 seed benchmarks) at limits 1, 7 and 24 (24 = the
+- The smoke matrix (both default models, all 20 default benchmarks) at limits 1, 7 and 24 (24 = the
   whole synthetic set), once per limit over this machine's two inventory names (test_eval's
   fleet). For every ok combination the expected primary score is computed from its collected
   prediction file and the answer key (vlmfleet.smoke_data) by tests/scoring/published_metrics,
@@ -10,7 +10,7 @@ Two parts, both in the real image:
   "Primary scores (0-100)" tables of report.md and report.html must show exactly that number
   (at the precision each shows).
 - VLMEvalKit's own evaluation of always-right, always-wrong and known-answer ("seen")
-  prediction files for every seed benchmark at 1, 7 and 24 questions
+  prediction files for every default benchmark at 1, 7 and 24 questions
   (tests/e2e/in_image_scoring.py in the image): its raw primary key and value must be the scale
   the worker's normalisation expects, and the worker's ``vlmfleet.scores.primary_score`` must
   turn them into 100, 0 and the published metric's score. The worker's questions file must be
@@ -322,7 +322,7 @@ def raw_primary(benchmark: str, questions: int) -> tuple[str, float]:
     return key, float(questions) if full is None else full
 
 
-# The statistic of its questions that each seed benchmark's primary metric is.
+# The statistic of its questions that each default benchmark's primary metric is.
 F1_YES_BENCHMARKS = ("POPE",)
 
 

@@ -30,7 +30,7 @@ CHECKPOINT = REPO / "docker" / "transformers-4.37" / "known_answer" / "llava-kno
 HOST = "node-a"
 RUN_ID = "real-ka"
 QUESTIONS = 12
-# Custom benchmark -> (kind, the seed benchmark whose synthetic rows it holds: the questions the
+# Custom benchmark -> (kind, the default benchmark whose synthetic rows it holds: the questions the
 # checkpoint was trained on, the metric VLMEvalKit gives a custom set of that kind).
 BENCHMARKS: dict[str, tuple[str, str, Callable[..., float]]] = {
     "ka_mcq": ("mcq", "AI2D_TEST", pm.mcq_accuracy),
@@ -62,7 +62,7 @@ def tsvs(run_in_image: Callable[..., Any], tmp_path_factory: pytest.TempPathFact
         WRITE_TSVS,
         "/tsvs",
         str(QUESTIONS),
-        *(f"{name}={seed}" for name, (_, seed, _) in BENCHMARKS.items()),
+        *(f"{name}={source}" for name, (_, source, _) in BENCHMARKS.items()),
         volumes=(f"{out}:/tsvs", f"{REPO / 'tests'}:/src/tests:ro"),
     )
     assert done.returncode == 0, done.stderr[-2000:]

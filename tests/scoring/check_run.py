@@ -2,7 +2,7 @@
 
 For every combination of a run's summary.json the expected primary score is computed from its
 collected prediction file and the answer key by ``published_metrics``, independently of
-VLMEvalKit: the smoke data's key (``vlmfleet.smoke_data``, regenerated here) for the seed
+VLMEvalKit: the smoke data's key (``vlmfleet.smoke_data``, regenerated here) for the default
 benchmarks, the shipped TSV for custom ones. The tests import it; molecule's verify runs it on
 a run over its two instances:
 
@@ -50,7 +50,7 @@ CUSTOM_METRICS: dict[str, Callable[[Sequence[Row], Predictions], float]] = {
 
 @functools.cache
 def smoke_shapes() -> dict[str, str]:
-    """Seed benchmark -> the smoke shape its synthetic rows have (the catalogue's)."""
+    """Default benchmark -> the smoke shape its synthetic rows have (the catalogue's)."""
     catalogue = yaml.safe_load(CATALOGUE.read_text())
     kinds = catalogue["catalogue_kinds"]
     return {

@@ -1,4 +1,4 @@
-"""Expected primary scores of the seed benchmarks, from each benchmark's published metric.
+"""Expected primary scores of the default benchmarks, from each benchmark's published metric.
 
 An oracle for the scores a run reports, written from the benchmarks' papers and official
 evaluation scripts, not from VLMEvalKit: the standard library, and openpyxl to read prediction
@@ -506,7 +506,7 @@ def exact_match_question(row: Row, prediction: str) -> float:
     return float(any(_gqa_text(prediction) == _gqa_text(a) for a in answers_of(row)))
 
 
-# --- the seed benchmarks ------------------------------------------------------------------
+# --- the default benchmarks ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from vlmfleet.families.llava_batched import (
     new_job,
     run_queue,
 )
-from vlmfleet.known_answer import SEED_BENCHMARKS
+from vlmfleet.known_answer import DEFAULT_BENCHMARKS
 
 STACK = all(importlib.util.find_spec(m) for m in ("torch", "llava", "vlmeval"))
 needs_stack = pytest.mark.skipif(not STACK, reason="needs torch, llava and vlmeval (the image)")
@@ -265,20 +265,22 @@ def test_batched_file_equals_infer_data_job_file(
     from vlmfleet.contract import Unit
     from vlmfleet.datasets import prepare_dataset, use_smoke_data_root
     from vlmfleet.families import llava
-    from vlmfleet.families.llava_batched import infer_batched
+    from vlmfleet.families.llava_batched import infer_prepared, prepare_samples
     from vlmfleet.stack import seed_everything
 
     slot = _slot(smoke_env, max_new=12, min_new=min_new)
     use_smoke_data_root(slot)
     seed_everything()
-    b = SEED_BENCHMARKS[bench]
+    b = DEFAULT_BENCHMARKS[bench]
     model = llava.load(Unit("llava_v1.5_7b", "llava", (b,)), slot)
     ref_dir = smoke_env / f"ref-{bench}-{min_new}"
     new_dir = smoke_env / f"new-{bench}-{min_new}"
     ref_dir.mkdir()
     new_dir.mkdir()
     infer_data_job(model, work_dir=str(ref_dir), model_name="m", dataset=prepare_dataset(b, slot))
-    new_file = infer_batched(model, str(new_dir), "m", prepare_dataset(b, slot), 4)
+    dataset = prepare_dataset(b, slot)
+    prepared = prepare_samples(model, dataset)
+    new_file, _ = infer_prepared(model, str(new_dir), "m", dataset, prepared, 4)
     ref_files = sorted(p.name for p in ref_dir.iterdir())
     assert sorted(p.name for p in new_dir.iterdir()) == ref_files
     assert Path(new_file).name in ref_files
@@ -292,8 +294,7 @@ def test_batched_file_equals_infer_data_job_file(
         # Fixed answer length: no answer may stop early.
         assert all(len(p) > 0 for p in new["prediction"])
     # The file is one dataset.evaluate accepts.
-    dataset = prepare_dataset(b, slot)
-    assert dataset.evaluate(new_file, model="exact_matching", nproc=1) is not None
+    assert prepare_dataset(b, slot).evaluate(new_file, model="exact_matching", nproc=1) is not None
 
 
 def test_an_error_raised_while_handling_an_out_of_memory_counts_as_one() -> None:

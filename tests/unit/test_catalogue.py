@@ -14,7 +14,7 @@ from eval_inputs import EvalInputError, check_inputs, eval_check_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())
-SEED_BENCHMARKS = [
+DEFAULT_BENCHMARKS = [
     "MMBench_DEV_EN",
     "TextVQA_VAL",
     "GQA_TestDev_Balanced",
@@ -65,7 +65,7 @@ def check(hosts=LOCALHOST, **raw):
     return check_inputs(raw, CATALOGUE, NOW, None, hosts, list(hosts))
 
 
-def test_catalogue_holds_the_seed_models_and_benchmarks():
+def test_catalogue_holds_the_default_models_and_benchmarks():
     for name in (
         "llava_v1.5_7b",
         "llava_v1.5_13b",
@@ -78,8 +78,8 @@ def test_catalogue_holds_the_seed_models_and_benchmarks():
         model = CATALOGUE["catalogue_models"][name]
         assert model["gpu_memory_gib"] > 0 and model["load_cost"] > 0
         assert isinstance(model["gated"], bool)
-    assert CATALOGUE["catalogue_default_benchmarks"] == SEED_BENCHMARKS
-    assert set(SEED_BENCHMARKS) <= set(CATALOGUE["catalogue_benchmarks"])
+    assert CATALOGUE["catalogue_default_benchmarks"] == DEFAULT_BENCHMARKS
+    assert set(DEFAULT_BENCHMARKS) <= set(CATALOGUE["catalogue_benchmarks"])
     for bench in CATALOGUE["catalogue_benchmarks"].values():
         assert bench["kind"] in CATALOGUE["catalogue_kinds"]
         assert bench["samples"] > 0 and bench["cost_per_sample"] > 0
@@ -87,10 +87,10 @@ def test_catalogue_holds_the_seed_models_and_benchmarks():
     assert CATALOGUE["catalogue_benchmarks"]["TextVQA_VAL"]["kind"] == "vqa"
 
 
-def test_defaults_reproduce_the_seed_matrix():
+def test_defaults_reproduce_the_default_matrix():
     inputs = check()
     assert inputs["models"] == ["llava_v1.5_7b", "llava_v1.5_13b"]
-    assert inputs["benchmarks"] == SEED_BENCHMARKS
+    assert inputs["benchmarks"] == DEFAULT_BENCHMARKS
     assert inputs["limit"] is None and inputs["smoke"] is False
     assert inputs["run_id"] == NOW and inputs["resume"] is True and not inputs["resumed"]
     # The validation step owns every default.
@@ -448,7 +448,7 @@ RUNS_HERE = "models this image runs: llava_v1.5_7b, llava_v1.5_13b, sharegpt4v_7
         ("InternVL2-8B,llava_v1.5_7b", "this image has no internvl family module"),
         (
             "CogVLM-7B",
-            "model 'CogVLM-7B' is the seed's name for VLMEvalKit's 'cogvlm-chat' "
+            "model 'CogVLM-7B' is the original image's name for VLMEvalKit's 'cogvlm-chat' "
             "(THUDM/cogvlm-chat-hf): 17.6B parameters, a 7B Vicuna language model plus a 10B "
             "visual expert, not a 7B model, about 37 GiB (40 GB) of GPU memory in bfloat16; "
             "name it models=cogvlm-chat (which this image refuses: CogVLM's hub code needs "
@@ -467,7 +467,7 @@ def test_a_refusal_comes_with_the_other_problems_and_a_resume_is_held_to_it():
     with pytest.raises(EvalInputError) as err:
         check(models="cogvlm-chat,CogVLM-7B", limit="0")
     message = str(err.value)
-    assert "'CogVLM-7B' is the seed's name" in message and "limit must be" in message
+    assert "'CogVLM-7B' is the original image's name" in message and "limit must be" in message
     with pytest.raises(EvalInputError, match=r"'MiniCPM-V-2_6' .* cannot run in this image"):
         check_inputs(
             {"run_id": "r1"},
@@ -553,6 +553,10 @@ def test_custom_model_and_benchmark_join_the_catalogue(tmp_path):
         True,
     )
     assert 0 < model["gpu_memory_gib"] < 1
+    # Its load costs what a GiB of the catalogue's LLaVA models costs.
+    llava = [m for m in CATALOGUE["catalogue_models"].values() if m["family"] == "llava"]
+    per_gib = sum(m["load_cost"] for m in llava) / sum(m["disk_gib"] for m in llava)
+    assert model["load_cost"] == pytest.approx(max(1.0, model["disk_gib"] * per_gib), abs=0.1)
     bench = out["catalogue"]["catalogue_benchmarks"]["my_mcq"]
     assert (bench["kind"], bench["samples"]) == ("mcq", 2)
     assert bench["md5"] == hashlib.md5(Path(mcq).read_bytes()).hexdigest()

@@ -18,8 +18,8 @@ from vlmfleet.selection import count_questions, is_circular, select_positions
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())
-SEED_MODELS = CATALOGUE["catalogue_default_models"]
-SEED_BENCHMARKS = CATALOGUE["catalogue_default_benchmarks"]
+DEFAULT_MODELS = CATALOGUE["catalogue_default_models"]
+DEFAULT_BENCHMARKS = CATALOGUE["catalogue_default_benchmarks"]
 H100 = 81559
 A10 = 23028  # 22.5 GiB
 L4_16 = 16384
@@ -38,7 +38,7 @@ def gpus(*memory_mib):
 NO_GPU = {"gpu_facts_present": False, "gpu_facts_gpus": []}
 
 
-def inputs(models=SEED_MODELS, benchmarks=SEED_BENCHMARKS, limit=10, smoke=False, **kw):
+def inputs(models=DEFAULT_MODELS, benchmarks=DEFAULT_BENCHMARKS, limit=10, smoke=False, **kw):
     """Inputs as the validation step settles them (its defaults included)."""
     return {
         "run_id": "r1",
@@ -73,7 +73,7 @@ def loads(p):
 
 def test_every_combination_planned_exactly_once_and_each_model_loaded_once_per_slot():
     p = plan({"gpu-01": gpus(H100, H100), "gpu-02": gpus(H100)}, CATALOGUE, inputs())
-    assert combos(p) == sorted((m, b) for m in SEED_MODELS for b in SEED_BENCHMARKS)
+    assert combos(p) == sorted((m, b) for m in DEFAULT_MODELS for b in DEFAULT_BENCHMARKS)
     per_slot = [(u["host"], u["slot"], u["model"]) for u in p["units"]]
     assert len(per_slot) == len(set(per_slot))
     assert p["model_loads"] == len(p["units"])
@@ -187,7 +187,7 @@ def test_eval_gpu_slots_runs_both_models_side_by_side_on_one_gpu():
         ("gpu0s0", [0], 39.8, 2),
         ("gpu0s1", [0], 39.8, 2),
     ]
-    assert combos(p) == sorted((m, b) for m in SEED_MODELS for b in SEED_BENCHMARKS)
+    assert combos(p) == sorted((m, b) for m in DEFAULT_MODELS for b in DEFAULT_BENCHMARKS)
     # One model per slot, both slots busy at once: two loads, as with two GPUs.
     assert sorted((u["slot"], u["model"]) for u in p["units"]) == [
         ("gpu0s0", "llava_v1.5_13b"),
@@ -202,7 +202,7 @@ def test_eval_gpu_slots_runs_both_models_side_by_side_on_one_gpu():
     # With 1, the one GPU runs the two models one after the other in one slot.
     alone = plan({"gpu-01": shared(gpus(H100), 1)}, CATALOGUE, inputs())
     assert [(s["slot"], s["shared_by"]) for s in alone["slots"]] == [("gpu0", 1)]
-    assert [u["model"] for u in alone["units"]] == SEED_MODELS
+    assert [u["model"] for u in alone["units"]] == DEFAULT_MODELS
 
 
 def test_eval_gpu_slots_is_per_host_and_counts_each_share_of_memory():
@@ -227,7 +227,7 @@ def test_eval_gpu_slots_groups_gpus_when_a_share_is_too_small():
 
 
 def test_auto_eval_gpu_slots_shares_only_when_models_outnumber_gpus_and_fit():
-    def layout(facts, models=SEED_MODELS, **kw):
+    def layout(facts, models=DEFAULT_MODELS, **kw):
         p = plan({"h": facts}, CATALOGUE, inputs(models=models, **kw))
         return [s["slot"] for s in p["slots"]]
 
@@ -280,11 +280,11 @@ def test_no_hosts_is_an_error():
 
 
 def test_resume_plans_only_what_is_not_done():
-    done = [["llava_v1.5_7b", b] for b in SEED_BENCHMARKS[:15]]
+    done = [["llava_v1.5_7b", b] for b in DEFAULT_BENCHMARKS[:15]]
     p = plan({"gpu-01": gpus(H100)}, CATALOGUE, inputs(), done)
     assert len(combos(p)) == 25
     assert len(p["done"]) == 15
-    assert ("llava_v1.5_7b", SEED_BENCHMARKS[0]) not in combos(p)
+    assert ("llava_v1.5_7b", DEFAULT_BENCHMARKS[0]) not in combos(p)
 
 
 def test_a_judge_model_goes_to_the_benchmarks_vlmevalkit_lets_it_judge():

@@ -12,6 +12,7 @@ from eval_preflight import (
     gated_models,
     gpu_free_mib,
     hub_settings,
+    judged_benchmarks,
     model_repos,
     slots_short_of_memory,
     weights_unobtainable,
@@ -28,6 +29,18 @@ def slot(name, gpus, *models, device="cuda"):
 
 def test_gpu_free_mib_reads_nvidia_smi_csv():
     assert gpu_free_mib("0, 70000, 81559\n1, 500, 81559\n\nbad line\n") == {0: 11559, 1: 81059}
+
+
+def test_judged_benchmarks_are_those_not_exactly_matched_once_each():
+    def unit(*judges):
+        return {"benchmarks": [{"name": f"B{i}", "judge": j} for i, j in enumerate(judges)]}
+
+    slots = [
+        {"slot_file": {"units": [unit("exact_matching", "openai"), unit("openai", "openai")]}},
+        {"slot_file": {"units": [unit("exact_matching", "exact_matching", "openai")]}},
+    ]
+    assert judged_benchmarks(slots) == ["B1", "B0", "B2"]
+    assert judged_benchmarks([{"slot_file": {"units": [unit("exact_matching")]}}]) == []
 
 
 def test_a_slot_needs_its_biggest_model_free():
@@ -82,7 +95,7 @@ def test_the_disk_check_counts_every_repo_a_model_loads_once():
 
 
 def test_gated_models_are_the_planned_ones_marked_gated_and_none_in_smoke_runs():
-    # The seed catalogue has no gated model; a copy with two marked, as a user's would be.
+    # The catalogue as shipped has no gated model; a copy with two marked, as a user's would be.
     models = {**MODELS, "gated_b": {**MODELS["llava_v1.5_7b"], "gated": True}}
     models["llava_v1.5_13b"] = {**MODELS["llava_v1.5_13b"], "gated": True}
     slots = [

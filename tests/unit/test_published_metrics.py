@@ -1,5 +1,5 @@
 """The published-metric oracle (tests/scoring): hand-computed cases per metric, and answer sets
-that are always right (100) or always wrong (0) on every seed benchmark's synthetic rows."""
+that are always right (100) or always wrong (0) on every default benchmark's synthetic rows."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import yaml
 from openpyxl import Workbook
 from scoring import published_metrics as pm
 from scoring.answer_sets import answer_set, right_answer, wrong_answer
-from vlmfleet.known_answer import SEED_BENCHMARKS
+from vlmfleet.known_answer import DEFAULT_BENCHMARKS
 from vlmfleet.smoke_data import DEFAULT_QUESTIONS, synthetic_rows
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOGUE = yaml.safe_load((REPO / "playbooks" / "vars" / "catalogue.yml").read_text())
-SEED = CATALOGUE["catalogue_default_benchmarks"]
+DEFAULT_NAMES = CATALOGUE["catalogue_default_benchmarks"]
 
 
 def preds(*texts: str) -> dict[str, str]:
@@ -303,38 +303,40 @@ def test_primary_score_selects_the_predicted_rows() -> None:
 
 
 def test_primary_score_of_a_circular_question_wants_every_copy() -> None:
-    rows = synthetic_rows("MMBench_DEV_EN", SEED_BENCHMARKS["MMBench_DEV_EN"].smoke_shape, 3)
+    rows = synthetic_rows("MMBench_DEV_EN", DEFAULT_BENCHMARKS["MMBench_DEV_EN"].smoke_shape, 3)
     with pytest.raises(ValueError, match="no prediction for row 1000000"):
         pm.primary_score("MMBench_DEV_EN", rows, {"0": rows[0]["answer"]})
 
 
 def test_first_questions_keeps_every_copy_of_a_circular_question() -> None:
-    rows = synthetic_rows("MMBench_DEV_EN", SEED_BENCHMARKS["MMBench_DEV_EN"].smoke_shape, 24)
+    rows = synthetic_rows("MMBench_DEV_EN", DEFAULT_BENCHMARKS["MMBench_DEV_EN"].smoke_shape, 24)
     first = pm.first_questions("MMBench_DEV_EN", rows, 7)
     assert len(first) == 28
     assert {int(r["index"]) % pm.CIRCULAR_OFFSET for r in first} == set(range(7))
     assert (
         pm.first_questions(
-            "POPE", synthetic_rows("POPE", SEED_BENCHMARKS["POPE"].smoke_shape, 24), 7
+            "POPE", synthetic_rows("POPE", DEFAULT_BENCHMARKS["POPE"].smoke_shape, 24), 7
         )[-1]["index"]
         == 6
     )
 
 
-def test_every_seed_benchmark_has_a_metric() -> None:
-    assert set(SEED) == set(pm.PRIMARY)
-    assert set(SEED) <= set(SEED_BENCHMARKS)
+def test_every_default_benchmark_has_a_metric() -> None:
+    assert set(DEFAULT_NAMES) == set(pm.PRIMARY)
+    assert set(DEFAULT_NAMES) <= set(DEFAULT_BENCHMARKS)
 
 
 # --- answer sets on the synthetic data ----------------------------------------------------
 
 
 @pytest.mark.parametrize("questions", [1, 7, 24])
-@pytest.mark.parametrize("name", SEED)
+@pytest.mark.parametrize("name", DEFAULT_NAMES)
 def test_always_right_scores_100_and_always_wrong_0(name: str, questions: int) -> None:
     kind = CATALOGUE["catalogue_benchmarks"][name]["kind"]
     # As a smoke run: the key has max(24, limit) questions, the first `limit` are answered.
-    key = synthetic_rows(name, SEED_BENCHMARKS[name].smoke_shape, max(DEFAULT_QUESTIONS, questions))
+    key = synthetic_rows(
+        name, DEFAULT_BENCHMARKS[name].smoke_shape, max(DEFAULT_QUESTIONS, questions)
+    )
     asked = pm.first_questions(name, key, questions)
     right = answer_set(kind, asked, right=True)
     wrong = answer_set(kind, asked, right=False)
@@ -344,12 +346,12 @@ def test_always_right_scores_100_and_always_wrong_0(name: str, questions: int) -
 
 
 def test_answer_sets_say_what_a_model_would() -> None:
-    pope = synthetic_rows("POPE", SEED_BENCHMARKS["POPE"].smoke_shape, 1)[0]
+    pope = synthetic_rows("POPE", DEFAULT_BENCHMARKS["POPE"].smoke_shape, 1)[0]
     assert {right_answer("yorn", pope), wrong_answer("yorn", pope)} == {"Yes", "No"}
-    text = synthetic_rows("TextVQA_VAL", SEED_BENCHMARKS["TextVQA_VAL"].smoke_shape, 1)[0]
+    text = synthetic_rows("TextVQA_VAL", DEFAULT_BENCHMARKS["TextVQA_VAL"].smoke_shape, 1)[0]
     assert right_answer("vqa", text) == pm.answers_of(text)[0].lower()
     assert wrong_answer("vqa", text) == "unknown"
-    row = synthetic_rows("AI2D_TEST", SEED_BENCHMARKS["AI2D_TEST"].smoke_shape, 1)[0]
+    row = synthetic_rows("AI2D_TEST", DEFAULT_BENCHMARKS["AI2D_TEST"].smoke_shape, 1)[0]
     assert right_answer("mcq", row) == row["answer"]
     assert wrong_answer("mcq", row) in set(pm.options_of(row)) - {row["answer"]}
     open_row = {"index": 0, "answer": "42", "question_type": "open"}
@@ -361,7 +363,7 @@ def _seen_scores(name: str) -> list[float]:
     say (known_answer.right_answer), on the first eight synthetic rows."""
     from vlmfleet.known_answer import right_answer
 
-    rows = synthetic_rows(name, SEED_BENCHMARKS[name].smoke_shape, 8)
+    rows = synthetic_rows(name, DEFAULT_BENCHMARKS[name].smoke_shape, 8)
     said = {pm.index_key(r["index"]): right_answer("vqa", r) for r in rows}
     return [round(v, 4) for v in pm.question_scores(name, rows, said).values()]
 
@@ -378,7 +380,7 @@ def test_doc_rows_have_near_misses_on_both_sides_of_the_anls_threshold(name: str
 
 def test_chart_rows_have_gold_numbers_within_and_just_outside_the_tolerance() -> None:
     assert _seen_scores("ChartQA_TEST") == [1.0, 1.0, 0.0, 1.0] * 2
-    rows = synthetic_rows("ChartQA_TEST", SEED_BENCHMARKS["ChartQA_TEST"].smoke_shape, 24)
+    rows = synthetic_rows("ChartQA_TEST", DEFAULT_BENCHMARKS["ChartQA_TEST"].smoke_shape, 24)
     changes = [
         abs(float(r["answer"]) - float(r["image_answer"])) / float(r["answer"]) for r in rows
     ]

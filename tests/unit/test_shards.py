@@ -13,7 +13,7 @@ from eval_inputs import check_hosts
 from eval_plan import MIN_SHARD_ROWS, combination_cost, eval_host_units, eval_merges
 from eval_plan import plan as planner
 from eval_summary import eval_done_combinations, eval_done_shards, summarize
-from test_plan import CATALOGUE, H100, SEED_BENCHMARKS, SEED_MODELS, gpus, inputs
+from test_plan import CATALOGUE, DEFAULT_BENCHMARKS, DEFAULT_MODELS, H100, gpus, inputs
 from vlmfleet.pipeline import Worker
 
 MODELS = CATALOGUE["catalogue_models"]
@@ -34,7 +34,7 @@ def plan(fleet: dict, catalogue: dict, inp: dict, done_shards=()) -> dict:
     return planner(fleet, catalogue, inp | {"hosts": hosts}, (), done_shards)
 
 
-def total_work(models=SEED_MODELS, benchmarks=SEED_BENCHMARKS, limit=None) -> float:
+def total_work(models=DEFAULT_MODELS, benchmarks=DEFAULT_BENCHMARKS, limit=None) -> float:
     """Every combination's cost and each model's load once."""
     work = sum(
         combination_cost(MODELS[m], BENCHES[b], limit, False) for m in models for b in benchmarks
@@ -59,7 +59,7 @@ def pieces(p: dict) -> list[tuple[str, str, int | None, int | None]]:
 
 
 @pytest.mark.parametrize("slots", [1, 2, 8, 16, 32])
-def test_whole_seed_matrix_makespan_is_within_ten_percent_of_the_even_share(slots: int) -> None:
+def test_whole_default_matrix_makespan_is_within_ten_percent_of_the_even_share(slots: int) -> None:
     p = plan(fleet_of(slots), CATALOGUE, inputs(limit=None))
     assert len(p["slots"]) == slots
     even = total_work() / slots
@@ -74,7 +74,7 @@ def test_whole_seed_matrix_makespan_is_within_ten_percent_of_the_even_share(slot
     got: dict[tuple[str, str], list[tuple[int | None, int | None]]] = {}
     for m, b, index, count in pieces(p):
         got.setdefault((m, b), []).append((index, count))
-    assert set(got) == {(m, b) for m in SEED_MODELS for b in SEED_BENCHMARKS}
+    assert set(got) == {(m, b) for m in DEFAULT_MODELS for b in DEFAULT_BENCHMARKS}
     for parts in got.values():
         count = parts[0][1]
         assert parts == ([(None, None)] if count is None else [(i, count) for i in range(count)])
@@ -92,7 +92,7 @@ def test_shard_rows_caps_the_rows_of_every_shard_and_the_slot_files_carry_the_sh
     p = plan(fleet_of(2), CATALOGUE, inputs(benchmarks=["POPE", "MMStar"], limit=10, shard_rows=4))
     # 10 rows, at most 4 a shard: 3 shards each, spread over both slots.
     assert {(s["model"], s["benchmark"], s["count"]) for s in p["sharded"]} == {
-        (m, b, 3) for m in SEED_MODELS for b in ("POPE", "MMStar")
+        (m, b, 3) for m in DEFAULT_MODELS for b in ("POPE", "MMStar")
     }
     assert len(pieces(p)) == 12
     for host in {u["host"] for u in p["units"]}:

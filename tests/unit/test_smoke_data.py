@@ -12,11 +12,11 @@ import pytest
 import yaml
 from PIL import Image
 from vlmfleet import smoke_data
-from vlmfleet.known_answer import SEED_BENCHMARKS
+from vlmfleet.known_answer import DEFAULT_BENCHMARKS
 from vlmfleet.selection import is_circular, select_positions
 
 REPO = Path(__file__).resolve().parents[2]
-SEEDS = sorted((b.name, b.kind, b.smoke_shape) for b in SEED_BENCHMARKS.values())
+DEFAULTS = sorted((b.name, b.kind, b.smoke_shape) for b in DEFAULT_BENCHMARKS.values())
 
 
 def read_tsv(path: Path) -> list[dict[str, str]]:
@@ -33,8 +33,8 @@ def images_of(row: dict[str, str], by_index: dict[str, dict[str, str]]) -> list[
     return [Image.open(io.BytesIO(base64.b64decode(b))) for b in blobs]
 
 
-@pytest.mark.parametrize(("name", "kind", "shape"), SEEDS)
-def test_every_seed_benchmark_has_its_kind_columns(
+@pytest.mark.parametrize(("name", "kind", "shape"), DEFAULTS)
+def test_every_default_benchmark_has_its_kind_columns(
     tmp_path: Path, name: str, kind: str, shape: str
 ) -> None:
     path, md5 = smoke_data.write_dataset(tmp_path, name, shape, questions=6)
@@ -110,14 +110,14 @@ def test_any_benchmark_takes_a_shape_and_a_bad_shape_is_named(tmp_path: Path) ->
         smoke_data.synthetic_rows("X", "plain_mcq", 0)
 
 
-def test_the_seed_list_is_the_catalogues() -> None:
-    """known_answer.SEED_BENCHMARKS (the image has no catalogue) and playbooks/vars/catalogue.yml
-    declare the same seed benchmarks, kinds, types, scales and smoke shapes."""
+def test_the_default_benchmarks_are_the_catalogues() -> None:
+    """known_answer.DEFAULT_BENCHMARKS (the image has no catalogue) and playbooks/vars/catalogue.yml
+    declare the same default benchmarks, kinds, types, scales and smoke shapes."""
     catalogue = yaml.safe_load((REPO / "playbooks" / "vars" / "catalogue.yml").read_text())
-    assert set(catalogue["catalogue_default_benchmarks"]) == set(SEED_BENCHMARKS)
+    assert set(catalogue["catalogue_default_benchmarks"]) == set(DEFAULT_BENCHMARKS)
     kinds = catalogue["catalogue_kinds"]
     declared = {}
-    for name in SEED_BENCHMARKS:
+    for name in DEFAULT_BENCHMARKS:
         entry = catalogue["catalogue_benchmarks"][name]
         kind = kinds[entry["kind"]]
         declared[name] = (
@@ -128,7 +128,7 @@ def test_the_seed_list_is_the_catalogues() -> None:
         )
     ours = {
         b.name: (b.kind, b.dataset_type, b.score_scale, b.smoke_shape)
-        for b in SEED_BENCHMARKS.values()
+        for b in DEFAULT_BENCHMARKS.values()
     }
     assert ours == declared
 

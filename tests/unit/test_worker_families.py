@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from vlmfleet import families
-from vlmfleet.contract import Slot, Unit
+from vlmfleet.contract import SMOKE_MAX_NEW_TOKENS, Slot, Unit
 from vlmfleet.families import FamilyError, family, generation_settings
 
 
@@ -53,7 +53,7 @@ def test_llava_batches_when_the_slot_asks_for_more_than_one_sample() -> None:
     [
         ({}, {}),  # VLMEvalKit's own generation settings
         # Random weights never stop: a smoke run caps the answer unless told otherwise.
-        ({"smoke": True}, {"max_new_tokens": families.SMOKE_MAX_NEW_TOKENS}),
+        ({"smoke": True}, {"max_new_tokens": SMOKE_MAX_NEW_TOKENS}),
         ({"smoke": True, "max_new_tokens": 64}, {"max_new_tokens": 64}),
         (
             {"max_new_tokens": 8, "min_new_tokens": 8},

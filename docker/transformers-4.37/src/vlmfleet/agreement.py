@@ -2,8 +2,8 @@
 
     python -m vlmfleet.agreement --checkpoint DIR --device cpu --questions 24 --out FILE.json
 
-For each seed benchmark (``vlmfleet.known_answer.SEED_BENCHMARKS``), the synthetic dataset of
-``--questions`` questions is answered once by VLMEvalKit's per-sample loop
+For each benchmark of the default matrix (``vlmfleet.known_answer.DEFAULT_BENCHMARKS``), the
+synthetic dataset of ``--questions`` questions is answered once by VLMEvalKit's per-sample loop
 (``vlmeval.inference.infer_data_job``, the reference) and then by the llava family's batched
 engine (``vlmfleet.families.llava_batched``) at each batch size in each batch order:
 
@@ -105,19 +105,19 @@ def check_settings(
 ) -> Settings:
     """Every argument checked before any work starts."""
     from vlmfleet.families.llava_batched import BatchingError, check_batch_size
-    from vlmfleet.known_answer import SEED_BENCHMARKS
+    from vlmfleet.known_answer import DEFAULT_BENCHMARKS
 
     checkpoint = Path(checkpoint).absolute()
     if not (checkpoint / "config.json").is_file():
         raise AgreementError(f"checkpoint {checkpoint} has no config.json (not a checkpoint)")
     if device not in DEVICES:
         raise AgreementError(f"device {device!r} is not valid; valid: {', '.join(DEVICES)}")
-    names = tuple(benchmarks) if benchmarks else tuple(SEED_BENCHMARKS)
-    unknown = [n for n in names if n not in SEED_BENCHMARKS]
+    names = tuple(benchmarks) if benchmarks else tuple(DEFAULT_BENCHMARKS)
+    unknown = [n for n in names if n not in DEFAULT_BENCHMARKS]
     if unknown:
         raise AgreementError(
-            f"benchmark(s) {', '.join(unknown)} are not seed benchmarks; "
-            f"valid: {', '.join(SEED_BENCHMARKS)}"
+            f"benchmark(s) {', '.join(unknown)} are not benchmarks of the default matrix; "
+            f"valid: {', '.join(DEFAULT_BENCHMARKS)}"
         )
     if isinstance(questions, bool) or not isinstance(questions, int) or questions < 1:
         raise AgreementError(f"questions must be a positive integer, got {questions!r}")
@@ -321,7 +321,7 @@ def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
     """The report (see the module docstring); ``work`` holds data and prediction files."""
     from vlmfleet.datasets import LMU_ENV, use_synthetic_dataset
     from vlmfleet.families.llava_batched import decoder_for
-    from vlmfleet.known_answer import SEED_BENCHMARKS
+    from vlmfleet.known_answer import DEFAULT_BENCHMARKS
     from vlmfleet.stack import import_stack
 
     lmu = work / "LMUData"
@@ -354,9 +354,9 @@ def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
     total_rows = total_identical = 0
     references: dict[str, dict[str, str]] = {}
     for name in settings.benchmarks:
-        kind = SEED_BENCHMARKS[name].kind
+        kind = DEFAULT_BENCHMARKS[name].kind
         bench_dir = work / "runs" / name
-        use_synthetic_dataset(lmu, name, SEED_BENCHMARKS[name].smoke_shape, settings.questions)
+        use_synthetic_dataset(lmu, name, DEFAULT_BENCHMARKS[name].smoke_shape, settings.questions)
         t0 = time.monotonic()
         reference, rows = reference_run(model, model_name, name, bench_dir / "reference")
         references[name] = reference
@@ -434,8 +434,7 @@ def queue_agreement(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vlmfleet.contract import write_json_atomic
-    from vlmfleet.families import SMOKE_MAX_NEW_TOKENS
+    from vlmfleet.contract import SMOKE_MAX_NEW_TOKENS, write_json_atomic
     from vlmfleet.log_routing import LOG_FORMAT
 
     parser = argparse.ArgumentParser(
@@ -446,7 +445,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--questions", type=int, default=24, help="synthetic questions per benchmark"
     )
-    parser.add_argument("--benchmarks", nargs="+", help="default: every seed benchmark")
+    parser.add_argument(
+        "--benchmarks", nargs="+", help="default: every benchmark of the default matrix"
+    )
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=list(BATCH_SIZES))
     parser.add_argument("--orders", nargs="+", default=list(ORDERS), help=", ".join(ORDERS))
     parser.add_argument("--shuffle-seed", type=int, default=SHUFFLE_SEED)

@@ -109,7 +109,15 @@ DEVICES = ("cuda", "cpu")
 AUTO_BATCH = "auto"
 # How answers are matched: VLMEvalKit's exact matching, or an OpenAI-compatible judge model
 # (for the benchmarks whose VLMEvalKit evaluation asks one; the catalogue's kinds say which).
-JUDGES = ("exact_matching", "openai")
+# EXACT_MATCHING is also the judge name VLMEvalKit's evaluate takes for its rules.
+EXACT_MATCHING = "exact_matching"
+JUDGES = (EXACT_MATCHING, "openai")
+# Random weights never emit end-of-sequence on their own: a smoke run caps each answer at this
+# many tokens unless the user sets max_new_tokens (the validation step and the worker both).
+SMOKE_MAX_NEW_TOKENS = 16
+# eval_gpu_slots: worker slots sharing each GPU, at most (the validation step's bound on a
+# user's number and the planner's on its own choice).
+MAX_GPU_SLOTS = 8
 # The judge's key: its line in the host's token file (role eval_dirs writes it from
 # eval_dirs_judge_api_key), never in a slot file, record or the container's environment.
 JUDGE_KEY_ENV = "OPENAI_API_KEY"
@@ -594,7 +602,7 @@ class Benchmark:
     md5: str | None = None
     # How this benchmark's answers are matched: the slot's judge where VLMEvalKit's evaluation
     # of its kind asks one, else exact matching.
-    judge: str = "exact_matching"
+    judge: str = EXACT_MATCHING
     # A shard of the benchmark's rows, or None for the whole benchmark.
     shard: Shard | None = None
     # This benchmark's sample limit when it has its own (eval.yml's precision chooses one per
@@ -831,7 +839,7 @@ def _benchmark(data: Any, where: str) -> Benchmark:
         score_scale=float(scale),
         smoke_shape=_name(_need(data, "smoke_shape", str, where), "smoke_shape", where),
         md5=_optional_text(data, "md5", where),
-        judge=_choice(data.get("judge", "exact_matching"), "judge", JUDGES, where),
+        judge=_choice(data.get("judge", EXACT_MATCHING), "judge", JUDGES, where),
         shard=parse_shard(data[SHARD_KEY], where) if data.get(SHARD_KEY) is not None else None,
         limit=_optional_count(data, "limit", where) if "limit" in data else None,
     )
@@ -842,13 +850,13 @@ def _judge(data: Mapping[str, Any], judge: str, units: list[Unit], where: str) -
     benchmark's own judge is exact matching or the slot's."""
     model = _optional_text(data, "judge_model", where)
     base_url = _optional_text(data, "judge_base_url", where)
-    if judge == "exact_matching" and (model or base_url):
+    if judge == EXACT_MATCHING and (model or base_url):
         raise ContractError(f"{where}: judge_model and judge_base_url apply to a judge model only")
-    if judge != "exact_matching" and not (model and base_url):
+    if judge != EXACT_MATCHING and not (model and base_url):
         raise ContractError(f"{where}: judge {judge!r} needs judge_model and judge_base_url")
     for unit in units:
         for bench in unit.benchmarks:
-            if bench.judge not in ("exact_matching", judge):
+            if bench.judge not in (EXACT_MATCHING, judge):
                 raise ContractError(
                     f"{where}: {unit.model}/{bench.name} has judge {bench.judge!r}, "
                     f"the slot's is {judge!r}"

@@ -22,7 +22,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from vlmfleet.contract import CONTAINER_SECRET_ENV, JUDGE_KEY_ENV, Benchmark, Slot
+from vlmfleet.contract import (
+    CONTAINER_SECRET_ENV,
+    EXACT_MATCHING,
+    JUDGE_KEY_ENV,
+    Benchmark,
+    Slot,
+)
 from vlmfleet.question_scores import question_fields
 from vlmfleet.scores import primary_score
 
@@ -52,7 +58,7 @@ def clean_scores(flat: dict[str, Any]) -> dict[str, float]:
 def open_question_note(data: Any, dataset_type: str, judge: str) -> str | None:
     """What exact matching cannot judge in an MCQ set: its open questions (rows without
     options, such as MMMU's), which VLMEvalKit turns into "the answer or Other Answers"."""
-    if dataset_type != "MCQ" or judge != "exact_matching" or "A" not in data:
+    if dataset_type != "MCQ" or judge != EXACT_MATCHING or "A" not in data:
         return None
     import pandas as pd
 
@@ -69,8 +75,8 @@ def open_question_note(data: Any, dataset_type: str, judge: str) -> str | None:
 def judge_kwargs(bench: Benchmark, slot: Slot) -> dict[str, Any]:
     """What ``dataset.evaluate`` takes to match ``bench``'s answers: exact matching, or the
     slot's judge model with its URL and key (raises EvaluationError when there is no key)."""
-    if bench.judge == "exact_matching":
-        return {"model": "exact_matching"}
+    if bench.judge == EXACT_MATCHING:
+        return {"model": EXACT_MATCHING}
     key = os.environ.get(JUDGE_KEY_ENV, "")
     if not key:
         raise EvaluationError(
@@ -88,7 +94,7 @@ def judge_kwargs(bench: Benchmark, slot: Slot) -> dict[str, Any]:
 def check_judge(kwargs: dict[str, Any]) -> None:
     """Fail (EvaluationError) when the judge does not answer VLMEvalKit's own check
     (``BaseAPI.working``), asked once per judge and process."""
-    if kwargs["model"] == "exact_matching":
+    if kwargs["model"] == EXACT_MATCHING:
         return
     from vlmeval.dataset.utils import build_judge
 
@@ -149,6 +155,6 @@ def evaluate(
             "prediction_file": Path(pred_file).name,
             # Which judge matched the answers (never its key).
             "judge": bench.judge,
-            **({"judge_model": slot.judge_model} if bench.judge != "exact_matching" else {}),
+            **({"judge_model": slot.judge_model} if bench.judge != EXACT_MATCHING else {}),
         },
     }

@@ -61,12 +61,12 @@ BATCH = 24
 LEARNING_RATE = 5e-4
 
 
-# The checkpoints' training set: the seed benchmarks as the catalogue declares them (name,
-# kind, VLMEvalKit type, score scale, smoke shape; the image has no catalogue, and
+# The checkpoints' training set: the default matrix's benchmarks as the catalogue declares them
+# (name, kind, VLMEvalKit type, score scale, smoke shape; the image has no catalogue, and
 # tests/unit/test_smoke_data.py checks that the two agree). The order is the training data's
 # order, part of how the shipped checkpoints were made. The agreement tool and the tests run
 # the same list.
-SEED_BENCHMARKS: dict[str, Benchmark] = {
+DEFAULT_BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
         Benchmark("MMBench_DEV_EN", "mcq", "MCQ", 1.0, "mmbench"),
@@ -189,7 +189,7 @@ def training_examples(
 
     os.environ[LMU_ENV] = str(lmu_root)
     examples = []
-    for name, bench in SEED_BENCHMARKS.items():
+    for name, bench in DEFAULT_BENCHMARKS.items():
         if benchmarks is not None and name not in benchmarks:
             continue
         kind = bench.kind

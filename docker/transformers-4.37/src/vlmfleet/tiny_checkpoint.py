@@ -32,8 +32,8 @@ CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 MARKER = "vlmfleet-tiny.json"
 KNOWN_ANSWER_MARKER = "vlmfleet-known-answer.json"
 
-# Training text for the tokenizer: the words the prompts of the seed benchmarks use, so that
-# tokenisation is realistic (whole words) rather than byte fallback everywhere.
+# Training text for the tokenizer: the words the prompts of the default matrix's benchmarks use,
+# so that tokenisation is realistic (whole words) rather than byte fallback everywhere.
 _CORPUS_WORDS = (
     "A chat between a curious human and an artificial intelligence assistant. The assistant "
     "gives helpful, detailed, and polite answers to the human's questions. USER: ASSISTANT: "
@@ -260,10 +260,6 @@ def linked_view(source: Path, view: Path) -> Path:
     os.chmod(tmp, 0o644)
     os.replace(tmp, view / "config.json")
     return view
-
-
-def is_tiny_checkpoint(ckpt_dir: Path) -> bool:
-    return (Path(ckpt_dir) / MARKER).is_file() and (Path(ckpt_dir) / "config.json").is_file()
 
 
 def is_checkpoint(ckpt_dir: Path) -> bool:

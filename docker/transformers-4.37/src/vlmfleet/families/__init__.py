@@ -25,13 +25,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, cast
 
-from vlmfleet.contract import Slot, Unit
+from vlmfleet.contract import SMOKE_MAX_NEW_TOKENS, Slot, Unit
 
 # Family name -> module under vlmfleet.families. A new family: its module, and a line here.
 FAMILIES = {"llava": "vlmfleet.families.llava"}
-# Random weights never emit end-of-sequence on their own: smoke runs cap the answer length
-# unless the slot file says otherwise.
-SMOKE_MAX_NEW_TOKENS = 16
 
 
 class FamilyError(RuntimeError):

@@ -650,9 +650,3 @@ def infer_prepared(
     done = answer_all(model, [(dataset.dataset_name, dataset, prepared)], policy)
     answer = done[dataset.dataset_name]
     return write_predictions(work_dir, model_name, dataset, answer.answers), answer.record
-
-
-def infer_batched(model: Any, work_dir: str, model_name: str, dataset: Any, batch_size: int) -> str:
-    """Infer every sample of ``dataset`` in batches; write and return infer_data_job's file."""
-    prepared = prepare_samples(model, dataset)
-    return infer_prepared(model, work_dir, model_name, dataset, prepared, batch_size)[0]

@@ -22,8 +22,6 @@ from typing import Any
 CUSTOM_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # A custom model's GPU memory when not given: its weights' size with this much to spare.
 CUSTOM_MEMORY_FACTOR = 1.2
-# The catalogue's cost unit for a model load: a 7B LLaVA-1.5 (14 GiB) loads at 127.
-LOAD_COST_PER_GIB = 127 / 14
 # Columns VLMEvalKit's datasets read, by VLMEvalKit type; an image is "image" or "image_path".
 CUSTOM_COLUMNS = {"MCQ": ("index", "question", "answer", "A", "B"), "Y/N": ("index", "question",
                   "answer"), "VQA": ("index", "question", "answer")}  # fmt: skip
@@ -85,6 +83,14 @@ def _folder_gib(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**30
 
 
+def load_cost_per_gib(catalogue: Mapping[str, Any], family: str) -> float:
+    """What loading a GiB of ``family``'s weights costs, as the catalogue's models of the family
+    (else all of its models) load: a custom checkpoint is costed by its size alone."""
+    models = list(catalogue["catalogue_models"].values())
+    kin = [m for m in models if m.get("family") == family] or models
+    return sum(float(m["load_cost"]) for m in kin) / sum(float(m["disk_gib"]) for m in kin)
+
+
 def check_custom_models(
     raw: Any, catalogue: Mapping[str, Any], errors: list[str]
 ) -> dict[str, dict[str, Any]]:
@@ -128,7 +134,7 @@ def check_custom_models(
             "gpu_memory_gib": float(memory),
             "disk_gib": round(size, 3),
             "gated": False,
-            "load_cost": max(1.0, round(size * LOAD_COST_PER_GIB, 1)),
+            "load_cost": max(1.0, round(size * load_cost_per_gib(catalogue, family), 1)),
             "cost_factor": 1.0,
             "custom": True,
         }
