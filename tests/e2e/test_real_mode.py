@@ -40,6 +40,12 @@ BENCHMARKS: dict[str, tuple[str, str, Callable[..., float]]] = {
 WRITE_TSVS = "/src/tests/e2e/in_image_custom_tsvs.py"
 
 
+def trained_answer(row: dict[str, str]) -> str:
+    """What the checkpoint was taught to answer: a VQA row's image_answer (its key may hold
+    it for only some annotators), else the key's answer."""
+    return row.get("image_answer") or pm.answers_of(row)[0]
+
+
 @pytest.fixture(scope="module")
 def fleet(built_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     f = Fleet(tmp_path_factory.mktemp("real"))
@@ -115,8 +121,11 @@ def test_your_own_model_on_your_own_benchmarks_in_real_mode(fleet: Fleet, tsvs: 
         # Decoded by the engine's static KV cache (a CPU slot: no CUDA graphs); the scores
         # checked above are its answers'.
         assert record["decoder"] == "static_cache", name
-        # The checkpoint was trained to answer these; a broken real-mode path scores far lower.
-        assert expected >= 90, (name, expected)
+        # The checkpoint was trained to answer these (a VQA row's key may credit its trained
+        # answer only in part); a broken real-mode path scores far below what they give.
+        rows = tsv_rows(tsvs / f"{name}.tsv")
+        trained = {pm.index_key(r["index"]): trained_answer(r) for r in rows[:QUESTIONS]}
+        assert expected >= 0.9 * metric(rows[:QUESTIONS], trained), (name, expected)
 
 
 def test_an_official_benchmark_is_prepared_before_any_worker_and_its_failure_named(

@@ -602,3 +602,26 @@ def test_f1_comparison_takes_the_exact_permutation_p():
     assert result["difference"] == pytest.approx(
         100 * f1_difference(by_cluster(a_said), by_cluster(b_said)), abs=1e-5
     )
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "clusters", "statistic"),
+    [
+        ([1, 1, 0], [0, 0, 0], ["set"] * 3, "mean"),  # one HallusionBench set
+        ([0.6, 0.3], [0.0, 0.3], ["one", "one"], "mean"),
+        ([1.0], [0.3], None, "mean"),  # one graded question
+    ],
+)
+def test_one_cluster_shows_no_difference(a, b, clusters, statistic):
+    result = uncertainty.paired_difference(lines_of(a, clusters), lines_of(b, clusters), statistic)
+    assert result["p_value"] == 1.0
+    assert result["low"] <= result["difference"] <= result["high"]
+
+
+def test_one_image_of_pope_shows_no_difference():
+    truth = ["Yes", "No", "Yes"]
+    a = yes_no_lines(truth, truth, ["img"] * 3)
+    b = yes_no_lines(truth, ["No", "No", "No"], ["img"] * 3)
+    result = uncertainty.paired_difference(a, b, "f1_yes")
+    assert result["p_value"] == 1.0
+    assert result["difference"] == pytest.approx(100.0)

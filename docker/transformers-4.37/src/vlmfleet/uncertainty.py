@@ -305,6 +305,9 @@ def permutation_p(a: Questions, b: Questions, statistic: str) -> float:
     them is as likely (all 2^clusters swaps when few enough, scipy's exact enumeration). A
     bootstrap's own p-value is too small with few clusters; this one is exact."""
     n = a.n_clusters
+    if n < 2:
+        # One cluster: its single swap gives back the same difference, which proves nothing.
+        return 1.0
     if statistic == "mean":
         a_sums = np.bincount(a.clusters, weights=a.scores, minlength=n)
         b_sums = np.bincount(a.clusters, weights=b.scores, minlength=n)
