@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +95,13 @@ def run_playbook(tmp_path: Path) -> Callable[..., ansible_runner.Runner]:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def fleet(built_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """This machine's two inventory names, provisioned once for the whole run: the modules that
+    run eval.yml share it, so a run one of them made can serve another (test_known_answers reads
+    test_eval's full smoke matrix instead of running it again)."""
+    from test_eval import provisioned_fleet
+
+    yield from provisioned_fleet(tmp_path_factory)

@@ -81,9 +81,9 @@ def stdout(runner: ansible_runner.Runner) -> str:
     return runner.stdout.read()
 
 
-@pytest.fixture(scope="module")
-def fleet(built_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    """Both inventory names provisioned with role eval_dirs (site.yml's eval_dirs tag)."""
+def provisioned_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """Both inventory names provisioned with role eval_dirs (site.yml's eval_dirs tag); the
+    session's one `fleet` (conftest.py)."""
     f = Fleet(tmp_path_factory.mktemp("eval"))
     r = f.playbook(
         "site.yml",

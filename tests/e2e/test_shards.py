@@ -16,13 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_eval
 from test_eval import HOSTS, Fleet, stdout
 
 pytestmark = pytest.mark.slow
 
-# The module-scoped fixture of test_eval: both inventory names of this machine provisioned.
-fleet = test_eval.fleet
 
 MODEL = "llava_v1.5_7b"  # known-weak: right on some questions only, so scores discriminate
 # A circular MCQ set (its rotations land in different shards) and a VQA set.
