@@ -4,11 +4,12 @@ Two parts, both in the real image:
 
 - The smoke matrix (both default models, all 20 default benchmarks) at limits 3 and 24 (24 = the
   whole synthetic set), once per limit over this machine's two inventory names (the session's
-  fleet; the limit-3 run is test_eval's full smoke matrix when it ran). For every ok combination the expected primary score is computed from its collected
-  prediction file and the answer key (vlmfleet.smoke_data) by tests/scoring/published_metrics,
-  and summary.json's ``primary_score``, scores.csv's ``primary_score`` column, and the
-  "Primary scores (0-100)" tables of report.md and report.html must show exactly that number
-  (at the precision each shows).
+  fleet; the limit-3 run is test_eval's full smoke matrix when it ran). For every ok
+  combination the expected primary score is computed from its collected prediction file and
+  the answer key (vlmfleet.smoke_data) by tests/scoring/published_metrics, and summary.json's
+  ``primary_score``, scores.csv's ``primary_score`` column, and the "Primary scores (0-100)"
+  tables of report.md and report.html must show exactly that number (at the precision each
+  shows).
 - VLMEvalKit's own evaluation of always-right, always-wrong and known-answer ("seen")
   prediction files for every default benchmark at 1, 7 and 24 questions
   (tests/e2e/in_image_scoring.py in the image): its raw primary key and value must be the scale
