@@ -110,10 +110,9 @@ def questions_of(lines: Sequence[Line]) -> Questions:
 
 def f1_yes(truth_yes: np.ndarray, said_yes: np.ndarray, axis: int = -1) -> np.ndarray:
     """F1 of the "yes" class on 0-1, 0 without a true positive (VLMEvalKit's POPE_rating)."""
-    tp = np.sum(truth_yes & said_yes, axis=axis)
-    wrong = np.sum(truth_yes != said_yes, axis=axis)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(tp > 0, 2 * tp / (2 * tp + wrong), 0.0)
+    return _f1_of_counts(
+        np.sum(truth_yes & said_yes, axis=axis), np.sum(truth_yes != said_yes, axis=axis)
+    )
 
 
 def _value(q: Questions, statistic: str) -> float:
@@ -175,28 +174,19 @@ def _interval(low: float, high: float, method: str, statistic: str, q: Questions
     }
 
 
-def _cluster_bootstrap(q: Questions, difference_of: Questions | None = None) -> np.ndarray:
-    """The bootstrap distribution (0-1) of F1, or of F1(q) - F1(difference_of) on the same
-    questions, resampling whole clusters."""
+def _f1_of_counts(tp: np.ndarray, wrong: np.ndarray) -> np.ndarray:
+    """F1 of the "yes" class from true positives and errors (0 without a true positive)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(tp > 0, 2 * tp / (2 * tp + wrong), 0.0)
 
-    def f1_of(clusters: np.ndarray, truth: np.ndarray, said: np.ndarray) -> np.ndarray:
-        # Each resample's F1 from its clusters' true positives and errors.
-        tp = np.bincount(q.clusters, weights=(truth & said).astype(float))
-        wrong = np.bincount(q.clusters, weights=(truth != said).astype(float))
-        tp_sum, wrong_sum = tp[clusters].sum(axis=-1), wrong[clusters].sum(axis=-1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(tp_sum > 0, 2 * tp_sum / (2 * tp_sum + wrong_sum), 0.0)
 
-    def statistic(clusters: np.ndarray, axis: int = -1) -> np.ndarray:
-        value = f1_of(clusters, q.truth_yes, q.said_yes)
-        if difference_of is not None:
-            value = value - f1_of(clusters, difference_of.truth_yes, difference_of.said_yes)
-        return value
-
-    if q.n_clusters < 2:
-        return np.array([statistic(np.zeros(1, dtype=int))])
+def _resampled(n_clusters: int, statistic: Any) -> np.ndarray:
+    """The bootstrap distribution of ``statistic`` of the picked clusters (an array of cluster
+    numbers, resamples along its last axis); one cluster has nothing to resample."""
+    if n_clusters < 2:
+        return np.atleast_1d(statistic(np.zeros(1, dtype=int)))
     result = stats.bootstrap(
-        (np.arange(q.n_clusters),),
+        (np.arange(n_clusters),),
         statistic,
         vectorized=True,
         n_resamples=BOOTSTRAP_RESAMPLES,
@@ -204,6 +194,22 @@ def _cluster_bootstrap(q: Questions, difference_of: Questions | None = None) -> 
         random_state=np.random.default_rng(BOOTSTRAP_SEED),
     )
     return np.asarray(result.bootstrap_distribution)
+
+
+def _cluster_bootstrap(q: Questions, difference_of: Questions | None = None) -> np.ndarray:
+    """The bootstrap distribution (0-1) of F1, or of F1(q) - F1(difference_of) on the same
+    questions, resampling whole clusters."""
+
+    def f1_of(picked: np.ndarray, run: Questions) -> np.ndarray:
+        tp = _cluster_counts(run, run.truth_yes & run.said_yes)
+        wrong = _cluster_counts(run, run.truth_yes != run.said_yes)
+        return _f1_of_counts(tp[picked].sum(axis=-1), wrong[picked].sum(axis=-1))
+
+    def statistic(picked: np.ndarray, axis: int = -1) -> np.ndarray:
+        value = f1_of(picked, q)
+        return value if difference_of is None else value - f1_of(picked, difference_of)
+
+    return _resampled(q.n_clusters, statistic)
 
 
 def _mean_bootstrap(d: np.ndarray, clusters: np.ndarray, n_clusters: int) -> np.ndarray:
@@ -214,17 +220,7 @@ def _mean_bootstrap(d: np.ndarray, clusters: np.ndarray, n_clusters: int) -> np.
     def statistic(picked: np.ndarray, axis: int = -1) -> np.ndarray:
         return sums[picked].sum(axis=-1) / sizes[picked].sum(axis=-1)
 
-    if n_clusters < 2:
-        return np.array([sums.sum() / sizes.sum()])
-    result = stats.bootstrap(
-        (np.arange(n_clusters),),
-        statistic,
-        vectorized=True,
-        n_resamples=BOOTSTRAP_RESAMPLES,
-        method="percentile",
-        random_state=np.random.default_rng(BOOTSTRAP_SEED),
-    )
-    return np.asarray(result.bootstrap_distribution)
+    return _resampled(n_clusters, statistic)
 
 
 def _percentiles(distribution: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -323,9 +319,7 @@ def permutation_p(a: Questions, b: Questions, statistic: str) -> float:
         wrong = np.concatenate([_cluster_counts(q, q.truth_yes != q.said_yes) for q in (a, b)])
 
         def f1_of(tags: np.ndarray, axis: int = -1) -> np.ndarray:
-            tp_sum, wrong_sum = tp[tags].sum(axis=axis), wrong[tags].sum(axis=axis)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(tp_sum > 0, 2 * tp_sum / (2 * tp_sum + wrong_sum), 0.0)
+            return _f1_of_counts(tp[tags].sum(axis=axis), wrong[tags].sum(axis=axis))
 
         def difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
             return f1_of(x, axis) - f1_of(y, axis)
