@@ -3,12 +3,12 @@
 #   bash bench/device_agreement.sh
 # The machine has no Docker and no network: the worker's packages come from the carried wheels
 # in .whl/ (bench/README.md lists them), the import-only modules too big to carry get inert
-# stand-ins (bench/standin_launch.py), and `python -m vlmfleet.agreement --device cuda`
+# stand-ins (bench/standin_launch.py), and `python -m vlmfleet_tools.agreement --device cuda`
 # (float16, the product's GPU dtype) runs on the known-answer strong checkpoint of the working
 # tree. $OUT receives agreement-cuda.json, agreement.log and probe.log.
 # Overrides: AGREEMENT_CHECKPOINT (a folder in the working tree), AGREEMENT_QUESTIONS (24, the
-# smoke data's default), AGREEMENT_ARGS (more vlmfleet.agreement options).
-# Exit status: vlmfleet.agreement's (0 every row identical, 1 some row differs), else 2 or 124.
+# smoke data's default), AGREEMENT_ARGS (more vlmfleet_tools.agreement options).
+# Exit status: vlmfleet_tools.agreement's (0 every row identical, 1 some row differs), else 2 or 124.
 set -u
 : "${OUT:?OUT must name the folder for the results}"
 SITE=/tmp/site
@@ -17,7 +17,8 @@ WORK=/tmp/vlmfleet-agreement
 STANDINS=datasets,decord,jieba,av,qwen_vl_utils,openai
 CHECKPOINT=${AGREEMENT_CHECKPOINT:-docker/transformers-4.37/known_answer/llava-known-strong}
 QUESTIONS=${AGREEMENT_QUESTIONS:-24}
-export PYTHONPATH=$SITE:$PWD/docker/transformers-4.37/src
+# The tools package (not in the image) beside the worker's package, both from the working tree.
+export PYTHONPATH=$SITE:$PWD/docker/transformers-4.37/src:$PWD/docker/transformers-4.37/tools
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLMFLEET_BENCH_STANDINS=$STANDINS
 
 if [ ! -f "$CHECKPOINT/config.json" ]; then
@@ -42,10 +43,10 @@ grep -q "^imports ok" "$OUT/probe.log" || exit 2
 
 rm -rf "$WORK"
 # Inside the 10-minute call with room to copy the results back.
-timeout "${AGREEMENT_SECONDS:-540}" python3 bench/standin_launch.py -m vlmfleet.agreement \
+timeout "${AGREEMENT_SECONDS:-540}" python3 bench/standin_launch.py -m vlmfleet_tools.agreement \
   --checkpoint "$CHECKPOINT" --device cuda --questions "$QUESTIONS" --work "$WORK" \
   --out "$OUT/agreement-cuda.json" ${AGREEMENT_ARGS:-} > "$OUT/agreement.log" 2>&1
 rc=$?
 grep -v -i -E "warn|^ *$" "$OUT/agreement.log" | tail -25
-[ $rc -eq 124 ] && echo "vlmfleet.agreement ran past ${AGREEMENT_SECONDS:-540} s (no report)"
+[ $rc -eq 124 ] && echo "vlmfleet_tools.agreement ran past ${AGREEMENT_SECONDS:-540} s (no report)"
 exit $rc

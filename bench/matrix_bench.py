@@ -8,7 +8,7 @@ Arms (each on the same synthetic datasets, the same answer length, the same chec
   file (one process and one model load per combination, VLMEvalKit's own per-sample loop: what
   one ``run.py --data B --model M`` per combination costs), models one after another.
 - project: what ``eval.yml`` runs on this machine. The project's planner
-  (plugins/filter/eval_plan.py) makes the slots of each ``--layouts`` GxS (G GPUs,
+  (the collection's plugin_utils/plan/) makes the slots of each ``--layouts`` GxS (G GPUs,
   ``eval_gpu_slots`` S), one worker per slot, all slots at once, each pinned to its GPUs (model
   loaded once per slot, batched generation at the product's ``eval_run_batch_size``, the next
   benchmark prepared and the previous evaluated while one generates).
@@ -45,14 +45,15 @@ from typing import Any
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "filter"))
-# The planner imports the contract through the project's collection (ansible.cfg's path).
+# The controller's Python is the project's collection (ansible.cfg's collections_path).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "plugins" / "collections"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "roles/gpu_facts/filter_plugins"))
-import eval_inputs  # the project's validation step, plugins/filter/eval_inputs.py
-import eval_plan  # the project's planner, plugins/filter/eval_plan.py
 import gpu_facts as smi_parser  # the gpu_facts role's nvidia-smi parser
 from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
+
+# The project's validation step and planner (plugin_utils/inputs.py, plugin_utils/plan/).
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils import inputs as eval_inputs
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils import plan as eval_plan
 from device_wheels import locked_versions  # the image's versions, from requirements.lock
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,6 +1,6 @@
 """Whole benchmarks projected from a bench run, by the planner's own cost model.
 
-The planner (plugins/filter/eval_plan.py) balances slots by a cost of rows x the benchmark's
+The planner (the collection's plugin_utils/plan/) balances slots by a cost of rows x the benchmark's
 ``cost_per_sample`` x the model's ``cost_factor`` (playbooks/vars/catalogue.yml). A bench run
 long enough to time whole batches (e.g. limit 1000 on four benchmarks of different kinds)
 calibrates it: seconds per cost unit, from the slots' time on samples; each benchmark that

@@ -27,9 +27,9 @@ from pathlib import Path
 
 LOCK_FILE = Path(os.environ.get("VLM_LOCK_FILE", "/opt/vlm-image/requirements.lock"))
 # The default matrix this image is promised to run (VLMEvalKit names): these models and the
-# benchmarks of vlmfleet.known_answer.DEFAULT_BENCHMARKS (the image's one list of them, the
-# known-answer checkpoints' training set); the project's catalogue may add more, and callers
-# pass them with --model/--benchmark.
+# benchmarks of vlmfleet.known_answer_checkpoints.DEFAULT_BENCHMARKS (the image's one list of
+# them, the known-answer checkpoints' training set); the project's catalogue may add more, and
+# callers pass them with --model/--benchmark.
 DEFAULT_MODELS = ("llava_v1.5_7b", "llava_v1.5_13b")
 
 
@@ -153,7 +153,7 @@ def check_tiny_llava() -> str:
 
 
 def check_known_answer() -> str:
-    from vlmfleet.known_answer import SKILLS, spot_check
+    from vlmfleet.known_answer_checkpoints import SKILLS, spot_check
 
     return "; ".join(spot_check(skill) for skill in SKILLS)
 
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--expect takes NAME=VERSION, got {bad}")
     checks: list[tuple[str, Callable[[], str]]] = [("versions", lambda: check_versions(expect))]
     if not args.quick:
-        from vlmfleet.known_answer import DEFAULT_BENCHMARKS
+        from vlmfleet.known_answer_checkpoints import DEFAULT_BENCHMARKS
 
         models = list(dict.fromkeys([*DEFAULT_MODELS, *args.model]))
         benchmarks = list(dict.fromkeys([*DEFAULT_BENCHMARKS, *args.benchmark]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from vlmfleet.known_answer import DEFAULT_BENCHMARKS
+from vlmfleet.known_answer_checkpoints import DEFAULT_BENCHMARKS
 from vlmfleet.smoke_data import synthetic_rows, write_tsv
 
 

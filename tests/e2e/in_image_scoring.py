@@ -9,8 +9,8 @@ For each benchmark and question count: the worker's synthetic TSV of that many q
 (vlmfleet.datasets.use_synthetic_dataset), VLMEvalKit's dataset for it, and two prediction files
 in VLMEvalKit's format (the dataset's rows without images, plus a prediction column) whose
 answers are all right, all wrong (scoring.answer_sets) and what the known-answer checkpoints
-were trained to say ("seen": vlmfleet.known_answer.right_answer, which the graded VQA rows
-score between 0 and 1). Each file is scored by ``dataset.evaluate(file,
+were trained to say ("seen": vlmfleet.known_answer_checkpoints.right_answer, which the graded
+VQA rows score between 0 and 1). Each file is scored by ``dataset.evaluate(file,
 model="exact_matching", nproc=1)``, as the worker scores one, and by this repository's
 published metrics read back from the same file. Prints one line per file: ``IN_IMAGE_SCORE
 {json}`` with benchmark, questions, answers ("right"/"wrong"/"seen"), metric and value
@@ -38,7 +38,7 @@ ORACLE_MODEL = "oracle"
 
 
 def default_benchmarks() -> dict[str, str]:
-    from vlmfleet.known_answer import DEFAULT_BENCHMARKS
+    from vlmfleet.known_answer_checkpoints import DEFAULT_BENCHMARKS
 
     return {name: bench.kind for name, bench in DEFAULT_BENCHMARKS.items()}
 
@@ -62,7 +62,7 @@ def vlmfleet_primary(metric: str, value: float, dataset: Any, questions: int) ->
         scores_module = importlib.import_module("vlmfleet.scores")
     except ModuleNotFoundError:
         return None
-    from vlmfleet.known_answer import DEFAULT_BENCHMARKS
+    from vlmfleet.known_answer_checkpoints import DEFAULT_BENCHMARKS
 
     scale = DEFAULT_BENCHMARKS[dataset.dataset_name].score_scale
     result = scores_module.primary_score(
@@ -79,7 +79,7 @@ def answers_for(kind: str, rows: list[dict[str, Any]], answers: str) -> dict[str
     strong checkpoint was trained to answer."""
     from scoring.answer_sets import answer_set
     from scoring.published_metrics import index_key
-    from vlmfleet.known_answer import right_answer
+    from vlmfleet.known_answer_checkpoints import right_answer
 
     if answers == "seen":
         return {index_key(r["index"]): right_answer(kind, r) for r in rows}
@@ -95,7 +95,7 @@ def score_case(name: str, kind: str, questions: int, answers: str, work: Path) -
     from vlmeval.dataset import build_dataset
     from vlmeval.smp.status_report import flatten_summary_metrics
     from vlmfleet.datasets import use_synthetic_dataset
-    from vlmfleet.known_answer import DEFAULT_BENCHMARKS
+    from vlmfleet.known_answer_checkpoints import DEFAULT_BENCHMARKS
     from vlmfleet.question_scores import question_fields
     from vlmfleet.smoke_data import synthetic_rows
 

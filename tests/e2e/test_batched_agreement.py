@@ -1,12 +1,13 @@
 """Batched generation equals VLMEvalKit's own batch-1 loop on a trained checkpoint, in the image.
 
-``python -m vlmfleet.agreement`` runs in the built image (CPU, float32, as its container user,
-without network, against the repository's worker code) on the known-answer strong checkpoint,
-whose answers come from confident logits, unlike random weights: every one of the 20 smoke
-benchmarks, batch sizes 1, 8 and 32, each in the product's, a shuffled and the reversed batch
-order, must give exactly the reference's prediction on every row; and so must all 20 benchmarks
-answered as one queue at batch 8 and 32, as a worker's unit answers them, where a benchmark's
-last samples share a batch with the next benchmark's samples of the nearest prompt lengths.
+``python -m vlmfleet_tools.agreement`` runs in the built image (CPU, float32, as its container
+user, without network, against the repository's worker code, with the tools package the image
+does not ship on PYTHONPATH) on the known-answer strong checkpoint, whose answers come from
+confident logits, unlike random weights: every one of the 20 smoke benchmarks, batch sizes 1, 8
+and 32, each in the product's, a shuffled and the reversed batch order, must give exactly the
+reference's prediction on every row; and so must all 20 benchmarks answered as one queue at
+batch 8 and 32, as a worker's unit answers them, where a benchmark's last samples share a batch
+with the next benchmark's samples of the nearest prompt lengths.
 
 12 questions a benchmark: fewer would make batch 32 the same single batch as batch 8 on every
 benchmark but MMBench; at 12, batch 8 is a full and a partial batch, batch 32 one batch of
@@ -43,7 +44,8 @@ def checkpoint() -> Path:
     path = Path(os.environ.get(CHECKPOINT_ENV) or DEFAULT_CHECKPOINT).absolute()
     assert (path / "config.json").is_file(), (
         f"known-answer checkpoint {path} is missing: it is committed under "
-        "docker/transformers-4.37/known_answer/ (python -m vlmfleet.known_answer rebuilds it)"
+        "docker/transformers-4.37/known_answer/ (python -m "
+        "vlmfleet_tools.known_answer_training rebuilds it)"
     )
     return path
 
@@ -58,13 +60,14 @@ def test_batched_predictions_equal_reference_at_every_batch_size_and_order(
     proc = run_in_image(
         "python",
         "-m",
-        "vlmfleet.agreement",
+        "vlmfleet_tools.agreement",
         f"--checkpoint={inside}",
         "--device=cpu",
         f"--questions={QUESTIONS}",
         "--out=/out/agreement.json",
         volumes=(f"{REPO}:/src:ro", f"{checkpoint}:{inside}:ro", f"{out}:/out"),
-        env=("PYTHONPATH=/src/docker/transformers-4.37/src",),
+        # The repository's worker code over the image's, and the tools (not in the image).
+        env=("PYTHONPATH=/src/docker/transformers-4.37/src:/src/docker/transformers-4.37/tools",),
         workdir="/src",
         timeout=1800,
     )

@@ -30,9 +30,9 @@ from typing import Any
 import pytest
 import yaml
 from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.inputs import check_inputs
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.plan import eval_host_units, plan
 from conftest import DOCKER, REPO
-from eval_inputs import check_inputs
-from eval_plan import eval_host_units, plan
 from scoring.check_run import tsv_rows
 
 CATALOGUE = yaml.safe_load((REPO / "playbooks/vars/catalogue.yml").read_text())

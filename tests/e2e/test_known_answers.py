@@ -34,8 +34,11 @@ from typing import Any
 
 import pytest
 import yaml
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.report import (
+    build_reports,
+    load_references,
+)
 from conftest import REPO
-from eval_report import build_reports, load_references
 from scoring.check_run import combination_dir, expected_smoke_score, smoke_shapes
 from scoring.published_metrics import PRIMARY, question_scores, read_predictions
 from test_eval import Fleet, stdout

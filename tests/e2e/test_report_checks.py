@@ -207,7 +207,8 @@ def built_run(tmp_path: Path) -> Path:
     subprocess.run(
         [
             str(repo / ".venv" / "bin" / "python") if (repo / ".venv").is_dir() else "python3",
-            str(repo / "plugins" / "filter" / "eval_report.py"),
+            "-m",
+            "ansible_collections.vlmfleet.shared.plugins.plugin_utils.report",
             str(tmp_path / "20261127T020000Z"),
             "--compare-to",
             "20261126T180000Z",

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import ansible_runner
 import pytest
-from eval_report import build_reports, load_references
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.report import (
+    build_reports,
+    load_references,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "results"

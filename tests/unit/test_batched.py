@@ -27,7 +27,7 @@ from vlmfleet.families.llava_batched import (
     new_job,
     run_queue,
 )
-from vlmfleet.known_answer import DEFAULT_BENCHMARKS
+from vlmfleet.known_answer_checkpoints import DEFAULT_BENCHMARKS
 
 STACK = all(importlib.util.find_spec(m) for m in ("torch", "llava", "vlmeval"))
 needs_stack = pytest.mark.skipif(not STACK, reason="needs torch, llava and vlmeval (the image)")

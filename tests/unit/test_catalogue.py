@@ -1,4 +1,4 @@
-"""The catalogue and the input checks that use it (plugins/filter/eval_inputs.py)."""
+"""The catalogue and the input checks that use it (plugin_utils/inputs.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from eval_inputs import EvalInputError, check_inputs, eval_check_inputs
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.inputs import (
+    EvalInputError,
+    check_inputs,
+    eval_check_inputs,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())

@@ -36,7 +36,7 @@ def greedy_kwargs(max_new: int, min_new: int = 0) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from vlmfleet.known_answer import checkpoint_name, ensure_known_answer
+    from vlmfleet.known_answer_checkpoints import checkpoint_name, ensure_known_answer
     from vlmfleet.tiny_checkpoint import ensure_tiny_llava
 
     root = tmp_path_factory.mktemp("checkpoints")

@@ -1,5 +1,5 @@
-"""The planner (plugins/filter/eval_plan.py), its slot files, the summary and resume selection
-(plugins/filter/eval_summary.py)."""
+"""The planner (plugin_utils/plan/), its slot files, the summary and resume selection
+(plugin_utils/summary.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,24 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
-from eval_inputs import DEFAULT_BATCH_SIZE, EvalInputError, check_hosts, check_inputs
-from eval_plan import EvalPlanError, eval_host_units, eval_limits_text, eval_merges
-from eval_plan import plan as planner
-from eval_summary import eval_controller_records, eval_done_combinations, summarize
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.inputs import (
+    DEFAULT_BATCH_SIZE,
+    EvalInputError,
+    check_hosts,
+    check_inputs,
+)
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.plan import (
+    EvalPlanError,
+    eval_host_units,
+    eval_limits_text,
+    eval_merges,
+)
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.plan import plan as planner
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.summary import (
+    eval_controller_records,
+    eval_done_combinations,
+    summarize,
+)
 from vlmfleet.selection import count_questions, is_circular, select_positions
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Preflight readings (plugins/filter/eval_preflight.py): free GPU memory against the slots,
+"""Preflight readings (plugin_utils/preflight.py): free GPU memory against the slots,
 gated models that need a token."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from eval_preflight import (
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.preflight import (
     data_files,
     data_need,
     gated_models,

@@ -16,9 +16,13 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
-from eval_inputs import eval_check_inputs
-from eval_plan import eval_host_units, eval_official_benchmarks, eval_prepare_container
-from eval_summary import eval_summary
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.inputs import eval_check_inputs
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.plan import (
+    eval_host_units,
+    eval_official_benchmarks,
+    eval_prepare_container,
+)
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.summary import eval_summary
 from test_catalogue import CATALOGUE, NOW
 from test_plan import H100, gpus, inputs, plan
 from vlmfleet.prepare_data import host_lock, md5_mismatch, remote_size, room_problem

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from eval_progress import (
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.progress import (
     CallbackModule,
     eta_seconds,
     format_duration,

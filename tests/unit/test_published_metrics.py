@@ -11,7 +11,7 @@ import yaml
 from openpyxl import Workbook
 from scoring import published_metrics as pm
 from scoring.answer_sets import answer_set, right_answer, wrong_answer
-from vlmfleet.known_answer import DEFAULT_BENCHMARKS
+from vlmfleet.known_answer_checkpoints import DEFAULT_BENCHMARKS
 from vlmfleet.smoke_data import DEFAULT_QUESTIONS, synthetic_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -360,8 +360,8 @@ def test_answer_sets_say_what_a_model_would() -> None:
 
 def _seen_scores(name: str) -> list[float]:
     """Per question, the published score of what the known-answer checkpoints were trained to
-    say (known_answer.right_answer), on the first eight synthetic rows."""
-    from vlmfleet.known_answer import right_answer
+    say (known_answer_checkpoints.right_answer), on the first eight synthetic rows."""
+    from vlmfleet.known_answer_checkpoints import right_answer
 
     rows = synthetic_rows(name, DEFAULT_BENCHMARKS[name].smoke_shape, 8)
     said = {pm.index_key(r["index"]): right_answer("vqa", r) for r in rows}

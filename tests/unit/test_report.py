@@ -12,13 +12,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from statistics import NormalDist
 
-import eval_report
 import pytest
 import yaml
 from ansible_collections.vlmfleet.shared.plugins.module_utils.uncertainty import primary_interval
-from eval_report import build_reports, label_versions, load_references, main, write_reports
-from eval_report_data import ReportError, compare_runs, load_run, percent
-from eval_summary import summarize
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils import report as eval_report
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.report import (
+    build_reports,
+    label_versions,
+    load_references,
+    main,
+    write_reports,
+)
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.report.data import (
+    ReportError,
+    compare_runs,
+    load_run,
+    percent,
+)
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.summary import summarize
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "results"
 CURRENT, PREVIOUS = "20261127T020000Z", "20261126T180000Z"

@@ -9,10 +9,19 @@ from typing import Any
 
 import pytest
 from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
-from eval_inputs import check_hosts
-from eval_plan import MIN_SHARD_ROWS, combination_cost, eval_host_units, eval_merges
-from eval_plan import plan as planner
-from eval_summary import eval_done_combinations, eval_done_shards, summarize
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.inputs import check_hosts
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.plan import (
+    MIN_SHARD_ROWS,
+    combination_cost,
+    eval_host_units,
+    eval_merges,
+)
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.plan import plan as planner
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.summary import (
+    eval_done_combinations,
+    eval_done_shards,
+    summarize,
+)
 from test_plan import CATALOGUE, DEFAULT_BENCHMARKS, DEFAULT_MODELS, H100, gpus, inputs
 from vlmfleet.pipeline import Worker
 

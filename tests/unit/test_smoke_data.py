@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 from vlmfleet import smoke_data
-from vlmfleet.known_answer import DEFAULT_BENCHMARKS
+from vlmfleet.known_answer_checkpoints import DEFAULT_BENCHMARKS
 from vlmfleet.selection import is_circular, select_positions
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,8 +111,9 @@ def test_any_benchmark_takes_a_shape_and_a_bad_shape_is_named(tmp_path: Path) ->
 
 
 def test_the_default_benchmarks_are_the_catalogues() -> None:
-    """known_answer.DEFAULT_BENCHMARKS (the image has no catalogue) and playbooks/vars/catalogue.yml
-    declare the same default benchmarks, kinds, types, scales and smoke shapes."""
+    """known_answer_checkpoints.DEFAULT_BENCHMARKS (the image has no catalogue) and
+    playbooks/vars/catalogue.yml declare the same default benchmarks, kinds, types, scales and
+    smoke shapes."""
     catalogue = yaml.safe_load((REPO / "playbooks" / "vars" / "catalogue.yml").read_text())
     assert set(catalogue["catalogue_default_benchmarks"]) == set(DEFAULT_BENCHMARKS)
     kinds = catalogue["catalogue_kinds"]

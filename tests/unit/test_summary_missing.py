@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
-from eval_summary import eval_summary, exit_cause
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.summary import (
+    eval_summary,
+    exit_cause,
+)
 
 RUN = "r1"
 BENCHMARKS = ["POPE", "MMStar", "OCRBench"]

@@ -49,6 +49,10 @@ CONTAINER_MODELS = "/models"
 # so that a message about the disk names a path the user can look at on the host.
 CONTAINER_OUTPUTS = "/workspace/outputs"
 HOST_OUTPUTS_ENV = "VLMFLEET_HOST_OUTPUTS"
+# Where a container sees the host's LMUData (the benchmarks' data; the image's $LMUData) and its
+# Hugging Face cache (the image's $HF_HOME), both set in the Dockerfile's ENV.
+CONTAINER_LMUDATA = "/workspace/LMUData"
+CONTAINER_CACHE = "/cache"
 # The labels of every container of a run (role eval_run sets them; a later attempt finds the
 # run's containers on a host by the first two).
 RUN_LABEL = "io.vlm-eval.run_id"
@@ -121,7 +125,8 @@ MAX_GPU_SLOTS = 8
 # The judge's key: its line in the host's token file (role eval_dirs writes it from
 # eval_dirs_judge_api_key), never in a slot file, record or the container's environment.
 JUDGE_KEY_ENV = "OPENAI_API_KEY"
-# What a smoke unit loads: a known-answer checkpoint (vlmfleet.known_answer) or a tiny random one.
+# What a smoke unit loads: a known-answer checkpoint (vlmfleet.known_answer_checkpoints) or a
+# tiny random one.
 SMOKE_CHECKPOINTS = ("known-strong", "known-weak", "random")
 
 # The status record. A summary entry carries RESULT_KEYS of its record.

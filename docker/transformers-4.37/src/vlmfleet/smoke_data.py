@@ -329,7 +329,7 @@ def _vqa_facts(name: str, i: int) -> tuple[random.Random, bytes, dict[str, Any]]
 
 
 # The column of a VQA row that says what its image shows, as the known-answer checkpoints were
-# trained to say it (vlmfleet.known_answer.right_answer). The human answers may give it less
+# trained to say it (known_answer_checkpoints.right_answer). The human answers may give it less
 # credit: rows graded by GRADES get partial or near-miss gold answers, so that a run's
 # per-question scores take values between 0 and 1.
 IMAGE_ANSWER = "image_answer"

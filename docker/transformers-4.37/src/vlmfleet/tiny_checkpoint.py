@@ -272,7 +272,7 @@ def is_checkpoint(ckpt_dir: Path) -> bool:
 
 def ensure_checkpoint(ckpt_dir: Path, build: Callable[[Path], Any]) -> Path:
     """``build(staging)`` the checkpoint unless ``ckpt_dir`` already holds one (marked by
-    MARKER or known_answer's marker), then make its vision-tower path current."""
+    MARKER or known_answer_checkpoints.MARKER), then make its vision-tower path current."""
     ckpt_dir = Path(ckpt_dir).absolute()
     if is_checkpoint(ckpt_dir):
         relocate(ckpt_dir)

@@ -3,8 +3,9 @@
 Implements ``vlmfleet.families.Family``. The model object is ``DeviceLLaVA`` (VLMEvalKit's
 wrapper with the device as a parameter, ``llava_wrapper``), so one wrapper runs on a GPU and on
 a CPU; batched generation is ``llava_batched``. In smoke mode a unit loads a known-answer
-checkpoint (``vlmfleet.known_answer``) or a tiny random one (``vlmfleet.tiny_checkpoint``),
-both in LLaVA-1.5's on-disk format, from under ``families.smoke_root()``.
+checkpoint (``vlmfleet.known_answer_checkpoints``) or a tiny random one
+(``vlmfleet.tiny_checkpoint``), both in LLaVA-1.5's on-disk format, from under
+``families.smoke_root()``.
 
 Importing this module imports no torch; ``load`` does.
 """
@@ -42,7 +43,7 @@ def tiny_name(model_path: str) -> str:
 def smoke_model_path(model: str, model_path: str, smoke_checkpoint: str) -> Path:
     """The checkpoint a smoke unit of ``model`` loads, made ready under the smoke root."""
     if smoke_checkpoint.startswith("known-"):
-        from vlmfleet.known_answer import checkpoint_name, ensure_known_answer
+        from vlmfleet.known_answer_checkpoints import checkpoint_name, ensure_known_answer
 
         skill = smoke_checkpoint.removeprefix("known-")
         return ensure_known_answer(smoke_root() / "models" / checkpoint_name(skill), skill)

@@ -165,7 +165,7 @@ def _read_json(path: Path, required: bool = True) -> Any:
 
 
 def _entries(summary: Any, path: Path) -> list[dict[str, Any]]:
-    """summary.json's combinations, as plugins/filter/eval_summary.py writes them."""
+    """summary.json's combinations, as plugin_utils/summary.py writes them."""
     if not isinstance(summary, dict) or not isinstance(summary.get("combinations"), list):
         raise ReportError(f"{path}: no list of combinations under 'combinations'")
     return summary["combinations"]
@@ -248,6 +248,50 @@ def _ordered(values: list[str], preferred: list[str]) -> list[str]:
     return seen + [v for v in dict.fromkeys(values) if v not in seen]
 
 
+def _combo(root: Path, raw: dict[str, Any], summary_path: Path, kinds: dict[str, str]) -> Combo:
+    """One summary entry, with what its status.json (and its shards') add."""
+    missing = [k for k in ("host", "model", "benchmark", "status") if k not in raw]
+    if missing:
+        raise ReportError(f"{summary_path}: an entry lacks {', '.join(missing)}: {raw}")
+    if raw["status"] not in STATUSES:
+        raise ReportError(
+            f"{summary_path}: status {raw['status']!r} of {raw['model']}/{raw['benchmark']}"
+            f" is not one of {', '.join(STATUSES)}"
+        )
+    # A combination no attempt planned anywhere has no host (summary says so in reason).
+    host, model, bench = raw["host"] or "", raw["model"], raw["benchmark"]
+    record = _read_json(root / host / model / bench / "status.json", required=False) if host else {}
+    scores = raw.get("scores") or {}
+    slot = raw.get("slot") or record.get("slot")
+    shards = list(raw.get("shards") or [])
+    records = [record, *_shard_records(root, model, bench, shards)]
+    return Combo(
+        host=host,
+        model=model,
+        benchmark=bench,
+        status=raw["status"],
+        slot=slot,
+        reason=raw.get("reason") or record.get("reason"),
+        seconds=raw.get("seconds", record.get("seconds")),
+        samples=raw.get("samples", record.get("samples")),
+        scores={k: v for k, v in scores.items() if _is_number(v)},
+        primary_metric=raw.get("primary_metric") or record.get("primary_metric"),
+        kind=raw.get("kind") or kinds.get(bench),
+        started_at=raw.get("started_at") or record.get("started_at"),
+        finished_at=raw.get("finished_at") or record.get("finished_at"),
+        log_path=_log_path(root, host, model, bench, slot) if host else None,
+        primary_score=raw.get("primary_score"),
+        primary_scale=raw.get("primary_scale"),
+        scoring_note=raw.get("scoring_note"),
+        shards=shards,
+        questions_file=raw.get("questions_file"),
+        interval=_interval(raw.get("primary_interval")),
+        questions_note=raw.get("questions_note"),
+        checkpoint=record.get("checkpoint"),
+        work=[w for r in records if isinstance(r, dict) and (w := _work(r))],
+    )
+
+
 def load_run(run_dir: str | Path, catalogue: Catalogue | None = None) -> Run:
     """Load results/<run_id>/ into a Run; raises ReportError naming a missing or bad file.
     The catalogue's kinds cover benchmarks a resumed run's plan left out."""
@@ -261,52 +305,7 @@ def load_run(run_dir: str | Path, catalogue: Catalogue | None = None) -> Run:
     inputs = info.get("inputs", {}) if isinstance(info, dict) else {}
     catalogue = catalogue or Catalogue()
     kinds = {**catalogue.kinds, **_plan_kinds(plan)}
-    combos: list[Combo] = []
-    for raw in _entries(summary, summary_path):
-        missing = [k for k in ("host", "model", "benchmark", "status") if k not in raw]
-        if missing:
-            raise ReportError(f"{summary_path}: an entry lacks {', '.join(missing)}: {raw}")
-        if raw["status"] not in STATUSES:
-            raise ReportError(
-                f"{summary_path}: status {raw['status']!r} of {raw['model']}/{raw['benchmark']}"
-                f" is not one of {', '.join(STATUSES)}"
-            )
-        # A combination no attempt planned anywhere has no host (summary says so in reason).
-        host, model, bench = raw["host"] or "", raw["model"], raw["benchmark"]
-        record = (
-            _read_json(root / host / model / bench / "status.json", required=False) if host else {}
-        )
-        scores = raw.get("scores") or {}
-        slot = raw.get("slot") or record.get("slot")
-        shards = list(raw.get("shards") or [])
-        records = [record, *_shard_records(root, model, bench, shards)]
-        combos.append(
-            Combo(
-                host=host,
-                model=model,
-                benchmark=bench,
-                status=raw["status"],
-                slot=slot,
-                reason=raw.get("reason") or record.get("reason"),
-                seconds=raw.get("seconds", record.get("seconds")),
-                samples=raw.get("samples", record.get("samples")),
-                scores={k: v for k, v in scores.items() if _is_number(v)},
-                primary_metric=raw.get("primary_metric") or record.get("primary_metric"),
-                kind=raw.get("kind") or kinds.get(bench),
-                started_at=raw.get("started_at") or record.get("started_at"),
-                finished_at=raw.get("finished_at") or record.get("finished_at"),
-                log_path=_log_path(root, host, model, bench, slot) if host else None,
-                primary_score=raw.get("primary_score"),
-                primary_scale=raw.get("primary_scale"),
-                scoring_note=raw.get("scoring_note"),
-                shards=shards,
-                questions_file=raw.get("questions_file"),
-                interval=_interval(raw.get("primary_interval")),
-                questions_note=raw.get("questions_note"),
-                checkpoint=record.get("checkpoint"),
-                work=[w for r in records if isinstance(r, dict) and (w := _work(r))],
-            )
-        )
+    combos = [_combo(root, raw, summary_path, kinds) for raw in _entries(summary, summary_path)]
     hosts = {}
     for host in sorted(
         {c.host for c in combos if c.host} | {p.parent.name for p in root.glob("*/host.json")}
@@ -813,10 +812,3 @@ def compare_runs(run: Run, other: Run) -> list[Delta]:
     for model in dict.fromkeys(d.model for d in out):
         adjust([d.paired for d in out if d.model == model])
     return out
-
-
-class FilterModule:
-    """Data helpers only; the filters live in eval_report.py."""
-
-    def filters(self) -> dict[str, Any]:
-        return {}

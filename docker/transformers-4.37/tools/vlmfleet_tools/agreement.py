@@ -1,9 +1,13 @@
 """Batched generation against VLMEvalKit's own batch-1 loop, on one checkpoint.
 
-    python -m vlmfleet.agreement --checkpoint DIR --device cpu --questions 24 --out FILE.json
+    python -m vlmfleet_tools.agreement --checkpoint DIR --device cpu --questions 24 --out FILE.json
 
-For each benchmark of the default matrix (``vlmfleet.known_answer.DEFAULT_BENCHMARKS``), the
-synthetic dataset of ``--questions`` questions is answered once by VLMEvalKit's per-sample loop
+A development tool, not part of the image: it runs beside the image's ``vlmfleet`` with
+docker/transformers-4.37/tools on PYTHONPATH (docker/transformers-4.37/README.md).
+
+For each benchmark of the default matrix
+(``vlmfleet.known_answer_checkpoints.DEFAULT_BENCHMARKS``), the synthetic dataset of
+``--questions`` questions is answered once by VLMEvalKit's per-sample loop
 (``vlmeval.inference.infer_data_job``, the reference) and then by the llava family's batched
 engine (``vlmfleet.families.llava_batched``) at each batch size in each batch order:
 
@@ -25,9 +29,9 @@ benchmark, batch size and order the rows, the identical rows and each differing 
 
 With random weights every next-token distribution is nearly flat, so rounding differences from
 padding would flip answers too and agreement says little; trained checkpoints
-(``vlmfleet.known_answer``) answer with confident logits, as a real model does, which is the case
-that matters. The report counts the reference answers that match the answer key to show which
-of the two a checkpoint is.
+(``vlmfleet.known_answer_checkpoints``) answer with confident logits, as a real model does,
+which is the case that matters. The report counts the reference answers that match the answer
+key to show which of the two a checkpoint is.
 
 Exit status: 0 every row identical, 1 some row differs, 2 bad arguments.
 """
@@ -50,7 +54,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("vlmfleet.agreement")
+log = logging.getLogger("vlmfleet_tools.agreement")
 
 ORDERS = ("product", "shuffled", "reversed")
 BATCH_SIZES = (1, 8, 32)
@@ -105,7 +109,7 @@ def check_settings(
 ) -> Settings:
     """Every argument checked before any work starts."""
     from vlmfleet.families.llava_batched import BatchingError, check_batch_size
-    from vlmfleet.known_answer import DEFAULT_BENCHMARKS
+    from vlmfleet.known_answer_checkpoints import DEFAULT_BENCHMARKS
 
     checkpoint = Path(checkpoint).absolute()
     if not (checkpoint / "config.json").is_file():
@@ -192,7 +196,6 @@ def reference_run(model: Any, model_name: str, name: str, work: Path) -> tuple[d
     from vlmeval.dataset import build_dataset
     from vlmeval.inference import infer_data_job
     from vlmeval.smp.file import get_pred_file_path
-
     from vlmfleet.stack import seed_everything
 
     work.mkdir(parents=True)
@@ -207,7 +210,6 @@ def batched_run(
 ) -> dict[str, str]:
     """The llava family's batched engine at ``batch_size``, samples in the batch order ``order``."""
     from vlmeval.dataset import build_dataset
-
     from vlmfleet.families.llava_batched import infer_prepared, prepare_samples
     from vlmfleet.stack import seed_everything
 
@@ -228,7 +230,6 @@ def queue_run(
     unit runs them (batches cross benchmark boundaries): each benchmark's answers by index and
     how many of its samples shared a batch with another benchmark's."""
     from vlmeval.dataset import build_dataset
-
     from vlmfleet.families.llava_batched import BatchPolicy, answer_all, prepare_samples
     from vlmfleet.predictions import write_predictions
     from vlmfleet.stack import seed_everything
@@ -263,8 +264,9 @@ def compare(reference: dict[str, str], batched: dict[str, str]) -> dict[str, Any
 
 
 def matches_key(kind: str, rows: Any, predictions: dict[str, str]) -> int:
-    """Reference answers equal to the answer key's answer (known_answer.right_answer)."""
-    from vlmfleet.known_answer import right_answer
+    """Reference answers equal to the answer key's answer
+    (``known_answer_checkpoints.right_answer``)."""
+    from vlmfleet.known_answer_checkpoints import right_answer
 
     return sum(
         predictions[str(rows.iloc[i]["index"])] == right_answer(kind, rows.iloc[i])
@@ -301,7 +303,7 @@ def _machine(device: str) -> dict[str, Any]:
 
 
 def _checkpoint_facts(checkpoint: Path) -> dict[str, Any]:
-    from vlmfleet import known_answer, tiny_checkpoint
+    from vlmfleet import known_answer_checkpoints, tiny_checkpoint
 
     facts: dict[str, Any] = {"path": str(checkpoint), "name": checkpoint.name}
     weights = checkpoint / "model.safetensors"
@@ -311,7 +313,7 @@ def _checkpoint_facts(checkpoint: Path) -> dict[str, Any]:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(block)
         facts["model_safetensors_sha256"] = digest.hexdigest()
-    for marker in (known_answer.MARKER, tiny_checkpoint.MARKER):
+    for marker in (known_answer_checkpoints.MARKER, tiny_checkpoint.MARKER):
         if (checkpoint / marker).is_file():
             facts["marker"] = {marker: json.loads((checkpoint / marker).read_text("utf-8"))}
     return facts
@@ -321,7 +323,7 @@ def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
     """The report (see the module docstring); ``work`` holds data and prediction files."""
     from vlmfleet.datasets import LMU_ENV, use_synthetic_dataset
     from vlmfleet.families.llava_batched import decoder_for
-    from vlmfleet.known_answer import DEFAULT_BENCHMARKS
+    from vlmfleet.known_answer_checkpoints import DEFAULT_BENCHMARKS
     from vlmfleet.stack import import_stack
 
     lmu = work / "LMUData"
@@ -438,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     from vlmfleet.log_routing import LOG_FORMAT
 
     parser = argparse.ArgumentParser(
-        prog="python -m vlmfleet.agreement", description=__doc__.splitlines()[0]
+        prog="python -m vlmfleet_tools.agreement", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--checkpoint", required=True, type=Path, help="LLaVA checkpoint folder")
     parser.add_argument("--device", default="cpu", help="cpu (float32) or cuda (float16)")

@@ -9,20 +9,13 @@ from __future__ import annotations
 import base64
 import html
 import io
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-# Ansible loads filter plugins by path, not as a package: make the sibling modules importable.
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-from ansible_collections.vlmfleet.shared.plugins.module_utils.uncertainty import (  # noqa: E402
+from ansible_collections.vlmfleet.shared.plugins.module_utils.uncertainty import (
     worst_case_half_width,
 )
-from eval_report_data import (  # noqa: E402
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.report.data import (
     REFERENCE_HALF_WIDTH_LIMIT,
     Combo,
     Delta,
@@ -814,10 +807,3 @@ def render_html(run: Run, secs: list[Section], png: bytes) -> str:
             parts.append("</div>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
-
-
-class FilterModule:
-    """Rendering helpers only; the filters live in eval_report.py."""
-
-    def filters(self) -> dict[str, Any]:
-        return {}

@@ -1,5 +1,5 @@
 """The run's own models and benchmarks (custom_models, custom_benchmarks), checked on the
-controller by eval.yml's validation step (plugins/filter/eval_inputs.py) before any host is
+controller by eval.yml's validation step (plugin_utils/inputs.py) before any host is
 touched: each problem is appended to ``errors`` naming the value and what would be valid.
 
 Controller-only; in the project collection so that the validation filter imports it.
