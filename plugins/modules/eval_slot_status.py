@@ -86,7 +86,7 @@ eval_progress:
     started_at: {description: Earliest start of the slots' containers (ISO 8601) or null, type: str}
     slots:
       description: Per slot, C(slot), C(container), C(state) (running, exited, missing...),
-        C(exit_code), C(oom_killed) (Docker's State.OOMKilled: the kernel's out-of-memory
+        C(exit_code), C(oom_killed) (Docker's State.OOMKilled, true when the kernel's out-of-memory
         killer ended it), C(error), C(started_at), C(done), C(total), C(current), C(updated_at).
       type: list
       elements: dict
