@@ -281,7 +281,7 @@ def test_resume_after_the_worker_is_killed(fleet: Fleet, built_image: str) -> No
             "eval_run_batch_size must be 'auto' or a positive whole number",
         ),
         ({"max_new_tokens": "-1"}, "max_new_tokens must be a positive whole number"),
-        ({"eval_run_judge": "gpt-4o-mini"}, "eval_run_judge 'gpt-4o-mini' is not available"),
+        ({"judge": "gpt-4o-mini"}, "judge 'gpt-4o-mini' is not available"),
         (
             {"models": "InternVL2-2B", "smoke": "true"},
             "model 'InternVL2-2B' (family internvl) cannot run in this image: this image has no "

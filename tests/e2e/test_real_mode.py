@@ -131,7 +131,7 @@ def test_your_own_model_on_your_own_benchmarks_in_real_mode(fleet: Fleet, tsvs: 
 def test_an_official_benchmark_is_prepared_before_any_worker_and_its_failure_named(
     fleet: Fleet,
 ) -> None:
-    """smoke=false with VLMEvalKit's POPE and eval_data_source=download: the host's preparation
+    """smoke=false with VLMEvalKit's POPE and data_source=download: the host's preparation
     container lets VLMEvalKit fetch POPE.tsv, which this machine cannot reach (no benchmark
     mirror here), so the host's run stops there, naming POPE, its URL and the cause; no worker
     starts, and the summary says so for the combination."""
@@ -143,7 +143,7 @@ def test_an_official_benchmark_is_prepared_before_any_worker_and_its_failure_nam
         allow_cpu=True,
         models=["ka_strong"],
         benchmarks=["POPE"],
-        eval_data_source="download",
+        data_source="download",
         custom_models={"ka_strong": {"family": "llava", "checkpoint": str(CHECKPOINT)}},
     )
     out = stdout(r)

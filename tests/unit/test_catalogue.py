@@ -296,15 +296,15 @@ def test_every_model_of_a_smoke_family_names_a_known_answer_checkpoint():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"batch_size": "0"}, "eval_run_batch_size must be 'auto' or a positive whole number"),
-        ({"batch_size": True}, "eval_run_batch_size must be 'auto' or a positive whole number"),
-        ({"batch_size": "big"}, "eval_run_batch_size must be 'auto' or a positive whole number"),
+        ({"batch_size": "0"}, "batch_size must be 'auto' or a positive whole number"),
+        ({"batch_size": True}, "batch_size must be 'auto' or a positive whole number"),
+        ({"batch_size": "big"}, "batch_size must be 'auto' or a positive whole number"),
         ({"max_new_tokens": "-1"}, "max_new_tokens must be a positive whole number"),
         ({"shard_rows": "0"}, "shard_rows must be a positive whole number"),
         ({"shard_rows": "a few"}, "shard_rows must be a positive whole number"),
         (
             {"judge": "gpt-4o-mini"},
-            "eval_run_judge 'gpt-4o-mini' is not available; valid: exact_matching, openai",
+            "judge 'gpt-4o-mini' is not available; valid: exact_matching, openai",
         ),
         # Models this image refuses, in smoke runs too: test_models_this_image_cannot_run_...
     ],
@@ -341,28 +341,28 @@ def test_a_judge_model_is_settled_with_its_defaults():
     [
         (
             {"judge": "gpt4"},
-            "eval_run_judge 'gpt4' is not available; valid: exact_matching, openai",
+            "judge 'gpt4' is not available; valid: exact_matching, openai",
         ),
         (
             {"judge_model": "gpt-4o"},
-            "eval_judge_model applies to eval_run_judge=openai only; add -e eval_run_judge=openai",
+            "judge_model applies to judge=openai only; add -e judge=openai",
         ),
         (
             {"judge": "exact_matching", "judge_model": "m", "judge_base_url": "http://h/v1"},
-            "eval_judge_model and eval_judge_base_url apply to eval_run_judge=openai only",
+            "judge_model and judge_base_url apply to judge=openai only",
         ),
         (
             {"judge": "openai", "judge_model": "Qwen/Qwen2.5-72B"},
-            "eval_judge_model 'Qwen/Qwen2.5-72B' is not usable: one word of letters",
+            "judge_model 'Qwen/Qwen2.5-72B' is not usable: one word of letters",
         ),
         (
             {"judge": "openai", "judge_model": "deepseek"},
-            "eval_judge_model 'deepseek' is VLMEvalKit's name for a judge it reaches through "
+            "judge_model 'deepseek' is VLMEvalKit's name for a judge it reaches through "
             "another client",
         ),
         (
             {"judge": "openai", "judge_base_url": "judge.example:8000/v1"},
-            "eval_judge_base_url 'judge.example:8000/v1' is not usable: give an http:// or "
+            "judge_base_url 'judge.example:8000/v1' is not usable: give an http:// or "
             "https:// URL with a host, e.g. https://api.openai.com/v1",
         ),
         (
@@ -384,7 +384,7 @@ def test_a_bad_judge_input_stops_in_the_validation_step(raw, message):
 def test_a_judge_url_with_a_password_is_refused_without_showing_it():
     with pytest.raises(EvalInputError) as err:
         check(judge="openai", judge_base_url="https://me:sk-secret@judge.example/v1")
-    assert "eval_judge_base_url (a URL with credentials) is not usable: give" in str(err.value)
+    assert "judge_base_url (a URL with credentials) is not usable: give" in str(err.value)
     assert "sk-secret" not in str(err.value)
 
 
@@ -413,13 +413,13 @@ def test_inventory_values_and_eval_hosts_are_inputs_too(hosts, raw, message):
 
 
 def test_a_bad_batch_size_given_with_e_is_one_problem_not_one_per_host():
-    # Extra vars reach every host's variables too.
+    # -e eval_run_batch_size=0 reaches every host's variables, as the inventory's would.
     hosts = {"a": {"eval_run_batch_size": "0"}, "b": {"eval_run_batch_size": "0"}}
     with pytest.raises(EvalInputError) as err:
-        check(hosts=hosts, batch_size="0")
+        check(hosts=hosts)
     assert str(err.value) == (
-        "eval_run_batch_size must be 'auto' or a positive whole number (samples per generate "
-        "call; auto: sized by the GPU memory a slot has left), got '0'"
+        "hosts 'a', 'b': eval_run_batch_size must be 'auto' or a positive whole number "
+        "(samples per generate call; auto: sized by the GPU memory a slot has left), got '0'"
     )
 
 

@@ -1,4 +1,4 @@
-"""The data preparation's pure parts: eval_data_source/eval_data_dir in the validation step, the
+"""The data preparation's pure parts: data_source/data_dir in the validation step, the
 benchmarks a host prepares, the host lock, the md5 message, and what the summary says of the
 combinations of a host whose preparation failed (the preparation itself runs in the image:
 tests/e2e/test_prepare_data.py)."""
@@ -51,20 +51,20 @@ def test_ship_takes_a_directory_holding_each_official_benchmark(tmp_path):
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        ({"data_source": "rsync"}, "eval_data_source must be one of download, ship, got 'rsync'"),
+        ({"data_source": "rsync"}, "data_source must be one of download, ship, got 'rsync'"),
         (
             {"data_source": "ship"},
-            "eval_data_source=ship needs eval_data_dir: a directory on the controller holding "
+            "data_source=ship needs data_dir: a directory on the controller holding "
             "<name>.tsv for each benchmark of the run",
         ),
         (
             {"data_source": "ship", "data_dir": "/nonexistent/dir"},
-            "eval_data_dir '/nonexistent/dir' is not a directory on the controller",
+            "data_dir '/nonexistent/dir' is not a directory on the controller",
         ),
-        ({"data_dir": "/tmp"}, "eval_data_dir applies to eval_data_source=ship only"),
+        ({"data_dir": "/tmp"}, "data_dir applies to data_source=ship only"),
         (
             {"data_source": "ship", "data_dir": "/tmp", "smoke": "true"},
-            "eval_data_source=ship applies to real runs",
+            "data_source=ship applies to real runs",
         ),
     ],
 )
@@ -78,7 +78,7 @@ def test_ship_names_every_tsv_the_directory_lacks(tmp_path):
     (tmp_path / "MMStar.tsv").write_text("index\n")
     out = check(benchmarks="POPE,MMStar,BLINK", data_source="ship", data_dir=str(tmp_path))
     assert out["error"] == (
-        f"eval_data_dir {tmp_path} lacks POPE.tsv, BLINK.tsv (eval_data_source=ship needs "
+        f"data_dir {tmp_path} lacks POPE.tsv, BLINK.tsv (data_source=ship needs "
         "VLMEvalKit's TSV of each benchmark of the run)"
     )
 
@@ -218,7 +218,7 @@ def test_downloads_the_disk_cannot_hold_are_refused_naming_path_free_and_need(tm
     shape = (
         r"not enough disk for the downloads: /srv/vlm-eval/LMUData has [0-9.]+ GiB \(([0-9]+) "
         r"bytes\) free, and POPE \(([0-9.]+) GiB\), MMStar \(1\.00 GiB\) with their images need "
-        r"([0-9.]+) GiB; free space there, or ship the data \(eval_data_source=ship\)"
+        r"([0-9.]+) GiB; free space there, or ship the data \(data_source=ship\)"
     )
     match = re.fullmatch(shape, problem)
     assert match, problem

@@ -60,8 +60,8 @@ HOST_LABEL = "io.vlm-eval.host"
 SLOT_LABEL = "io.vlm-eval.slot"
 # A real run's data preparation (python -m vlmfleet.prepare_data), once per host before any
 # worker starts: its record outputs/<run_id>/<host>/prepare.json, its exclusive lock
-# $LMUData/.prepare.lock, and where the official benchmarks' TSVs come from (eval_data_source:
-# VLMEvalKit's own download, or shipped from the controller's eval_data_dir).
+# $LMUData/.prepare.lock, and where the official benchmarks' TSVs come from (eval.yml's data_source:
+# VLMEvalKit's own download, or shipped from the controller's data_dir).
 PREPARE_FILE = "prepare.json"
 PREPARE_LOCK = ".prepare.lock"
 # The preparation container's name: container_name(run_id, host, PREPARE_SLOT) (no slot is

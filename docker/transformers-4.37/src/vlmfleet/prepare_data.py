@@ -11,7 +11,7 @@ official benchmark the slot files list (custom ones are shipped and checked by r
 - ``download``: VLMEvalKit's own dataset class is constructed, which fetches the TSV where it is
   missing or its md5 is not the class's ``DATASET_MD5``; the file is then checked against that md5
   (VLMEvalKit's download does not check what it fetched);
-- ``ship``: role eval_run has copied the controller's ``eval_data_dir/<name>.tsv`` here; it is
+- ``ship``: role eval_run has copied the controller's ``data_dir/<name>.tsv`` here; it is
   checked against the class's md5 first, then the class is constructed (no download: the file is
   the one VLMEvalKit expects), which also writes VLMEvalKit's ``<name>_local.tsv`` of a big TSV
   here rather than in every slot at once.
@@ -144,7 +144,7 @@ def room_problem(sizes: dict[str, int], root: Path, shown_as: str) -> str | None
     return (
         f"not enough disk for the downloads: {shown_as} has {free / BYTES_PER_GIB:.2f} GiB "
         f"({free} bytes) free, and {files} with their images need {need / BYTES_PER_GIB:.2f} GiB; "
-        "free space there, or ship the data (eval_data_source=ship)"
+        "free space there, or ship the data (data_source=ship)"
     )
 
 

@@ -29,14 +29,13 @@ from ansible_collections.vlmfleet.shared.plugins.plugin_utils.custom_inputs impo
     check_custom_benchmarks,
     check_custom_models,
 )
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.input_table import RESUMABLE
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Names that would collide with the results directory's own entries.
 RESERVED_RUN_IDS = ("latest",)
 TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")
-# Inputs that a resumed run takes from the stored run when not given again.
-RESUMABLE = ("models", "benchmarks", "limit", "precision", "smoke", "smoke_weights")
 # precision: the 95% interval's half-width, in points of the 0-100 scale, that each benchmark's
 # sample limit is chosen for (at most uncertainty.MAX_PRECISION).
 PRECISION_MEANING = (
@@ -50,7 +49,7 @@ SMOKE_WEIGHTS = ("known", "random")
 DEFAULT_SMOKE_WEIGHTS = "known"
 DEFAULT_JUDGE = EXACT_MATCHING
 # Where a real run's official benchmark TSVs come from: VLMEvalKit's own download on each host,
-# or eval_data_dir on the controller (air-gapped fleets), shipped by role eval_run.
+# or data_dir on the controller (air-gapped fleets), shipped by role eval_run.
 DEFAULT_DATA_SOURCE = "download"
 # The judge "openai": VLMEvalKit's OpenAIWrapper against any OpenAI-compatible server.
 DEFAULT_JUDGE_MODEL = "gpt-4o-mini"
@@ -292,7 +291,7 @@ def parse_batch_size(value: Any, what: str, errors: list[str]) -> int | str | No
 def check_run_options(raw: Mapping[str, Any], errors: list[str]) -> dict[str, Any]:
     """The generation options a user may set with -e, with their defaults (max_new_tokens'
     depends on smoke, settled last)."""
-    batch = parse_batch_size(raw.get("batch_size"), "eval_run_batch_size", errors)
+    batch = parse_batch_size(raw.get("batch_size"), "batch_size", errors)
     max_new = parse_count(raw.get("max_new_tokens"), "max_new_tokens", "tokens per answer", errors)
     # Unset: the planner shards only the benchmarks that would bound the run (eval_plan).
     shard_rows = parse_count(
@@ -310,16 +309,16 @@ def parse_judge_model(value: Any, errors: list[str]) -> str | None:
     text = DEFAULT_JUDGE_MODEL if _unset(value) else value
     if not isinstance(text, str) or not JUDGE_MODEL_RE.match(text):
         errors.append(
-            f"eval_judge_model {value!r} is not usable: one word of letters, digits, '.', '_', "
+            f"judge_model {value!r} is not usable: one word of letters, digits, '.', '_', "
             "':' or '-' (VLMEvalKit names its result files after it), e.g. "
             f"{DEFAULT_JUDGE_MODEL}"
         )
         return None
     if text in OTHER_CLIENT_JUDGES:
         errors.append(
-            f"eval_judge_model {text!r} is VLMEvalKit's name for a judge it reaches through "
+            f"judge_model {text!r} is VLMEvalKit's name for a judge it reaches through "
             f"another client ({', '.join(OTHER_CLIENT_JUDGES)}); name the model as the "
-            "OpenAI-compatible server at eval_judge_base_url serves it"
+            "OpenAI-compatible server at judge_base_url serves it"
         )
         return None
     return text
@@ -343,15 +342,14 @@ def parse_judge_base_url(value: Any, errors: list[str]) -> str | None:
         # A URL with a password in it is not shown back.
         shown = "(a URL with credentials)" if url and url.password else repr(value)
         errors.append(
-            f"eval_judge_base_url {shown} is not usable: give {problem}, e.g. "
-            f"{DEFAULT_JUDGE_BASE_URL}"
+            f"judge_base_url {shown} is not usable: give {problem}, e.g. {DEFAULT_JUDGE_BASE_URL}"
         )
         return None
     return text.rstrip("/")
 
 
 def check_judge(raw: Mapping[str, Any], errors: list[str]) -> dict[str, Any]:
-    """eval_run_judge with its model and base URL (settled for the judge "openai", None for
+    """judge with its model and base URL (settled for the judge "openai", None for
     exact matching, where giving either is refused)."""
     judge = raw.get("judge")
     given = {k: raw.get(k) for k in ("judge_model", "judge_base_url")}
@@ -359,18 +357,17 @@ def check_judge(raw: Mapping[str, Any], errors: list[str]) -> dict[str, Any]:
         judge = DEFAULT_JUDGE
     if judge not in JUDGES:
         errors.append(
-            f"eval_run_judge {judge!r} is not available; valid: {', '.join(JUDGES)} "
+            f"judge {judge!r} is not available; valid: {', '.join(JUDGES)} "
             f"({EXACT_MATCHING}: VLMEvalKit's rules; openai: an OpenAI-compatible judge model, "
-            "eval_judge_model at eval_judge_base_url)"
+            "judge_model at judge_base_url)"
         )
         return {"judge": DEFAULT_JUDGE, "judge_model": None, "judge_base_url": None}
     if judge == EXACT_MATCHING:
-        named = [f"eval_{k}" for k, v in given.items() if not _unset(v)]
+        named = [k for k, v in given.items() if not _unset(v)]
         if named:
             errors.append(
                 f"{' and '.join(named)} {'apply' if len(named) > 1 else 'applies'} to "
-                "eval_run_judge=openai only; add "
-                "-e eval_run_judge=openai or leave them out"
+                "judge=openai only; add -e judge=openai or leave them out"
             )
         return {"judge": judge, "judge_model": None, "judge_base_url": None}
     return {
@@ -380,7 +377,7 @@ def check_judge(raw: Mapping[str, Any], errors: list[str]) -> dict[str, Any]:
     }
 
 
-def parse_gpu_slots(value: Any, host: str, errors: list[str]) -> str | int:
+def parse_gpu_slots(value: Any, errors: list[str]) -> str | int:
     if _unset(value) or (isinstance(value, str) and value.strip().lower() == "auto"):
         return "auto"
     number = None
@@ -390,8 +387,8 @@ def parse_gpu_slots(value: Any, host: str, errors: list[str]) -> str | int:
         number = int(value.strip())
     if number is None or not 1 <= number <= MAX_GPU_SLOTS:
         errors.append(
-            f"host {host!r}: eval_gpu_slots must be auto or a whole number from 1 to "
-            f"{MAX_GPU_SLOTS} (worker slots sharing each GPU), got {value!r}"
+            f"eval_gpu_slots must be auto or a whole number from 1 to {MAX_GPU_SLOTS} "
+            f"(worker slots sharing each GPU), got {value!r}"
         )
         return "auto"
     return number
@@ -403,37 +400,40 @@ def check_hosts(
     inventory: Iterable[str],
     batch: int | str,
     errors: list[str],
-    given_batch: Any = None,
 ) -> dict[str, dict[str, Any]]:
     """The hosts eval_hosts selects, each with its inventory's eval_gpu_slots and
-    eval_run_batch_size (checked here, like every input). A host's eval_run_batch_size that
-    is the -e value (extra vars reach every host) was checked once already, as the run's."""
+    eval_run_batch_size (checked here, like every input). One bad value shared by several
+    hosts (an -e eval_run_batch_size reaches every host) is one message naming them all."""
     if not hosts:
         errors.append(
             f"eval_hosts {pattern!r} matches no host of the inventory; hosts: "
             f"{', '.join(inventory) or 'none'}"
         )
     out = {}
+    bad: dict[str, list[str]] = {}
     for host, hv in hosts.items():
-        own_batch = hv.get("eval_run_batch_size")
+        problems: list[str] = []
         out[host] = {
-            "gpu_slots": parse_gpu_slots(hv.get("eval_gpu_slots"), host, errors),
+            "gpu_slots": parse_gpu_slots(hv.get("eval_gpu_slots"), problems),
             "batch_size": parse_batch_size(
-                None if own_batch == given_batch else own_batch,
-                f"host {host!r}: eval_run_batch_size",
-                errors,
+                hv.get("eval_run_batch_size"), "eval_run_batch_size", problems
             )
             or batch,
         }
+        for problem in problems:
+            bad.setdefault(problem, []).append(host)
+    for problem, named in bad.items():
+        who = "host" if len(named) == 1 else "hosts"
+        errors.append(f"{who} {', '.join(map(repr, named))}: {problem}")
     return out
 
 
 def check_data_source(
     source: Any, data_dir: Any, benchmarks: list[str], catalogue: Mapping[str, Any], smoke: bool
 ) -> tuple[str, str | None]:
-    """eval_data_source and eval_data_dir -> (source, the directory or None).
+    """data_source and data_dir -> (source, the directory or None).
 
-    ``ship`` needs ``<eval_data_dir>/<name>.tsv`` on the controller for each official benchmark
+    ``ship`` needs ``<data_dir>/<name>.tsv`` on the controller for each official benchmark
     of the run (custom ones are shipped from their own tsv). Only presence is checked here:
     the controller has no VLMEvalKit, whose dataset classes hold the md5s; each host's
     preparation step checks every shipped file against them before any worker starts.
@@ -441,37 +441,35 @@ def check_data_source(
     source = DEFAULT_DATA_SOURCE if _unset(source) else source
     if source not in DATA_SOURCES:
         raise EvalInputError(
-            f"eval_data_source must be one of {', '.join(DATA_SOURCES)}, got {source!r}"
+            f"data_source must be one of {', '.join(DATA_SOURCES)}, got {source!r}"
         )
     if source == "download":
         if not _unset(data_dir):
             raise EvalInputError(
-                "eval_data_dir applies to eval_data_source=ship only; add "
-                "eval_data_source=ship or leave eval_data_dir out"
+                "data_dir applies to data_source=ship only; add "
+                "data_source=ship or leave data_dir out"
             )
         return source, None
     if smoke:
         raise EvalInputError(
-            "eval_data_source=ship applies to real runs: smoke runs write their own synthetic "
-            "data; leave smoke=true or eval_data_source out"
+            "data_source=ship applies to real runs: smoke runs write their own synthetic "
+            "data; leave smoke=true or data_source out"
         )
     if _unset(data_dir):
         raise EvalInputError(
-            "eval_data_source=ship needs eval_data_dir: a directory on the controller holding "
+            "data_source=ship needs data_dir: a directory on the controller holding "
             "<name>.tsv for each benchmark of the run"
         )
     folder = Path(str(data_dir)).expanduser().absolute()
     if not folder.is_dir():
-        raise EvalInputError(
-            f"eval_data_dir {str(data_dir)!r} is not a directory on the controller"
-        )
+        raise EvalInputError(f"data_dir {str(data_dir)!r} is not a directory on the controller")
     cat = catalogue["catalogue_benchmarks"]
     official = [b for b in benchmarks if not cat[b].get("custom")]
     missing = [b for b in official if not (folder / f"{b}.tsv").is_file()]
     if missing:
         raise EvalInputError(
-            f"eval_data_dir {folder} lacks {', '.join(f'{b}.tsv' for b in missing)} "
-            f"(eval_data_source=ship needs VLMEvalKit's TSV of each benchmark of the run)"
+            f"data_dir {folder} lacks {', '.join(f'{b}.tsv' for b in missing)} "
+            f"(data_source=ship needs VLMEvalKit's TSV of each benchmark of the run)"
         )
     return source, str(folder)
 
@@ -545,10 +543,7 @@ def check_inputs(
 
 def given_inputs(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The matrix and smoke inputs as given (None: not given); a resume compares these."""
-    given = {
-        k: raw.get(k)
-        for k in ("models", "benchmarks", "limit", "precision", "smoke", "smoke_weights")
-    }
+    given = {k: raw.get(k) for k in RESUMABLE}
     # `models=""` on the command line means "not given", like an unset limit.
     for key in ("models", "benchmarks", "smoke", "smoke_weights"):
         if isinstance(given[key], str) and not given[key].strip():
@@ -634,7 +629,6 @@ def check_run(
         inventory or list(hosts or {}),
         options["batch_size"],
         errors,
-        raw.get("batch_size"),
     )
     out |= options
     out["resume"] = (

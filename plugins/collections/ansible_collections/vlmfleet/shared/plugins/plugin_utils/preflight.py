@@ -175,7 +175,7 @@ def data_files(
 ) -> list[dict[str, Any]]:
     """Every benchmark TSV a host's slots read from its LMUData in a real run, once each:
     {name, tsv and images (their paths under the eval_dirs root), src (the controller file the
-    run ships: a custom benchmark's tsv, or eval_data_dir/<name>.tsv with eval_data_source=ship;
+    run ships: a custom benchmark's tsv, or data_dir/<name>.tsv with data_source=ship;
     None where VLMEvalKit downloads it on the host), bytes (src's size, or None)}. Smoke runs
     write their own small synthetic data: none."""
     if smoke:

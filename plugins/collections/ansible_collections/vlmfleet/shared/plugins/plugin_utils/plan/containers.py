@@ -102,7 +102,7 @@ def eval_container_spec(
     env, mounts, device_requests, detach}. ``container``: a slot of eval_host_units (its worker,
     detached, on its GPUs when its device is cuda), {slot: contract.MERGE_SLOT} (the merge of
     the host's sharded benchmarks) or {slot: contract.PREPARE_SLOT, slots: [the host's slot
-    names], source: eval_data_source} (the data preparation); the merge and the preparation run
+    names], source: data_source} (the data preparation); the merge and the preparation run
     to their end. ``host_dirs``: the host's path of each CONTAINER_MOUNTS key (secret only where
     the host has a token file)."""
     slot = str(container["slot"])
