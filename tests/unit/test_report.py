@@ -510,7 +510,7 @@ def test_reference_map_covers_only_known_figures(refs: dict) -> None:
         assert set(figure["scores"]) == {"llava_v1.5_7b", "llava_v1.5_13b"}
     assert {figures[f]["source"].split(",")[0] for f in mapping.values()} == {
         "LLaVA repository", "VLMEvalKit v0.1 results tables (Jan 2024)"}  # fmt: skip
-    # The published figures, as ../shared/reference-scores.md gives them.
+    # The published figures, as playbooks/vars/reference_scores.yml gives them with their sources.
     assert figures[mapping["MMBench_DEV_EN"]]["scores"] == {"llava_v1.5_7b": 64.3,
                                                              "llava_v1.5_13b": 67.7}  # fmt: skip
     assert figures[mapping["SEEDBench_IMG"]]["scores"]["llava_v1.5_7b"] == 65.6

@@ -1,7 +1,7 @@
 """The llava family's batched engine: one queue of samples per slot, several per ``generate``.
 
-At batch 1 a full-size LLaVA-1.5 decodes at about 40 ms a token on an H100, bound by per-step
-overhead rather than by the GPU (DESIGN.md), so most of the GPU idles. The engine keeps
+At batch 1 a full-size LLaVA-1.5 decoding is bound by per-step
+overhead rather than by the GPU (bench/README.md), so most of the GPU idles. The engine keeps
 everything a user can see the same as VLMEvalKit's ``infer_data_job`` - each sample's message is
 built as ``infer_data`` builds it, the prompt and image preprocessing are the wrapper's own,
 decoding is greedy, and each benchmark's prediction file has ``infer_data_job``'s format and

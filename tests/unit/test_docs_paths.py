@@ -1,0 +1,48 @@
+"""The project's docs name only files that exist in the repository: each file path written in
+README.md, docs/ and bench/README.md ends some tracked file's path."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = (
+    "README.md",
+    "docs/architecture.md",
+    "bench/README.md",
+    "docker/transformers-4.37/README.md",
+)
+# A path-like word in backticks: folders and a file name with one of the project's suffixes.
+PATH_RE = re.compile(r"`((?:[\w.-]+/)*[\w.-]+\.(?:py|yml|yaml|md|sh|cfg|toml|in|lock|json))`")
+# Files a run, a build or a user writes, and files of the packages the image installs: the
+# docs name them as what will be there.
+WRITTEN = re.compile(
+    r"(^|/)(status|slot|slot-progress|plan|run|summary|manifest|prepare|daemon|merge|"
+    r"known_answer|scores|progress|results|selfcheck)[\w.-]*\.json$|\.env$|vault\.yml$|"
+    r"(^|/)report\.(md|html)$|\.prepare\.lock$|^(llava|vlmeval|transformers)/|"
+    r"<|\*|^results/|^outputs/|^/"
+)
+
+
+def tracked() -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    return out.splitlines()
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_every_file_a_doc_names_exists(doc):
+    files = tracked()
+    named = set(PATH_RE.findall((ROOT / doc).read_text()))
+    assert named, f"{doc}: no file paths found"
+    missing = sorted(
+        p
+        for p in named
+        if not WRITTEN.search(p) and not any(f == p or f.endswith("/" + p) for f in files)
+    )
+    assert not missing, f"{doc} names files that are not in the repository: {missing}"
