@@ -1,1 +1,0 @@
-../../../../../../../docker/transformers-4.37/src/vlmfleet/contract.py
