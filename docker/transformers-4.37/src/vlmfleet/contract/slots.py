@@ -320,11 +320,8 @@ def _judge(data: Mapping[str, Any], judge: str, units: list[Unit], where: str) -
     return model, base_url
 
 
-def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
-    where = str(path)
-    if not isinstance(data, dict):
-        raise ContractError(f"{where}: top level must be an object")
-    _only(data, SLOT_KEYS, where)
+def _generation(data: Mapping[str, Any], where: str) -> tuple[Any, Any, Any]:
+    """max_new_tokens, min_new_tokens and batch_size."""
     max_new = _optional_count(data, "max_new_tokens", where)
     # Optional: the bench fixes the answer length with both; the planner leaves it null.
     min_new = _optional_count(data, "min_new_tokens", where) if "min_new_tokens" in data else None
@@ -335,8 +332,38 @@ def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
         raise ContractError(
             f"{where}: batch_size must be a positive integer or {AUTO_BATCH!r}, got {batch_size!r}"
         )
-    # Optional: slot files written before slots knew their share of a GPU.
-    shared_by = _optional_count(data, "shared_by", where) if "shared_by" in data else None
+    return max_new, min_new, batch_size
+
+
+def _unit_benchmarks(
+    unit: Mapping[str, Any],
+    model: str,
+    uw: str,
+    seen: set[tuple[str, str]],
+    sharded: set[tuple[str, str]],
+) -> tuple[Benchmark, ...]:
+    """A unit's benchmarks; ``seen`` and ``sharded`` hold the slot's combinations so far."""
+    benches_raw = _need(unit, "benchmarks", list, uw)
+    if not benches_raw:
+        raise ContractError(f"{uw}: benchmarks must list at least one benchmark")
+    benches = []
+    for j, raw in enumerate(benches_raw):
+        bench = _benchmark(raw, f"{uw}.benchmarks[{j}]")
+        # Several shards of one benchmark may share a slot; the whole one comes alone.
+        key = (model, bench.label)
+        whole = (model, bench.name)
+        if key in seen or (bench.shard is None and whole in sharded) or whole in seen:
+            raise ContractError(f"{uw}: combination {model}/{bench.label} is listed twice")
+        if bench.shard is None:
+            seen.add(whole)
+        else:
+            seen.add(key)
+            sharded.add(whole)
+        benches.append(bench)
+    return tuple(benches)
+
+
+def _units(data: Mapping[str, Any], where: str) -> tuple[Unit, ...]:
     units_raw = _need(data, "units", list, where)
     if not units_raw:
         raise ContractError(f"{where}: units must list at least one model")
@@ -349,28 +376,11 @@ def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
             raise ContractError(f"{uw} must be an object")
         _only(unit, UNIT_KEYS, uw)
         model = _name(_need(unit, "model", str, uw), "model", uw)
-        benches_raw = _need(unit, "benchmarks", list, uw)
-        if not benches_raw:
-            raise ContractError(f"{uw}: benchmarks must list at least one benchmark")
-        benches = []
-        for j, raw in enumerate(benches_raw):
-            bench = _benchmark(raw, f"{uw}.benchmarks[{j}]")
-            # Several shards of one benchmark may share a slot; the whole one comes alone.
-            key = (model, bench.label)
-            whole = (model, bench.name)
-            if key in seen or (bench.shard is None and whole in sharded) or whole in seen:
-                raise ContractError(f"{uw}: combination {model}/{bench.label} is listed twice")
-            if bench.shard is None:
-                seen.add(whole)
-            else:
-                seen.add(key)
-                sharded.add(whole)
-            benches.append(bench)
         units.append(
             Unit(
                 model=model,
                 family=_name(_need(unit, "family", str, uw), "family", uw),
-                benchmarks=tuple(benches),
+                benchmarks=_unit_benchmarks(unit, model, uw, seen, sharded),
                 smoke_checkpoint=_choice(
                     unit.get("smoke_checkpoint", "random"),
                     "smoke_checkpoint",
@@ -381,20 +391,31 @@ def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
                 hf_repo=_hub_repo(unit, uw),
             )
         )
-    limit = _optional_count(data, "limit", where)
+    return tuple(units)
+
+
+def parse_slot(data: Any, path: Path = Path(SLOT_FILE)) -> Slot:
+    where = str(path)
+    if not isinstance(data, dict):
+        raise ContractError(f"{where}: top level must be an object")
+    _only(data, SLOT_KEYS, where)
+    max_new, min_new, batch_size = _generation(data, where)
+    # Optional: slot files written before slots knew their share of a GPU.
+    shared_by = _optional_count(data, "shared_by", where) if "shared_by" in data else None
+    units = _units(data, where)
     judge = _choice(_need(data, "judge", str, where), "judge", JUDGES, where)
-    judge_model, judge_base_url = _judge(data, judge, units, where)
+    judge_model, judge_base_url = _judge(data, judge, list(units), where)
     return Slot(
         run_id=_name(_need(data, "run_id", str, where), "run_id", where),
         host=_name(_need(data, "host", str, where), "host", where),
         slot=_name(_need(data, "slot", str, where), "slot", where),
         device=_choice(_need(data, "device", str, where), "device", DEVICES, where),
         smoke=_need(data, "smoke", bool, where),
-        limit=limit,
+        limit=_optional_count(data, "limit", where),
         judge=judge,
         judge_model=judge_model,
         judge_base_url=judge_base_url,
-        units=tuple(units),
+        units=units,
         max_new_tokens=max_new,
         min_new_tokens=min_new,
         batch_size=batch_size,
