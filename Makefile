@@ -28,7 +28,7 @@ lint: setup ## ansible-lint (production profile), yamllint, ruff
 	$(BIN)/ansible-lint --profile production
 
 unit: setup ## Unit tests (no Docker needed)
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q tests/unit tests/scoring
 
 lab: setup ## Docker Engine running + local base images (idempotent)
 	bash tests/lab/lab.sh

@@ -18,10 +18,10 @@ from typing import Any
 from conftest import REPO
 
 STACK_TESTS = (
-    "tests/unit/test_batched.py",
-    "tests/unit/test_llava_static.py",
-    "tests/unit/test_worker_pipeline.py",
-    "tests/unit/test_llava_spread.py",
+    "tests/unit/worker/test_batched.py",
+    "tests/unit/worker/test_llava_static.py",
+    "tests/unit/worker/test_worker_pipeline.py",
+    "tests/unit/worker/test_llava_spread.py",
 )
 # pytest and what it imports on Python 3.11: pure Python, so this venv's copies run in the image.
 PYTEST_PACKAGES = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py")

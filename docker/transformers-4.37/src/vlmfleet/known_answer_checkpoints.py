@@ -47,7 +47,7 @@ WRONG_OPEN_ANSWER = "unknown"
 
 # The checkpoints' training set: the default matrix's benchmarks as the catalogue declares them
 # (name, kind, VLMEvalKit type, score scale, smoke shape; the image has no catalogue, and
-# tests/unit/test_smoke_data.py checks that the two agree). The order is the training data's
+# tests/unit/worker/test_smoke_data.py checks that the two agree). The order is the training data's
 # order, part of how the shipped checkpoints were made. The agreement tool and the tests run
 # the same list.
 DEFAULT_BENCHMARKS: dict[str, Benchmark] = {

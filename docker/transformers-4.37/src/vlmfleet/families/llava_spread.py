@@ -3,7 +3,8 @@
 A slot of several GPUs (the planner's ``gpu0-1``, for a model bigger than one GPU) sees them as
 cuda:0..n-1 inside its container. ``device_map`` places the model's layers over them with a
 memory limit per GPU, computed on the model built on the meta device (no weights), so the same
-placement can be checked without a GPU (tests/unit/test_llava_spread.py). ``load_spread`` then
+placement can be checked without a GPU (tests/unit/worker/test_llava_spread.py).
+``load_spread`` then
 loads as LLaVA's own builder does (``llava.model.builder.load_pretrained_model``), which cannot
 take such a map: it would hand it to the vision tower too. The vision tower and the projector's
 inputs stay on cuda:0, where LLaVA gathers the image and text embeddings (``llava_arch`` moves

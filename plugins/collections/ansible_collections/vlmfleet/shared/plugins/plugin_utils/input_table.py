@@ -3,7 +3,7 @@ takes it from the stored run, the role variable it becomes, and the names it had
 
 The validation step reads the given inputs through this table (filter eval_given_inputs), the
 checker (inputs.py) parses them, and eval_run's variables, its argument specs, README and
-eval.yml's header are held to it by tests/unit/test_input_table.py.
+eval.yml's header are held to it by tests/unit/controller/test_input_table.py.
 
 Naming rule: an `-e` input is a bare word (`limit`, `judge`, `data_source`). The one exception is
 `eval_hosts`: `hosts` is one of Ansible's play keywords, which a variable must not reuse. A

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "roles/gpu_facts/filter_plugins/gpu_facts.py"
+_PATH = Path(__file__).resolve().parents[3] / "roles/gpu_facts/filter_plugins/gpu_facts.py"
 _spec = importlib.util.spec_from_file_location("gpu_facts_filter", _PATH)
 assert _spec and _spec.loader
 gf = importlib.util.module_from_spec(_spec)

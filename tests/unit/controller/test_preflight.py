@@ -18,7 +18,7 @@ from ansible_collections.vlmfleet.shared.plugins.plugin_utils.preflight import (
     weights_unobtainable,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MODELS = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())["catalogue_models"]
 GIB = 1024
 

@@ -1,5 +1,5 @@
 """The worker's disk reserve on a real full filesystem: a status record that says "disk full"
-is written even when no byte is left. Outside tests/unit/test_worker_pipeline.py because that
+is written even when no byte is left. Outside tests/unit/worker/test_worker_pipeline.py because that
 file also runs inside the image (tests/e2e/test_stack_in_image.py), as a user who cannot mount."""
 
 from __future__ import annotations

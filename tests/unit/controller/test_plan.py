@@ -30,7 +30,7 @@ from ansible_collections.vlmfleet.shared.plugins.plugin_utils.summary import (
 )
 from vlmfleet.selection import count_questions, is_circular, select_positions
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CATALOGUE = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())
 DEFAULT_MODELS = CATALOGUE["catalogue_default_models"]
 DEFAULT_BENCHMARKS = CATALOGUE["catalogue_default_benchmarks"]

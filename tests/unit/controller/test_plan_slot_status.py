@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 MODULE = ROOT / "plugins" / "modules" / "eval_slot_status.py"
 
 STANDIN_DOCKER = """#!/bin/sh

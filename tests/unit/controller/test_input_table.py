@@ -16,7 +16,7 @@ from ansible_collections.vlmfleet.shared.plugins.plugin_utils.input_table import
     eval_input_names,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_an_old_name_is_read_as_the_input_with_a_line_naming_the_new_one():

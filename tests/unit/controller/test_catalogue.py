@@ -16,7 +16,7 @@ from ansible_collections.vlmfleet.shared.plugins.plugin_utils.inputs import (
     eval_check_inputs,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CATALOGUE = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())
 DEFAULT_BENCHMARKS = [
     "MMBench_DEV_EN",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-CONTEXT = Path(__file__).resolve().parents[2] / "docker" / "transformers-4.37"
+CONTEXT = Path(__file__).resolve().parents[3] / "docker" / "transformers-4.37"
 RUNTIME = CONTEXT / "src" / "vlmfleet"
 TOOLS = CONTEXT / "tools" / "vlmfleet_tools"
 TOOL_MODULES = ("vlmfleet_tools.agreement", "vlmfleet_tools.known_answer_training")

@@ -31,12 +31,12 @@ from ansible_collections.vlmfleet.shared.plugins.plugin_utils.report.data import
 )
 from ansible_collections.vlmfleet.shared.plugins.plugin_utils.summary import summarize
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "results"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "results"
 CURRENT, PREVIOUS = "20261127T020000Z", "20261126T180000Z"
-REFERENCES_FILE = Path(__file__).resolve().parents[2] / "playbooks/vars/reference_scores.yml"
+REFERENCES_FILE = Path(__file__).resolve().parents[3] / "playbooks/vars/reference_scores.yml"
 # The default benchmarks, from the catalogue (test_catalogue checks it against its own list).
 DEFAULT_BENCHMARKS = yaml.safe_load(
-    (Path(__file__).resolve().parents[2] / "playbooks/vars/catalogue.yml").read_text()
+    (Path(__file__).resolve().parents[3] / "playbooks/vars/catalogue.yml").read_text()
 )["catalogue_default_benchmarks"]
 Z = NormalDist().inv_cdf(0.975)
 

@@ -16,7 +16,7 @@ pytest.importorskip("llava")
 
 from vlmfleet.families import llava_spread
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 # Only the tower's config is read (the real load builds it delay-loaded too); any CLIP config.
 TOWER = ROOT / "docker/transformers-4.37/known_answer/llava-known-weak/vision_tower"
 MIB = 2**20

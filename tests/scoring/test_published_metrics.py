@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 import yaml
 from openpyxl import Workbook
-from scoring import published_metrics as pm
-from scoring.answer_sets import answer_set, right_answer, wrong_answer
 from vlmfleet.known_answer_checkpoints import DEFAULT_BENCHMARKS
 from vlmfleet.smoke_data import DEFAULT_QUESTIONS, synthetic_rows
+
+from scoring import published_metrics as pm
+from scoring.answer_sets import answer_set, right_answer, wrong_answer
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOGUE = yaml.safe_load((REPO / "playbooks" / "vars" / "catalogue.yml").read_text())

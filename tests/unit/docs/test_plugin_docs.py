@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PLUGIN_FILES = sorted(
     path
     for folder in ("plugins/modules", "plugins/filter", "plugins/callback", "roles")

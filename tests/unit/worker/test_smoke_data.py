@@ -15,7 +15,7 @@ from vlmfleet import smoke_data
 from vlmfleet.known_answer_checkpoints import DEFAULT_BENCHMARKS
 from vlmfleet.selection import is_circular, select_positions
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DEFAULTS = sorted((b.name, b.kind, b.smoke_shape) for b in DEFAULT_BENCHMARKS.values())
 
 
