@@ -23,7 +23,7 @@ from ansible_collections.vlmfleet.shared.plugins.plugin_utils.summary import (
     summarize,
 )
 from test_plan import CATALOGUE, DEFAULT_BENCHMARKS, DEFAULT_MODELS, H100, gpus, inputs
-from vlmfleet.pipeline import Worker
+from vlmfleet.slot_records import SlotRecords
 
 MODELS = CATALOGUE["catalogue_models"]
 BENCHES = CATALOGUE["catalogue_benchmarks"]
@@ -192,7 +192,9 @@ def write_shard(run_dir: Path, host: str, index: int, count: int, status: str = 
     )
     slot = contract.Slot(**{**slot.__dict__, "host": host})
     fields = {"samples": 5} if status == "ok" else {"reason": "boom"}
-    Worker(slot).record("m", "POPE", status, "t", 1.5, shard=contract.Shard(index, count), **fields)
+    SlotRecords(slot).record(
+        "m", "POPE", status, "t", 1.5, shard=contract.Shard(index, count), **fields
+    )
 
 
 def test_shard_records_sit_in_their_folder_and_count_as_shards_only(tmp_path: Path) -> None:

@@ -13,8 +13,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from vlmfleet import contract, pipeline
+from vlmfleet import contract, faults
 from vlmfleet.contract import load_slot, slot_file
+from vlmfleet.slot_records import SlotRecords
 
 
 def mount_tmpfs(where: Path, size: str) -> None:
@@ -39,12 +40,12 @@ def tiny_disk(tmp_path: Path):
 def smaller_than_the_reserve(tmp_path: Path):
     """A filesystem of half the worker's reserve."""
     where = tmp_path / "smaller"
-    mount_tmpfs(where, f"{pipeline.RESERVE_BYTES // 2 // 1024}k")
+    mount_tmpfs(where, f"{faults.RESERVE_BYTES // 2 // 1024}k")
     yield where
     subprocess.run(["umount", str(where)], check=False)
 
 
-def make_worker(root: Path) -> pipeline.Worker:
+def make_worker(root: Path) -> SlotRecords:
     slot_dir = root / "outputs" / "r1" / "gpu-07" / "gpu0"
     slot_dir.mkdir(parents=True)
     pope = {"name": "POPE", "kind": "yorn", "dataset_type": "Y/N", "score_scale": 100}
@@ -61,7 +62,7 @@ def make_worker(root: Path) -> pipeline.Worker:
         units=[{"model": "m7b", "family": "fake", "benchmarks": [pope | {"smoke_shape": "pope"}]}],
     )
     (slot_dir / "slot.json").write_text(json.dumps(made))
-    return pipeline.Worker(load_slot(slot_dir / "slot.json"))
+    return SlotRecords(load_slot(slot_dir / "slot.json"))
 
 
 def fill(folder: Path) -> None:
@@ -79,7 +80,7 @@ def fill(folder: Path) -> None:
 def test_a_disk_with_no_byte_free_still_gets_the_record_that_says_so(tiny_disk: Path) -> None:
     worker = make_worker(tiny_disk)
     slot_dir = worker.slot.slot_dir
-    assert (slot_dir / pipeline.RESERVE_FILE).stat().st_blocks * 512 >= pipeline.RESERVE_BYTES
+    assert (slot_dir / faults.RESERVE_FILE).stat().st_blocks * 512 >= faults.RESERVE_BYTES
     fill(tiny_disk)
     assert shutil.disk_usage(tiny_disk).free == 0
     full = OSError(errno.ENOSPC, "No space left on device", str(tiny_disk / "pred.xlsx"))
@@ -88,7 +89,7 @@ def test_a_disk_with_no_byte_free_still_gets_the_record_that_says_so(tiny_disk: 
     record = json.loads((tiny_disk / "outputs/r1/gpu-07/m7b/POPE/status.json").read_text())
     assert record["status"] == "failed"
     assert record["reason"] == f"disk full: {tiny_disk / 'pred.xlsx'} on gpu-07, 0 bytes free"
-    assert not (slot_dir / pipeline.RESERVE_FILE).exists()
+    assert not (slot_dir / faults.RESERVE_FILE).exists()
 
 
 def test_a_disk_too_small_for_the_reserve_is_named_on_the_console_and_in_the_records(
@@ -98,10 +99,10 @@ def test_a_disk_too_small_for_the_reserve_is_named_on_the_console_and_in_the_rec
     with caplog.at_level(logging.INFO):
         worker = make_worker(disk)
     slot_dir = worker.slot.slot_dir
-    assert not (slot_dir / pipeline.RESERVE_FILE).exists()
+    assert not (slot_dir / faults.RESERVE_FILE).exists()
     free = shutil.disk_usage(disk).free
     assert (
-        f"disk too small for the worker's {pipeline.RESERVE_BYTES} byte reserve: {slot_dir} has "
+        f"disk too small for the worker's {faults.RESERVE_BYTES} byte reserve: {slot_dir} has "
         f"{free} bytes free (No space left on device)" in caplog.text
     )
 
@@ -117,7 +118,7 @@ def test_a_disk_too_small_for_the_reserve_is_named_on_the_console_and_in_the_rec
     reasons = contract.failed_reasons(caplog.messages)
     assert reasons["m7b/POPE"].startswith(f"status record not written: disk full: {cdir}")
     assert reasons["m7b/POPE"].endswith(
-        f"(disk too small for the worker's {pipeline.RESERVE_BYTES} byte reserve)"
+        f"(disk too small for the worker's {faults.RESERVE_BYTES} byte reserve)"
     )
 
     # Once a record fits again, it says the disk was too small for the reserve.
@@ -128,7 +129,7 @@ def test_a_disk_too_small_for_the_reserve_is_named_on_the_console_and_in_the_rec
     record = json.loads((cdir / "status.json").read_text())
     assert record["reason"].startswith(f"disk full: {cdir / 'pred.xlsx'} on gpu-07, ")
     assert record["reason"].endswith(
-        f"bytes free (disk too small for the worker's {pipeline.RESERVE_BYTES} byte reserve)"
+        f"bytes free (disk too small for the worker's {faults.RESERVE_BYTES} byte reserve)"
     )
 
 
@@ -138,7 +139,7 @@ def test_a_disk_message_names_the_hosts_path_of_the_outputs(
     monkeypatch.setenv(contract.HOST_OUTPUTS_ENV, "/srv/vlm-eval/outputs")
     inside = f"{contract.CONTAINER_OUTPUTS}/r1/gpu-07/m7b/POPE/pred.xlsx"
     full = OSError(errno.ENOSPC, "No space left on device", inside)
-    assert pipeline.describe(full, "gpu-07").startswith(
+    assert faults.describe(full, "gpu-07").startswith(
         "disk full: /srv/vlm-eval/outputs/r1/gpu-07/m7b/POPE/pred.xlsx on gpu-07, "
     )
     # Only the outputs mount is the host's folder; other paths stay as the container has them.

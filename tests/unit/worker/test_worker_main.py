@@ -11,7 +11,7 @@ import pytest
 from vlmfleet import datasets, families, worker
 from vlmfleet.contract import load_slot
 from vlmfleet.families import llava
-from vlmfleet.pipeline import describe
+from vlmfleet.faults import describe
 
 BENCH = {
     "name": "POPE",

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from vlmfleet import log_routing, pipeline, worker
+from vlmfleet import faults, log_routing, pipeline, worker
 from vlmfleet.contract import Benchmark, load_slot, validate_record
 from vlmfleet.families import Answered, InferenceError, Queued
 from vlmfleet.families.llava_batched import ahead
@@ -336,9 +336,9 @@ def test_an_error_on_a_filesystem_with_nothing_free_is_named_disk_full(
     # Seen in the image on a full tmpfs: xlsxwriter swallows ENOSPC and leaves an empty
     # prediction file, and the evaluation then fails reading it.
     err = ValueError("Excel file format cannot be determined, you must specify an engine manually.")
-    assert pipeline.describe(err, "gpu-07", tmp_path).startswith("ValueError: Excel file format")
-    monkeypatch.setattr(pipeline, "free_bytes", lambda path: 0)
-    assert pipeline.describe(err, "gpu-07", tmp_path) == (
+    assert faults.describe(err, "gpu-07", tmp_path).startswith("ValueError: Excel file format")
+    monkeypatch.setattr(faults, "free_bytes", lambda path: 0)
+    assert faults.describe(err, "gpu-07", tmp_path) == (
         f"disk full: {tmp_path} on gpu-07, 0 bytes free (ValueError: Excel file format cannot be "
         "determined, you must specify an engine manually.)"
     )

@@ -1,4 +1,4 @@
-"""The worker's status records and slot progress (vlmfleet.pipeline.Worker), without torch."""
+"""A slot's status records and progress (vlmfleet.slot_records.SlotRecords), without torch."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 from vlmfleet.contract import RECORD_KEYS, parse_slot, validate_record
-from vlmfleet.pipeline import Worker
+from vlmfleet.slot_records import SlotRecords
 
 BENCH = {"name": "POPE", "kind": "yorn", "dataset_type": "Y/N", "score_scale": 100}
 
 
-def worker_for(tmp_path: Path, smoke: bool = False) -> Worker:
+def worker_for(tmp_path: Path, smoke: bool = False) -> SlotRecords:
     data = {
         "run_id": "r1",
         "host": "h",
@@ -36,7 +36,7 @@ def worker_for(tmp_path: Path, smoke: bool = False) -> Worker:
     }
     slot_dir = tmp_path / "outputs" / "r1" / "h" / "gpu0"
     slot_dir.mkdir(parents=True)
-    return Worker(parse_slot(data, slot_dir / "slot.json"))
+    return SlotRecords(parse_slot(data, slot_dir / "slot.json"))
 
 
 def read(path: Path) -> dict:

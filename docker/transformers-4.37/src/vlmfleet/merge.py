@@ -28,7 +28,7 @@ from vlmfleet import contract, log_routing
 from vlmfleet.contract import Benchmark, Slot
 from vlmfleet.datasets import prepare_dataset, questions_of, use_smoke_data_root
 from vlmfleet.evaluation import evaluate
-from vlmfleet.pipeline import Worker
+from vlmfleet.slot_records import SlotRecords
 from vlmfleet.worker import read_inputs
 
 log = logging.getLogger("vlmfleet.merge")
@@ -94,8 +94,8 @@ def merged_predictions(dataset: Any, shards: list[Mapping[str, Any]], run_dir: P
     return merged
 
 
-def merge_one(worker: Worker, model: str, bench: Benchmark) -> None:
-    slot = worker.slot
+def merge_one(records: SlotRecords, model: str, bench: Benchmark) -> None:
+    slot = records.slot
     started, t0 = contract.now_iso(), time.monotonic()
     cdir = contract.combo_dir(slot.run_host_dir, model, bench.name)
     clear_merge_output(cdir)
@@ -122,7 +122,7 @@ def merge_one(worker: Worker, model: str, bench: Benchmark) -> None:
                 status = "ok"
             except Exception as err:  # every failure becomes the benchmark's record
                 log.exception("merge of %s failed", name)
-                status, fields = "failed", {"reason": worker.describe(err, cdir), "extra": {}}
+                status, fields = "failed", {"reason": records.describe(err, cdir), "extra": {}}
             merge_seconds = time.monotonic() - t0
             fields["extra"] |= {
                 contract.SHARDS_KEY: shard_list(shards),
@@ -130,22 +130,22 @@ def merge_one(worker: Worker, model: str, bench: Benchmark) -> None:
             }
             # The benchmark's time: its shards' (on whichever slots) and the merge's.
             seconds = merge_seconds + sum(float(r["seconds"]) for r in shards)
-            worker.record(model, bench.name, status, started, seconds, **fields)
+            records.record(model, bench.name, status, started, seconds, **fields)
     finally:
         log_routing.remove(handler)
 
 
 def run(slot: Slot) -> int:
-    worker = Worker(slot)
+    records = SlotRecords(slot)
     if slot.smoke:
         use_smoke_data_root(slot)
     from vlmfleet.stack import import_stack
 
     import_stack()
     for unit, bench in slot.combinations():
-        merge_one(worker, unit.model, bench)
-    log.info("merged: %d ok, %d failed of %d", worker.ok, worker.failed, worker.total)
-    return 0 if worker.failed == 0 else 1
+        merge_one(records, unit.model, bench)
+    log.info("merged: %d ok, %d failed of %d", records.ok, records.failed, records.total)
+    return 0 if records.failed == 0 else 1
 
 
 def main(argv: list[str] | None = None) -> int:

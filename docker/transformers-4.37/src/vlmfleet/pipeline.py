@@ -12,15 +12,14 @@ rows and whose finish keeps its predictions for the merge (``vlmfleet.merge``) i
 evaluating them.
 
 A failure's reason names its cause where the worker can tell it: a full disk says which path,
-on which host, with how many bytes free (``describe``).
+on which host, with how many bytes free (``vlmfleet.faults.describe``); each combination's record
+is written through ``vlmfleet.slot_records.SlotRecords``.
 """
 
 from __future__ import annotations
 
-import errno
 import gc
 import logging
-import os
 import queue
 import shutil
 import threading
@@ -34,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from vlmfleet import contract, log_routing
-from vlmfleet.contract import Benchmark, Shard, Slot, Unit
+from vlmfleet.contract import Benchmark, Slot, Unit
 from vlmfleet.datasets import prepare_dataset, questions_of, use_smoke_data_root
 from vlmfleet.evaluation import evaluate, shard_fields
 from vlmfleet.families import Answered, Family, FamilyError, InferenceError, Queued, family
 from vlmfleet.predictions import write_predictions
-from vlmfleet.secret_env import redact
+from vlmfleet.slot_records import SlotRecords
 from vlmfleet.stack import (
     cap_gpu_share,
     empty_cuda_cache,
@@ -81,62 +80,6 @@ class Combination:
         return f"{self.model_name}/{self.bench.label}"
 
 
-def disk_full(err: BaseException | None) -> OSError | None:
-    """The "no space left on device" error behind ``err``: itself, or what it was raised from
-    (xlsxwriter and pandas wrap the OSError in their own errors)."""
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-            return err
-        err = err.__cause__ or err.__context__
-    return None
-
-
-def free_bytes(path: str | Path) -> int | None:
-    """Free bytes on the filesystem holding ``path`` (or its nearest existing folder)."""
-    here = Path(path)
-    for folder in (here, *here.parents):
-        try:
-            return shutil.disk_usage(folder).free
-        except OSError:
-            continue
-    return None
-
-
-def on_host(path: str | Path) -> str:
-    """``path`` as the host names it (the container's outputs mount is the host's
-    <eval_dirs_root>/outputs, which role eval_run passes in the environment)."""
-    return contract.host_path(path, os.environ.get(contract.HOST_OUTPUTS_ENV))
-
-
-DISK_FULL = "disk full"
-
-
-def describe(err: BaseException, host: str = "", where: str | Path = "") -> str:
-    """One line for a status record: the exception, or where it came from when it is mute. A
-    full disk is named as such: the path being written (else ``where``) as the host names it, the
-    host, bytes free."""
-    full = disk_full(err)
-    if full is not None:
-        path = full.filename or where
-        free = free_bytes(path) if path else None
-        left = f"{free} bytes free" if free is not None else "free space unknown"
-        shown = on_host(path) if path else "unknown path"
-        return f"{DISK_FULL}: {shown} on {host or 'this host'}, {left}"
-    text = str(err).strip()
-    # Some writers swallow ENOSPC (xlsxwriter's close in a destructor leaves an empty file), and
-    # the next step fails on the empty file: with nothing free where it worked, say so first.
-    if where and free_bytes(where) == 0:
-        cause = f"{type(err).__name__}: {text}" if text else type(err).__name__
-        return f"{DISK_FULL}: {on_host(where)} on {host or 'this host'}, 0 bytes free ({cause})"
-    if text:
-        return f"{type(err).__name__}: {text}"
-    frames = traceback.extract_tb(err.__traceback__)
-    where_raised = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}"
-    return f"{type(err).__name__}{where_raised if frames else ''}"
-
-
 @contextmanager
 def phase(combo: Combination, name: str) -> Iterator[None]:
     """One timed phase of ``combo``; an exception in it becomes the combination's error (one
@@ -150,33 +93,6 @@ def phase(combo: Combination, name: str) -> Iterator[None]:
             combo.error = err
         finally:
             combo.phases[name] = round(time.monotonic() - t0, 3)
-
-
-# Space set aside in each slot directory when the worker starts, and given back when a status
-# record meets a full disk: the record that says "disk full" is written even on a disk with no
-# byte free, where the controller would otherwise see only a missing combination.
-RESERVE_FILE = ".disk-reserve"
-RESERVE_BYTES = 1 << 20
-
-
-def reserve_space(folder: Path) -> tuple[Path | None, str | None]:
-    """Allocate ``RESERVE_BYTES`` in ``folder`` (really allocated, not sparse): its path, or,
-    when even that does not fit, why, naming the disk (a disk too small for the reserve loses
-    the record of its first full write, so it is said before anything runs)."""
-    path = folder / RESERVE_FILE
-    try:
-        with path.open("wb") as fh:
-            os.posix_fallocate(fh.fileno(), 0, RESERVE_BYTES)
-    except OSError as err:
-        path.unlink(missing_ok=True)
-        free = free_bytes(folder)
-        left = f"{free} bytes free" if free is not None else "free space unknown"
-        return None, (
-            f"disk too small for the worker's {RESERVE_BYTES} byte reserve: {on_host(folder)} "
-            f"has {left} ({err.strerror or err}); once it fills up, combinations may be left "
-            "without a status record"
-        )
-    return path, None
 
 
 def attention_of(model: Any) -> str:
@@ -250,132 +166,9 @@ def start_afresh(cdir: Path) -> None:
 class Worker:
     def __init__(self, slot: Slot) -> None:
         self.slot = slot
-        self.total = len(slot.combinations())
-        self.ok = self.failed = 0
-        # Records and progress are written from the inference and the evaluation threads.
-        self._lock = threading.RLock()
+        self.records = SlotRecords(slot)
+        # The benchmark generating now, which the slot's progress names.
         self.generating: str | None = None
-        self._reserve, self._no_reserve = reserve_space(slot.slot_dir)
-        if self._no_reserve:
-            log.error("%s", self._no_reserve)
-
-    def describe(self, err: BaseException, where: str | Path = "") -> str:
-        text = describe(err, self.slot.host, where or self.slot.run_host_dir)
-        if self._no_reserve and text.startswith(DISK_FULL):
-            text += f" (disk too small for the worker's {RESERVE_BYTES} byte reserve)"
-        return text
-
-    def progress(self, current: str | None, state: str = "running") -> None:
-        with self._lock:
-            try:
-                contract.write_progress(
-                    self.slot.slot_dir,
-                    done=self.ok + self.failed,
-                    total=self.total,
-                    current=current,
-                    ok=self.ok,
-                    failed=self.failed,
-                    state=state,
-                )
-            except OSError as err:
-                # Progress is for the controller's display; the records are what counts.
-                log.error("cannot write slot progress: %s", self.describe(err, self.slot.slot_dir))
-
-    def record(
-        self,
-        model: str,
-        bench: str,
-        status: str,
-        started: str,
-        seconds: float,
-        shard: Shard | None = None,
-        **fields: Any,
-    ) -> None:
-        where = {
-            "run_id": self.slot.run_id,
-            "host": self.slot.host,
-            "slot": self.slot.slot,
-            "model": model,
-            "benchmark": bench,
-            "started_at": started,
-            "seconds": seconds,
-            "smoke": self.slot.smoke,
-        }
-        # A shard's record says which shard it is, whatever else it carries.
-        shard_extra = {contract.SHARD_KEY: shard.as_dict()} if shard else {}
-        # And what stood behind the model name, for the reports: the smoke checkpoint, else the
-        # custom folder or hub repo (None: VLMEvalKit's entry chose). The merge slot loads no
-        # model, and its units do not say; its shards' records do.
-        unit = next((u for u in self.slot.units if u.model == model), None)
-        if unit is not None and self.slot.slot != contract.MERGE_SLOT:
-            loaded = unit.smoke_checkpoint if self.slot.smoke else unit.checkpoint or unit.hf_repo
-            shard_extra["checkpoint"] = loaded
-        fields["extra"] = {**fields.get("extra", {}), **shard_extra}
-        if fields.get("reason"):
-            # A reason never quotes a secret of the token file (an error echoing a request).
-            fields["reason"] = redact(fields["reason"])
-        try:
-            record = contract.make_record(status=status, **where, **fields)
-        except contract.ContractError as err:
-            # Figures that break the record's schema fail the combination, with the reason,
-            # rather than leaving it without a record.
-            log.error("%s", err)
-            status = "failed"
-            record = contract.make_record(
-                status=status, reason=str(err), extra=shard_extra, **where
-            )
-        cdir = contract.result_dir(self.slot.run_host_dir, model, bench, shard)
-        with self._lock:
-            try:
-                self.write_record(cdir, record)
-            except OSError as err:
-                # No record can say it (the controller sees the combination missing); the
-                # container's console, kept by role eval_run, does, and the others go on.
-                status = "failed"
-                record["reason"] = f"status record not written: {self.describe(err, cdir)}"
-            if status == "ok":
-                self.ok += 1
-            else:
-                self.failed += 1
-        if status == "ok":
-            log.info(
-                "ok %s/%s in %.1f s: %s=%s",
-                model,
-                bench,
-                seconds,
-                record["primary_metric"],
-                record["scores"].get(record["primary_metric"]),
-            )
-        else:
-            log.error("%s", contract.failed_line(model, bench, record["reason"]))
-
-    def write_record(self, cdir: Path, record: dict[str, Any]) -> None:
-        """The record, atomically; on a full disk, once more after giving back the reserve."""
-        try:
-            contract.write_json_atomic(cdir / contract.STATUS_FILE, record)
-        except OSError as err:
-            if disk_full(err) is None or self._reserve is None:
-                raise
-            log.error(
-                "disk full; giving back %s to write the status record", on_host(self._reserve)
-            )
-            self._reserve.unlink(missing_ok=True)
-            self._reserve = None
-            contract.write_json_atomic(cdir / contract.STATUS_FILE, record)
-
-    def fail_unit(self, unit: Unit, reason: str, started: str, t0: float) -> None:
-        """Every benchmark of a unit whose model never loaded: failed, with one reason."""
-        for bench in unit.benchmarks:
-            self.record(
-                unit.model,
-                bench.name,
-                "failed",
-                started,
-                time.monotonic() - t0,
-                shard=bench.shard,
-                reason=reason,
-            )
-            self.progress(f"{unit.model}/{bench.label}")
 
     def load_unit(self, unit: Unit) -> tuple[Family, Any] | None:
         """The unit's family and model, or None once every benchmark of it is recorded failed."""
@@ -385,9 +178,9 @@ class Worker:
             fam = family(unit.family)
         except Exception as err:
             # The registry's own message names the known families.
-            reason = str(err) if isinstance(err, FamilyError) else self.describe(err)
+            reason = str(err) if isinstance(err, FamilyError) else self.records.describe(err)
             log.error("%s", reason)
-            self.fail_unit(unit, reason, started, t0)
+            self.records.fail_unit(unit, reason, started, t0)
             return None
         try:
             log.info(
@@ -413,9 +206,9 @@ class Worker:
             # meanwhile); the datasets need it whichever family ran.
             import_stack()
         except Exception as err:  # every failure becomes a status record
-            reason = f"model load failed: {self.describe(err)}"
+            reason = f"model load failed: {self.records.describe(err)}"
             log.error("%s\n%s", reason, traceback.format_exc())
-            self.fail_unit(unit, reason, started, t0)
+            self.records.fail_unit(unit, reason, started, t0)
             return None
         log.info(
             "loaded model %s in %.1f s (attention: %s)",
@@ -427,7 +220,7 @@ class Worker:
 
     def run(self) -> int:
         """Every combination of the slot file; 0 when all are ok, 1 when any failed."""
-        self.progress(None)
+        self.records.progress(None)
         if self.slot.smoke:
             use_smoke_data_root(self.slot)
         for unit in self.slot.units:
@@ -440,11 +233,7 @@ class Worker:
             del model, loaded
             gc.collect()
             empty_cuda_cache()
-        self.progress(None, state="finished")
-        if self._reserve is not None:
-            self._reserve.unlink(missing_ok=True)
-        log.info("finished: %d ok, %d failed of %d", self.ok, self.failed, self.total)
-        return 0 if self.failed == 0 else 1
+        return self.records.finish()
 
     def run_unit(self, model: Any, fam: Family, unit: Unit) -> None:
         """All of a model's benchmarks: one thread prepares them in order, the main thread
@@ -494,7 +283,7 @@ class Worker:
         """VLMEvalKit's own loop, benchmark by benchmark, in the order they are prepared."""
         while (combo := ready.get()) is not None:
             self.generating = combo.name
-            self.progress(combo.name)
+            self.records.progress(combo.name)
             with phase(combo, "infer"):
                 log.info("running %s (limit %s)", combo.name, self.slot.limit_of(combo.bench))
                 infer_one(model, combo)
@@ -516,7 +305,7 @@ class Worker:
                     queued[combo.name] = combo
                     if self.generating is None:
                         self.generating = combo.name
-                        self.progress(combo.name)
+                        self.records.progress(combo.name)
                 combo.queued_at = time.monotonic()
                 with log_routing.routed_to(combo.name):
                     log.info("queued %s (limit %s)", combo.name, self.slot.limit_of(combo.bench))
@@ -609,10 +398,10 @@ class Worker:
                 fields["extra"].update(extra)
             else:
                 status = "failed"
-                fields = {"reason": self.describe(combo.error, combo.cdir), "extra": extra}
+                fields = {"reason": self.records.describe(combo.error, combo.cdir), "extra": extra}
             seconds = time.monotonic() - combo.t0
             with log_routing.routed_to(combo.name):
-                self.record(
+                self.records.record(
                     combo.model_name,
                     combo.bench.name,
                     status,
@@ -622,6 +411,6 @@ class Worker:
                     **fields,
                 )
             # Progress names the combination generating now, not the one just evaluated.
-            self.progress(self.generating)
+            self.records.progress(self.generating)
         finally:
             log_routing.remove(combo.handler)
