@@ -6,7 +6,8 @@
 # 2. the length mix on the full-size random 7B, then 13B: today's decoder against ended rows
 #    leaving the batch, same rows, same batches (bench/length_mix.py);
 # 3. the static decoder against generate on the known-answer checkpoints in float16, eager and
-#    with graphs (bench/static_decode.py --check): rows now leave the batch as they end.
+#    with graphs (bench/static_decode.py --check), and the engine against VLMEvalKit's batch-1
+#    loop (vlmfleet_tools.agreement, as bench/device_agreement.sh): rows now leave the batch.
 # $OUT receives length-mix.tgz: every JSON and log.
 # Overrides: MIX_ROWS_7B, MIX_ROWS_13B, CALL_SECONDS (the 13B mix stops
 # there).
@@ -15,7 +16,7 @@ set -u
 SITE=/tmp/site
 W=/tmp/vlmfleet-bench
 STANDINS=datasets,decord,jieba,av,qwen_vl_utils,openai
-export PYTHONPATH=$SITE:$PWD/docker/transformers-4.37/src:$PWD/bench
+export PYTHONPATH=$SITE:$PWD/docker/transformers-4.37/src:$PWD/docker/transformers-4.37/tools:$PWD/bench
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLMFLEET_BENCH_STANDINS=$STANDINS
 R=$W/out
 mkdir -p "$R"
@@ -28,7 +29,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   --target "$SITE" .whl/*.whl || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$R/gpu.txt"
 stamp checkpoints
-python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b llava_v1.5_13b \
+python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b \
   > "$R/checkpoints.log" 2>&1 || { tail -20 "$R/checkpoints.log"; exit 1; }
 M7=$W/ckpt/models/llava-v1.5-7b-tiny
 M13=$W/ckpt/models/llava-v1.5-13b-tiny
@@ -49,6 +50,15 @@ Path('/tmp/known/llava-known-$skill'))"
   echo "$skill: exit $?"; grep -E '^OK|^FAIL' "$R/decoder-check-$skill.log"
 done
 save
+stamp agreement
+# The engine's batches against VLMEvalKit's batch-1 loop (bench/device_agreement.sh's run, its
+# wheels already installed), on the known-answer strong checkpoint in float16.
+timeout "${AGREEMENT_SECONDS:-150}" python3 bench/standin_launch.py -m vlmfleet_tools.agreement \
+  --checkpoint docker/transformers-4.37/known_answer/llava-known-strong --device cuda \
+  --questions "${AGREEMENT_QUESTIONS:-12}" --work /tmp/vlmfleet-agreement \
+  --out "$R/agreement-cuda.json" > "$R/agreement.log" 2>&1
+echo "agreement: exit $?"; grep -v -i -E "warn|^ *$" "$R/agreement.log" | tail -6
+save
 stamp start stages
 for run in 1; do
   python3 bench/standin_launch.py bench/start_stages.py --checkpoint "$M7" \
@@ -58,6 +68,8 @@ done
 python3 -X importtime bench/standin_launch.py bench/probe_imports.py 2> "$R/importtime.log" \
   | tail -2
 save
+stamp checkpoint 13b
+python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_13b >> "$R/checkpoints.log" 2>&1
 stamp mix 13b
 LEFT=$(( ${CALL_SECONDS:-540} - (SECONDS - T0) ))
 timeout "$(( LEFT > 10 ? LEFT : 10 ))" python3 bench/standin_launch.py bench/length_mix.py \
