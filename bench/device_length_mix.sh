@@ -73,7 +73,7 @@ python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_13b >> "$R/chec
 stamp mix 13b
 LEFT=$(( ${CALL_SECONDS:-540} - (SECONDS - T0) ))
 timeout "$(( LEFT > 10 ? LEFT : 10 ))" python3 bench/standin_launch.py bench/length_mix.py \
-  --checkpoint "$M13" --rows "${MIX_ROWS_13B:-300}" --out "$R/mix-13b.json" \
+  --checkpoint "$M13" --rows "${MIX_ROWS_13B:-300}" --batch 32 --out "$R/mix-13b.json" \
   > "$R/mix-13b.log" 2>&1
 grep -v Warn "$R/mix-13b.log" | tail -32
 save

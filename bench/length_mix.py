@@ -6,8 +6,8 @@ Random weights never stop on their own, so every earlier figure forced 10 tokens
 draws an answer length from its benchmark kind's mix (``MIX``) and the bench ends it there: a
 wrapper around the decoder's step (this process only, never the product) turns the row's token
 into eos once it has given its drawn count. Both arms decode the same rows in the same batches
-(the engine's: each kind's rows by prompt length, 64 a batch) with the product's decoder
-(``llava_static.generate``, CUDA graphs on a GPU):
+(the engine's: each kind's rows by prompt length, 64 a batch, ``--batch``) with the product's
+decoder (``llava_static.generate``, CUDA graphs on a GPU):
 
 - ``today``: ended rows stay in the batch until its last row ends (``worth_compacting`` is
   replaced by "never" in this process), as the decoder did before rows could leave;
@@ -73,13 +73,14 @@ def draw_rows(total: int, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
-def batches_of(rows: list[dict[str, Any]]) -> list[list[int]]:
-    """The engine's batches: each kind's rows by prompt length, ``BATCH`` at a time."""
+def batches_of(rows: list[dict[str, Any]], size: int = BATCH) -> list[list[int]]:
+    """The engine's batches: each kind's rows by prompt length, ``size`` at a time (the
+    engine's largest; it sizes them down by the memory left, which this bench does not)."""
     out = []
     for kind in MIX:
         ours = [i for i, r in enumerate(rows) if r["kind"] == kind]
         ours.sort(key=lambda i: rows[i]["prompt"])
-        out += [ours[i : i + BATCH] for i in range(0, len(ours), BATCH)]
+        out += [ours[i : i + size] for i in range(0, len(ours), size)]
     return out
 
 
@@ -157,7 +158,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if greedy.min_new_tokens or not greedy.eos_token_ids:
         raise SystemExit("the bench ends rows with eos: the settings must allow it")
     prepared = []
-    for n, batch in enumerate(batches_of(rows)):
+    for n, batch in enumerate(batches_of(rows, args.batch)):
         inputs = batch_tensors(
             tokenizer, processor, [rows[i] for i in batch], args.seed + n, model.dtype
         )
@@ -186,7 +187,7 @@ def summary(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, Any
         "device": args.device,
         "rows": len(rows),
         "batches": measured["batches"],
-        "batch": BATCH,
+        "batch": args.batch,
         "mix": {
             "kinds": MIX,
             "kind_share": KIND_SHARE,
@@ -197,7 +198,7 @@ def summary(args: argparse.Namespace, measured: dict[str, Any]) -> dict[str, Any
         "tail_rows": sorted(r["answer"] for r in rows if r["answer"] >= TAIL_RANGE[0]),
         "arms": {},
     }
-    drawn = [rows[i]["answer"] for batch in batches_of(rows) for i in batch]
+    drawn = [rows[i]["answer"] for batch in batches_of(rows, args.batch) for i in batch]
     for name, arm in arms.items():
         tally = arm["tally"]
         # Each row's answer length: its tokens before its first eos (after bos).
@@ -232,6 +233,7 @@ def main() -> int:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--rows", type=int, default=600)
     p.add_argument("--seed", type=int, default=28)
+    p.add_argument("--batch", type=int, default=BATCH, help="rows a batch (the 13B: 32)")
     p.add_argument("--max-new-tokens", type=int, default=2048, help="as real runs allow")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cuda")
     p.add_argument("--arms", nargs="+", default=["today", "compacting"])
