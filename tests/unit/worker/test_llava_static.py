@@ -84,7 +84,7 @@ def left_padded(model: Any, images: list[str]) -> Any:
     return inputs
 
 
-def both(model: Any, inputs: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+def both(model: Any, inputs: Any, kwargs: dict[str, Any], tally: Any = None) -> tuple[Any, Any]:
     import torch
     from vlmfleet.families import llava_static
 
@@ -95,7 +95,8 @@ def both(model: Any, inputs: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:
         reference = net.generate(
             inputs.input_ids, images=inputs.images, attention_mask=inputs.attention_mask, **kwargs
         )
-        static = llava_static.generate(net, *args, llava_static.greedy_for(net, kwargs))
+        greedy = llava_static.greedy_for(net, kwargs)
+        static = llava_static.generate(net, *args, greedy, tally=tally)
     return reference, static
 
 
@@ -131,6 +132,23 @@ def test_the_loop_stops_where_generate_stops_once_every_row_has_ended(
     # ended by eos, and so did the static decoder.
     assert static.shape[1] == reference.shape[1] < 20
     assert all(eos in row for row in static.tolist())
+
+
+def test_rows_that_end_leave_the_batch_and_the_rest_keep_generates_tokens(
+    models: dict[str, Any], images: list[str]
+) -> None:
+    from vlmfleet.families.llava_static import Tally
+
+    model = models["strong"]
+    tally = Tally()
+    reference, static = both(model, left_padded(model, images), greedy_kwargs(150), tally)
+    eos = model.model.generation_config.eos_token_id
+    ends = [row.index(eos) for row in reference.tolist()]
+    # The trained answers end after different counts of tokens, so the batch shrank while its
+    # longest answer went on; every row, the ones that left included, is generate's.
+    assert len(set(ends)) > 1
+    assert tally.compactions >= 1
+    assert static.tolist() == reference.tolist()
 
 
 @pytest.mark.parametrize(

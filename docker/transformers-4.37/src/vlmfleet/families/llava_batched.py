@@ -256,8 +256,19 @@ def generate_inputs(model: Any, inputs: BatchInputs, decoder: Decoder) -> list[s
             if decoder.greedy is not None:
                 from vlmfleet.families import llava_static
 
+                tally = llava_static.Tally()
                 output_ids = llava_static.generate(
-                    model.model, input_ids, attention_mask, images, decoder.greedy
+                    model.model, input_ids, attention_mask, images, decoder.greedy, tally=tally
+                )
+                # Where a batch's time went on answers of unequal lengths (its longest answer).
+                log.debug(
+                    "batch of %d: %d new tokens, %d decode row-steps, %d on ended rows, "
+                    "%d compactions",
+                    len(input_ids),
+                    output_ids.shape[1] - 1,
+                    tally.row_steps,
+                    tally.ended_row_steps,
+                    tally.compactions,
                 )
             else:
                 # The wrapper's KeywordsStoppingCriteria(["</s>"]) fires exactly when a row's

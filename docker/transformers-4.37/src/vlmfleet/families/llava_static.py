@@ -13,7 +13,12 @@ greedy settings (``greedy_for`` says which, and refuses the rest):
   token; positions, masks and the eos rule are ``generate``'s, so the tokens are the same;
 - when every row has ended the loop stops, as ``generate``'s does; a window that fills grows
   (its buffers copied into longer ones, the step captured again), so that a short answer never
-  pays for attending over ``max_new_tokens`` empty slots.
+  pays for attending over ``max_new_tokens`` empty slots;
+- rows that have ended leave the batch (``worth_compacting`` says when): their cache rows are
+  dropped and the step captured again at the smaller batch, so that one long answer does not
+  keep a whole batch decoding. A row's tokens never depend on its company (its own cache,
+  positions and mask go with it), as in any batch of the engine; its later columns are
+  ``pad_token_id``, as ``generate`` writes them for an ended row.
 
 Imports torch and transformers' Llama: the batched engine imports this module when it decodes.
 """
@@ -72,6 +77,11 @@ FIRST_WINDOW = 64
 # Slots are allocated in multiples of this: the attention mask's rows then meet the
 # memory-efficient SDPA kernel's alignment without a padded copy each step.
 SLOT_ALIGNMENT = 8
+# Ended rows leave the batch once at most half of its rows are still decoding, or once this many
+# steps have passed with some ended row still in it: each compaction costs about one eager step
+# (copying the cache, capturing the step again), so rows ending one by one in a short answer
+# are not compacted at every step, and a long answer decodes alone after this many steps.
+STRAGGLER_STEPS = 8
 
 
 class Unsupported(ValueError):
@@ -160,6 +170,8 @@ class StaticState:
     slots: torch.Tensor
     usable: torch.Tensor
     prompt_len: int
+    # [B] each row's index in the batch as it was given: rows leave as they end.
+    rows: torch.Tensor
 
     @property
     def window(self) -> int:
@@ -215,6 +227,7 @@ def static_state(
         slots=torch.arange(prompt_len, device=device),
         usable=mask.bool(),
         prompt_len=prompt_len,
+        rows=torch.arange(batch, device=device),
     )
     cache.clear()
     grow(model, state, window)
@@ -344,14 +357,53 @@ def advance(state: StaticState, tokens: torch.Tensor, unfinished: torch.Tensor) 
     state.cache_pos.add_(1)
 
 
+@dataclass
+class Tally:
+    """Decode row-steps of a ``generate`` call: every row decoded at every step after the
+    prefill's (``row_steps``), those spent on rows that had already ended (``ended_row_steps``),
+    and how often ended rows left the batch (``compactions``)."""
+
+    row_steps: int = 0
+    ended_row_steps: int = 0
+    compactions: int = 0
+
+
+def worth_compacting(live: int, rows: int, steps: int) -> bool:
+    """Whether ``rows - live`` ended rows leave a batch of ``rows`` after ``steps`` steps at this
+    size: once half have ended, or once ``STRAGGLER_STEPS`` have passed (module constants)."""
+    return 0 < live < rows and (2 * live <= rows or steps >= STRAGGLER_STEPS)
+
+
+def compact(state: StaticState) -> None:
+    """Only the rows still decoding kept in ``state``, one layer's buffers at a time (each old
+    one is released once copied, so the peak stays near one cache)."""
+    keep = state.unfinished.nonzero().squeeze(1)
+    for i in range(len(state.keys)):
+        state.keys[i] = state.keys[i].index_select(0, keep)
+        state.values[i] = state.values[i].index_select(0, keep)
+    state.tokens = state.tokens.index_select(0, keep)
+    state.unfinished = state.unfinished.index_select(0, keep)
+    state.position_shift = state.position_shift.index_select(0, keep)
+    state.usable = state.usable.index_select(0, keep)
+    state.rows = state.rows.index_select(0, keep)
+
+
 def decode(
-    model: Any, state: StaticState, out: torch.Tensor, greedy: Greedy, use_graph: bool
+    model: Any,
+    state: StaticState,
+    out: torch.Tensor,
+    greedy: Greedy,
+    use_graph: bool,
+    tally: Tally,
 ) -> int:
     """Columns 1.. of ``out`` from the decode steps, until every row has ended or the columns
-    are full; returns how many columns were filled. Each window's first step runs eagerly (with
-    the graph: on a side stream, as the capture's warm-up), later ones replay its capture."""
+    are full; returns how many columns were filled. Each window's or batch size's first step
+    runs eagerly (with the graph: on a side stream, as the capture's warm-up), later ones replay
+    its capture. Ended rows leave ``state`` (``worth_compacting``); ``out`` keeps every row."""
     step = functools.partial(decode_step, model, state, greedy)
     run: Step | None = None
+    steps = 0  # at the batch's present size
+    live = int(state.unfinished.sum())
     for column in range(1, out.shape[1]):
         if state.prompt_len + column - 1 >= state.window:
             run = None  # the captured step reads the old buffers
@@ -365,10 +417,20 @@ def decode(
         else:
             tokens, unfinished = step()
             run = step
-        out[:, column].copy_(tokens)
+        rows = int(state.rows.shape[0])
+        tally.row_steps += rows
+        tally.ended_row_steps += rows - live  # rows that had ended before this step
+        out[:, column].index_copy_(0, state.rows, tokens)
         advance(state, tokens, unfinished)
-        if not bool(unfinished.any()):
+        live = int(unfinished.sum())
+        if live == 0:
             return column + 1
+        steps += 1
+        if column + 1 < out.shape[1] and worth_compacting(live, rows, steps):
+            run = None  # the captured step reads the old buffers
+            compact(state)
+            tally.compactions += 1
+            steps = 0
     return out.shape[1]
 
 
@@ -380,11 +442,13 @@ def generate(
     greedy: Greedy,
     *,
     use_graph: bool | None = None,
+    tally: Tally | None = None,
 ) -> torch.LongTensor:
     """``model.generate(input_ids, images=images, attention_mask=attention_mask, ...)``'s
     output for the settings ``greedy_for`` read: [B, 1 + n], ``bos_token_id`` first, then the
     n <= max_new_tokens new tokens, n as short as generate's (every row ended); a row after its
-    eos is ``pad_token_id``. ``use_graph`` defaults to whether the inputs are on CUDA."""
+    eos is ``pad_token_id``. ``use_graph`` defaults to whether the inputs are on CUDA; a
+    ``tally`` given is added this call's decode row-steps."""
     on_cuda = input_ids.device.type == "cuda"
     use_graph = on_cuda if use_graph is None else use_graph
     if use_graph and not on_cuda:
@@ -396,7 +460,10 @@ def generate(
         none_yet = torch.zeros(1, dtype=torch.long, device=device)
         unfinished = torch.ones(batch, dtype=torch.long, device=device)
         first, unfinished = choose(logits, none_yet, unfinished, greedy)
-        out = torch.empty((batch, 1 + greedy.max_new_tokens), dtype=torch.long, device=device)
+        # Padding where rows that left the batch are not written, as generate pads ended rows.
+        out = torch.full(
+            (batch, 1 + greedy.max_new_tokens), greedy.pad_token_id, dtype=torch.long, device=device
+        )
         out[:, 0] = greedy.bos_token_id
         out[:, 1] = first
         if greedy.max_new_tokens == 1 or not bool(unfinished.any()):
@@ -404,5 +471,7 @@ def generate(
         window = window_for(mask.shape[1], FIRST_WINDOW, greedy)
         state = static_state(model, cache, mask, first, window)
         state.unfinished.copy_(unfinished)
-        filled = decode(model, state, out[:, 1:], greedy, use_graph)
+        filled = decode(
+            model, state, out[:, 1:], greedy, use_graph, tally if tally is not None else Tally()
+        )
     return out[:, : 1 + filled]
