@@ -170,9 +170,26 @@ def known_run_id(fleet: Fleet, limit: int) -> str:
     return f"e2e-known-answers-{limit}"
 
 
+@pytest.fixture(scope="module")
+def known_runs() -> dict[int, KnownRun]:
+    """The module's runs by limit, each made (or found) once."""
+    return {}
+
+
+def known_run_at(fleet: Fleet, runs: dict[int, KnownRun], limit: int) -> KnownRun:
+    if limit not in runs:
+        runs[limit] = make_known_run(fleet, limit)
+    return runs[limit]
+
+
 @pytest.fixture(scope="module", params=LIMITS, ids=[f"limit{n}" for n in LIMITS])
-def known_run(request: pytest.FixtureRequest, fleet: Fleet) -> KnownRun:
-    limit = request.param
+def known_run(
+    request: pytest.FixtureRequest, fleet: Fleet, known_runs: dict[int, KnownRun]
+) -> KnownRun:
+    return known_run_at(fleet, known_runs, request.param)
+
+
+def make_known_run(fleet: Fleet, limit: int) -> KnownRun:
     run_id = known_run_id(fleet, limit)
     out = ""
     if run_id not in SHARED_RUNS.values():
@@ -523,23 +540,18 @@ def test_model_against_model_marks_only_what_the_answers_show(known_run: KnownRu
 
 
 def test_compare_to_a_run_of_the_same_checkpoints_marks_nothing(
-    known_run: KnownRun, fleet: Fleet
+    fleet: Fleet, known_runs: dict[int, KnownRun]
 ) -> None:
-    """The same checkpoints answer the same questions alike, whatever the limit: compared on
-    the questions both runs answered, no combination may be marked CHANGED, although the
-    scores at two limits differ by more than the 5 points a fixed threshold used to flag."""
-    earlier = [n for n in LIMITS if n < known_run.limit]
-    if not earlier:
-        pytest.skip("the smallest limit has no earlier run to compare with")
-    other = fleet.results / known_run_id(fleet, earlier[-1])
-    if not (other / "summary.json").is_file():
-        pytest.skip(f"needs the run at limit {earlier[-1]} (run the whole module)")
-    markdown = build_reports(known_run.run_dir, load_references(), compare_to=other.name)[
-        "report.md"
-    ]
+    """The same checkpoints answer the same questions alike, whatever the limit: the run at the
+    largest limit compared with the one at the smallest, on the questions both answered, has no
+    combination marked CHANGED, although the scores at two limits differ by more than the 5
+    points a fixed threshold used to flag."""
+    later = known_run_at(fleet, known_runs, max(LIMITS))
+    other = known_run_at(fleet, known_runs, min(LIMITS)).run_dir
+    markdown = build_reports(later.run_dir, load_references(), compare_to=other.name)["report.md"]
     rows = md_table(markdown, f"Comparison with run {other.name}")
     assert len(rows) == 40
     flagged = [r for r in rows if r["flag"]]
     assert not flagged, flagged
     common = {r["benchmark"]: r["questions"] for r in rows}
-    assert common["POPE"].startswith(f"{earlier[-1]} in common")
+    assert common["POPE"].startswith(f"{min(LIMITS)} in common")
