@@ -166,10 +166,11 @@ main() {
     mkdir -p "$LAB_DIR"
     # Chromium renders the HTML report in the report tests.
     # gnupg signs the stand-in apt repository the molecule scenario serves.
-    # docker-registry is the registry the image role's pull test logs in to and pulls from.
+    # docker-registry is the registry the image role's pull test logs in to and pulls from;
+    # skopeo pushes the image there.
     # git: eval.yml and report.yml record the controller's revision, and the report test reads
     # it (a machine given the repository as an archive has none).
-    apt_install docker.io debootstrap chromium gnupg docker-registry git
+    apt_install docker.io debootstrap chromium gnupg docker-registry skopeo git
     ensure_sshd_binary
     ensure_dockerd
     ensure_lab_image "base image" "$LAB_BASE_IMAGE" build_base_image \
