@@ -50,7 +50,7 @@ MIX: dict[str, dict[str, Any]] = {
         "prompt": (40, 80),
     },
 }
-# Rows of each kind in the seed matrix's 20 benchmarks (11 MCQ, 2 yes/no, 7 VQA).
+# Rows of each kind in the default matrix's 20 benchmarks (11 MCQ, 2 yes/no, 7 VQA).
 KIND_SHARE = {"mcq": 11 / 20, "yes_no": 2 / 20, "vqa": 7 / 20}
 
 

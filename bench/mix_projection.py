@@ -1,10 +1,10 @@
-"""The whole seed matrix projected from a length-mix run (bench/length_mix.py), for 1 and 8 GPUs.
+"""The whole default matrix projected from a length-mix run (bench/length_mix.py), for 1 and 8 GPUs.
 
     python3 bench/mix_projection.py bench/results/h100-length-mix-7b.json \\
         --out bench/results/h100-length-mix-projection.json
 
 Each arm's seconds per row (the mix's rows, batches of 64, one process on one GPU) times the
-catalogue's rows of the seed matrix's 20 benchmarks, for the 7B; the 13B at ``--13b-factor``
+catalogue's rows of the default matrix's 20 benchmarks, for the 7B; the 13B at ``--13b-factor``
 times the 7B (the measured ratio of the two models' prefills, bench/README.md, where the 13B
 run itself is missing). G GPUs take the total over G, times the planner's makespan over an even
 share (1.02 in its last 8-GPU plan, h200-graph-projection.json). A rough figure: the mix's kind
@@ -20,28 +20,6 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED = [
-    "MMBench_DEV_EN",
-    "TextVQA_VAL",
-    "GQA_TestDev_Balanced",
-    "MMMU_DEV_VAL",
-    "DocVQA_VAL",
-    "ChartQA_TEST",
-    "InfoVQA_VAL",
-    "OCRBench",
-    "AI2D_TEST",
-    "ScienceQA_VAL",
-    "POPE",
-    "HallusionBench",
-    "MMStar",
-    "RealWorldQA",
-    "VisOnlyQA-VLMEvalKit",
-    "VizWiz",
-    "SEEDBench_IMG",
-    "BLINK",
-    "MMBench_DEV_KO",
-    "SEEDBench_IMG_KO",
-]
 
 
 def main() -> int:
@@ -54,7 +32,8 @@ def main() -> int:
     args = p.parse_args()
     mix = json.loads(args.mix.read_text())
     catalogue = yaml.safe_load((ROOT / "playbooks/vars/catalogue.yml").read_text())
-    rows = sum(int(catalogue["catalogue_benchmarks"][name]["samples"]) for name in SEED)
+    default = catalogue["catalogue_default_benchmarks"]
+    rows = sum(int(catalogue["catalogue_benchmarks"][name]["samples"]) for name in default)
     out = {"from": str(args.mix), "rows_per_model": rows, "factor_13b": args.factor_13b, "arms": {}}
     for name, arm in mix["arms"].items():
         per_row = arm["seconds"] / mix["rows"]
