@@ -261,6 +261,26 @@ def two_gpu_map() -> dict[str, int]:
     return device_map(model, [80 * 2**30, 80 * 2**30], torch.bfloat16)
 
 
+def cache_refusals(hub: Path) -> dict[str, str]:
+    """The internvl family's cache check (downloads off) on a damaged 8B snapshot (a module
+    reached only by a relative import, and one weight shard, deleted) and on a repo the cache
+    does not hold: what the load says before it starts."""
+    from vlmfleet.families import FamilyError
+    from vlmfleet.families.internvl import check_cache
+
+    snap = hub / f"models--{REPOS['InternVL2-8B'].replace('/', '--')}" / "snapshots" / REVISION
+    (snap / "conversation.py").unlink()
+    (snap / "model-00002-of-00002.safetensors").unlink()
+    said = {}
+    for model, repo in (("InternVL2-8B", REPOS["InternVL2-8B"]), ("x", "OpenGVLab/InternVL2-4B")):
+        try:
+            check_cache(model, repo)
+            said[repo] = "no refusal"
+        except FamilyError as err:
+            said[repo] = str(err)
+    return said
+
+
 def records(host_dir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for status in sorted(host_dir.glob("*/*/status.json")):
@@ -313,6 +333,7 @@ def main(work_dir: str) -> int:
         "records": records(path.parent.parent),
         "trace": [json.loads(s) for s in trace.read_text().splitlines()] if trace.exists() else [],
         "device_map": two_gpu_map(),
+        "cache_refusals": cache_refusals(hub),
     }
     print(MARKER + json.dumps(line, default=str), flush=True)
     return 0

@@ -115,3 +115,18 @@ def test_internvl2_8b_spreads_over_two_gpus_as_vlmevalkit_places_it(
     order = [layers[f"language_model.model.layers.{i}"] for i in range(32)]
     assert order == sorted(order) and 0 < order.count(0) < 32
     assert placed["language_model.output"] == 1
+
+
+def test_a_cache_missing_remote_code_or_weights_is_named_before_the_load(
+    offline_run: dict[str, Any],
+) -> None:
+    """Downloads off: the family names every file the load would read that the cache lacks
+    (here a module the model code imports relatively, and a weight shard), not only the first
+    transformers would trip on."""
+    said = offline_run["cache_refusals"]
+    assert said["OpenGVLab/InternVL2-8B"] == (
+        "model InternVL2-8B: downloads are off (HF_HUB_OFFLINE) and the Hugging Face cache "
+        "lacks these files of OpenGVLab/InternVL2-8B: conversation.py, "
+        "model-00002-of-00002.safetensors"
+    )
+    assert said["OpenGVLab/InternVL2-4B"].endswith("OpenGVLab/InternVL2-4B: config.json")

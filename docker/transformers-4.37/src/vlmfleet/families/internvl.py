@@ -77,6 +77,21 @@ def vlmevalkit_arguments(unit: Unit, slot: Slot) -> tuple[dict[str, Any], str]:
     return kwargs, hub_path
 
 
+def check_cache(model: str, repo: str) -> None:
+    """With downloads off, FamilyError naming every file of ``repo`` the load reads (remote
+    code, tokenizer, weights) that the Hugging Face cache lacks; online, the hub fills them."""
+    from vlmfleet.families.hub_files import downloads_off, missing_files
+
+    if not downloads_off():
+        return
+    missing = missing_files(repo)
+    if missing:
+        raise FamilyError(
+            f"model {model}: downloads are off (HF_HUB_OFFLINE) and the Hugging Face cache "
+            f"lacks these files of {repo}: {', '.join(missing)}"
+        )
+
+
 def load(unit: Unit, slot: Slot) -> Any:
     """``DeviceInternVLChat`` for ``unit.model``: VLMEvalKit's own arguments for it, the slot's
     device (spread over the slot's GPUs as VLMEvalKit spreads it) and generation settings."""
@@ -89,6 +104,7 @@ def load(unit: Unit, slot: Slot) -> Any:
         )
     import_stack()
     kwargs, hub_path = vlmevalkit_arguments(unit, slot)
+    check_cache(unit.model, hub_path)
     from vlmfleet.families.internvl_wrapper import DeviceInternVLChat
 
     model = DeviceInternVLChat(hub_path, device=slot.device, **kwargs)
