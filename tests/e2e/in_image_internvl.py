@@ -281,6 +281,24 @@ def cache_refusals(hub: Path) -> dict[str, str]:
     return said
 
 
+def entry_refusals() -> dict[str, str]:
+    """What the family says of a unit whose catalogue repo is not VLMEvalKit's, and of a model
+    VLMEvalKit builds with another class: the hub code is trusted for the catalogue's repo only."""
+    from vlmfleet.contract import Slot, Unit
+    from vlmfleet.families import FamilyError
+    from vlmfleet.families.internvl import vlmevalkit_arguments
+
+    slot = Slot("r", "h", "cpu0", "cpu", False, None, "exact_matching", ())
+    said = {}
+    for model, repo in (("InternVL2-2B", "someone/InternVL2-2B"), ("llava_v1.5_7b", None)):
+        try:
+            vlmevalkit_arguments(Unit(model, "internvl", (), hf_repo=repo), slot)
+            said[model] = "no refusal"
+        except FamilyError as err:
+            said[model] = str(err)
+    return said
+
+
 def records(host_dir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for status in sorted(host_dir.glob("*/*/status.json")):
@@ -334,6 +352,7 @@ def main(work_dir: str) -> int:
         "trace": [json.loads(s) for s in trace.read_text().splitlines()] if trace.exists() else [],
         "device_map": two_gpu_map(),
         "cache_refusals": cache_refusals(hub),
+        "entry_refusals": entry_refusals(),
     }
     print(MARKER + json.dumps(line, default=str), flush=True)
     return 0

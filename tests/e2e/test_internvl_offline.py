@@ -130,3 +130,18 @@ def test_a_cache_missing_remote_code_or_weights_is_named_before_the_load(
         "model-00002-of-00002.safetensors"
     )
     assert said["OpenGVLab/InternVL2-4B"].endswith("OpenGVLab/InternVL2-4B: config.json")
+
+
+def test_hub_code_is_trusted_only_for_the_catalogue_repo_vlmevalkit_loads(
+    offline_run: dict[str, Any],
+) -> None:
+    said = offline_run["entry_refusals"]
+    assert said["InternVL2-2B"] == (
+        "model InternVL2-2B: the catalogue's hf_repo 'someone/InternVL2-2B' is not the repo "
+        "VLMEvalKit loads for it ('OpenGVLab/InternVL2-2B'); only the catalogue's repos run hub "
+        "code (trust_remote_code), so correct the catalogue entry"
+    )
+    assert said["llava_v1.5_7b"] == (
+        "model llava_v1.5_7b is listed in family internvl, but VLMEvalKit builds it with "
+        "LLaVA, not its InternVLChat class"
+    )
