@@ -255,9 +255,9 @@ def slot_file(work: Path, md5: dict[str, str]) -> Path:
 def two_gpu_map() -> dict[str, int]:
     """The 8B stand-in's placement over two 80 GB GPUs, on the meta device, offline."""
     import torch
-    from vlmfleet.families.internvl_spread import device_map, meta_model
+    from vlmfleet.families.internvl_spread import device_map, hub_config, meta_model
 
-    model = meta_model(REPOS["InternVL2-8B"], torch.bfloat16)
+    model = meta_model(hub_config(REPOS["InternVL2-8B"]), torch.bfloat16)
     return device_map(model, [80 * 2**30, 80 * 2**30], torch.bfloat16)
 
 

@@ -18,13 +18,26 @@ from typing import Any
 import torch
 
 
-def meta_model(model_path: str, dtype: torch.dtype) -> torch.nn.Module:
-    """The hub model of ``model_path`` (its remote code, trusted: a catalogue repo) built on the
-    meta device: shapes, no memory."""
-    from accelerate import init_empty_weights
-    from transformers import AutoConfig, AutoModel
+def hub_config(model_path: str) -> Any:
+    """The hub repo's config (its remote code, trusted: a catalogue repo) with flash attention
+    off in both halves, whichever field the hub code's version reads: InternLM2's code reads its
+    config's ``attn_implementation``, transformers' own language models ``_attn_implementation``,
+    and InternViT ``use_flash_attn``. This image has no flash-attn."""
+    from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(model_path, trust_remote_code=True)
+    config.llm_config.attn_implementation = "eager"
+    config.llm_config._attn_implementation = "eager"
+    config.vision_config.use_flash_attn = False
+    return config
+
+
+def meta_model(config: Any, dtype: torch.dtype) -> torch.nn.Module:
+    """The hub model of ``config`` (``hub_config``) built on the meta device: shapes, no
+    memory."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModel
+
     with init_empty_weights():
         return AutoModel.from_config(
             config, trust_remote_code=True, torch_dtype=dtype, use_flash_attn=False
@@ -55,7 +68,7 @@ def device_map(model: torch.nn.Module, gpu_free_bytes: list[int], dtype: torch.d
     return {name: int(where) for name, where in placed.items()}
 
 
-def placement(model_path: str, dtype: torch.dtype) -> dict[str, Any]:
-    """The device map of ``model_path`` over every GPU the slot sees."""
+def placement(config: Any, dtype: torch.dtype) -> dict[str, Any]:
+    """The device map of the model of ``config`` over every GPU the slot sees."""
     free = [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())]
-    return device_map(meta_model(model_path, dtype), free, dtype)
+    return device_map(meta_model(config, dtype), free, dtype)

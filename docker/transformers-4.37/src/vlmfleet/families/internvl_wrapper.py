@@ -9,10 +9,12 @@ unchanged; only the load is its own, for three reasons:
 * the placement over the slot's GPUs is computed first (``internvl_spread.placement``, the
   same computation transformers makes for ``device_map="auto"``), so it can be checked on the
   meta device and is logged;
-* ``use_flash_attn=False`` is passed to the hub code (InternVL2's own switch, as its model card
-  documents): this image has no flash-attn, and the hub code then builds its vision
-  model's naive attention and its language model's ``eager`` attention. The load checks the
-  loaded config says so, instead of trusting the hub code's import-time fallback;
+* flash attention is turned off before the hub code builds the model: in the config
+  (``internvl_spread.hub_config``: every field a version of the hub code reads) and with
+  ``use_flash_attn=False`` (InternVL2's own switch, as its model card documents), so the
+  vision model builds its naive attention and the language model ``eager`` attention (the hub
+  code has no SDPA path). The load then checks the loaded config says so, instead of trusting
+  the hub code's import-time fallback;
 * the device and dtype are parameters (bfloat16 on GPUs; float32 on the CPU, as the llava
   family). InternVL2's own ``chat`` moves its inputs with ``.cuda()``, so InternVL's real code
   runs on GPUs only, which is why the catalogue lists the family for ``cuda`` alone; the CPU
@@ -33,7 +35,7 @@ from typing import Any
 import torch
 from vlmeval.vlm import InternVLChat
 
-from vlmfleet.families.internvl_spread import placement
+from vlmfleet.families.internvl_spread import hub_config, placement
 
 log = logging.getLogger("vlmfleet.families.internvl")
 
@@ -49,20 +51,26 @@ class AttentionError(RuntimeError):
     """The hub code built flash attention although it was asked not to."""
 
 
+def llm_attention(config: Any) -> str | None:
+    """The language model's attention as the field its code reads says: InternLM2's hub code
+    reads ``attn_implementation``, transformers' own models ``_attn_implementation``."""
+    llm = getattr(config, "llm_config", None)
+    internlm2 = getattr(llm, "model_type", "") == "internlm2"
+    return getattr(llm, "attn_implementation" if internlm2 else "_attn_implementation", None)
+
+
 def attention_of(model: Any) -> str:
     """The language model's attention as the loaded InternVL config says, with the vision
     model's flash switch: e.g. ``eager (vision: naive)``."""
-    config = model.config
-    llm = getattr(getattr(config, "llm_config", None), "attn_implementation", None)
-    flash_vit = getattr(getattr(config, "vision_config", None), "use_flash_attn", None)
+    flash_vit = getattr(getattr(model.config, "vision_config", None), "use_flash_attn", None)
+    llm = llm_attention(model.config)
     return f"{llm or 'unknown'} (vision: {'flash' if flash_vit else 'naive'})"
 
 
 def check_attention(model: Any) -> str:
     """The loaded model's attention; AttentionError when the hub code did not fall back."""
-    llm = getattr(getattr(model.config, "llm_config", None), "attn_implementation", None)
     flash_vit = getattr(getattr(model.config, "vision_config", None), "use_flash_attn", False)
-    if llm != EXPECTED_ATTENTION or flash_vit:
+    if llm_attention(model.config) != EXPECTED_ATTENTION or flash_vit:
         raise AttentionError(
             f"the hub code built {attention_of(model)} attention; this image has no flash-attn, "
             f"so {EXPECTED_ATTENTION} was expected (use_flash_attn=False)"
@@ -105,9 +113,11 @@ class DeviceInternVLChat(InternVLChat):
             model_path, trust_remote_code=True, use_fast=False
         )
         dtype = DTYPES[device]
-        device_map = placement(model_path, dtype) if device == "cuda" else None
+        config = hub_config(model_path)
+        device_map = placement(config, dtype) if device == "cuda" else None
         self.model = AutoModel.from_pretrained(
             model_path,
+            config=config,
             torch_dtype=dtype,
             trust_remote_code=True,
             low_cpu_mem_usage=True,
