@@ -30,8 +30,9 @@ def test_internvl2_models_are_planned_on_gpu_hosts_and_refused_on_cpu_only_ones(
     out = stdout(r)
     # Validation and the planner passed: the plan is written, every unit on a GPU slot.
     plan = json.loads((fleet.results / run_id / "plan.json").read_text())
-    planned = {(u["host"], u["model"]) for u in plan["units"]}
-    assert planned == {(h, m) for h in HOSTS for m in MODELS.split(",")}, plan["units"]
+    # Each model where the balance puts it (a model loads on a host only when needed there).
+    assert {u["model"] for u in plan["units"]} == set(MODELS.split(","))
+    assert {u["host"] for u in plan["units"]} <= set(HOSTS)
     for unit in plan["units"]:
         assert unit["device"] == "cuda" and unit["gpus"] and unit["family"] == "internvl"
         assert unit["hf_repo"] == f"OpenGVLab/{unit['model']}"
