@@ -431,7 +431,10 @@ def test_a_hosts_own_batch_size_wins_over_the_default():
     }
 
 
-RUNS_HERE = "models this image runs: llava_v1.5_7b, llava_v1.5_13b, sharegpt4v_7b"
+RUNS_HERE = (
+    "models this image runs: llava_v1.5_7b, llava_v1.5_13b, sharegpt4v_7b, InternVL2-2B, "
+    "InternVL2-8B"
+)
 
 
 @pytest.mark.parametrize("smoke", [None, "true"])
@@ -449,7 +452,6 @@ RUNS_HERE = "models this image runs: llava_v1.5_7b, llava_v1.5_13b, sharegpt4v_7
             "model 'cogvlm-chat' (family cogvlm) cannot run in this image: CogVLM's hub code "
             "needs xformers, which this image's lock does not hold",
         ),
-        ("InternVL2-8B,llava_v1.5_7b", "this image has no internvl family module"),
         (
             "CogVLM-7B",
             "model 'CogVLM-7B' is the original image's name for VLMEvalKit's 'cogvlm-chat' "
@@ -484,20 +486,28 @@ def test_a_refusal_comes_with_the_other_problems_and_a_resume_is_held_to_it():
 
 
 def test_a_smoke_run_of_a_family_without_smoke_checkpoints_is_refused():
-    # No family is both runnable here and without smoke checkpoints today: one made up.
-    catalogue = {**CATALOGUE, "catalogue_families": dict(CATALOGUE["catalogue_families"])}
-    catalogue["catalogue_families"]["internvl"] = {
-        k: v for k, v in catalogue["catalogue_families"]["internvl"].items() if k != "refused"
-    }
+    # InternVL2 runs in this image, but smoke mode has no checkpoint of its family.
     with pytest.raises(EvalInputError) as err:
         check_inputs(
-            {"models": "InternVL2-2B", "smoke": "true"}, catalogue, NOW, None, LOCALHOST, []
+            {"models": "InternVL2-2B,InternVL2-8B", "smoke": "true"},
+            CATALOGUE,
+            NOW,
+            None,
+            LOCALHOST,
+            [],
         )
     assert str(err.value) == (
-        "smoke mode has no checkpoint for 'InternVL2-2B' (family internvl); families smoke "
-        "runs can load: llava (models: llava_v1.5_7b, llava_v1.5_13b, sharegpt4v_7b)"
+        "smoke mode has no checkpoint for 'InternVL2-2B' (family internvl), 'InternVL2-8B' "
+        "(family internvl); families smoke runs can load: llava (models: llava_v1.5_7b, "
+        "llava_v1.5_13b, sharegpt4v_7b)"
     )
-    assert check_inputs({"models": "InternVL2-2B"}, catalogue, NOW, None, LOCALHOST, [])
+
+
+def test_internvl2_models_pass_validation_in_a_real_run():
+    inputs = check_inputs(
+        {"models": ["InternVL2-2B", "InternVL2-8B"]}, CATALOGUE, NOW, None, LOCALHOST, []
+    )
+    assert inputs["models"] == ["InternVL2-2B", "InternVL2-8B"]
 
 
 def test_every_family_the_image_runs_has_a_module_and_every_other_is_refused():
@@ -793,7 +803,7 @@ def test_unknown_names_are_offered_only_the_models_this_image_runs():
         check(models="gpt-4o")
     assert str(err.value) == f"unknown model 'gpt-4o'; valid models: {RUNS_HERE.split(': ')[1]}"
     # A refused model named is still answered with its own reason, and the case hint knows it.
-    with pytest.raises(EvalInputError, match=r"'InternVL2-2B' \(family internvl\) cannot run"):
-        check(models="InternVL2-2B")
+    with pytest.raises(EvalInputError, match=r"'MiniCPM-V-2_6' \(family minicpm\) cannot run"):
+        check(models="MiniCPM-V-2_6")
     with pytest.raises(EvalInputError, match=r"'internvl2-2b' \(did you mean 'InternVL2-2B'\?\)"):
         check(models="internvl2-2b")

@@ -34,6 +34,7 @@ from ansible_collections.vlmfleet.shared.plugins.plugin_utils.summary import sum
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "results"
 CURRENT, PREVIOUS = "20261127T020000Z", "20261126T180000Z"
 REFERENCES_FILE = Path(__file__).resolve().parents[3] / "playbooks/vars/reference_scores.yml"
+CATALOGUE_FILE = Path(__file__).resolve().parents[3] / "playbooks/vars/catalogue.yml"
 # The default benchmarks, from the catalogue (test_catalogue checks it against its own list).
 DEFAULT_BENCHMARKS = yaml.safe_load(
     (Path(__file__).resolve().parents[3] / "playbooks/vars/catalogue.yml").read_text()
@@ -907,3 +908,20 @@ def test_overview_names_the_limits_a_precision_chose(results: Path, refs: dict) 
     line = next(x for x in md.splitlines() if x.startswith("- Sample limits per benchmark:"))
     assert "precision=5" in line and "at most ±5 points" in line
     assert "POPE 381" in line and "OCRBench whole" in line
+
+
+def test_a_model_backed_by_less_than_itself_says_so_in_the_overview(
+    results: Path, refs: dict
+) -> None:
+    catalogue = yaml.safe_load(CATALOGUE_FILE.read_text())
+    md = build_reports(results / CURRENT, refs, catalogue=catalogue)["report.md"]
+    assert "What backs" not in md  # the LLaVA models carry no such note
+    catalogue["catalogue_models"]["llava_v1.5_7b"]["verified_here"] = catalogue["catalogue_models"][
+        "InternVL2-8B"
+    ]["verified_here"]
+    md = build_reports(results / CURRENT, refs, catalogue=catalogue)["report.md"]
+    assert (
+        "- What backs llava_v1.5_7b in this project: not InternVL's own code or weights: only "
+        "a stand-in of its hub repo"
+    ) in md
+    assert "What backs llava_v1.5_13b" not in md

@@ -31,7 +31,15 @@ def test_a_known_family_resolves_to_its_module_with_the_interface() -> None:
         assert callable(getattr(llava, name)), name
 
 
-@pytest.mark.parametrize("name", ["internvl", "minicpm", "cogvlm", "llava_batched"])
+def test_internvl_resolves_to_its_module_answering_per_sample() -> None:
+    internvl = family("internvl")
+    for name in ("load", "batched", "prepare_samples", "generate_queue"):
+        assert callable(getattr(internvl, name)), name
+    # VLMEvalKit's per-sample loop answers, whatever batch size the slot asks for.
+    assert internvl.batched(object(), slot(batch_size="auto")) is False
+
+
+@pytest.mark.parametrize("name", ["minicpm", "cogvlm", "llava_batched", "internvl_wrapper"])
 def test_an_unknown_family_names_the_known_ones(name: str) -> None:
     with pytest.raises(FamilyError) as err:
         family(name)

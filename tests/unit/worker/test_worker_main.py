@@ -122,8 +122,8 @@ def test_a_family_without_a_module_fails_its_combinations_naming_the_known_ones(
     # No torch needed: the family is resolved before the stack is imported.
     units = [
         {
-            "model": "InternVL2-8B",
-            "family": "internvl",
+            "model": "MiniCPM-V-2_6",
+            "family": "minicpm",
             "benchmarks": [BENCH, BENCH | {"name": "HallusionBench"}],
         }
     ]
@@ -131,12 +131,12 @@ def test_a_family_without_a_module_fails_its_combinations_naming_the_known_ones(
     assert worker.main(["--slot-file", str(path)]) == 1
     run_dir = path.parent.parent
     reasons = {
-        b: json.loads((run_dir / "InternVL2-8B" / b / "status.json").read_text())["reason"]
+        b: json.loads((run_dir / "MiniCPM-V-2_6" / b / "status.json").read_text())["reason"]
         for b in ("POPE", "HallusionBench")
     }
     message = (
-        "model family 'internvl' has no module in this image (vlmfleet.families); "
-        "known families: llava"
+        "model family 'minicpm' has no module in this image (vlmfleet.families); "
+        "known families: llava, internvl"
     )
     assert reasons == {"POPE": message, "HallusionBench": message}
     progress = json.loads((path.parent / "slot-progress.json").read_text())

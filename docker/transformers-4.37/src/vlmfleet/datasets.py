@@ -125,6 +125,9 @@ def use_synthetic_dataset(root: Path, name: str, shape: str, questions: int) -> 
 
 # The dataset class whose evaluation a custom benchmark of each VLMEvalKit type gets.
 CUSTOM_CLASSES = {"MCQ": "ImageMCQDataset", "Y/N": "ImageYORNDataset", "VQA": "ImageVQADataset"}
+# Custom benchmarks this process registered with VLMEvalKit's classes: from then on their names
+# are listed there, but they are still the user's files (the next unit of the slot runs them).
+CUSTOM_REGISTERED: set[str] = set()
 
 
 def use_custom_dataset(root: Path, bench: Benchmark) -> type:
@@ -158,6 +161,7 @@ def use_custom_dataset(root: Path, bench: Benchmark) -> type:
             setattr(cls, table, dict(getattr(cls, table, {})))
     cls.DATASET_URL[bench.name] = tsv.as_uri()
     cls.DATASET_MD5[bench.name] = got
+    CUSTOM_REGISTERED.add(bench.name)
     return cls
 
 
@@ -174,7 +178,7 @@ def prepare_dataset(bench: Benchmark, slot: Slot) -> Any:
     its shard's part of those rows when it is a shard)."""
     from vlmeval.dataset import build_dataset
 
-    cls = dataset_class(bench.name)
+    cls = None if bench.name in CUSTOM_REGISTERED else dataset_class(bench.name)
     if slot.smoke and cls is None:
         raise DatasetError(
             f"benchmark {bench.name!r} is not a VLMEvalKit dataset name; smoke mode synthesises "

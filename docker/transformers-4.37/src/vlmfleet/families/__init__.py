@@ -8,7 +8,7 @@ the unit's model once (``load``), asks whether the family's batched engine gener
 unit's benchmarks as one queue (``generate_queue``); otherwise VLMEvalKit's own per-sample loop
 (``vlmeval.inference.infer_data_job``) runs, benchmark by benchmark.
 
-Families the catalogue knows but this image has no module for (internvl, minicpm, cogvlm) are
+Families the catalogue knows but this image has no module for (minicpm, cogvlm) are
 refused by ``family``, naming the ones it has; the catalogue marks them ``refused``, so the
 controller's validation step stops them, with the reason, before anything starts.
 Importing this package imports no torch.
@@ -28,7 +28,7 @@ from typing import Any, Protocol, cast
 from vlmfleet.contract import SMOKE_MAX_NEW_TOKENS, Slot, Unit
 
 # Family name -> module under vlmfleet.families. A new family: its module, and a line here.
-FAMILIES = {"llava": "vlmfleet.families.llava"}
+FAMILIES = {"llava": "vlmfleet.families.llava", "internvl": "vlmfleet.families.internvl"}
 
 
 class FamilyError(RuntimeError):

@@ -63,6 +63,8 @@ class Catalogue:
     kinds: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, str] = field(default_factory=dict)
     kind_metrics: dict[str, str] = field(default_factory=dict)
+    # A model's `verified_here`: what ran in this project for it, where less than the model.
+    verified: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

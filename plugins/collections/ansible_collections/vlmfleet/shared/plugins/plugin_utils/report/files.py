@@ -194,10 +194,12 @@ def load_references(path: str | Path = DEFAULT_REFERENCES) -> dict[str, Any]:
 
 
 def catalogue_facts(catalogue: dict[str, Any] | None) -> Catalogue:
-    """What the report reads of catalogue.yml's catalogue_benchmarks ({name: {kind, metric}})
-    and catalogue_kinds ({kind: {metric}}); empty without them."""
+    """What the report reads of catalogue.yml's catalogue_benchmarks ({name: {kind, metric}}),
+    catalogue_kinds ({kind: {metric}}) and catalogue_models ({name: {verified_here}}); empty
+    without them."""
     benchmarks = (catalogue or {}).get("catalogue_benchmarks") or {}
     kinds = (catalogue or {}).get("catalogue_kinds") or {}
+    models = (catalogue or {}).get("catalogue_models") or {}
     specs = {str(n): b for n, b in benchmarks.items() if isinstance(b, dict)}
     return Catalogue(
         kinds={n: b["kind"] for n, b in specs.items() if isinstance(b.get("kind"), str)},
@@ -206,6 +208,11 @@ def catalogue_facts(catalogue: dict[str, Any] | None) -> Catalogue:
             str(k): v["metric"]
             for k, v in kinds.items()
             if isinstance(v, dict) and isinstance(v.get("metric"), str)
+        },
+        verified={
+            str(m): " ".join(v["verified_here"].split())
+            for m, v in models.items()
+            if isinstance(v, dict) and isinstance(v.get("verified_here"), str)
         },
     )
 

@@ -164,6 +164,9 @@ def _overview(run: Run) -> Section:
         f"Combinations: {totals['ok']} ok, {totals['failed']} failed, {totals['missing']} missing"
         f" of {totals['total']}",
     ]
+    for model in run.models:
+        if model in run.catalogue.verified:
+            lines.append(f"What backs {model} in this project: {run.catalogue.verified[model]}")
     if run.summary.get("model_loads") is not None:
         lines.append(f"Model loads: {run.summary['model_loads']}")
     if run.summary.get("lost_hosts"):
