@@ -7,7 +7,8 @@
 # 2. the slot start by stage (bench/start_stages.py) and what VLMEvalKit's import would cost if
 #    only the modules a slot uses were imported (bench/lazy_import_probe.py);
 # 3. the 13B length mix at --batch 32 (bench/length_mix.py), until the call's time is spent.
-# $OUT receives seed-matrix.tgz: every JSON and log. Overrides: MIX_ROWS_13B, CALL_SECONDS.
+# $OUT receives seed-matrix.tgz: every JSON and log. Overrides: MIX_ROWS_13B, CALL_SECONDS,
+# MATRIX_ONLY=1 (stop after step 1).
 set -u
 : "${OUT:?OUT must name the folder for the results}"
 SITE=/tmp/site
@@ -42,6 +43,7 @@ save
 stamp seed matrix, length mix
 matrix h100-seed-limit10-mix --decoder mix
 save
+[ "${MATRIX_ONLY:-0}" = 1 ] && { stamp done; exit 0; }
 stamp start stages
 python3 bench/standin_launch.py bench/start_stages.py --checkpoint "$W/ckpt/models/llava-v1.5-7b-tiny" \
   > "$R/start-stages.json" 2> "$R/start-stages.log"
