@@ -9,6 +9,11 @@
 # 3. the 13B length mix at --batch 32 (bench/length_mix.py), until the call's time is spent.
 # $OUT receives seed-matrix.tgz: every JSON and log. Overrides: MIX_ROWS_13B, CALL_SECONDS,
 # MATRIX_ONLY=1 (stop after step 1).
+# The tree it needs, where the device tool sends another checkout (as in this session): from
+# this branch, `git archive HEAD bench docker/transformers-4.37/src docker/transformers-4.37/tools
+# docker/transformers-4.37/requirements.lock roles/gpu_facts plugins playbooks/vars pyproject.toml`
+# unpacked into an ignored folder of that checkout with `.whl/` beside it, the folder carried, and
+# the command `cd FOLDER && bash bench/device_seed_matrix.sh`.
 set -u
 : "${OUT:?OUT must name the folder for the results}"
 SITE=/tmp/site
