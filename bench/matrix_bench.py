@@ -65,6 +65,8 @@ MODELS = tuple(_DEFAULTS["catalogue_default_models"])
 BENCHMARKS = list(_DEFAULTS["catalogue_default_benchmarks"])
 # The loop arm's name in result files written before it was renamed.
 OLD_ARM_NAMES = {"seed": "loop"}
+# --decoder mix: VLMEvalKit's max_new_tokens for LLaVA, above the mix's longest answer.
+MIX_MAX_NEW_TOKENS = 2048
 LOADED = re.compile(r"loaded model (\S+) in ([0-9.]+) s")
 # The worker's log lines start with logging's asctime (local time, milliseconds after a comma).
 STAMPED = re.compile(
@@ -104,8 +106,10 @@ def write_slot(
         smoke=True,
         limit=limit or args.limit,
         judge=contract.EXACT_MATCHING,
-        max_new_tokens=args.new_tokens,
-        min_new_tokens=args.new_tokens,
+        # The mix ends each answer with eos at its drawn length (bench/mix_worker.py): nothing
+        # forced, and VLMEvalKit's LLaVA limit above the mix's longest tail.
+        max_new_tokens=MIX_MAX_NEW_TOKENS if args.decoder == "mix" else args.new_tokens,
+        min_new_tokens=None if args.decoder == "mix" else args.new_tokens,
         batch_size=batch_size,
         shared_by=shared_by,
         units=[
@@ -478,6 +482,8 @@ def project_arm(
             worker = [str(REPO / "bench" / "attn_worker.py"), "--attn", attn]
         elif args.decoder == "generate":
             worker = [str(REPO / "bench" / "generate_worker.py")]
+        elif args.decoder == "mix":
+            worker = [str(REPO / "bench" / "mix_worker.py")]
         else:
             worker = ["-m", "vlmfleet.worker"]
         cmd = [*launch(args, *worker), "--slot-file", str(path)]
@@ -670,10 +676,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--decoder",
-        choices=("product", "generate"),
+        choices=("product", "generate", "mix"),
         default="product",
         help="project arms: the engine's own decoder choice, or generate for every batch "
-        "(bench/generate_worker.py, the A/B of the static KV cache)",
+        "(bench/generate_worker.py, the A/B of the static KV cache), or the product's with "
+        "answers of the length mix instead of --new-tokens (bench/mix_worker.py)",
     )
     p.add_argument(
         "--cold-weights",
