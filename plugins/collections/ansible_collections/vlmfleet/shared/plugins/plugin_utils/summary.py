@@ -208,16 +208,29 @@ def questions_path(record: Mapping[str, Any]) -> str | None:
     return str(combo_dir(record["host"], record["model"], record["benchmark"]) / name)
 
 
+DAEMON_LOST_EXIT = 255
+
+
 def exit_cause(exit_code: Any, oom_killed: bool = False) -> str | None:
     """What ended a worker's container, when a signal did: Docker's OOMKilled (the kernel's
     out-of-memory killer), else the signal of an exit status 128 + n (a docker kill is SIGKILL,
-    137). None for an exit of the worker's own."""
+    137; a docker stop or a host shutting down SIGTERM, 143), or Docker's 255 for a container its
+    daemon lost (a host reboot). None for an exit of the worker's own."""
     if not isinstance(exit_code, int) or exit_code == 0:
         return None
     if oom_killed:
         return f"killed by the kernel's out-of-memory killer (exit {exit_code})"
+    if exit_code == DAEMON_LOST_EXIT:
+        # What Docker records for a container that was running when its daemon went away: a
+        # host that rebooted or lost power, or a dockerd restarted (the worker exits 0, 1 or 2).
+        return (
+            f"ended by its host or Docker daemon restarting (exit {exit_code}: Docker found it "
+            "running after the restart)"
+        )
     if exit_code <= 128:
         return None
+    if exit_code - 128 == signal.SIGTERM:
+        return f"stopped by SIGTERM (exit {exit_code}: docker stop, or its host shutting down)"
     try:
         name = signal.Signals(exit_code - 128).name
     except ValueError:

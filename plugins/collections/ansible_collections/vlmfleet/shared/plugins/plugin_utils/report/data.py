@@ -19,6 +19,7 @@ from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
     SHARDS_DIR,
     STATUS_FILE,
     WORKER_LOG,
+    read_record,
 )
 from ansible_collections.vlmfleet.shared.plugins.module_utils.uncertainty import (
     ALPHA,
@@ -231,6 +232,13 @@ def _work(record: dict[str, Any]) -> Work | None:
     )
 
 
+def _record(path: Path) -> dict[str, Any]:
+    """A status record as the summary read it (contract.read_record): one that breaks the
+    contract is a failed record naming why, so the report says what the summary says instead
+    of stopping on it or showing its figures."""
+    return read_record(path) if path.is_file() else {}
+
+
 def _shard_records(root: Path, model: str, bench: str, shards: list[dict[str, Any]]) -> list[Any]:
     """The records of a benchmark's shards, each in the folder of the host that ran it."""
     out = []
@@ -238,7 +246,7 @@ def _shard_records(root: Path, model: str, bench: str, shards: list[dict[str, An
         if s.get("host") and isinstance(s.get("index"), int) and isinstance(s.get("count"), int):
             name = f"{s['index'] + 1}-of-{s['count']}"
             path = root / s["host"] / model / bench / SHARDS_DIR / name / STATUS_FILE
-            out.append(_read_json(path, required=False))
+            out.append(_record(path))
     return out
 
 
@@ -260,7 +268,7 @@ def _combo(root: Path, raw: dict[str, Any], summary_path: Path, kinds: dict[str,
         )
     # A combination no attempt planned anywhere has no host (summary says so in reason).
     host, model, bench = raw["host"] or "", raw["model"], raw["benchmark"]
-    record = _read_json(root / host / model / bench / "status.json", required=False) if host else {}
+    record = _record(root / host / model / bench / STATUS_FILE) if host else {}
     scores = raw.get("scores") or {}
     slot = raw.get("slot") or record.get("slot")
     shards = list(raw.get("shards") or [])

@@ -1,0 +1,105 @@
+"""A status record damaged on disk (torn, emptied, edited, of another format or another
+combination's): the summary and both reports name the file and what to do, the resume runs it
+again, and nothing the record says is used (its figures, times or names may be what broke)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.report import (
+    build_reports,
+    load_references,
+)
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.summary import (
+    eval_done_combinations,
+    eval_summary,
+)
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "results"
+RUN = "20261127T020000Z"
+REFERENCES_FILE = Path(__file__).resolve().parents[2] / "playbooks/vars/reference_scores.yml"
+MODELS = ["llava_v1.5_7b", "llava_v1.5_13b"]
+BENCHMARKS = ["MMBench_DEV_EN", "POPE", "TextVQA_VAL", "OCRBench", "SEEDBench_IMG"]
+RECORD = Path("gpu-01") / "llava_v1.5_7b" / "POPE" / contract.STATUS_FILE
+ADVICE = "its result cannot be used: rerun with the same run_id to run it again"
+
+
+def edit(key: str, value: Any) -> Callable[[str], str]:
+    def change(text: str) -> str:
+        return json.dumps({**json.loads(text), key: value})
+
+    return change
+
+
+# (what was done to POPE's ok record, what the reason must say)
+DAMAGE = [
+    (lambda text: text[:50], "not readable JSON"),
+    (lambda text: "", "not readable JSON"),
+    (lambda text: "[]", "record is not an object"),
+    (edit("seconds", "abc"), "seconds 'abc' is not a number of seconds"),
+    (edit("samples", None), "samples None is not a count"),
+    (edit("started_at", 5), "started_at 5 is not a time"),
+    (edit("host", None), "host is not a name"),
+    (edit("slot", 3), "slot is not a name"),
+    (edit("primary_scale", "x"), "primary_scale 'x' is not a number"),
+    (edit("questions_file", "../../etc/passwd"), "questions_file '../../etc/passwd' is not"),
+    (
+        edit("model", "llava_v1.5_13b"),
+        "it is the record of llava_v1.5_13b/POPE on gpu-01, not of its folder's "
+        "llava_v1.5_7b/POPE on gpu-01",
+    ),
+]
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    shutil.copytree(FIXTURES / RUN, tmp_path / RUN)
+    return tmp_path / RUN
+
+
+def summarized(run: Path) -> dict[str, Any]:
+    plan = json.loads((run / "plan.json").read_text())
+    plan |= {"models": MODELS, "benchmarks": BENCHMARKS, "smoke": True, "limit": 3}
+    summary = eval_summary(plan, str(run))
+    (run / "summary.json").write_text(json.dumps(summary))
+    return summary
+
+
+@pytest.mark.parametrize(("damage", "problem"), DAMAGE)
+def test_a_damaged_record_is_named_in_summary_and_report_and_run_again(
+    run: Path, damage: Callable[[str], str], problem: str
+) -> None:
+    path = run / RECORD
+    path.write_text(damage(path.read_text()))
+    summary = summarized(run)
+    entry = next(
+        c
+        for c in summary["combinations"]
+        if (c["model"], c["benchmark"]) == ("llava_v1.5_7b", "POPE")
+    )
+    assert entry["status"] == "failed"
+    assert entry["reason"].startswith(f"status record {path} breaks the contract: {problem}")
+    assert entry["reason"].endswith(ADVICE)
+    # None of its figures stand: no score, no seconds, no samples.
+    assert (entry["primary_score"], entry["seconds"], entry["samples"]) == (None, None, None)
+    # The reports are written, and say what the summary says (they stopped on a torn record).
+    files = build_reports(run, load_references(REFERENCES_FILE))
+    assert ADVICE in files["report.md"]
+    assert ADVICE in files["report.html"]
+    # The resume does not count it done.
+    done = eval_done_combinations(contract.run_records(run), True)
+    assert ["llava_v1.5_7b", "POPE"] not in done
+    assert ["llava_v1.5_7b", "MMBench_DEV_EN"] in done
+
+
+def test_every_record_the_worker_writes_passes_the_stricter_schema() -> None:
+    """The fixture records are what workers wrote; none of them may start failing."""
+    records = contract.run_records(FIXTURES / RUN)
+    assert records
+    assert [r["reason"] for r in records if "breaks the contract" in str(r["reason"])] == []
