@@ -36,7 +36,7 @@ def documentation_blocks(path: Path) -> dict[str, str]:
 def test_documentation_blocks_are_yaml(path: Path) -> None:
     blocks = documentation_blocks(path)
     assert "DOCUMENTATION" in blocks
-    for name, text in blocks.items():
+    for _name, text in blocks.items():
         yaml.safe_load(text)
 
 
