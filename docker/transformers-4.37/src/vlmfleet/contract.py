@@ -16,6 +16,7 @@ only, and Python 3.9 syntax at run time: the slot-status module runs on the flee
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -451,6 +452,8 @@ def read_record(path: str | Path) -> dict[str, Any]:
         problems = [f"its shard {record.get(SHARD_KEY)!r} is not its folder's {shard.name}"]
     if not problems:
         problems = identity_problems(record, host, model, benchmark)
+    if not problems and shard is not None and record["status"] == "ok":
+        problems = prediction_problems(record, path.parent)
     if not problems:
         return record
     # Nothing of a broken record is used: its figures, times or names may be what broke.
@@ -464,12 +467,49 @@ def read_record(path: str | Path) -> dict[str, Any]:
         "benchmark": benchmark,
         "status": "failed",
         "reason": one_line(
-            f"status record {path} breaks the contract: {'; '.join(problems)}; its result "
-            "cannot be used: rerun with the same run_id to run it again"
+            # The problems shortened, so that what to do is never cut off.
+            f"status record {path} breaks the contract: {one_line('; '.join(problems), 240)}; "
+            "its result cannot be used: rerun with the same run_id to run it again"
         ),
         "scores": {},
         "smoke": bool(isinstance(record, dict) and record.get("smoke") is True),
     }
+
+
+# A shard's ok record vouches for its prediction file, which the merge reads later, perhaps
+# on another host after copies: the record holds the file's digest, and a file that no longer
+# matches it makes the shard not done, so a rerun runs it again instead of merging a torn file.
+PREDICTION_FILE_KEY = "prediction_file"
+PREDICTION_DIGEST_KEY = "prediction_sha256"
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def prediction_problems(record: Mapping[str, Any], folder: Path) -> list[str]:
+    """Why the prediction file a shard's ok record names beside it is not the one it wrote (a
+    record of a worker before digests were recorded is taken as it stands)."""
+    want = record.get(PREDICTION_DIGEST_KEY)
+    if want is None:
+        return []
+    name = record.get(PREDICTION_FILE_KEY)
+    if not isinstance(name, str) or Path(name).name != name:
+        return [f"{PREDICTION_FILE_KEY} {name!r} is not a file name"]
+    try:
+        got = file_sha256(folder / name)
+    except OSError as err:
+        return [f"its predictions {folder / name} cannot be read ({err.strerror or err})"]
+    if got != want:
+        return [
+            f"its predictions {folder / name} are not the file the shard wrote (their sha256 "
+            "is not the recorded one: damaged or replaced)"
+        ]
+    return []
 
 
 def identity_problems(
