@@ -18,6 +18,7 @@ from ansible_collections.vlmfleet.shared.plugins.plugin_utils.report import (
 )
 from ansible_collections.vlmfleet.shared.plugins.plugin_utils.summary import (
     eval_done_combinations,
+    eval_records_to_restore,
     eval_summary,
 )
 
@@ -103,3 +104,26 @@ def test_every_record_the_worker_writes_passes_the_stricter_schema() -> None:
     records = contract.run_records(FIXTURES / RUN)
     assert records
     assert [r["reason"] for r in records if "breaks the contract" in str(r["reason"])] == []
+
+
+def test_a_record_damaged_on_the_host_is_put_back_from_the_controllers_copy(tmp_path: Path) -> None:
+    """The resume skips it (the controller's copy is done), and the collect would bring the
+    host's damaged copy over the good one: the result would be lost at the next summary."""
+    controller = tmp_path / "results" / RUN
+    shutil.copytree(FIXTURES / RUN, controller)
+    host = tmp_path / "outputs" / RUN
+    shutil.copytree(FIXTURES / RUN / "gpu-01", host / "gpu-01")
+    (host / RECORD).write_text('{"status": "ok", "mod')
+    host_records = contract.host_records(host / "gpu-01")
+    assert eval_records_to_restore(host_records, str(controller), "gpu-01", True) == [
+        "gpu-01/llava_v1.5_7b/POPE"
+    ]
+    # Nothing to put back where the controller's copy is damaged too (the rerun runs it), for
+    # another host, or once the host's copy is whole again.
+    assert eval_records_to_restore(host_records, str(controller), "gpu-02", True) == []
+    (controller / RECORD).write_text("")
+    assert eval_records_to_restore(host_records, str(controller), "gpu-01", True) == []
+    shutil.copy(FIXTURES / RUN / RECORD, host / RECORD)
+    shutil.copy(FIXTURES / RUN / RECORD, controller / RECORD)
+    whole = contract.host_records(host / "gpu-01")
+    assert eval_records_to_restore(whole, str(controller), "gpu-01", True) == []

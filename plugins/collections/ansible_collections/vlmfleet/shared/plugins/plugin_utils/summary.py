@@ -21,14 +21,18 @@ from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
     RESULT_KEYS,
     SHARD_KEY,
     SHARDS_KEY,
+    STATUS_FILE,
     SUMMARY_STATUSES,
     Shard,
     combo_dir,
     done_combinations,
     done_shards,
     failed_reasons,
+    is_done,
     prepare_failure,
+    read_record,
     record_shard,
+    result_dir,
     run_records,
     run_shard_records,
 )
@@ -321,6 +325,25 @@ def eval_done_shards(records: Iterable[Mapping[str, Any]], smoke: bool) -> list[
     """Resume: the shards [model, benchmark, index, count] with a record contract.is_done
     accepts."""
     return done_shards(records, smoke=smoke)
+
+
+def eval_records_to_restore(
+    host_records: Iterable[Mapping[str, Any]], run_dir: str, host: str, smoke: bool
+) -> list[str]:
+    """The result folders (<host>/<model>/<benchmark>[/shards/<k>-of-<n>], relative to the
+    run directory) whose copy on ``host`` is not done while the controller's is: a record or
+    prediction file damaged on the host after it was collected. The resume skips them (the
+    controller's copy is done), so the host's copy must be put back before the collect, which
+    would otherwise bring the damaged one over the good one."""
+    out = []
+    for r in host_records:
+        if r.get("host") != host or is_done(r, smoke=smoke):
+            continue
+        folder = result_dir(host, r["model"], r["benchmark"], record_shard(r))
+        kept = Path(run_dir) / folder / STATUS_FILE
+        if kept.is_file() and is_done(read_record(kept), smoke=smoke):
+            out.append(str(folder))
+    return sorted(set(out))
 
 
 def eval_controller_records(run_dir: str) -> list[dict[str, Any]]:
