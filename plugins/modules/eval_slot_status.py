@@ -177,6 +177,9 @@ def main() -> None:
         "changed": False,
         "finished": not any(s["state"] in RUNNING_STATES for s in slots_out),
         "eval_progress": {
+            # outputs/<run_id>/<host>: the run the eval_progress callback names if the play is
+            # interrupted while these workers run.
+            "run_id": os.path.basename(os.path.dirname(os.path.normpath(run_dir))),
             "done": sum(s["done"] for s in slots_out),
             "total": sum(s["total"] for s in slots_out),
             "failed": sum(1 for r in records if r.get("status") == "failed"),
