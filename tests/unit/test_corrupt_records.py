@@ -127,3 +127,27 @@ def test_a_record_damaged_on_the_host_is_put_back_from_the_controllers_copy(tmp_
     shutil.copy(FIXTURES / RUN / RECORD, controller / RECORD)
     whole = contract.host_records(host / "gpu-01")
     assert eval_records_to_restore(whole, str(controller), "gpu-01", True) == []
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda text: "", "no scored questions"),
+        (lambda text: '{"index": 1}\n', "KeyError: 'score'"),
+        (lambda text: text + text, "a question index appears twice"),
+    ],
+)
+def test_a_damaged_questions_file_is_named_and_the_reports_are_written(
+    tmp_path: Path, damage: Callable[[str], str], problem: str
+) -> None:
+    """A questions file emptied or edited after its record was written stopped both reports
+    ("UncertaintyError: no scored questions"), losing the scores that stand."""
+    for run in (RUN, "20261126T180000Z"):
+        shutil.copytree(FIXTURES / run, tmp_path / run)
+    questions = tmp_path / RUN / "gpu-01" / "llava_v1.5_7b" / "POPE"
+    questions /= "llava_v1.5_7b_POPE_questions.jsonl"
+    questions.write_text(damage(questions.read_text()))
+    files = build_reports(
+        tmp_path / RUN, load_references(REFERENCES_FILE), compare_to="20261126T180000Z"
+    )
+    assert f"{questions}: {problem}" in files["report.md"]

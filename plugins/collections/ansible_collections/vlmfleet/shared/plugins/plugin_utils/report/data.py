@@ -497,8 +497,14 @@ def _read_scored(run: Run, combo: Combo | None) -> Scored:
         return Scored(None, None, f"questions file not collected ({where})")
     try:
         lines = _read_lines(path)
+        # Lines the statistics can use, or why not (an emptied or edited file): checked here,
+        # once, so that no section of the report stops on them.
+        questions_of(lines)
     except ReportError as exc:
         return Scored(None, None, str(exc))
+    except (UncertaintyError, KeyError, TypeError, ValueError) as exc:
+        shown = f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)
+        return Scored(None, None, f"{path}: {shown}")
     return Scored(lines, combo.interval.get("statistic"))
 
 
