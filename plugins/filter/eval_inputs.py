@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ansible_collections.vlmfleet.shared.plugins.plugin_utils.inputs import eval_check_inputs
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.inputs import (
+    eval_check_inputs,
+    eval_stored_run,
+)
 
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"eval_check_inputs": eval_check_inputs}
+        return {"eval_check_inputs": eval_check_inputs, "eval_stored_run": eval_stored_run}

@@ -138,6 +138,20 @@ def test_ctrl_c_a_host_restart_and_damaged_copies_then_reruns_of_the_same_run_id
     assert (shard / name).read_bytes() == whole
     assert json.loads((fleet.results / RUN_ID / "plan.json").read_text())["units"] == []
 
+    # A torn run.json (the inputs a resume must match) stops the rerun in the validation step,
+    # with one message, and nothing written.
+    run_json = fleet.results / RUN_ID / "run.json"
+    stored = run_json.read_bytes()
+    run_json.write_bytes(stored[:40])
+    before = {p.name: p.read_bytes() for p in (fleet.results / RUN_ID).glob("*.json")}
+    refused = fleet.eval(run_id=RUN_ID)
+    assert refused.rc != 0
+    words = " ".join(stdout(refused).split())
+    assert f"{run_json} cannot be read: not readable JSON" in words, words[-3000:]
+    assert "put back a copy of run.json, or give a new run_id" in words
+    assert {p.name: p.read_bytes() for p in (fleet.results / RUN_ID).glob("*.json")} == before
+    run_json.write_bytes(stored)
+
 
 def outputs(fleet: Fleet, host: str) -> Path:
     """outputs/<run_id>/ on ``host``: its folder <host>/ and the shards brought to merge."""

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from ansible_collections.vlmfleet.shared.plugins.module_utils import contract
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.inputs import eval_stored_run
 from ansible_collections.vlmfleet.shared.plugins.plugin_utils.report import (
     build_reports,
     load_references,
@@ -151,3 +152,31 @@ def test_a_damaged_questions_file_is_named_and_the_reports_are_written(
         tmp_path / RUN, load_references(REFERENCES_FILE), compare_to="20261126T180000Z"
     )
     assert f"{questions}: {problem}" in files["report.md"]
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('{"inputs": {"models": ["llava', "not readable JSON (Unterminated string"),
+        ("", "not readable JSON (Expecting value"),
+        ('{"started_at": "t"}', "no 'inputs' object"),
+    ],
+)
+def test_a_damaged_run_json_stops_the_resume_with_one_message(
+    tmp_path: Path, text: str, why: str
+) -> None:
+    """The validation step read run.json with from_json inside a template: a torn one stopped
+    the play with a template error naming neither the file nor what to do."""
+    path = tmp_path / "run.json"
+    path.write_text(text)
+    stored = eval_stored_run(str(path))
+    assert stored["run"] is None
+    assert stored["error"].startswith(f"{path} cannot be read: {why}")
+    assert stored["error"].endswith(
+        "put back a copy of run.json, or give a new run_id (nothing of this run was changed)"
+    )
+    path.write_text('{"inputs": {"run_id": "r1"}, "started_at": "t"}')
+    assert eval_stored_run(str(path)) == {
+        "run": {"inputs": {"run_id": "r1"}, "started_at": "t"},
+        "error": None,
+    }
