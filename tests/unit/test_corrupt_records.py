@@ -180,3 +180,22 @@ def test_a_damaged_run_json_stops_the_resume_with_one_message(
         "run": {"inputs": {"run_id": "r1"}, "started_at": "t"},
         "error": None,
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('{"host": "gpu-01", "gpu', "is not readable JSON"),
+        ("[]", "is not a host record of collect.yml's shape"),
+        ('{"gpu_facts_gpus": "x", "image_labels": 3}', "is not a host record of collect.yml's"),
+    ],
+)
+def test_a_damaged_host_json_leaves_that_hosts_provenance_unknown_not_the_report(
+    run: Path, text: str, problem: str
+) -> None:
+    """host.json (GPU facts, image) is written by the collect; a torn one stopped both reports."""
+    path = run / "gpu-01" / "host.json"
+    path.write_text(text)
+    files = build_reports(run, load_references(REFERENCES_FILE))
+    assert f"gpu-01: GPU facts and image unknown: {path} {problem}" in files["report.md"]
+    assert "gpu-02: " in files["report.md"]

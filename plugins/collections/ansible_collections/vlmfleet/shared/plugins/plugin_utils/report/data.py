@@ -300,6 +300,32 @@ def _combo(root: Path, raw: dict[str, Any], summary_path: Path, kinds: dict[str,
     )
 
 
+# What a host.json that cannot be used becomes: the reports say so on the host's line.
+HOST_PROBLEM = "problem"
+
+
+def _host_facts(path: Path) -> dict[str, Any]:
+    """host.json (GPU facts and image provenance, roles/eval_run/tasks/collect.yml), {} when
+    absent; one that is torn or of another shape is {"problem": why}: provenance unknown for
+    that host, never a report lost for it."""
+    if not path.is_file():
+        return {}
+    try:
+        facts = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return {HOST_PROBLEM: f"{path} is not readable JSON ({err})"}
+    gpus = facts.get("gpu_facts_gpus") if isinstance(facts, dict) else None
+    if (
+        not isinstance(facts, dict)
+        or not isinstance(gpus or [], list)
+        or not all(isinstance(g, dict) and "name" in g for g in gpus or [])
+        or not isinstance(facts.get("image_labels") or {}, dict)
+        or not isinstance(facts.get("slot_states") or [], list)
+    ):
+        return {HOST_PROBLEM: f"{path} is not a host record of collect.yml's shape"}
+    return facts
+
+
 def load_run(run_dir: str | Path, catalogue: Catalogue | None = None) -> Run:
     """Load results/<run_id>/ into a Run; raises ReportError naming a missing or bad file.
     The catalogue's kinds cover benchmarks a resumed run's plan left out."""
@@ -318,7 +344,7 @@ def load_run(run_dir: str | Path, catalogue: Catalogue | None = None) -> Run:
     for host in sorted(
         {c.host for c in combos if c.host} | {p.parent.name for p in root.glob("*/host.json")}
     ):
-        hosts[host] = _read_json(root / host / "host.json", required=False)
+        hosts[host] = _host_facts(root / host / "host.json")
     smoke = bool(inputs.get("smoke", summary.get("smoke") if isinstance(summary, dict) else False))
     run_id = (
         (summary.get("run_id") if isinstance(summary, dict) else None)
