@@ -199,3 +199,21 @@ def test_a_damaged_host_json_leaves_that_hosts_provenance_unknown_not_the_report
     files = build_reports(run, load_references(REFERENCES_FILE))
     assert f"gpu-01: GPU facts and image unknown: {path} {problem}" in files["report.md"]
     assert "gpu-02: " in files["report.md"]
+
+
+def test_a_damaged_record_not_planned_in_this_attempt_is_named_not_missing(run: Path) -> None:
+    """A resume that counted it done plans nothing for it; its record damaged since (the
+    collect brought a damaged copy) read as 'missing: no status record and not planned in
+    this attempt', hiding the file and its problem."""
+    path = run / RECORD
+    path.write_text("")
+    plan = json.loads((run / "plan.json").read_text())
+    plan |= {"models": MODELS, "benchmarks": BENCHMARKS, "smoke": True, "limit": 3, "units": []}
+    summary = eval_summary(plan, str(run))
+    entry = next(
+        c
+        for c in summary["combinations"]
+        if (c["model"], c["benchmark"]) == ("llava_v1.5_7b", "POPE")
+    )
+    assert (entry["status"], entry["host"]) == ("failed", "gpu-01")
+    assert entry["reason"].startswith(f"status record {path} breaks the contract")

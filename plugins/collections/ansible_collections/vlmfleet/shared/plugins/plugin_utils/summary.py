@@ -146,6 +146,9 @@ def summarize(
             # Prefer the planned host's record; otherwise any, in a stable order.
             ok.sort(key=lambda r: (r.get("host") != host, str(r.get("host"))))
             mine = [r for r in recs if r["host"] == host]
+            # Not planned in this attempt (a resume counted it done): its record, whatever it
+            # says (one damaged since reads as such, not as "no status record").
+            mine = mine or (recs if host is None else [])
             record = ok[0] if ok else (mine[0] if mine else None)
             entry: dict[str, Any] = {"host": host, "slot": slot, "model": m, "benchmark": b}
             entry |= {k: None for k in RESULT_KEYS} | {"status": "missing", "scores": {}}
