@@ -21,6 +21,11 @@ description:
     C(started_at) (ISO 8601) the clock and the rate start at the first poll seen, so
     combinations finished before it do not make the estimate optimistic.
     A list of such dictionaries (each with C(host)) gives one line per host.
+  - A play that stops while the last poll of some host found its workers running (Ctrl-C
+    or a signal to ansible-playbook, after which Ansible prints only that the user interrupted
+    it) ends with a note naming the run (C(eval_progress.run_id)), saying that its workers run
+    on and that a rerun with the same run_id once they have finished collects them and runs
+    only what is missing.
 requirements:
   - enable it in ansible.cfg, C(callbacks_enabled = eval_progress)
 """

@@ -9,7 +9,10 @@ from ansible_collections.vlmfleet.shared.plugins.plugin_utils.input_table import
     eval_given_inputs,
     eval_input_names,
 )
-from ansible_collections.vlmfleet.shared.plugins.plugin_utils.inputs import eval_check_inputs
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.inputs import (
+    eval_check_inputs,
+    eval_stored_run,
+)
 
 
 class FilterModule:
@@ -18,4 +21,5 @@ class FilterModule:
             "eval_check_inputs": eval_check_inputs,
             "eval_given_inputs": eval_given_inputs,
             "eval_input_names": eval_input_names,
+            "eval_stored_run": eval_stored_run,
         }

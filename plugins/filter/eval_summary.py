@@ -12,6 +12,7 @@ from ansible_collections.vlmfleet.shared.plugins.plugin_utils.summary import (
     eval_done_combinations,
     eval_done_shards,
     eval_lost_hosts,
+    eval_records_to_restore,
     eval_summary,
 )
 
@@ -25,5 +26,6 @@ class FilterModule:
             "eval_controller_shard_records": eval_controller_shard_records,
             "eval_controller_records": eval_controller_records,
             "eval_lost_hosts": eval_lost_hosts,
+            "eval_records_to_restore": eval_records_to_restore,
             "eval_combination_line": combination_line,
         }

@@ -101,6 +101,11 @@ records:
 """
 
 
+def count(value: Any) -> int:
+    """A count from a progress file: a non-negative whole number, else 0."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 def container_state(module: AnsibleModule, docker: str, name: str) -> dict[str, Any]:
     """A container's state, exit_code, oom_killed, error and started_at; state 'missing' when it
     does not exist."""
@@ -154,8 +159,18 @@ def main() -> None:
     for spec in module.params["slots"]:
         slot_dir = os.path.join(run_dir, spec["slot"])
         progress = read_json(os.path.join(slot_dir, PROGRESS_FILE))
+        # For the display only: a torn or edited file counts as no progress, never a traceback
+        # that would end the wait while the workers run on.
         progress = progress if isinstance(progress, dict) else {}
-        total = progress.get("total") or slot_total(read_json(os.path.join(slot_dir, SLOT_FILE)))
+        progress = {
+            "done": count(progress.get("done")),
+            "total": count(progress.get("total")),
+            "current": progress.get("current")
+            if isinstance(progress.get("current"), str)
+            else None,
+            "updated_at": progress.get("updated_at"),
+        }
+        total = progress["total"] or slot_total(read_json(os.path.join(slot_dir, SLOT_FILE)))
         found: dict[str, Any] = {"state": "missing", "exit_code": None, "oom_killed": False}
         found |= {"error": "", "started_at": None}
         if spec.get("container") and docker:
@@ -177,6 +192,9 @@ def main() -> None:
         "changed": False,
         "finished": not any(s["state"] in RUNNING_STATES for s in slots_out),
         "eval_progress": {
+            # outputs/<run_id>/<host>: the run the eval_progress callback names if the play is
+            # interrupted while these workers run.
+            "run_id": os.path.basename(os.path.dirname(os.path.normpath(run_dir))),
             "done": sum(s["done"] for s in slots_out),
             "total": sum(s["total"] for s in slots_out),
             "failed": sum(1 for r in records if r.get("status") == "failed"),

@@ -122,3 +122,28 @@ def test_finished_when_no_container_runs_and_records_for_resume(
 def test_a_run_directory_that_does_not_exist_yet_has_no_records(tmp_path: Path) -> None:
     out = run_module(tmp_path, {"run_dir": str(tmp_path / "nowhere"), "records": True})
     assert out["records"] == [] and out["finished"] is True
+
+
+@pytest.mark.parametrize(
+    "progress", ['{"done": 1, "tot', '{"done": "one", "total": [2], "current": 5}', "[]"]
+)
+def test_a_damaged_progress_file_never_stops_the_poll(
+    tmp_path: Path, host_dir: Path, progress: str
+) -> None:
+    """slot-progress.json is for the display; a torn or edited one (the worker rewrites it after
+    each record) counts as no progress, its slot's total from slot.json, instead of a module
+    traceback that would end the wait while the workers run on."""
+    (host_dir / "gpu0" / contract.PROGRESS_FILE).write_text(progress)
+    (tmp_path / "docker.states").write_text("c0 running 0\n")
+    out = run_module(
+        tmp_path,
+        {
+            "run_dir": str(host_dir),
+            "docker_cli": str(tmp_path / "docker"),
+            "slots": [{"slot": "gpu0", "container": "c0"}],
+        },
+    )
+    assert out.get("failed") is not True, out
+    (slot,) = out["eval_progress"]["slots"]
+    assert (slot["done"], slot["total"], slot["state"]) == (0, 2, "running")
+    assert out["finished"] is False

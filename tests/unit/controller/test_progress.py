@@ -189,3 +189,35 @@ def test_callback_keeps_the_first_poll_as_baseline() -> None:
     cb.v2_runner_retry(_Result("h", {"eval_progress": {"done": 30, "total": 40}}))
     cb.v2_runner_retry(_Result("h", {"eval_progress": {"done": 31, "total": 40}}))
     assert cb._display.lines[1] == "eval h: 31/40 (77%) | elapsed 50s | ETA 7m30s"
+
+
+def test_a_play_stopped_while_workers_run_says_they_run_on_and_how_to_resume() -> None:
+    """Ctrl-C on ansible-playbook prints only "User interrupted execution"; the callback says
+    what became of the workers (as the process exits) and how to finish the run."""
+    cb = CallbackModule()
+    cb._display = _Display()
+    cb.v2_runner_retry(
+        _Result("gpu-01", {"eval_progress": PROGRESS | {"run_id": "r7"}, "finished": False})
+    )
+    cb.interrupted_note()
+    note = cb._display.lines[-1]
+    assert note.startswith("eval.yml stopped while the workers of run r7 were running")
+    assert "rerun with -e run_id=r7" in note
+    # Once: atexit calls it again.
+    cb.interrupted_note()
+    assert cb._display.lines[-1] == note and len(cb._display.lines) == 2
+
+
+def test_a_play_that_ended_leaves_no_note() -> None:
+    cb = CallbackModule()
+    cb._display = _Display()
+    running = {"eval_progress": PROGRESS | {"run_id": "r7"}, "finished": False}
+    cb.v2_runner_retry(_Result("gpu-01", running))
+    cb.v2_playbook_on_stats(None)
+    cb.interrupted_note()
+    assert len(cb._display.lines) == 1
+    # Nor one stopped after its workers finished (in the collect or the report).
+    cb.v2_runner_retry(_Result("gpu-01", running))
+    cb.v2_runner_on_ok(_Result("gpu-01", running | {"finished": True}))
+    cb.interrupted_note()
+    assert len(cb._display.lines) == 3

@@ -321,3 +321,40 @@ def test_summary_lists_a_benchmarks_shards_and_names_the_one_that_failed() -> No
     assert entry["status"] == "ok" and (entry["host"], entry["slot"]) == ("a", "merge")
     assert [s["index"] for s in entry["shards"]] == [0, 1, 2]
     assert summary["totals"]["ok"] == 1
+
+
+def test_a_shard_whose_predictions_were_damaged_is_not_done_and_is_named(tmp_path: Path) -> None:
+    """The merge would read a torn prediction file (and fail at every rerun, the shard being
+    done): the record's digest makes the shard not done, so a rerun runs it again."""
+    from types import SimpleNamespace
+
+    from vlmfleet.evaluation import shard_fields
+
+    slot = contract.parse_slot(
+        slot_data([bench_entry(shard={"index": 0, "count": 2})]),
+        tmp_path / "a" / "gpu0" / contract.SLOT_FILE,
+    )
+    slot = contract.Slot(**{**slot.__dict__, "host": "a"})
+    folder = contract.shard_dir(tmp_path / "a", "m", "POPE", contract.Shard(0, 2))
+    folder.mkdir(parents=True)
+    pred = folder / "m_POPE.xlsx"
+    pred.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 8)
+    fields = shard_fields(SimpleNamespace(data=[1, 2]), str(pred), 2)
+    SlotRecords(slot).record("m", "POPE", "ok", "t", 1.5, shard=contract.Shard(0, 2), **fields)
+    assert eval_done_shards(contract.run_shard_records(tmp_path), True) == [["m", "POPE", 0, 2]]
+
+    pred.write_bytes(pred.read_bytes()[:100])
+    (record,) = contract.run_shard_records(tmp_path)
+    assert record["status"] == "failed"
+    assert f"its predictions {pred} are not the file the shard wrote" in record["reason"]
+    assert record["reason"].endswith("rerun with the same run_id to run it again")
+    assert eval_done_shards([record], True) == []
+    pred.unlink()
+    (record,) = contract.run_shard_records(tmp_path)
+    assert f"its predictions {pred} cannot be read" in record["reason"]
+    # A merge that finds it so names the shard and why, not only "not every shard is done".
+    from vlmfleet.merge import not_done
+
+    why = not_done(contract.run_shard_records(tmp_path), "m", "POPE")
+    assert why.startswith("not every shard of m/POPE is done on this host's copy (1-of-2: ")
+    assert f"its predictions {pred} cannot be read" in why

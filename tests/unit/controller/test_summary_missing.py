@@ -72,7 +72,14 @@ def reasons(run: Path) -> dict[str, str]:
     [
         (137, False, "killed by SIGKILL (exit 137)"),
         (137, True, "killed by the kernel's out-of-memory killer (exit 137)"),
-        (143, False, "killed by SIGTERM (exit 143)"),
+        (143, False, "stopped by SIGTERM (exit 143: docker stop, or its host shutting down)"),
+        # A host that rebooted mid-run: Docker marks what was running 255, not a signal 127.
+        (
+            255,
+            False,
+            "ended by its host or Docker daemon restarting (exit 255: Docker found it running "
+            "after the restart)",
+        ),
         (130, False, "killed by SIGINT (exit 130)"),
         (1, False, None),
         (2, False, None),

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from vlmfleet import datasets, families, worker
+from vlmfleet import contract, datasets, families, worker
 from vlmfleet.contract import load_slot
 from vlmfleet.families import llava
 from vlmfleet.faults import describe
@@ -53,6 +53,23 @@ def test_bad_slot_file_exits_2_naming_the_value(tmp_path: Path, caplog) -> None:
     path = write_slot(tmp_path, device="gpu")
     assert worker.main(["--slot-file", str(path)]) == 2
     assert "device 'gpu' is not valid; valid: cuda, cpu" in caplog.text
+
+
+def test_a_torn_slot_file_is_named_by_the_hosts_path_with_what_mends_it(
+    tmp_path: Path, caplog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inside = tmp_path / "workspace" / "outputs"
+    path = inside / "r1" / "gpu-01" / "gpu0" / "slot.json"
+    path.parent.mkdir(parents=True)
+    path.write_text('{"run_id": "r1", "ho')
+    # The part of the contract that owns the layout (host_path reads it there).
+    monkeypatch.setattr(contract.paths, "CONTAINER_OUTPUTS", str(inside))
+    monkeypatch.setenv(contract.HOST_OUTPUTS_ENV, "/srv/vlm-eval/outputs")
+    assert worker.main(["--slot-file", str(path)]) == 2
+    assert "bad slot file: /srv/vlm-eval/outputs/r1/gpu-01/gpu0/slot.json: not valid JSON" in (
+        caplog.text
+    )
+    assert "rerun eval.yml with the same run_id to write it again" in caplog.text
 
 
 def test_bad_token_file_exits_2_without_showing_its_line(

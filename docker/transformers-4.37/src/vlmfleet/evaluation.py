@@ -26,8 +26,11 @@ from vlmfleet.contract import (
     CONTAINER_SECRET_ENV,
     EXACT_MATCHING,
     JUDGE_KEY_ENV,
+    PREDICTION_DIGEST_KEY,
+    PREDICTION_FILE_KEY,
     Benchmark,
     Slot,
+    file_sha256,
 )
 from vlmfleet.question_scores import question_fields
 from vlmfleet.scores import primary_score
@@ -112,10 +115,15 @@ def check_judge(kwargs: dict[str, Any]) -> None:
 
 def shard_fields(dataset: Any, pred_file: str, questions: int) -> dict[str, Any]:
     """The fields of a shard's ok record: its predictions are kept for the merge, which
-    evaluates the whole benchmark once (a part's figures would not add up to the whole's)."""
+    evaluates the whole benchmark once (a part's figures would not add up to the whole's), and
+    its digest lets every later reader tell a damaged copy (contract.prediction_problems)."""
     return {
         "samples": questions,
-        "extra": {"predictions": len(dataset.data), "prediction_file": Path(pred_file).name},
+        "extra": {
+            "predictions": len(dataset.data),
+            PREDICTION_FILE_KEY: Path(pred_file).name,
+            PREDICTION_DIGEST_KEY: file_sha256(pred_file),
+        },
     }
 
 

@@ -78,7 +78,14 @@ def merged_predictions(dataset: Any, shards: list[Mapping[str, Any]], run_dir: P
         path = folder / str(r.get("prediction_file") or "")
         if not path.is_file():
             raise MergeError(f"shard {shard.name} from {r['host']}: no prediction file {path}")
-        frames.append(load(str(path)))
+        try:
+            frames.append(load(str(path)))
+        except Exception as err:  # a torn xlsx or tsv: pandas' and zipfile's own errors
+            raise MergeError(
+                f"shard {shard.name} from {r['host']}: its predictions {path} cannot be read "
+                f"({type(err).__name__}: {err}); remove that shard's folder and rerun with the "
+                "same run_id to run it again"
+            ) from err
     merged = pd.concat(frames, ignore_index=True)
     want = [str(i) for i in dataset.data["index"]]
     got = [str(i) for i in merged["index"]]
@@ -92,6 +99,19 @@ def merged_predictions(dataset: Any, shards: list[Mapping[str, Any]], run_dir: P
             f"{len(want)} rows in order (first difference at row {first})"
         )
     return merged
+
+
+def not_done(records: list[dict[str, Any]], model: str, benchmark: str) -> str:
+    """Why the shards of model/benchmark cannot be merged here: each one's reason, where its
+    record has one (a damaged prediction file, contract.prediction_problems)."""
+    why = [
+        f"{contract.record_shard(r).name}: {r['reason']}"  # type: ignore[union-attr]
+        for r in records
+        if (r["model"], r["benchmark"]) == (model, benchmark) and r["status"] != "ok"
+    ]
+    return f"not every shard of {model}/{benchmark} is done on this host's copy" + (
+        f" ({'; '.join(why)})" if why else ""
+    )
 
 
 def merge_one(records: SlotRecords, model: str, bench: Benchmark) -> None:
@@ -110,7 +130,7 @@ def merge_one(records: SlotRecords, model: str, bench: Benchmark) -> None:
             shards = found or []
             try:
                 if found is None:
-                    raise MergeError(f"not every shard of {name} is done on this host's copy")
+                    raise MergeError(not_done(records, model, bench.name))
                 from vlmeval.smp import dump
                 from vlmeval.smp.file import get_pred_file_path
 

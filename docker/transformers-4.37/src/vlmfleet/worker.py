@@ -20,6 +20,7 @@ from typing import IO
 
 from vlmfleet import contract, log_routing
 from vlmfleet.contract import ContractError, Slot, load_slot
+from vlmfleet.faults import on_host
 from vlmfleet.pipeline import Worker
 from vlmfleet.secret_env import SecretEnvError, load_env_file
 
@@ -50,7 +51,10 @@ def read_inputs(slot_file: Path) -> tuple[Slot, list[str]] | None:
     try:
         slot = load_slot(slot_file)
     except ContractError as err:
-        log.error("bad slot file: %s", err)
+        # The file by the host's name (the user looks there), and what mends it: eval.yml
+        # writes every slot file again before it starts a worker.
+        shown = str(err).replace(str(slot_file), on_host(slot_file))
+        log.error("bad slot file: %s; rerun eval.yml with the same run_id to write it again", shown)
         return None
     try:
         keys = load_env_file(SECRET_ENV)

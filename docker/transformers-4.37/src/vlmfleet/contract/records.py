@@ -4,6 +4,7 @@ slot-progress file."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -181,6 +182,46 @@ def validate_record(record: Any) -> list[str]:
     problems.extend(interval_problems(record["primary_interval"], score))
     if not isinstance(record["smoke"], bool):
         problems.append("smoke is not a boolean")
+    problems.extend(field_problems(record))
+    return problems
+
+
+# The record's fields the summary and the reports use as they stand: a path, a figure, a time.
+_TEXT_KEYS = ("run_id", "host", "slot", "model", "benchmark")
+_OPTIONAL_TEXT_KEYS = ("reason", "scoring_note", "questions_note", "primary_metric")
+
+
+def field_problems(record: Mapping[str, Any]) -> list[str]:
+    """Fields of a record with the wrong type: each would otherwise stop the summary or the
+    report (a name used as a path, a figure formatted, a time parsed) or show a wrong figure."""
+    problems = [f"{k} is not a name" for k in _TEXT_KEYS if not isinstance(record[k], str)]
+    problems += [
+        f"{k} is not text"
+        for k in _OPTIONAL_TEXT_KEYS
+        if not isinstance(record[k], (str, type(None)))
+    ]
+    if not _is_number(record["seconds"]) or record["seconds"] < 0:
+        problems.append(f"seconds {record['seconds']!r} is not a number of seconds")
+    samples = record["samples"]
+    if not (isinstance(samples, int) and not isinstance(samples, bool) and samples >= 0):
+        problems.append(f"samples {samples!r} is not a count")
+    scale = record["primary_scale"]
+    if scale is not None and not _is_number(scale):
+        problems.append(f"primary_scale {scale!r} is not a number")
+    if isinstance(record["scores"], dict) and not all(
+        _is_number(v) for v in record["scores"].values()
+    ):
+        problems.append("a score is not a number")
+    name = record["questions_file"]
+    if name is not None and (not isinstance(name, str) or Path(name).name != name or name == ".."):
+        # The reports open it beside the record: a plain file name, never a path.
+        problems.append(f"questions_file {name!r} is not a file name")
+    # Text the reports parse as a time (an unparsable one shows as no time).
+    problems += [
+        f"{k} {record[k]!r} is not a time"
+        for k in ("started_at", "finished_at")
+        if not isinstance(record[k], str)
+    ]
     return problems
 
 
@@ -221,21 +262,79 @@ def read_record(path: str | Path) -> dict[str, Any]:
     if shard is not None and not problems and record.get(SHARD_KEY) != shard.as_dict():
         problems = [f"its shard {record.get(SHARD_KEY)!r} is not its folder's {shard.name}"]
     if not problems:
+        problems = identity_problems(record, host, model, benchmark)
+    if not problems and shard is not None and record["status"] == "ok":
+        problems = prediction_problems(record, path.parent)
+    if not problems:
         return record
+    # Nothing of a broken record is used: its figures, times or names may be what broke.
+    slot = record.get("slot") if isinstance(record, dict) else None
     return {
         **{k: None for k in RECORD_KEYS},
-        **(record if isinstance(record, dict) else {}),
         **({SHARD_KEY: shard.as_dict()} if shard else {}),
         "host": host,
+        "slot": slot if isinstance(slot, str) else None,
         "model": model,
         "benchmark": benchmark,
         "status": "failed",
-        "reason": one_line(f"status record {path} breaks the contract: {'; '.join(problems)}"),
+        "reason": one_line(
+            # The problems shortened, so that what to do is never cut off.
+            f"status record {path} breaks the contract: {one_line('; '.join(problems), 240)}; "
+            "its result cannot be used: rerun with the same run_id to run it again"
+        ),
         "scores": {},
-        "primary_metric": None,
-        "primary_score": None,
         "smoke": bool(isinstance(record, dict) and record.get("smoke") is True),
     }
+
+
+# A shard's ok record vouches for its prediction file, which the merge reads later, perhaps
+# on another host after copies: the record holds the file's digest, and a file that no longer
+# matches it makes the shard not done, so a rerun runs it again instead of merging a torn file.
+PREDICTION_FILE_KEY = "prediction_file"
+PREDICTION_DIGEST_KEY = "prediction_sha256"
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def prediction_problems(record: Mapping[str, Any], folder: Path) -> list[str]:
+    """Why the prediction file a shard's ok record names beside it is not the one it wrote (a
+    record of a worker before digests were recorded is taken as it stands)."""
+    want = record.get(PREDICTION_DIGEST_KEY)
+    if want is None:
+        return []
+    name = record.get(PREDICTION_FILE_KEY)
+    if not isinstance(name, str) or Path(name).name != name:
+        return [f"{PREDICTION_FILE_KEY} {name!r} is not a file name"]
+    try:
+        got = file_sha256(folder / name)
+    except OSError as err:
+        return [f"its predictions {folder / name} cannot be read ({err.strerror or err})"]
+    if got != want:
+        return [
+            f"its predictions {folder / name} are not the file the shard wrote (their sha256 "
+            "is not the recorded one: damaged or replaced)"
+        ]
+    return []
+
+
+def identity_problems(
+    record: Mapping[str, Any], host: str, model: str, benchmark: str
+) -> list[str]:
+    """A record in another combination's folder (copied or moved there) would stand for a
+    result it is not."""
+    named = (record["host"], record["model"], record["benchmark"])
+    if named == (host, model, benchmark):
+        return []
+    return [
+        f"it is the record of {named[1]}/{named[2]} on {named[0]}, not of its folder's "
+        f"{model}/{benchmark} on {host}"
+    ]
 
 
 def host_records(run_host_dir: str | Path) -> list[dict[str, Any]]:

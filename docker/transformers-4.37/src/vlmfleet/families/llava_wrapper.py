@@ -18,10 +18,10 @@ from argparse import Namespace
 from typing import Any
 
 import torch
-from PIL import Image
 from vlmeval.vlm import LLaVA
 
 from vlmfleet.families.llava_weights import load_weights
+from vlmfleet.images import open_rgb
 
 # VLMEvalKit's LLaVA system prompt, as its LLaVA.__init__ sets it.
 SYSTEM_PROMPT = (
@@ -70,7 +70,7 @@ class DeviceLLaVA(LLaVA):
         """The images as the model takes them, still on the CPU (safe off the main thread)."""
         from llava.mm_utils import process_images
 
-        images = [Image.open(p).convert("RGB") for p in paths]
+        images = [open_rgb(p) for p in paths]
         args = Namespace(image_aspect_ratio="pad")
         return process_images(images, self.image_processor, args).to(dtype=self.dtype)
 

@@ -7,6 +7,7 @@ valid ones, and all problems are reported together in one message.
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.parse
 from collections.abc import Collection, Iterable, Mapping
@@ -724,3 +725,25 @@ def eval_check_inputs(
         **inputs["custom_benchmarks"],
     }
     return {"error": None, "inputs": inputs, "catalogue": merged}
+
+
+def eval_stored_run(path: str) -> dict[str, Any]:
+    """The earlier run.json of a resumed run_id: {"run": its data, "error": None}, or {"run":
+    None, "error": one message} when it is unreadable or holds no inputs (torn, emptied or
+    edited), which the validation step stops on before anything is written."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        why = f"not readable JSON ({err})" if isinstance(err, ValueError) else str(err)
+    else:
+        if isinstance(data, dict) and isinstance(data.get("inputs"), dict):
+            return {"run": data, "error": None}
+        why = "no 'inputs' object"
+    return {
+        "run": None,
+        "error": (
+            f"{path} cannot be read: {why}. It holds the inputs a resume of this run_id must "
+            "match, so the run cannot be resumed: put back a copy of run.json, or give a new "
+            "run_id (nothing of this run was changed)"
+        ),
+    }

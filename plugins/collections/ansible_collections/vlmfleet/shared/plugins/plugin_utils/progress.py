@@ -4,6 +4,7 @@ CallbackModule."""
 
 from __future__ import annotations
 
+import atexit
 import time
 from datetime import datetime
 from typing import Any
@@ -110,12 +111,39 @@ class CallbackModule(CallbackBase):
         super().__init__(*args, **kwargs)
         self._first_seen: dict[str, tuple[float, int]] = {}
         self._clock = time.time
+        # The hosts whose workers the last poll found running, until the play ends (its
+        # stats): a play interrupted meanwhile (Ctrl-C) says only "User interrupted execution"
+        # and runs nothing after it, so the note on what the workers do and what to do comes
+        # from here, as the process exits.
+        self._running: dict[str, str] = {}  # host -> run_id, while its last poll ran workers
+        atexit.register(self.interrupted_note)
 
     def _show(self, result: Any) -> None:
         now = self._clock()
         for host, progress in progress_items(result._result, result._host.get_name()):
             first, first_done = self._first_seen.setdefault(host, (now, _int(progress["done"])))
             self._display.display(progress_line(host, progress, now, first, first_done))
+            if result._result.get("finished") is False and progress.get("run_id"):
+                self._running[host] = str(progress["run_id"])
+            else:
+                self._running.pop(host, None)
+
+    def v2_playbook_on_stats(self, stats: Any) -> None:
+        self._running.clear()
+
+    def interrupted_note(self) -> None:
+        """What a play that stopped while it polled running workers leaves: they run on."""
+        if not self._running:
+            return
+        run = next(iter(self._running.values()))
+        self._running.clear()
+        self._display.display(
+            f"eval.yml stopped while the workers of run {run} were running: they keep running "
+            "on the hosts and write their results there. Once they have finished, rerun with "
+            f"-e run_id={run}: it collects what they finished and runs only what is missing (a "
+            "rerun while one of them runs is refused and changes nothing).",
+            stderr=True,
+        )
 
     def v2_runner_retry(self, result: Any) -> None:
         self._show(result)

@@ -21,14 +21,18 @@ from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
     RESULT_KEYS,
     SHARD_KEY,
     SHARDS_KEY,
+    STATUS_FILE,
     SUMMARY_STATUSES,
     Shard,
     combo_dir,
     done_combinations,
     done_shards,
     failed_reasons,
+    is_done,
     prepare_failure,
+    read_record,
     record_shard,
+    result_dir,
     run_records,
     run_shard_records,
 )
@@ -142,6 +146,9 @@ def summarize(
             # Prefer the planned host's record; otherwise any, in a stable order.
             ok.sort(key=lambda r: (r.get("host") != host, str(r.get("host"))))
             mine = [r for r in recs if r["host"] == host]
+            # Not planned in this attempt (a resume counted it done): its record, whatever it
+            # says (one damaged since reads as such, not as "no status record").
+            mine = mine or (recs if host is None else [])
             record = ok[0] if ok else (mine[0] if mine else None)
             entry: dict[str, Any] = {"host": host, "slot": slot, "model": m, "benchmark": b}
             entry |= {k: None for k in RESULT_KEYS} | {"status": "missing", "scores": {}}
@@ -208,16 +215,29 @@ def questions_path(record: Mapping[str, Any]) -> str | None:
     return str(combo_dir(record["host"], record["model"], record["benchmark"]) / name)
 
 
+DAEMON_LOST_EXIT = 255
+
+
 def exit_cause(exit_code: Any, oom_killed: bool = False) -> str | None:
     """What ended a worker's container, when a signal did: Docker's OOMKilled (the kernel's
     out-of-memory killer), else the signal of an exit status 128 + n (a docker kill is SIGKILL,
-    137). None for an exit of the worker's own."""
+    137; a docker stop or a host shutting down SIGTERM, 143), or Docker's 255 for a container its
+    daemon lost (a host reboot). None for an exit of the worker's own."""
     if not isinstance(exit_code, int) or exit_code == 0:
         return None
     if oom_killed:
         return f"killed by the kernel's out-of-memory killer (exit {exit_code})"
+    if exit_code == DAEMON_LOST_EXIT:
+        # What Docker records for a container that was running when its daemon went away: a
+        # host that rebooted or lost power, or a dockerd restarted (the worker exits 0, 1 or 2).
+        return (
+            f"ended by its host or Docker daemon restarting (exit {exit_code}: Docker found it "
+            "running after the restart)"
+        )
     if exit_code <= 128:
         return None
+    if exit_code - 128 == signal.SIGTERM:
+        return f"stopped by SIGTERM (exit {exit_code}: docker stop, or its host shutting down)"
     try:
         name = signal.Signals(exit_code - 128).name
     except ValueError:
@@ -308,6 +328,25 @@ def eval_done_shards(records: Iterable[Mapping[str, Any]], smoke: bool) -> list[
     """Resume: the shards [model, benchmark, index, count] with a record contract.is_done
     accepts."""
     return done_shards(records, smoke=smoke)
+
+
+def eval_records_to_restore(
+    host_records: Iterable[Mapping[str, Any]], run_dir: str, host: str, smoke: bool
+) -> list[str]:
+    """The result folders (<host>/<model>/<benchmark>[/shards/<k>-of-<n>], relative to the
+    run directory) whose copy on ``host`` is not done while the controller's is: a record or
+    prediction file damaged on the host after it was collected. The resume skips them (the
+    controller's copy is done), so the host's copy must be put back before the collect, which
+    would otherwise bring the damaged one over the good one."""
+    out = []
+    for r in host_records:
+        if r.get("host") != host or is_done(r, smoke=smoke):
+            continue
+        folder = result_dir(host, r["model"], r["benchmark"], record_shard(r))
+        kept = Path(run_dir) / folder / STATUS_FILE
+        if kept.is_file() and is_done(read_record(kept), smoke=smoke):
+            out.append(str(folder))
+    return sorted(set(out))
 
 
 def eval_controller_records(run_dir: str) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from ansible_collections.vlmfleet.shared.plugins.module_utils.contract import (
     SHARDS_DIR,
     STATUS_FILE,
     WORKER_LOG,
+    read_record,
 )
 from ansible_collections.vlmfleet.shared.plugins.module_utils.uncertainty import (
     ALPHA,
@@ -233,6 +234,13 @@ def _work(record: dict[str, Any]) -> Work | None:
     )
 
 
+def _record(path: Path) -> dict[str, Any]:
+    """A status record as the summary read it (contract.read_record): one that breaks the
+    contract is a failed record naming why, so the report says what the summary says instead
+    of stopping on it or showing its figures."""
+    return read_record(path) if path.is_file() else {}
+
+
 def _shard_records(root: Path, model: str, bench: str, shards: list[dict[str, Any]]) -> list[Any]:
     """The records of a benchmark's shards, each in the folder of the host that ran it."""
     out = []
@@ -240,7 +248,7 @@ def _shard_records(root: Path, model: str, bench: str, shards: list[dict[str, An
         if s.get("host") and isinstance(s.get("index"), int) and isinstance(s.get("count"), int):
             name = f"{s['index'] + 1}-of-{s['count']}"
             path = root / s["host"] / model / bench / SHARDS_DIR / name / STATUS_FILE
-            out.append(_read_json(path, required=False))
+            out.append(_record(path))
     return out
 
 
@@ -262,7 +270,7 @@ def _combo(root: Path, raw: dict[str, Any], summary_path: Path, kinds: dict[str,
         )
     # A combination no attempt planned anywhere has no host (summary says so in reason).
     host, model, bench = raw["host"] or "", raw["model"], raw["benchmark"]
-    record = _read_json(root / host / model / bench / "status.json", required=False) if host else {}
+    record = _record(root / host / model / bench / STATUS_FILE) if host else {}
     scores = raw.get("scores") or {}
     slot = raw.get("slot") or record.get("slot")
     shards = list(raw.get("shards") or [])
@@ -294,6 +302,32 @@ def _combo(root: Path, raw: dict[str, Any], summary_path: Path, kinds: dict[str,
     )
 
 
+# What a host.json that cannot be used becomes: the reports say so on the host's line.
+HOST_PROBLEM = "problem"
+
+
+def _host_facts(path: Path) -> dict[str, Any]:
+    """host.json (GPU facts and image provenance, roles/eval_run/tasks/collect.yml), {} when
+    absent; one that is torn or of another shape is {"problem": why}: provenance unknown for
+    that host, never a report lost for it."""
+    if not path.is_file():
+        return {}
+    try:
+        facts = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return {HOST_PROBLEM: f"{path} is not readable JSON ({err})"}
+    gpus = facts.get("gpu_facts_gpus") if isinstance(facts, dict) else None
+    if (
+        not isinstance(facts, dict)
+        or not isinstance(gpus or [], list)
+        or not all(isinstance(g, dict) and "name" in g for g in gpus or [])
+        or not isinstance(facts.get("image_labels") or {}, dict)
+        or not isinstance(facts.get("slot_states") or [], list)
+    ):
+        return {HOST_PROBLEM: f"{path} is not a host record of collect.yml's shape"}
+    return facts
+
+
 def load_run(run_dir: str | Path, catalogue: Catalogue | None = None) -> Run:
     """Load results/<run_id>/ into a Run; raises ReportError naming a missing or bad file.
     The catalogue's kinds cover benchmarks a resumed run's plan left out."""
@@ -312,7 +346,7 @@ def load_run(run_dir: str | Path, catalogue: Catalogue | None = None) -> Run:
     for host in sorted(
         {c.host for c in combos if c.host} | {p.parent.name for p in root.glob("*/host.json")}
     ):
-        hosts[host] = _read_json(root / host / "host.json", required=False)
+        hosts[host] = _host_facts(root / host / "host.json")
     smoke = bool(inputs.get("smoke", summary.get("smoke") if isinstance(summary, dict) else False))
     run_id = (
         (summary.get("run_id") if isinstance(summary, dict) else None)
@@ -491,8 +525,14 @@ def _read_scored(run: Run, combo: Combo | None) -> Scored:
         return Scored(None, None, f"questions file not collected ({where})")
     try:
         lines = _read_lines(path)
+        # Lines the statistics can use, or why not (an emptied or edited file): checked here,
+        # once, so that no section of the report stops on them.
+        questions_of(lines)
     except ReportError as exc:
         return Scored(None, None, str(exc))
+    except (UncertaintyError, KeyError, TypeError, ValueError) as exc:
+        shown = f"{type(exc).__name__}: {exc}" if isinstance(exc, KeyError) else str(exc)
+        return Scored(None, None, f"{path}: {shown}")
     return Scored(lines, combo.interval.get("statistic"))
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ansible_collections.vlmfleet.shared.plugins.plugin_utils.report.data import (
+    HOST_PROBLEM,
     Catalogue,
     Combo,
     ReportError,
@@ -156,6 +157,8 @@ def manifest(run: Run, extra: dict[str, Any] | None = None) -> dict[str, Any]:
             "cuda": facts.get("gpu_facts_cuda_version") or None,
             "image_id": image_id,
         }
+        if facts.get(HOST_PROBLEM):
+            hosts[host][HOST_PROBLEM] = facts[HOST_PROBLEM]
         if image_id:
             images.setdefault(image_id, {"id": image_id, "labels": labels, "hosts": []})
             images[image_id]["hosts"].append(host)

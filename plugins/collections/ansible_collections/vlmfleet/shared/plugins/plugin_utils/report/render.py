@@ -638,7 +638,9 @@ def _provenance(manifest: dict[str, Any]) -> Section:
         f"Ansible {manifest.get('ansible_version') or 'n/a'}",
     ]
     for host, facts in manifest.get("hosts", {}).items():
-        if facts.get("gpu_count"):
+        if facts.get("problem"):
+            lines.append(f"{host}: GPU facts and image unknown: {facts['problem']}")
+        elif facts.get("gpu_count"):
             lines.append(
                 f"{host}: {facts['gpu_count']} x {facts.get('gpu_model')}, driver "
                 f"{facts.get('driver') or 'n/a'}, CUDA {facts.get('cuda') or 'n/a'}"
