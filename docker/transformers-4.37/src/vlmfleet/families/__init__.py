@@ -120,6 +120,23 @@ def generation_settings(slot: Slot) -> dict[str, int]:
     return settings
 
 
+def vlmevalkit_entry(model: str, family_name: str, base: type) -> dict[str, Any]:
+    """The keyword arguments of VLMEvalKit's ``supported_VLM`` entry for ``model``, which must
+    build ``base`` (the VLMEvalKit class the family wraps) or a subclass of it."""
+    from vlmeval.config import supported_VLM
+
+    if model not in supported_VLM:
+        raise FamilyError(f"model {model!r} is not a VLMEvalKit model name")
+    factory = supported_VLM[model]
+    cls = getattr(factory, "func", factory)
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise FamilyError(
+            f"model {model} is listed in family {family_name}, but VLMEvalKit builds it with "
+            f"{getattr(cls, '__name__', cls)}, not its {base.__name__} class"
+        )
+    return dict(getattr(factory, "keywords", {}) or {})
+
+
 def custom_models_root() -> Path:
     """Where the worker keeps its views of custom checkpoints: $HF_HOME/custom-models."""
     hf_home = os.environ.get("HF_HOME") or str(Path.home() / ".cache" / "huggingface")

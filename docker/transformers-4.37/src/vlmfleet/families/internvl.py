@@ -19,7 +19,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from vlmfleet.contract import Slot, Unit
-from vlmfleet.families import Answered, FamilyError, Queued, generation_settings
+from vlmfleet.families import (
+    Answered,
+    FamilyError,
+    Queued,
+    generation_settings,
+    vlmevalkit_entry,
+)
 
 NAME = "internvl"
 log = logging.getLogger("vlmfleet.families.internvl")
@@ -41,21 +47,11 @@ def vlmevalkit_arguments(unit: Unit, slot: Slot) -> tuple[dict[str, Any], str]:
     the slot's generation settings) and the hub id it loads. FamilyError when the entry is not
     InternVLChat of version V2.0 on its plain path, or names another repo than the catalogue's
     ``hf_repo`` (the only repo whose code is trusted)."""
-    from vlmeval.config import supported_VLM
     from vlmeval.vlm import InternVLChat
 
     if unit.checkpoint is not None:
         raise FamilyError(f"model {unit.model}: family {NAME} loads no checkpoint of your own")
-    if unit.model not in supported_VLM:
-        raise FamilyError(f"model {unit.model!r} is not a VLMEvalKit model name")
-    factory = supported_VLM[unit.model]
-    cls = getattr(factory, "func", factory)
-    if not (isinstance(cls, type) and issubclass(cls, InternVLChat)):
-        raise FamilyError(
-            f"model {unit.model} is listed in family {NAME}, but VLMEvalKit builds it with "
-            f"{getattr(cls, '__name__', cls)}, not its InternVLChat class"
-        )
-    kwargs = dict(getattr(factory, "keywords", {}) or {})
+    kwargs = vlmevalkit_entry(unit.model, NAME, InternVLChat)
     hub_path = str(kwargs.pop("model_path", ""))
     version = kwargs.get("version")
     odd = [k for k in UNSUPPORTED if kwargs.get(k) not in (None, False, 1, "v1")]

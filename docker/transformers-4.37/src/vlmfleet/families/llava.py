@@ -27,6 +27,7 @@ from vlmfleet.families import (
     custom_models_root,
     generation_settings,
     smoke_root,
+    vlmevalkit_entry,
 )
 
 NAME = "llava"
@@ -77,19 +78,9 @@ def vlmevalkit_arguments(unit: Unit, slot: Slot) -> tuple[dict[str, Any], str | 
     names another repo than the slot file's ``hf_repo``."""
     if unit.checkpoint is not None:
         return generation_settings(slot), None
-    from vlmeval.config import supported_VLM
     from vlmeval.vlm import LLaVA
 
-    if unit.model not in supported_VLM:
-        raise FamilyError(f"model {unit.model!r} is not a VLMEvalKit model name")
-    factory = supported_VLM[unit.model]
-    cls = getattr(factory, "func", factory)
-    if not (isinstance(cls, type) and issubclass(cls, LLaVA)):
-        raise FamilyError(
-            f"model {unit.model} is listed in family {NAME}, but VLMEvalKit builds it with "
-            f"{getattr(cls, '__name__', cls)}, not its LLaVA class"
-        )
-    kwargs = dict(getattr(factory, "keywords", {}) or {})
+    kwargs = vlmevalkit_entry(unit.model, NAME, LLaVA)
     # DeviceLLaVA takes the device as its own argument.
     kwargs.pop("device", None)
     kwargs.update(generation_settings(slot))
