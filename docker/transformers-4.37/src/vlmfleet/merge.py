@@ -114,8 +114,8 @@ def not_done(records: list[dict[str, Any]], model: str, benchmark: str) -> str:
     )
 
 
-def merge_one(records: SlotRecords, model: str, bench: Benchmark) -> None:
-    slot = records.slot
+def merge_one(slot_records: SlotRecords, model: str, bench: Benchmark) -> None:
+    slot = slot_records.slot
     started, t0 = contract.now_iso(), time.monotonic()
     cdir = contract.combo_dir(slot.run_host_dir, model, bench.name)
     clear_merge_output(cdir)
@@ -142,7 +142,7 @@ def merge_one(records: SlotRecords, model: str, bench: Benchmark) -> None:
                 status = "ok"
             except Exception as err:  # every failure becomes the benchmark's record
                 log.exception("merge of %s failed", name)
-                status, fields = "failed", {"reason": records.describe(err, cdir), "extra": {}}
+                status, fields = "failed", {"reason": slot_records.describe(err, cdir), "extra": {}}
             merge_seconds = time.monotonic() - t0
             fields["extra"] |= {
                 contract.SHARDS_KEY: shard_list(shards),
@@ -150,22 +150,27 @@ def merge_one(records: SlotRecords, model: str, bench: Benchmark) -> None:
             }
             # The benchmark's time: its shards' (on whichever slots) and the merge's.
             seconds = merge_seconds + sum(float(r["seconds"]) for r in shards)
-            records.record(model, bench.name, status, started, seconds, **fields)
+            slot_records.record(model, bench.name, status, started, seconds, **fields)
     finally:
         log_routing.remove(handler)
 
 
 def run(slot: Slot) -> int:
-    records = SlotRecords(slot)
+    slot_records = SlotRecords(slot)
     if slot.smoke:
         use_smoke_data_root(slot)
     from vlmfleet.stack import import_stack
 
     import_stack()
     for unit, bench in slot.combinations():
-        merge_one(records, unit.model, bench)
-    log.info("merged: %d ok, %d failed of %d", records.ok, records.failed, records.total)
-    return 0 if records.failed == 0 else 1
+        merge_one(slot_records, unit.model, bench)
+    log.info(
+        "merged: %d ok, %d failed of %d",
+        slot_records.ok,
+        slot_records.failed,
+        slot_records.total,
+    )
+    return 0 if slot_records.failed == 0 else 1
 
 
 def main(argv: list[str] | None = None) -> int:
