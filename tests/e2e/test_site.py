@@ -15,6 +15,9 @@ import ansible_runner
 import pytest
 from conftest import DOCKER
 
+# site.yml may restart this machine's Docker Engine, under every other test's containers.
+pytestmark = pytest.mark.serial
+
 REPO = Path(__file__).resolve().parents[2]
 SKIP_LINE = (
     "localhost: no NVIDIA GPU (nvidia-smi not installed): "

@@ -158,6 +158,20 @@ ensure_sshd_binary() {
     rm -f /usr/sbin/policy-rc.d
 }
 
+# The image is built, saved as a tarball and loaded into both molecule instances on this one
+# disk: a machine short of room fails there, in the middle of a load. Say so at the start.
+LAB_DISK_NEEDED_GIB=${LAB_DISK_NEEDED_GIB:-40}
+report_disk() {
+    local root free
+    root=$("$DOCKER" info --format '{{.DockerRootDir}}')
+    free=$(df --output=avail -B1G "$root" | tail -1 | tr -d ' ')
+    if ((free < LAB_DISK_NEEDED_GIB)); then
+        log "WARNING: $free GiB free under $root; the suite needs about $LAB_DISK_NEEDED_GIB GiB (image, its tarball, two molecule instances loading it): free space there first"
+    else
+        log "disk: $free GiB free under $root (the suite needs about $LAB_DISK_NEEDED_GIB GiB)"
+    fi
+}
+
 main() {
     if [ "$(id -u)" -ne 0 ]; then
         echo "lab.sh must run as root (it installs packages and starts dockerd)" >&2
@@ -177,6 +191,7 @@ main() {
         "$LAB_DEBIAN_MIRROR" "$LAB_DEBIAN_SUITE" "$LAB_COMPONENTS" "$LAB_PACKAGES"
     ensure_lab_image "python base image" "$LAB_PYTHON_IMAGE" build_python_image \
         "$LAB_DEBIAN_MIRROR" "$LAB_DEBIAN_SUITE" "$LAB_PYTHON_PACKAGES"
+    report_disk
     log "ready"
 }
 
