@@ -74,16 +74,20 @@ def changed(runner: ansible_runner.Runner) -> int:
 
 @pytest.fixture
 def run_playbook(tmp_path: Path) -> Callable[..., ansible_runner.Runner]:
-    """run_playbook(text, check=False, **extravars): a playbook written into tmp_path, run by
-    real ansible-playbook (the one beside this interpreter) with the repository's ansible.cfg."""
+    """run_playbook(text, check=False, inventory=None, **extravars): a playbook written into
+    tmp_path, run by real ansible-playbook (the one beside this interpreter) with the
+    repository's ansible.cfg, against ``inventory`` (a path) or ansible.cfg's."""
 
-    def run(text: str, check: bool = False, **extravars: Any) -> ansible_runner.Runner:
+    def run(
+        text: str, check: bool = False, inventory: Path | None = None, **extravars: Any
+    ) -> ansible_runner.Runner:
         playbook = tmp_path / "playbook.yml"
         playbook.write_text(text)
         return ansible_runner.run(
             # A fresh private data dir each run: ansible-runner keeps the last cmdline there.
             private_data_dir=tempfile.mkdtemp(dir=tmp_path),
             playbook=str(playbook),
+            inventory=str(inventory) if inventory else None,
             extravars=extravars,
             cmdline="--check" if check else None,
             envvars={

@@ -3,10 +3,16 @@ here) and load (a docker save tarball), each idempotent and verified on the host
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.util
 import json
+import math
+import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -280,3 +286,218 @@ def test_a_load_the_disk_cannot_hold_is_refused_naming_the_space(
     # Refused before anything was copied or loaded.
     assert not any((small_disk / "images").iterdir())
     assert lock_label(target) is None
+
+
+# Load faults the daemon itself reports, from Docker daemons of the test's own (this machine's
+# daemon and its images are left alone): a disk two hosts' Docker roots share filling up on the
+# second load, and a damaged archive. The archive is the lab's small Debian image.
+SMALL_IMAGE = "vlm-lab/debian12:latest"
+DOCKERD = shutil.which("dockerd") or "/usr/sbin/dockerd"
+FLEET_PLAYBOOK = """\
+- name: eval_image on hosts that each have their own Docker daemon
+  hosts: all
+  gather_facts: false
+  environment:
+    DOCKER_HOST: "{{ docker_host }}"
+  roles:
+    - role: eval_image
+"""
+_load_module = importlib.util.spec_from_file_location(
+    "eval_image_load", REPO / "plugins" / "modules" / "eval_image_load.py"
+)
+assert _load_module and _load_module.loader
+eval_image_load = importlib.util.module_from_spec(_load_module)
+_load_module.loader.exec_module(eval_image_load)
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(where: Path, size_mib: int) -> Iterator[Path]:
+    where.mkdir(parents=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mib}m", "tmpfs", str(where)], check=True
+    )
+    try:
+        yield where
+    finally:
+        if subprocess.run(["umount", str(where)], check=False).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(where)], check=False)
+
+
+@contextlib.contextmanager
+def own_dockerd(name: str, data_root: Path, logs: Path) -> Iterator[str]:
+    """A Docker daemon with its own data root, exec root, pid file and socket, and no network;
+    yields its DOCKER_HOST and stops it when the block ends."""
+    # Short paths: containerd's sockets under the exec root must fit a unix socket's 108 bytes.
+    run = Path(tempfile.mkdtemp(prefix=f"vlm-dockerd-{name}-"))
+    (run / "daemon.json").write_text("{}")  # not this machine's /etc/docker/daemon.json
+    host = f"unix://{run}/docker.sock"
+    log_path = logs / f"dockerd-{name}.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [
+                DOCKERD,
+                f"--config-file={run / 'daemon.json'}",
+                f"--data-root={data_root}",
+                f"--exec-root={run / 'exec'}",
+                f"--pidfile={run / 'dockerd.pid'}",
+                f"--host={host}",
+                *("--bridge=none", "--iptables=false", "--ip6tables=false"),
+                "--storage-driver=overlay2",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while docker("--host", host, "info", check=False).returncode != 0:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"dockerd {name} did not start: {log_path.read_text()[-3000:]}")
+                time.sleep(0.5)
+            yield host
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            shutil.rmtree(run, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def small_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`docker save` of the lab's small Debian image."""
+    if docker("image", "inspect", SMALL_IMAGE, check=False).returncode != 0:
+        pytest.fail(f"{SMALL_IMAGE} is missing: run `make lab` first")
+    path = tmp_path_factory.mktemp("small-image") / "debian12.tar"
+    docker("save", "-o", str(path), SMALL_IMAGE)
+    return path
+
+
+def one_daemon_per_host(path: Path, hosts: list[str]) -> Path:
+    """An inventory of this machine under one name per daemon (vlm-disk-1, -2, ...)."""
+    names = {
+        f"vlm-disk-{i}": {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+            "docker_host": host,
+        }
+        for i, host in enumerate(hosts, 1)
+    }
+    path.write_text(yaml.safe_dump({"all": {"hosts": names}}))
+    return path
+
+
+def by_host(runner: Any, task: str) -> dict[str, dict[str, Any]]:
+    """A task's result per host, with its event (runner_on_ok, runner_on_failed, ...)."""
+    return {
+        e["event_data"]["host"]: {"event": e["event"], **e["event_data"]}
+        for e in runner.events
+        if e.get("event", "").startswith("runner_on_") and e["event_data"].get("task") == task
+    }
+
+
+@pytest.fixture
+def two_daemons_on_one_small_disk(
+    tmp_path: Path, small_tarball: Path
+) -> Iterator[tuple[Path, list[str]]]:
+    """Two daemons whose data roots lie on one tmpfs with room for one load's peak (the role's
+    2.05x, so both pass its check) but not for a second beside the first one's image."""
+    size_mib = math.ceil(small_tarball.stat().st_size * 2.5 / 2**20)
+    with contextlib.ExitStack() as stack:
+        disk = stack.enter_context(mounted_tmpfs(tmp_path / "shared-disk", size_mib))
+        hosts = [
+            stack.enter_context(own_dockerd(f"shared{i}", disk / f"docker-{i}", tmp_path))
+            for i in (1, 2)
+        ]
+        yield disk, hosts
+
+
+def test_a_second_load_that_fills_a_shared_disk_names_the_disk_its_space_and_the_need(
+    run_playbook: Callable[..., Any],
+    tmp_path: Path,
+    small_tarball: Path,
+    two_daemons_on_one_small_disk: tuple[Path, list[str]],
+) -> None:
+    disk, hosts = two_daemons_on_one_small_disk
+    inventory = one_daemon_per_host(tmp_path / "hosts.yml", hosts)
+    params = role_vars(
+        "vlm-eval-e2e:shared-disk",
+        eval_image_source="load",
+        eval_image_tarball=str(small_tarball),
+        eval_image_tarball_on_host=True,
+        eval_image_load_throttle=1,
+    )
+    result = run_playbook(FLEET_PLAYBOOK, inventory=inventory, **params)
+    out = result.stdout.read()
+    assert result.rc != 0, out
+
+    # Both hosts passed the check before the loads: the disk had room for either one alone.
+    checks = by_host(result, "Refuse a load the host's disk cannot hold")
+    assert {h: e["event"] for h, e in checks.items()} == {
+        "vlm-disk-1": "runner_on_ok",
+        "vlm-disk-2": "runner_on_ok",
+    }, out
+    loads = by_host(result, "Load the image")
+    first, second = loads["vlm-disk-1"], loads["vlm-disk-2"]
+    assert first["event"] == "runner_on_ok", out
+    assert first["res"]["changed"] is True
+    assert first["res"]["image_names"] == [SMALL_IMAGE]
+    assert docker("--host", hosts[0], "image", "inspect", SMALL_IMAGE, check=False).returncode == 0
+    # (vlm-disk-1 fails later, at the lock label a Debian base image lacks: not this test's.)
+
+    assert second["event"] == "runner_on_failed", out
+    message = second["res"]["msg"]
+    print(message)
+    root = disk / "docker-2"
+    needed = int(small_tarball.stat().st_size * 2.05)
+    assert message.startswith(f"could not load {small_tarball}: the Docker daemon says: "), message
+    assert "no space left on device" in message
+    found = re.search(
+        rf"The disk under {re.escape(str(root))} ran out of space: (\d+) MiB free", message
+    )
+    assert found, message
+    free_now = eval_image_load.free_bytes(str(root))
+    assert abs(int(found[1]) - free_now / 2**20) <= 1, (message, free_now)
+    assert int(found[1]) * 2**20 < needed
+    assert (
+        f"a load of this archive needs {eval_image_load.size_text(needed)} free there at its peak,"
+        " and hosts whose Docker roots share one disk each need that much in turn" in message
+    )
+    assert message.endswith(f"Free space under {root}, then run site.yml again")
+    assert "potentially corrupt" not in out
+    assert docker("--host", hosts[1], "image", "inspect", SMALL_IMAGE, check=False).returncode != 0
+
+
+@pytest.fixture
+def one_daemon(tmp_path: Path, small_tarball: Path) -> Iterator[str]:
+    size_mib = math.ceil(small_tarball.stat().st_size * 4 / 2**20)
+    with contextlib.ExitStack() as stack:
+        disk = stack.enter_context(mounted_tmpfs(tmp_path / "disk", size_mib))
+        yield stack.enter_context(own_dockerd("damaged", disk / "docker", tmp_path))
+
+
+def test_a_damaged_archive_names_the_archive_and_the_daemons_error(
+    run_playbook: Callable[..., Any], tmp_path: Path, small_tarball: Path, one_daemon: str
+) -> None:
+    damaged = tmp_path / "damaged.tar"
+    with small_tarball.open("rb") as whole, damaged.open("wb") as half:
+        half.write(whole.read(small_tarball.stat().st_size // 2))
+    inventory = one_daemon_per_host(tmp_path / "hosts.yml", [one_daemon])
+    params = role_vars(
+        "vlm-eval-e2e:damaged",
+        eval_image_source="load",
+        eval_image_tarball=str(damaged),
+        eval_image_tarball_on_host=True,
+    )
+    result = run_playbook(FLEET_PLAYBOOK, inventory=inventory, **params)
+    out = result.stdout.read()
+    assert result.rc != 0, out
+    load = by_host(result, "Load the image")["vlm-disk-1"]
+    assert load["event"] == "runner_on_failed", out
+    message = load["res"]["msg"]
+    print(message)
+    # The daemon's own words for a tar that ends mid-file.
+    assert message.startswith(f"could not load {damaged}: the Docker daemon says: "), message
+    assert message.endswith("unexpected EOF"), message
+    assert "potentially corrupt" not in out
