@@ -174,9 +174,7 @@ def test_pull_from_a_registry_verifies_and_then_changes_nothing(
     # takes a fraction of `docker push`'s single-threaded default (the registry stores what it
     # is sent; the role pulls it as from any registry).
     remote = f"{registry}/{target}"
-    built_id = docker("image", "inspect", "--format", "{{.Id}}", built_image).stdout.strip()
-    if not TARBALL.is_file() or TARBALL.with_suffix(".tar.id").read_text().strip() != built_id:
-        pytest.fail(f"{TARBALL} is not {built_image} ({built_id}): run `make image` first")
+    require_current_tarball(built_image)
     subprocess.run(
         [
             *("skopeo", "copy", "--dest-tls-verify=false", "--dest-compress-format", "gzip"),
@@ -216,6 +214,14 @@ def test_pull_from_a_registry_verifies_and_then_changes_nothing(
     docker("rmi", remote, check=False)
 
 
+def require_current_tarball(built_image: str) -> None:
+    """Fail unless `make image`'s tarball holds the built image: a load of an older one would
+    also move the built image's tag back to it, under every test that runs after."""
+    built_id = docker("image", "inspect", "--format", "{{.Id}}", built_image).stdout.strip()
+    if not TARBALL.is_file() or TARBALL.with_suffix(".tar.id").read_text().strip() != built_id:
+        pytest.fail(f"{TARBALL} is not {built_image} ({built_id}): run `make image` first")
+
+
 def load_vars(ref: str, staging: Path) -> dict[str, Any]:
     """The role's variables to load `make image`'s tarball, staged in ``staging``."""
     if not TARBALL.is_file():
@@ -231,6 +237,7 @@ def load_vars(ref: str, staging: Path) -> dict[str, Any]:
 def test_load_a_tarball_verifies_and_then_changes_nothing(
     run_playbook: Callable[..., Any], target: str, tmp_path: Path, built_image: str
 ) -> None:
+    require_current_tarball(built_image)
     params = load_vars(target, tmp_path / "images")
     first = run_playbook(PLAYBOOK, **params)
     assert first.rc == 0, first.stdout.read()
