@@ -342,6 +342,9 @@ def own_dockerd(name: str, data_root: Path, logs: Path) -> Iterator[str]:
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [
+                # Its own network namespace: a daemon without a bridge deletes docker0, and this
+                # machine's daemon runs every other test's containers on it.
+                *("unshare", "--net"),
                 DOCKERD,
                 f"--config-file={run / 'daemon.json'}",
                 f"--data-root={data_root}",
