@@ -25,7 +25,8 @@ import pytest
 import yaml
 from conftest import DOCKER, REPO, changed
 
-pytestmark = pytest.mark.slow
+# One worker runs them all: the role verifies every image in a container of one fixed name.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("image-role")]
 
 CONTEXT = REPO / "docker" / "transformers-4.37"
 LOCK_SHA = hashlib.sha256((CONTEXT / "requirements.lock").read_bytes()).hexdigest()
