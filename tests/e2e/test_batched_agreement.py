@@ -7,7 +7,10 @@ confident logits, unlike random weights: every one of the 20 smoke benchmarks, b
 and 32, each in the product's, a shuffled and the reversed batch order, must give exactly the
 reference's prediction on every row; and so must all 20 benchmarks answered as one queue at
 batch 8 and 32, as a worker's unit answers them, where a benchmark's last samples share a batch
-with the next benchmark's samples of the nearest prompt lengths.
+with the next benchmark's samples of the nearest prompt lengths. The queue runs again with each
+batch given cache slots for only ``RESERVE`` new token a row (``--reserve``): rows whose answer
+outgrows them are deferred and decoded again in batches sized for ``max_new_tokens``, and their
+answers too must be the reference's.
 
 12 questions a benchmark: fewer would make batch 32 the same single batch as batch 8 on every
 benchmark but MMBench; at 12, batch 8 is a full and a partial batch, batch 32 one batch of
@@ -37,6 +40,9 @@ QUESTIONS = 12
 BATCH_SIZES = ("1", "8", "32")
 ORDERS = ("product", "shuffled", "reversed")
 BENCHMARKS = 20
+# Cache slots for 1 new token a row (rounded up to 8 slots): the trained answers, a few tokens
+# and eos, outgrow them in some batches of every size.
+RESERVE = 1
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +70,7 @@ def test_batched_predictions_equal_reference_at_every_batch_size_and_order(
         f"--checkpoint={inside}",
         "--device=cpu",
         f"--questions={QUESTIONS}",
+        f"--reserve={RESERVE}",
         "--out=/out/agreement.json",
         volumes=(f"{REPO}:/src:ro", f"{checkpoint}:{inside}:ro", f"{out}:/out"),
         # The repository's worker code over the image's, and the tools (not in the image).
@@ -105,6 +112,19 @@ def test_batched_predictions_equal_reference_at_every_batch_size_and_order(
         assert run["shared_samples"] > 0, size
         differing += [
             f"queue batch {size} {name} index {row['index']}: "
+            f"reference {row['reference']!r}, batched {row['batched']!r}"
+            for name, result in run["benchmarks"].items()
+            for row in result["differing_rows"]
+        ]
+    assert not differing, "\n".join(differing[:40])
+    reserved = report["queue_reserve"]
+    assert sorted(reserved) == sorted(queue)
+    for size, run in reserved.items():
+        assert run["reserve"] == RESERVE and len(run["benchmarks"]) == BENCHMARKS, size
+        # Rows were deferred, and every answer is still the reference's.
+        assert run["deferred_samples"] > 0, size
+        differing += [
+            f"queue batch {size} reserve {RESERVE} {name} index {row['index']}: "
             f"reference {row['reference']!r}, batched {row['batched']!r}"
             for name, result in run["benchmarks"].items()
             for row in result["differing_rows"]
