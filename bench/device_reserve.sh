@@ -7,8 +7,8 @@
 # 2. BASE's engine (another tree of the same layout, e.g. main's, batches sized for
 #    max_new_tokens), same bench code and the same mix (each sample's length is its own);
 # 3. this tree's engine with every answer forced to 10 tokens.
-# A run starts only with RUN_SECONDS (default 150) of the call's CALL_SECONDS (default 400)
-# left. $OUT receives reserve.tgz. Trees: `git archive HEAD bench docker/transformers-4.37/src
+# A run starts only with the seconds it needs (its wall on the H100 of bench/README.md's seed
+# matrix call, plus its start and evaluation) left of the call's CALL_SECONDS (default 400). $OUT receives reserve.tgz. Trees: `git archive HEAD bench docker/transformers-4.37/src
 # docker/transformers-4.37/tools docker/transformers-4.37/requirements.lock roles/gpu_facts
 # plugins playbooks/vars pyproject.toml` of each, `.whl/` (bench/device_wheels.py) beside this
 # one's bench/.
@@ -30,13 +30,13 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   --target "$SITE" .whl/*.whl || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$R/gpu.txt"
 stamp checkpoints
-PYTHONPATH=$SITE:$PWD/docker/transformers-4.37/src:$PWD/bench \
+PYTHONPATH=$SITE:$PWD/docker/transformers-4.37/src:$PWD/docker/transformers-4.37/tools:$PWD/bench \
   python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b llava_v1.5_13b \
   > "$R/checkpoints.log" 2>&1 || { tail -20 "$R/checkpoints.log"; exit 1; }
-matrix() {  # tree, name, extra arguments
-  local tree=$1 name=$2
-  shift 2
-  if [ "$(left)" -lt "${RUN_SECONDS:-150}" ]; then
+matrix() {  # tree, name, seconds it needs, extra arguments
+  local tree=$1 name=$2 needs=$3
+  shift 3
+  if [ "$(left)" -lt "$needs" ]; then
     echo "$name: not run, $(left) s left"
     return
   fi
@@ -55,8 +55,8 @@ matrix() {  # tree, name, extra arguments
   grep -h "deferred" "$R/$name-logs/"*.log | grep -v " 0 deferred" | tail -5
   save
 }
-matrix "$PWD" reserve-mix --decoder mix
-matrix "$BASE" base-mix --decoder mix
-matrix "$PWD" reserve-forced10
+matrix "$PWD" reserve-mix 90 --decoder mix
+matrix "$BASE" base-mix 120 --decoder mix
+matrix "$PWD" reserve-forced10 65
 stamp done
 save
