@@ -8,7 +8,9 @@
 #    max_new_tokens), same bench code and the same mix (each sample's length is its own);
 # 3. this tree's engine with every answer forced to 10 tokens.
 # A run starts only with the seconds it needs (its wall on the H100 of bench/README.md's seed
-# matrix call, plus its start and evaluation) left of the call's CALL_SECONDS (default 400). $OUT receives reserve.tgz. Trees: `git archive HEAD bench docker/transformers-4.37/src
+# matrix call, plus its start and evaluation; NEED_RESERVE, NEED_BASE, NEED_FORCED) left of the
+# call's CALL_SECONDS (default 400). MATRIX_ARGS: more matrix_bench arguments for every run
+# (e.g. --benchmarks ..., a part of the matrix where the call is short). $OUT receives reserve.tgz. Trees: `git archive HEAD bench docker/transformers-4.37/src
 # docker/transformers-4.37/tools docker/transformers-4.37/requirements.lock roles/gpu_facts
 # plugins playbooks/vars pyproject.toml` of each, `.whl/` (bench/device_wheels.py) beside this
 # one's bench/.
@@ -44,7 +46,8 @@ matrix() {  # tree, name, seconds it needs, extra arguments
   (cd "$tree" && PYTHONPATH=$SITE:$tree/docker/transformers-4.37/src:$tree/docker/transformers-4.37/tools:$tree/bench \
     timeout "$(( $(left) - 5 ))" python3 bench/matrix_bench.py --device cuda --arms project \
     --layouts 1x2 --work "$W" --checkpoints "$W/ckpt" --standins "$STANDINS" \
-    --label "H100: seed matrix, limit 10 ($name)" --out "$R/$name.json" "$@" > "$R/$name.log" 2>&1)
+    --label "seed matrix, limit 10 ($name)" --out "$R/$name.json" ${MATRIX_ARGS:-} "$@" \
+    > "$R/$name.log" 2>&1)
   echo "$name: exit $?"
   grep -o '"wall_s": [0-9.]*, "exit_codes": [^]]*], "combinations_ok": [0-9]*' "$R/$name.log"
   mkdir -p "$R/$name-logs"
@@ -55,8 +58,8 @@ matrix() {  # tree, name, seconds it needs, extra arguments
   grep -h "deferred" "$R/$name-logs/"*.log | grep -v " 0 deferred" | tail -5
   save
 }
-matrix "$PWD" reserve-mix 90 --decoder mix
-matrix "$BASE" base-mix 120 --decoder mix
-matrix "$PWD" reserve-forced10 65
+matrix "$PWD" reserve-mix "${NEED_RESERVE:-90}" --decoder mix
+matrix "$BASE" base-mix "${NEED_BASE:-120}" --decoder mix
+matrix "$PWD" reserve-forced10 "${NEED_FORCED:-65}"
 stamp done
 save
