@@ -286,6 +286,7 @@ def collect(run_dir: Path) -> dict[str, Any]:
                 "slot": s["slot"],
                 "finished_at": s["finished_at"],
                 "batch_sizes": s.get("batch_sizes"),
+                "samples_deferred": s.get("samples_deferred"),
             }
             for s in statuses
         ],

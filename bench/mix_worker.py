@@ -2,11 +2,14 @@
 
     python bench/mix_worker.py --slot-file slot.json
 
-Random weights never stop, so the matrix bench forced 10 tokens. Here every batch the engine
-decodes with its static decoder gets, per row, an answer length drawn from ``length_mix``'s mix
-(the row's kind drawn by the seed matrix's kind shares, one row in ``TAIL_EVERY`` a tail row of
-256-1024 tokens), and ``length_mix.forced_ends`` ends the row there with eos, in this process
-only. The slot file must allow eos (no ``min_new_tokens``, ``max_new_tokens`` above the tail).
+Random weights never stop, so the matrix bench forced 10 tokens. Here every row the engine
+decodes with its static decoder gets an answer length drawn from ``length_mix``'s mix (the row's
+kind drawn by the seed matrix's kind shares, one row in ``TAIL_EVERY`` a tail row of 256-1024
+tokens), and ``length_mix.forced_ends`` ends the row there with eos, in this process only. The
+draw is the sample's own (seeded by ``VLMFLEET_BENCH_MIX_SEED``, its benchmark and its index),
+not its batch's: a sample gets the same length whatever batch it lands in, so two versions of the
+engine decode the same answers, and a row the engine decodes again (deferred) has the length it
+had. The slot file must allow eos (no ``min_new_tokens``, ``max_new_tokens`` above the tail).
 Everything else is the product's worker.
 """
 
@@ -33,22 +36,31 @@ def draw_length(rng: random.Random) -> int:
 
 
 def use_mix() -> None:
+    """Each batch's samples named on its inputs (``batch_inputs``), and their drawn lengths
+    handed to the decoder's stopping rule before the batch decodes (``generate_inputs``)."""
     import torch
     from length_mix import forced_ends
-    from vlmfleet.families import llava_static
+    from vlmfleet.families import llava_batched, llava_static
 
-    rng = random.Random(SEED)
     drawn: dict[str, Any] = {}
     forced_ends(llava_static, drawn)
-    generate = llava_static.generate
+    batch_inputs = llava_batched.batch_inputs
+    generate_inputs = llava_batched.generate_inputs
 
-    @functools.wraps(generate)
-    def drawing(model: Any, input_ids: Any, *args: Any, **kwargs: Any) -> Any:
-        lengths = [draw_length(rng) for _ in range(int(input_ids.shape[0]))]
-        drawn["lengths"] = torch.tensor(lengths, device=input_ids.device)
-        return generate(model, input_ids, *args, **kwargs)
+    @functools.wraps(batch_inputs)
+    def naming(model: Any, samples: Any) -> Any:
+        inputs = batch_inputs(model, samples)
+        inputs.mix_samples = [f"{s.key}:{s.index}" for s in samples]
+        return inputs
 
-    llava_static.generate = drawing
+    @functools.wraps(generate_inputs)
+    def drawing(model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+        lengths = [draw_length(random.Random(f"{SEED}:{name}")) for name in inputs.mix_samples]
+        drawn["lengths"] = torch.tensor(lengths, device=model.device)
+        return generate_inputs(model, inputs, *args, **kwargs)
+
+    llava_batched.batch_inputs = naming
+    llava_batched.generate_inputs = drawing
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,14 @@ confident logits, unlike random weights: every one of the 20 smoke benchmarks, b
 and 32, each in the product's, a shuffled and the reversed batch order, must give exactly the
 reference's prediction on every row; and so must all 20 benchmarks answered as one queue at
 batch 8 and 32, as a worker's unit answers them, where a benchmark's last samples share a batch
-with the next benchmark's samples of the nearest prompt lengths.
+with the next benchmark's samples of the nearest prompt lengths. The queue runs again with each
+batch given cache slots for only ``RESERVE`` new token a row (``--reserve``): the static cache's
+first window is then 1 to 8 generated slots (rounded up to 8 slots), so it grows within the
+batch's slots after the rows that ended leave, and a row that outgrows them would be deferred;
+every answer must still be the reference's. (The trained answers, 1 to 3 tokens, do not outgrow
+them: no row was deferred at 12 questions. That a deferred row's answer is the batch-1 loop's
+is tests/unit/worker/test_batched.py's in-image test on random weights, whose answers run to
+the token limit.)
 
 12 questions a benchmark: fewer would make batch 32 the same single batch as batch 8 on every
 benchmark but MMBench; at 12, batch 8 is a full and a partial batch, batch 32 one batch of
@@ -37,6 +44,8 @@ QUESTIONS = 12
 BATCH_SIZES = ("1", "8", "32")
 ORDERS = ("product", "shuffled", "reversed")
 BENCHMARKS = 20
+# Cache slots for 1 new token a row (rounded up to a multiple of 8 slots).
+RESERVE = 1
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +73,7 @@ def test_batched_predictions_equal_reference_at_every_batch_size_and_order(
         f"--checkpoint={inside}",
         "--device=cpu",
         f"--questions={QUESTIONS}",
+        f"--reserve={RESERVE}",
         "--out=/out/agreement.json",
         volumes=(f"{REPO}:/src:ro", f"{checkpoint}:{inside}:ro", f"{out}:/out"),
         # The repository's worker code over the image's, and the tools (not in the image).
@@ -105,6 +115,19 @@ def test_batched_predictions_equal_reference_at_every_batch_size_and_order(
         assert run["shared_samples"] > 0, size
         differing += [
             f"queue batch {size} {name} index {row['index']}: "
+            f"reference {row['reference']!r}, batched {row['batched']!r}"
+            for name, result in run["benchmarks"].items()
+            for row in result["differing_rows"]
+        ]
+    assert not differing, "\n".join(differing[:40])
+    reserved = report["queue_reserve"]
+    assert sorted(reserved) == sorted(queue)
+    for size, run in reserved.items():
+        assert run["reserve"] == RESERVE and len(run["benchmarks"]) == BENCHMARKS, size
+        # Deferred rows are counted (none expected here), and every answer is the reference's.
+        assert run["deferred_samples"] >= 0, size
+        differing += [
+            f"queue batch {size} reserve {RESERVE} {name} index {row['index']}: "
             f"reference {row['reference']!r}, batched {row['batched']!r}"
             for name, result in run["benchmarks"].items()
             for row in result["differing_rows"]

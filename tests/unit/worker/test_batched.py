@@ -6,6 +6,7 @@ VLMEvalKit) and builds a tiny random LLaVA-1.5 checkpoint on the CPU (float32, g
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import queue
 from collections.abc import Callable
@@ -14,8 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 from vlmfleet.families import InferenceError, Queued, llava_batched
+from vlmfleet.families.batch_memory import ModelShape, cache_positions, cache_slots, largest_batch
 from vlmfleet.families.llava_batched import (
     GENERATE,
+    Batch,
     BatchingError,
     BatchPolicy,
     PreparedSamples,
@@ -81,7 +84,7 @@ def test_a_batch_is_sized_by_its_longest_prompt() -> None:
     per_row = {10: 1, 20: 2, 40: 4}
     policy = BatchPolicy(ceiling=8)
     # A stand-in rule: a budget of 4 units, a row of p positions costs p / 10.
-    policy.rows_for = lambda longest, budget: min(8, 4 // per_row[longest])  # type: ignore
+    policy.rows_for = lambda longest, budget, full=False: min(8, 4 // per_row[longest])  # type: ignore
     pool = [new_job(queued("A", [10, 10, 10, 20, 20, 40]))]
     sizes = []
     while batch := form_batch(pool, policy):
@@ -94,7 +97,9 @@ def test_one_queue_answers_every_benchmark_and_says_where_samples_went(
 ) -> None:
     calls: list[list[str]] = []
 
-    def generate(model: object, inputs: list[Sample], decoder: object) -> list[str]:
+    def generate(
+        model: object, inputs: list[Sample], decoder: object, sizing: object = None
+    ) -> list[str]:
         calls.append(sorted({s.key for s in inputs}))
         return answer(inputs)
 
@@ -117,7 +122,9 @@ def test_small_benchmarks_waiting_in_the_queue_fill_one_batch(
     # A small limit: six benchmarks of three samples each, all prepared before the first batch.
     calls: list[list[str]] = []
 
-    def generate(model: object, inputs: list[Sample], decoder: object) -> list[str]:
+    def generate(
+        model: object, inputs: list[Sample], decoder: object, sizing: object = None
+    ) -> list[str]:
         calls.append([s.index for s in inputs])
         return answer(inputs)
 
@@ -132,7 +139,9 @@ def test_small_benchmarks_waiting_in_the_queue_fill_one_batch(
 
 
 def test_a_failing_batch_fails_its_benchmarks_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    def generate(model: object, inputs: list[Sample], decoder: object) -> list[str]:
+    def generate(
+        model: object, inputs: list[Sample], decoder: object, sizing: object = None
+    ) -> list[str]:
         if any(s.key == "B" for s in inputs):
             raise RuntimeError("CUDA error: device-side assert triggered")
         return answer(inputs)
@@ -170,7 +179,9 @@ def fits_at_most(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], list[int]]:
     def install(n: int) -> list[int]:
         calls: list[int] = []
 
-        def generate(model: object, inputs: list[Sample], decoder: object) -> list[str]:
+        def generate(
+            model: object, inputs: list[Sample], decoder: object, sizing: object = None
+        ) -> list[str]:
             calls.append(len(inputs))
             if len(inputs) > n:
                 raise oom("CUDA out of memory. Tried to allocate 2.00 GiB (stand-in)")
@@ -214,7 +225,9 @@ def test_out_of_memory_at_batch_1_fails_with_the_retries(
 def test_other_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
 
-    def generate(model: object, inputs: list[Sample], decoder: object) -> list[str]:
+    def generate(
+        model: object, inputs: list[Sample], decoder: object, sizing: object = None
+    ) -> list[str]:
         calls.append(len(inputs))
         raise RuntimeError("CUDA error: device-side assert triggered")
 
@@ -223,6 +236,92 @@ def test_other_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
     got = run([queued("A", [1, 2, 3, 4])], BatchPolicy(ceiling=4))
     assert "device-side assert" in str(got["A"].error)
     assert calls == [4]
+
+
+LLAVA_7B = ModelShape(
+    layers=32, hidden=4096, heads=32, vocab=32000, dtype_bytes=2, image_positions=576
+)
+BUDGET = 30 * 2**30
+
+
+def sized_policy() -> BatchPolicy:
+    """auto on CUDA for the 7B with 30 GiB left: reserve 64, max_new_tokens 2048."""
+    return BatchPolicy(
+        ceiling=64, shape=LLAVA_7B, budget=lambda: BUDGET, max_new_tokens=2048, reserve=64
+    )
+
+
+def test_batches_are_sized_for_the_reserve_and_deferred_rows_for_max_new_tokens() -> None:
+    job = new_job(queued("A", [702] * 60))
+    policy = sized_policy()
+    batch = form_batch([job], policy)
+    rows = largest_batch(LLAVA_7B, BUDGET, 702, 64, ceiling=64)
+    # 48 rows (50 for 10 new tokens, 18 for 2048).
+    assert len(batch) == rows == 48
+    assert batch.sizing is not None and not batch.sizing.full
+    assert (batch.sizing.allowed, batch.sizing.new_tokens) == (48, 64)
+    # The decoder may hold the KV cache the batch was sized for, and no more.
+    assert batch.sizing.slots == cache_slots(48, 702, 64) == 48 * 768
+    # Deferred samples wait while their benchmark has others pending ...
+    job.deferred = [dataclasses.replace(s, deferred=True) for s in batch[:3]]
+    second = form_batch([job], policy)
+    assert len(second) == 12 and not any(s.deferred for s in second)
+    # ... then go in a batch of their own, sized for max_new_tokens, without a slot limit.
+    third = form_batch([job], policy)
+    assert [s.index for s in third] == ["A0", "A1", "A2"]
+    assert third.sizing is not None and third.sizing.full and third.sizing.slots is None
+    assert third.sizing.allowed == largest_batch(LLAVA_7B, BUDGET, 702, 2048, ceiling=64) == 18
+    # The worker's line for each batch says so.
+    assert third.sizing.describe(3) == (
+        "batch of 3 deferred rows (at most 18 rows of 702 positions + max_new_tokens, "
+        "no slot limit)"
+    )
+    assert batch.sizing.describe(48) == (
+        "batch of 48 (at most 48 rows of 702 positions + 64 new tokens (reserve), "
+        "36864 cache slots)"
+    )
+
+
+def test_deferred_rows_fill_a_full_size_batch_before_their_benchmark_is_done() -> None:
+    job = new_job(queued("A", [702] * 40))
+    job.deferred = [dataclasses.replace(s, deferred=True) for s in job.pending[:18]]
+    # 18 deferred rows fill a batch sized for 2048 new tokens: they go first.
+    batch = form_batch([job], sized_policy())
+    assert len(batch) == 18 and all(s.deferred for s in batch)
+    # 17 would wait.
+    job = new_job(queued("A", [702] * 40))
+    job.deferred = [dataclasses.replace(s, deferred=True) for s in job.pending[:17]]
+    assert not any(s.deferred for s in form_batch([job], sized_policy()))
+
+
+def test_a_deferred_row_is_answered_again_in_a_full_size_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Stand-in decoder: samples named "long" outgrow a batch's cache slots (None), unless the
+    # batch has no slot limit (sized for max_new_tokens).
+    calls: list[tuple[list[str], Batch]] = []
+
+    def generate(model: object, inputs: Batch, decoder: object, sizing: object = None) -> list:
+        calls.append(([s.index for s in inputs], inputs))
+        limited = inputs.sizing is not None and inputs.sizing.slots is not None
+        return [None if limited and "long" in s.index else f"answer {s.index}" for s in inputs]
+
+    monkeypatch.setattr(llava_batched, "batch_inputs", lambda model, batch: batch)
+    monkeypatch.setattr(llava_batched, "generate_inputs", generate)
+    a = queued("A", [700, 702, 704, 706])
+    a.prepared.with_images[1].index = "A-long"
+    b = queued("B", [700, 701])
+    done = run([a, b], BatchPolicy(ceiling=3, reserve=64))
+    assert done["A"].answers == {i: f"answer {i}" for i in ("A0", "A-long", "A2", "A3")}
+    assert done["A"].record["samples_deferred"] == 1
+    assert done["B"].record["samples_deferred"] == 0
+    # A's first batch deferred A-long; it went again alone, sized for max_new_tokens, once A
+    # had nothing else pending, and B came after.
+    assert [c[0] for c in calls] == [["A0", "A-long", "A2"], ["A3", "B1", "B0"], ["A-long"]]
+    assert calls[2][1].sizing.full and calls[2][1].sizing.slots is None
+    assert calls[0][1].sizing.slots == 3 * cache_positions(704, 64)
+    # Counted once, at the size it was answered at.
+    assert done["A"].record["batch_sizes"] == {"3": 3, "1": 1}
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +394,42 @@ def test_batched_file_equals_infer_data_job_file(
         assert all(len(p) > 0 for p in new["prediction"])
     # The file is one dataset.evaluate accepts.
     assert prepare_dataset(b, slot).evaluate(new_file, model="exact_matching", nproc=1) is not None
+
+
+@needs_stack
+@pytest.mark.parametrize("bench", ["TextVQA_VAL", "MMBench_DEV_EN"])
+def test_answers_that_outgrow_the_reserve_are_deferred_and_equal_the_batch_1_loops(
+    smoke_env: Path, bench: str
+) -> None:
+    """Random weights answer to the token limit (12): each batch of 4 sized for a reserve of 2
+    new tokens a row runs out of cache slots, rows are deferred and decoded again in a batch
+    sized for 12, and the file is still the one VLMEvalKit's batch-1 loop writes."""
+    from vlmeval.inference import infer_data_job
+    from vlmeval.smp import load
+    from vlmfleet.contract import Unit
+    from vlmfleet.datasets import prepare_dataset, use_smoke_data_root
+    from vlmfleet.families import llava
+    from vlmfleet.families.llava_batched import infer_prepared, prepare_samples
+    from vlmfleet.stack import seed_everything
+
+    slot = _slot(smoke_env, max_new=12, min_new=None)
+    use_smoke_data_root(slot)
+    seed_everything()
+    b = DEFAULT_BENCHMARKS[bench]
+    model = llava.load(Unit("llava_v1.5_7b", "llava", (b,)), slot)
+    ref_dir = smoke_env / f"ref-reserve-{bench}"
+    new_dir = smoke_env / f"new-reserve-{bench}"
+    ref_dir.mkdir()
+    new_dir.mkdir()
+    infer_data_job(model, work_dir=str(ref_dir), model_name="m", dataset=prepare_dataset(b, slot))
+    dataset = prepare_dataset(b, slot)
+    prepared = prepare_samples(model, dataset)
+    new_file, record = infer_prepared(model, str(new_dir), "m", dataset, prepared, 4, reserve=2)
+    ref = load(str(ref_dir / Path(new_file).name))
+    new = load(new_file)
+    assert record["samples_deferred"] >= 1
+    assert list(new["index"]) == list(ref["index"])
+    assert list(new["prediction"]) == list(ref["prediction"])
 
 
 def test_an_error_raised_while_handling_an_out_of_memory_counts_as_one() -> None:

@@ -84,7 +84,9 @@ def left_padded(model: Any, images: list[str]) -> Any:
     return inputs
 
 
-def both(model: Any, inputs: Any, kwargs: dict[str, Any], tally: Any = None) -> tuple[Any, Any]:
+def both(
+    model: Any, inputs: Any, kwargs: dict[str, Any], tally: Any = None, cache_slots: Any = None
+) -> tuple[Any, Any]:
     import torch
     from vlmfleet.families import llava_static
 
@@ -96,7 +98,7 @@ def both(model: Any, inputs: Any, kwargs: dict[str, Any], tally: Any = None) -> 
             inputs.input_ids, images=inputs.images, attention_mask=inputs.attention_mask, **kwargs
         )
         greedy = llava_static.greedy_for(net, kwargs)
-        static = llava_static.generate(net, *args, greedy, tally=tally)
+        static = llava_static.generate(net, *args, greedy, tally=tally, cache_slots=cache_slots)
     return reference, static
 
 
@@ -149,6 +151,35 @@ def test_rows_that_end_leave_the_batch_and_the_rest_keep_generates_tokens(
     assert len(set(ends)) > 1
     assert tally.compactions >= 1
     assert static.tolist() == reference.tolist()
+
+
+def test_rows_that_outgrow_the_batchs_cache_slots_are_deferred_within_them(
+    models: dict[str, Any], images: list[str]
+) -> None:
+    from vlmfleet.families.batch_memory import cache_slots
+    from vlmfleet.families.llava_batched import image_positions
+    from vlmfleet.families.llava_static import Tally
+
+    model = models["random"]
+    inputs = left_padded(model, images)
+    prompt_len = inputs.input_ids.shape[1] + image_positions(model) - 1
+    # Four rows given cache slots for 16 new tokens each; random weights answer to the limit.
+    slots = cache_slots(4, prompt_len, 16)
+    tally = Tally()
+    reference, static = both(model, inputs, greedy_kwargs(150), tally, slots)
+    # At each window's end every row is still decoding: those that fit the doubled window go
+    # on, the last ones are deferred, and row 0 at least grows into their slots as far as 150
+    # new tokens (the tiny checkpoint's prompts are short: 4 x 16 slots hold many tokens).
+    assert tally.deferred and 0 not in tally.deferred
+    assert tally.deferred == sorted(tally.deferred, reverse=True)
+    assert tally.slots <= slots
+    assert tally.window > slots // 4
+    kept = [row for row in range(4) if row not in tally.deferred]
+    assert static.shape == reference.shape
+    assert static[kept].tolist() == reference[kept].tolist()
+    # Without the tally there is nowhere to name deferred rows.
+    with pytest.raises(ValueError, match="tally"):
+        both(model, inputs, greedy_kwargs(8), None, slots)
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,11 @@ engine (``vlmfleet.families.llava_batched``) at each batch size in each batch or
 
 Then all benchmarks go through one queue of the engine at each batch size above 1, as a
 worker's unit runs them (a benchmark's last samples share a batch with the next benchmarks'),
-and each benchmark's answers are compared with its reference (the report's ``queue``).
+and each benchmark's answers are compared with its reference (the report's ``queue``). With
+``--reserve N`` the queue runs again with each batch given cache slots for N new tokens a row
+(``BatchPolicy.reserve``; a small N makes answers outgrow them), so that rows are deferred and
+decoded again in batches sized for ``max_new_tokens`` (the report's ``queue_reserve``, with the
+deferred samples counted).
 
 Both arms run the product's own code (the worker's seeding and synthetic data, the LLaVA
 wrapper on the slot's device and dtype, ``infer_prepared``'s prediction file), each in its own
@@ -95,6 +99,8 @@ class Settings:
     orders: tuple[str, ...]
     max_new_tokens: int
     shuffle_seed: int
+    # New tokens a row's cache slots hold in the queue_reserve runs (None: no such runs).
+    reserve: int | None = None
 
 
 def check_settings(
@@ -224,11 +230,16 @@ def batched_run(
 
 
 def queue_run(
-    model: Any, model_name: str, names: Sequence[str], batch_size: int, work: Path
-) -> dict[str, tuple[dict[str, str], int]]:
-    """Every benchmark through one queue of the llava engine at ``batch_size``, as a worker's
-    unit runs them (batches cross benchmark boundaries): each benchmark's answers by index and
-    how many of its samples shared a batch with another benchmark's."""
+    model: Any,
+    model_name: str,
+    names: Sequence[str],
+    batch_size: int,
+    work: Path,
+    reserve: int | None = None,
+) -> dict[str, tuple[dict[str, str], dict[str, Any]]]:
+    """Every benchmark through one queue of the llava engine at ``batch_size`` (with cache slots
+    for ``reserve`` new tokens a row, if given), as a worker's unit runs them (batches cross
+    benchmark boundaries): each benchmark's answers by index and its record."""
     from vlmeval.dataset import build_dataset
     from vlmfleet.families.llava_batched import BatchPolicy, answer_all, prepare_samples
     from vlmfleet.predictions import write_predictions
@@ -238,12 +249,11 @@ def queue_run(
     datasets = {name: build_dataset(name) for name in names}
     prepared = [(n, d, prepare_samples(model, d)) for n, d in datasets.items()]
     seed_everything()
-    done = answer_all(model, prepared, BatchPolicy(ceiling=batch_size))
+    done = answer_all(model, prepared, BatchPolicy(ceiling=batch_size, reserve=reserve))
     out = {}
     for name, dataset in datasets.items():
         pred_file = write_predictions(str(work), model_name, dataset, done[name].answers)
-        shared = done[name].record["samples_in_shared_batches"]
-        out[name] = (read_predictions(pred_file)[0], shared)
+        out[name] = (read_predictions(pred_file)[0], done[name].record)
     return out
 
 
@@ -398,6 +408,10 @@ def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
         )
         report["benchmarks"][name] = entry
     report["queue"] = queue_agreement(model, model_name, settings, references, work / "queue")
+    if settings.reserve is not None:
+        report["queue_reserve"] = queue_agreement(
+            model, model_name, settings, references, work / "queue-reserve", settings.reserve
+        )
     report["total"] = {
         "comparisons": len(settings.benchmarks)
         * sum(len(orders_at(size, settings.orders)) for size in settings.batch_sizes),
@@ -416,20 +430,29 @@ def queue_agreement(
     settings: Settings,
     references: dict[str, dict[str, str]],
     work: Path,
+    reserve: int | None = None,
 ) -> dict[str, Any]:
-    """All benchmarks as one queue at each batch size above 1, against the references."""
+    """All benchmarks as one queue at each batch size above 1 (each row given cache slots for
+    ``reserve`` new tokens, if given), against the references."""
     out: dict[str, Any] = {}
     for size in (s for s in settings.batch_sizes if s > 1):
         t0 = time.monotonic()
-        answers = queue_run(model, model_name, settings.benchmarks, size, work / f"batch{size}")
+        answers = queue_run(
+            model, model_name, settings.benchmarks, size, work / f"batch{size}", reserve
+        )
         per_bench = {}
-        for name, (batched, shared) in answers.items():
-            per_bench[name] = compare(references[name], batched) | {"shared_samples": shared}
+        for name, (batched, record) in answers.items():
+            per_bench[name] = compare(references[name], batched) | {
+                "shared_samples": record["samples_in_shared_batches"],
+                "deferred_samples": record.get("samples_deferred", 0),
+            }
         out[str(size)] = {
             "benchmarks": per_bench,
             "rows": sum(r["rows"] for r in per_bench.values()),
             "differing": sum(r["differing"] for r in per_bench.values()),
             "shared_samples": sum(r["shared_samples"] for r in per_bench.values()),
+            "deferred_samples": sum(r["deferred_samples"] for r in per_bench.values()),
+            "reserve": reserve,
             "seconds": round(time.monotonic() - t0, 3),
         }
     return out
@@ -457,6 +480,11 @@ def main(argv: list[str] | None = None) -> int:
         "--max-new-tokens", type=int, default=SMOKE_MAX_NEW_TOKENS, help="as smoke runs cap it"
     )
     parser.add_argument(
+        "--reserve",
+        type=int,
+        help="also run the queue with cache slots for this many new tokens a row (queue_reserve)",
+    )
+    parser.add_argument(
         "--work", type=Path, help="folder for data and predictions (default: a temporary one)"
     )
     parser.add_argument("--out", required=True, type=Path, help="the JSON report")
@@ -473,9 +501,12 @@ def main(argv: list[str] | None = None) -> int:
             args.max_new_tokens,
             args.shuffle_seed,
         )
+        if args.reserve is not None and args.reserve < 1:
+            raise AgreementError(f"reserve must be a positive integer, got {args.reserve!r}")
     except AgreementError as err:
         log.error("bad arguments: %s", err)
         return 2
+    settings = dataclasses.replace(settings, reserve=args.reserve)
     if args.work is not None:
         args.work.mkdir(parents=True, exist_ok=True)
         if any(args.work.iterdir()):
@@ -493,7 +524,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{settings.device} {report['dtype']}, decoder {report['decoder']}, "
         f"{settings.checkpoint.name}: {args.out}"
     )
-    queue_differing = sum(q["differing"] for q in report["queue"].values())
+    queues = [*report["queue"].values(), *report.get("queue_reserve", {}).values()]
+    queue_differing = sum(q["differing"] for q in queues)
     return 0 if total["differing"] == 0 and queue_differing == 0 else 1
 
 

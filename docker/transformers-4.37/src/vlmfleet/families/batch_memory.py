@@ -19,8 +19,16 @@ also caps its allocator at that share (``allocator_share``), so that one slot's 
 cannot take the other's part. An estimate that is still too large is caught by the engine's
 out-of-memory halving.
 
-The llava engine's static KV cache (``llava_static``) holds at most the KV cache counted here:
-it grows in windows up to the prompt and ``max_new_tokens`` (rounded up to a few slots).
+The llava engine's static KV cache (``llava_static``) holds at most the KV cache counted here.
+It grows in windows of slots (``cache_positions``: the prompt and the tokens generated so far,
+rounded up to ``SLOT_ALIGNMENT``), the first for ``RESERVE_TOKENS``, each next one doubled, up
+to ``max_new_tokens``. So the engine sizes a batch for a *reserve* of ``RESERVE_TOKENS`` new
+tokens a row, not for ``max_new_tokens`` (2048 in VLMEvalKit's LLaVA): short answers, nearly all
+of them, never grow the cache past the first window, and 2048 would take a third of the rows
+from every batch for nothing. The decoder gets the batch's cache slots (rows x slots a row,
+``cache_slots``) and keeps within them: when the window must grow, the rows still decoding
+share the slots that ended rows left (``rows_that_fit``), and those that do not fit are
+deferred, to be decoded again in a batch sized for ``max_new_tokens``.
 
 Standard library only: the planner's tests and the worker's import it without torch.
 """
@@ -34,6 +42,14 @@ GIB = 2**30
 # Hidden-state-wide tensors alive at once in a layer's prefill (the MLP's intermediate alone is
 # ~2.7 hidden widths, twice: gate and up projections).
 ACTIVATION_WIDTHS = 12
+# The static decoder allocates its cache in multiples of this many slots (positions) a row: the
+# attention mask's rows then meet the memory-efficient SDPA kernel's alignment.
+SLOT_ALIGNMENT = 8
+# New tokens a row of a batch is sized for (the static decoder's first window, which holds every
+# answer of up to this many tokens): the multiple-choice, yes/no and short-phrase answers of the
+# default matrix are 1-8 tokens. Longer answers take the slots of rows that ended, or are
+# deferred (module docstring).
+RESERVE_TOKENS = 64
 # The CUDA context and cuBLAS workspaces are outside torch's allocator counts.
 CONTEXT_RESERVE = 1 * GIB
 HEADROOM = 0.85
@@ -69,10 +85,17 @@ def kv_bytes_per_token(shape: ModelShape) -> int:
     return 2 * shape.layers * shape.hidden * shape.dtype_bytes
 
 
+def cache_positions(longest_prompt: int, new_tokens: int) -> int:
+    """Cache slots a row of the static decoder takes for ``longest_prompt`` positions and
+    ``new_tokens`` generated ones: their sum rounded up to ``SLOT_ALIGNMENT``."""
+    return -(-(longest_prompt + new_tokens) // SLOT_ALIGNMENT) * SLOT_ALIGNMENT
+
+
 def batch_bytes(shape: ModelShape, rows: int, longest_prompt: int, max_new_tokens: int) -> int:
     """Peak bytes beyond the weights of one generate call of ``rows`` prompts left-padded to
-    ``longest_prompt`` positions, each answer up to ``max_new_tokens``."""
-    positions = longest_prompt + max_new_tokens
+    ``longest_prompt`` positions, each answer up to ``max_new_tokens`` (the KV cache for the
+    static decoder's slots, ``cache_positions``)."""
+    positions = cache_positions(longest_prompt, max_new_tokens)
     kv = rows * positions * kv_bytes_per_token(shape)
     logits = rows * longest_prompt * shape.vocab * (shape.dtype_bytes + FLOAT32_BYTES)
     hidden = rows * longest_prompt * shape.hidden * shape.dtype_bytes * ACTIVATION_WIDTHS
@@ -116,3 +139,25 @@ def largest_batch(
     and at least 1 (batch 1 is tried whatever the estimate: only the GPU can say no)."""
     per_row = batch_bytes(shape, 1, longest_prompt, max_new_tokens)
     return max(1, min(ceiling, budget // per_row))
+
+
+def cache_slots(rows: int, longest_prompt: int, new_tokens: int) -> int:
+    """The KV cache slots (rows x slots a row) a batch of ``rows`` prompts of ``longest_prompt``
+    positions is given when sized for ``new_tokens`` each (``batch_bytes``'s KV cache): what the
+    static decoder may hold at any step."""
+    return rows * cache_positions(longest_prompt, new_tokens)
+
+
+def rows_that_fit(live: int, wanted: int, window: int, slots: int | None) -> tuple[int, int]:
+    """When the static decoder's window of ``window`` slots a row is full: how many of the
+    ``live`` rows still decoding go on, and in what window, within ``slots`` cache slots (None:
+    no limit). All of them in the ``wanted`` window (the doubled one) where they fit; else as
+    many as fit in it (the rest are deferred); else, where not even one row fits it, one row in
+    the widest aligned window that fits, if that is wider than ``window``; else none."""
+    if slots is None or live * wanted <= slots:
+        return live, wanted
+    keep = min(live, slots // wanted)
+    if keep >= 1:
+        return keep, wanted
+    widest = slots // SLOT_ALIGNMENT * SLOT_ALIGNMENT
+    return (1, widest) if widest > window else (0, window)

@@ -28,7 +28,15 @@ of a batch, with or without an ``<image>`` token.
 
 Batch sizes (``policy_for``): a number in the slot file is a fixed size; ``auto`` sizes each batch
 on CUDA by the memory the slot has left for its prompt lengths (``batch_memory``), and uses a
-fixed small size on a CPU. The CPU work is kept off the GPU's path: ``prepare_samples`` (prompts,
+fixed small size on a CPU. With the static decoder, ``auto`` sizes a batch for a *reserve* of
+``batch_memory.RESERVE_TOKENS`` new tokens a row, not for ``max_new_tokens``, and hands the
+decoder the batch's cache slots: a row whose answer outgrows them (after the ended rows' slots)
+is *deferred* - the decoder stops it, and the engine decodes it again, from its prompt, in a
+batch of deferred rows sized for ``max_new_tokens`` (``form_batch``), once its benchmark has no
+other samples left or the deferred rows fill such a batch. Its answer is the one it would have
+had (greedy tokens never depend on a row's company); each benchmark's record counts them
+(``samples_deferred``), and the log's line for each batch gives its sizing, reserve, window and
+deferred rows. The CPU work is kept off the GPU's path: ``prepare_samples`` (prompts,
 tokens, image dumps) runs on any thread, and each batch's tensors are made in a helper thread
 while the previous batch generates.
 
@@ -52,7 +60,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from vlmfleet.contract import AUTO_BATCH, Slot, one_line
 from vlmfleet.families import Answered, InferenceError, Queued
-from vlmfleet.families.batch_memory import GpuMemory, ModelShape, largest_batch, slot_budget
+from vlmfleet.families.batch_memory import (
+    RESERVE_TOKENS,
+    GpuMemory,
+    ModelShape,
+    cache_slots,
+    largest_batch,
+    slot_budget,
+)
 
 if TYPE_CHECKING:  # llava_static imports torch: the engine imports it when it decodes
     from vlmfleet.families.llava_static import Greedy
@@ -77,6 +92,37 @@ class Sample:
     ids: Any = None
     # The benchmark (Queued.key) the sample belongs to.
     key: str = ""
+    # Deferred once (its answer outgrew its batch's cache slots): batched for max_new_tokens.
+    deferred: bool = False
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """How a batch was sized: the rows the policy allowed for its ``longest`` prompt
+    (``allowed``), each row sized for ``new_tokens`` new tokens - the reserve, or
+    max_new_tokens for a batch of deferred rows (``full``) - and the cache slots the decoder
+    may hold (``slots``; None: no limit)."""
+
+    allowed: int
+    longest: int
+    new_tokens: int
+    full: bool
+    slots: int | None
+
+    def describe(self, rows: int) -> str:
+        """The batch's size and sizing, as the worker's line for it gives them."""
+        head = f"batch of {rows}{' deferred rows' if self.full else ''}"
+        if self.slots is not None:
+            sized = f"+ {self.new_tokens} new tokens (reserve), {self.slots} cache slots"
+        else:
+            sized = "+ max_new_tokens, no slot limit"
+        return f"{head} (at most {self.allowed} rows of {self.longest} positions {sized})"
+
+
+class Batch(list[Sample]):
+    """A batch's samples in row order, and how it was sized (``sizing``)."""
+
+    sizing: Sizing | None = None
 
 
 def check_batch_size(batch_size: Any) -> int:
@@ -241,8 +287,11 @@ def decoder_for(model: Any) -> Decoder:
     return decoder
 
 
-def generate_inputs(model: Any, inputs: BatchInputs, decoder: Decoder) -> list[str]:
-    """One batch's greedy decoding on prepared inputs; answers in row order."""
+def generate_inputs(
+    model: Any, inputs: BatchInputs, decoder: Decoder, sizing: Sizing | None = None
+) -> list[str | None]:
+    """One batch's greedy decoding on prepared inputs; answers in row order, None for a row
+    the static decoder deferred (its answer outgrew ``sizing.slots``)."""
     import torch
 
     input_ids = inputs.input_ids.to(model.device)
@@ -251,25 +300,20 @@ def generate_inputs(model: Any, inputs: BatchInputs, decoder: Decoder) -> list[s
     config = model.model.config
     before = getattr(config, "tokenizer_padding_side", "right")
     config.tokenizer_padding_side = "left"
+    deferred: set[int] = set()
     try:
         with torch.inference_mode():
             if decoder.greedy is not None:
                 from vlmfleet.families import llava_static
 
                 tally = llava_static.Tally()
+                slots = sizing.slots if sizing is not None else None
                 output_ids = llava_static.generate(
-                    model.model, input_ids, attention_mask, images, decoder.greedy, tally=tally
-                )
-                # Where a batch's time went on answers of unequal lengths (its longest answer).
-                log.debug(
-                    "batch of %d: %d new tokens, %d decode row-steps, %d on ended rows, "
-                    "%d compactions",
-                    len(input_ids),
-                    output_ids.shape[1] - 1,
-                    tally.row_steps,
-                    tally.ended_row_steps,
-                    tally.compactions,
-                )
+                    model.model, input_ids, attention_mask, images, decoder.greedy,
+                    tally=tally, cache_slots=slots,
+                )  # fmt: skip
+                log_batch(len(input_ids), sizing, output_ids.shape[1] - 1, tally)
+                deferred = set(tally.deferred)
             else:
                 # The wrapper's KeywordsStoppingCriteria(["</s>"]) fires exactly when a row's
                 # last token is eos, which generate already handles per row (finished rows get
@@ -280,10 +324,30 @@ def generate_inputs(model: Any, inputs: BatchInputs, decoder: Decoder) -> list[s
     finally:
         config.tokenizer_padding_side = before
     texts = model.tokenizer.batch_decode(output_ids, skip_special_tokens=True)
-    return [t.strip() for t in texts]
+    return [None if row in deferred else t.strip() for row, t in enumerate(texts)]
 
 
-def generate_batch(model: Any, samples: Sequence[Sample], decoder: Decoder = GENERATE) -> list[str]:
+def log_batch(rows: int, sizing: Sizing | None, new_tokens: int, tally: Any) -> None:
+    """The worker's line for a static-decoder batch: its sizing, where its time went on answers
+    of unequal lengths (its longest answer, the row-steps on ended rows), its widest window and
+    the rows it deferred."""
+    log.info(
+        "%s: %d new tokens, window %d slots a row (%d cache slots at most), %d decode "
+        "row-steps, %d on ended rows, %d compactions, %d deferred",
+        sizing.describe(rows) if sizing is not None else f"batch of {rows} (fixed size)",
+        new_tokens,
+        tally.window,
+        tally.slots,
+        tally.row_steps,
+        tally.ended_row_steps,
+        tally.compactions,
+        len(tally.deferred),
+    )
+
+
+def generate_batch(
+    model: Any, samples: Sequence[Sample], decoder: Decoder = GENERATE
+) -> list[str | None]:
     """One batch for ``samples`` (each with at least one image); answers in order."""
     return generate_inputs(model, batch_inputs(model, samples), decoder)
 
@@ -325,17 +389,33 @@ MAX_AUTO_BATCH = 64
 class BatchPolicy:
     """How many rows the next batch may take. ``ceiling`` is the most (halved for the rest of
     the queue by an out-of-memory); with a ``shape``, the rows are also sized by the memory the
-    ``budget`` callable says is left, for the batch's longest prompt and ``max_new_tokens``."""
+    ``budget`` callable says is left, for the batch's longest prompt and ``new_tokens`` a row:
+    ``reserve`` (None: ``max_new_tokens``, nothing deferred), or ``max_new_tokens`` for a batch
+    of deferred rows (``full``)."""
 
     ceiling: int
     shape: ModelShape | None = None
     budget: Callable[[], int] | None = None
     max_new_tokens: int = 0
+    reserve: int | None = None
 
-    def rows_for(self, longest: int, budget: int | None) -> int:
+    def new_tokens(self, full: bool) -> int:
+        if full or self.reserve is None:
+            return self.max_new_tokens
+        return min(self.reserve, self.max_new_tokens) if self.max_new_tokens else self.reserve
+
+    def rows_for(self, longest: int, budget: int | None, full: bool = False) -> int:
         if self.shape is None or budget is None:
             return self.ceiling
-        return largest_batch(self.shape, budget, longest, self.max_new_tokens, self.ceiling)
+        return largest_batch(self.shape, budget, longest, self.new_tokens(full), self.ceiling)
+
+    def sizing(self, longest: int, budget: int | None, rows: int, full: bool) -> Sizing:
+        """How a batch of ``rows`` with this longest prompt is sized; its cache slots limited
+        only where it was sized for the reserve."""
+        limited = self.reserve is not None and not full
+        new = self.new_tokens(full)
+        slots = cache_slots(rows, longest, new) if limited else None
+        return Sizing(self.rows_for(longest, budget, full), longest, new, full, slots)
 
 
 def model_shape(model: Any) -> ModelShape:
@@ -364,8 +444,10 @@ def cuda_memory() -> list[GpuMemory]:
     return out
 
 
-def policy_for(model: Any, slot: Slot) -> BatchPolicy:
-    """The slot's batch size: a fixed number, or ``auto`` (by memory on CUDA, small on a CPU)."""
+def policy_for(model: Any, slot: Slot, decoder: Decoder = GENERATE) -> BatchPolicy:
+    """The slot's batch size: a fixed number, or ``auto`` (by memory on CUDA, small on a CPU);
+    on CUDA sized for ``RESERVE_TOKENS`` new tokens where the static decoder keeps within a
+    batch's cache slots, else for ``max_new_tokens``."""
     if slot.batch_size != AUTO_BATCH:
         return BatchPolicy(ceiling=check_batch_size(slot.batch_size))
     if slot.device != "cuda":
@@ -375,6 +457,7 @@ def policy_for(model: Any, slot: Slot) -> BatchPolicy:
         shape=model_shape(model),
         budget=lambda: slot_budget(cuda_memory(), slot.shared_by),
         max_new_tokens=int(model.kwargs.get("max_new_tokens") or 0),
+        reserve=RESERVE_TOKENS if decoder.greedy is not None else None,
     )
 
 
@@ -397,10 +480,18 @@ class Job:
     # Samples that went in a batch with another benchmark's samples.
     shared: int = 0
     error: BaseException | None = None
+    # Samples whose answer outgrew their batch's cache slots, waiting for a batch sized for
+    # max_new_tokens (shortest prompt first), and how many there were in all.
+    deferred: list[Sample] = field(default_factory=list)
+    deferrals: int = 0
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self.pending or self.deferred)
 
     @property
     def finished(self) -> bool:
-        return self.error is not None or (not self.pending and self.answered == self.batched)
+        return self.error is not None or (not self.waiting and self.answered == self.batched)
 
     @property
     def answered(self) -> int:
@@ -413,6 +504,7 @@ class Job:
             "batch_size_used": used,
             "batch_retries": list(self.retries),
             "samples_in_shared_batches": self.shared,
+            "samples_deferred": self.deferrals,
         }
 
 
@@ -423,41 +515,55 @@ def new_job(queued: Queued) -> Job:
     return Job(queued, samples, list(prepared.text_only), len(samples))
 
 
-def form_batch(pool: list[Job], policy: BatchPolicy) -> list[Sample]:
+def form_batch(pool: list[Job], policy: BatchPolicy) -> Batch:
     """The next batch: the oldest benchmark's shortest pending samples, then, where they leave
     room, the other benchmarks' samples nearest in length; as many as the policy allows for
-    the batch's longest prompt. Taken samples leave their jobs' ``pending``."""
+    the batch's longest prompt. Taken samples leave their jobs' ``pending``. Deferred samples
+    go in batches of their own, sized for max_new_tokens: once the oldest benchmark has only
+    deferred ones left, or once the deferred ones fill such a batch."""
     jobs = live_jobs(pool)
-    head = next((job for job in jobs.values() if job.pending), None)
+    head = next((job for job in jobs.values() if job.waiting), None)
     if head is None:
-        return []
+        return Batch()
     budget = policy.budget() if policy.budget is not None else None
-    batch: list[Sample] = []
+    full = bool(head.deferred) and (not head.pending or deferred_fill(jobs, policy, budget))
+    queues = {key: job.deferred if full else job.pending for key, job in jobs.items()}
+    batch = Batch()
     longest = 0
 
     def room(sample: Sample) -> bool:
-        return len(batch) + 1 <= policy.rows_for(max(longest, sample.positions), budget)
+        return len(batch) + 1 <= policy.rows_for(max(longest, sample.positions), budget, full)
 
-    while head.pending and room(head.pending[0]):
-        sample = head.pending.pop(0)
+    first = queues[head.queued.key]
+    while first and room(first[0]):
+        sample = first.pop(0)
         longest = max(longest, sample.positions)
         batch.append(sample)
-    if not head.pending and batch:
+    if not first and batch:
         target = batch[-1].positions
         others = sorted(
-            (s for job in jobs.values() if job is not head for s in job.pending),
+            (s for key, samples in queues.items() if samples is not first for s in samples),
             key=lambda s: abs(s.positions - target),
         )
         for sample in others:
             if not room(sample):
                 break
-            jobs[sample.key].pending.remove(sample)
+            queues[sample.key].remove(sample)
             longest = max(longest, sample.positions)
             batch.append(sample)
     if not batch:
         # Nothing fits by the estimate: batch 1 is tried whatever it says.
-        batch.append(head.pending.pop(0))
+        batch.append(first.pop(0))
+        longest = batch[0].positions
+    batch.sizing = policy.sizing(longest, budget, len(batch), full)
     return batch
+
+
+def deferred_fill(jobs: dict[str, Job], policy: BatchPolicy, budget: int | None) -> bool:
+    """Whether the pool's deferred samples fill a batch sized for max_new_tokens."""
+    deferred = [s for job in jobs.values() for s in job.deferred]
+    longest = max((s.positions for s in deferred), default=0)
+    return len(deferred) >= policy.rows_for(longest, budget, full=True)
 
 
 def live_jobs(pool: list[Job]) -> dict[str, Job]:
@@ -471,8 +577,9 @@ def put_back(pool: list[Job], batch: Sequence[Sample]) -> None:
     for sample in batch:
         job = jobs.get(sample.key)
         if job is not None:
-            job.pending.append(sample)
-            job.pending.sort(key=lambda s: s.positions)
+            waiting = job.deferred if sample.deferred else job.pending
+            waiting.append(sample)
+            waiting.sort(key=lambda s: s.positions)
 
 
 def finish_text_only(model: Any, job: Job) -> None:
@@ -490,7 +597,8 @@ def generate_queue(
 ) -> Iterator[Answered]:
     """The family's ``generate_queue`` with the slot's batch policy."""
     check_model(model)
-    return run_queue(model, incoming, policy_for(model, slot), decoder_for(model))
+    decoder = decoder_for(model)
+    return run_queue(model, incoming, policy_for(model, slot, decoder), decoder)
 
 
 def run_queue(
@@ -502,13 +610,13 @@ def run_queue(
     pool: list[Job] = []
     ended = False
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlmfleet-ahead") as maker:
-        current: tuple[list[Sample], Future[BatchInputs]] | None = None
+        current: tuple[Batch, Future[BatchInputs]] | None = None
         while True:
             # New benchmarks join while at most one other than the oldest has samples left
             # (enough to fill its last batch), and beyond that while those waiting could not fill
             # a batch: small benchmarks share full batches. The worker's room bounds the memory.
             while not ended and admits(pool, policy):
-                nothing_to_do = current is None and not any(job.pending for job in pool)
+                nothing_to_do = current is None and not any(job.waiting for job in pool)
                 if nothing_to_do and any(job.finished for job in pool):
                     break  # hand the finished ones back before waiting for more
                 try:
@@ -545,10 +653,11 @@ def generate_current(
     pool: list[Job],
     policy: BatchPolicy,
     decoder: Decoder,
-    current: tuple[list[Sample], Future[BatchInputs]],
-    upcoming: tuple[list[Sample], Future[BatchInputs]] | None,
+    current: tuple[Batch, Future[BatchInputs]],
+    upcoming: tuple[Batch, Future[BatchInputs]] | None,
 ) -> None:
-    """Generate ``current`` and file its answers under their benchmarks. Out of memory: it and
+    """Generate ``current`` and file its answers under their benchmarks, its deferred rows under
+    their benchmarks' ``deferred``. Out of memory: it and
     ``upcoming`` go back to their queues (``upcoming``'s samples are cleared from it) and the
     policy's ceiling halves; at batch 1 its benchmark fails. Another error fails the benchmarks
     of the batch; the others go on."""
@@ -558,7 +667,7 @@ def generate_current(
         future.cancel()
         return
     try:
-        texts = generate_inputs(model, future.result(), decoder)
+        texts = generate_inputs(model, future.result(), decoder, batch.sizing)
     except Exception as err:
         involved = sorted({s.key for s in batch if s.key in jobs})
         if not is_out_of_memory(err):
@@ -597,6 +706,11 @@ def generate_current(
         job = jobs.get(sample.key)
         if job is None:
             continue
+        if text is None:
+            job.deferred.append(dataclasses.replace(sample, deferred=True))
+            job.deferred.sort(key=lambda s: s.positions)
+            job.deferrals += 1
+            continue
         job.answers[sample.index] = text
         job.sizes[len(batch)] = job.sizes.get(len(batch), 0) + 1
         job.shared += shared
@@ -615,11 +729,13 @@ def answered(model: Any, job: Job, decoder: Decoder) -> Answered:
         answers: dict[Any, str] = {}
     else:
         log.info(
-            "%s: %d samples batched (%s), %d without image one at a time",
+            "%s: %d samples batched (%s; %d deferred past the reserve and batched again), "
+            "%d without image one at a time",
             key,
             job.answered,
             ", ".join(f"{n} at batch {size}" for size, n in sorted(job.sizes.items(), reverse=True))
             or "-",
+            job.deferrals,
             len(job.text_only),
         )
         record, answers = job.record(), dict(job.answers)
@@ -653,11 +769,13 @@ def infer_prepared(
     dataset: Any,
     prepared: PreparedSamples,
     batch_size: int,
+    reserve: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """One dataset at a fixed ``batch_size``: infer_data_job's file and the record's fields."""
+    """One dataset at a fixed ``batch_size`` (each row given cache slots for ``reserve`` new
+    tokens, if given): infer_data_job's file and the record's fields."""
     from vlmfleet.predictions import write_predictions
 
-    policy = BatchPolicy(ceiling=check_batch_size(batch_size))
+    policy = BatchPolicy(ceiling=check_batch_size(batch_size), reserve=reserve)
     done = answer_all(model, [(dataset.dataset_name, dataset, prepared)], policy)
     answer = done[dataset.dataset_name]
     return write_predictions(work_dir, model_name, dataset, answer.answers), answer.record

@@ -18,7 +18,14 @@ greedy settings (``greedy_for`` says which, and refuses the rest):
   dropped and the step captured again at the smaller batch, so that one long answer does not
   keep a whole batch decoding. A row's tokens never depend on its company (its own cache,
   positions and mask go with it), as in any batch of the engine; its later columns are
-  ``pad_token_id``, as ``generate`` writes them for an ended row.
+  ``pad_token_id``, as ``generate`` writes them for an ended row;
+- given the cache slots its batch was sized for (``cache_slots``: the engine sizes a batch for
+  ``batch_memory.RESERVE_TOKENS`` new tokens a row, not ``max_new_tokens``), the cache never
+  holds more: when the window must grow, ended rows leave first, and the rows still decoding
+  grow into the slots they left; those that no longer fit are *deferred* (they leave the batch,
+  ``Tally.deferred`` names them, and their output rows are not answers): the engine decodes them
+  again, from their prompt, in a batch sized for ``max_new_tokens``. Greedy tokens of a row do
+  not depend on its batch, so a deferred row's answer is the one it would have had here.
 
 Imports torch and transformers' Llama: the batched engine imports this module when it decodes.
 """
@@ -29,12 +36,19 @@ import copy
 import functools
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
+
+from vlmfleet.families.batch_memory import (
+    RESERVE_TOKENS,
+    SLOT_ALIGNMENT,
+    cache_positions,
+    rows_that_fit,
+)
 
 Step = Callable[[], tuple[torch.Tensor, torch.Tensor]]
 
@@ -73,10 +87,9 @@ INACTIVE_SETTINGS: dict[str, Any] = {
 # generate arguments that are not generation settings and change nothing here.
 NEUTRAL_ARGUMENTS = frozenset({"images", "image_sizes"})
 # Generated slots of the first window; each later window doubles them, up to max_new_tokens.
-FIRST_WINDOW = 64
-# Slots are allocated in multiples of this: the attention mask's rows then meet the
-# memory-efficient SDPA kernel's alignment without a padded copy each step.
-SLOT_ALIGNMENT = 8
+# The engine's batches are sized for this many (batch_memory.RESERVE_TOKENS); slots are
+# allocated in multiples of batch_memory.SLOT_ALIGNMENT.
+FIRST_WINDOW = RESERVE_TOKENS
 # Ended rows leave the batch once at most half of its rows are still decoding, or once this many
 # steps have passed with some ended row still in it: each compaction costs about one eager step
 # (copying the cache, capturing the step again), so rows ending one by one in a short answer
@@ -204,8 +217,21 @@ def prefill(
 def window_for(prompt_len: int, generated: int, greedy: Greedy) -> int:
     """Slots of a window for ``generated`` tokens after the prompt: the last of max_new_tokens
     is never fed back, so no window needs more than prompt_len + max_new_tokens - 1."""
-    needed = prompt_len + min(generated, greedy.max_new_tokens - 1)
-    return -(-needed // SLOT_ALIGNMENT) * SLOT_ALIGNMENT
+    return cache_positions(prompt_len, min(generated, greedy.max_new_tokens - 1))
+
+
+def first_window(prompt_len: int, rows: int, greedy: Greedy, cache_slots: int | None) -> int:
+    """The first window: ``FIRST_WINDOW`` generated slots, or fewer where ``cache_slots`` (the
+    batch's, None: no limit) hold fewer a row; ValueError where they hold no generated slot."""
+    window = window_for(prompt_len, FIRST_WINDOW, greedy)
+    if cache_slots is None:
+        return window
+    widest = cache_slots // rows // SLOT_ALIGNMENT * SLOT_ALIGNMENT
+    if widest < window_for(prompt_len, 1, greedy):
+        raise ValueError(
+            f"{cache_slots} cache slots leave no generated slot to {rows} rows of {prompt_len}"
+        )
+    return min(window, widest)
 
 
 def static_state(
@@ -361,11 +387,21 @@ def advance(state: StaticState, tokens: torch.Tensor, unfinished: torch.Tensor) 
 class Tally:
     """Decode row-steps of a ``generate`` call: every row decoded at every step after the
     prefill's (``row_steps``), those spent on rows that had already ended (``ended_row_steps``),
-    and how often ended rows left the batch (``compactions``)."""
+    how often rows left the batch (``compactions``), the rows deferred for want of cache slots
+    (``deferred``: their indices in the batch as given; their output rows are not answers),
+    the widest window (``window``, slots a row) and the most slots the cache held (``slots``)."""
 
     row_steps: int = 0
     ended_row_steps: int = 0
     compactions: int = 0
+    deferred: list[int] = field(default_factory=list)
+    window: int = 0
+    slots: int = 0
+
+    def held(self, rows: int, window: int) -> None:
+        """The cache now holds ``rows`` rows of ``window`` slots."""
+        self.window = max(self.window, window)
+        self.slots = max(self.slots, rows * window)
 
 
 def worth_compacting(live: int, rows: int, steps: int) -> bool:
@@ -374,10 +410,12 @@ def worth_compacting(live: int, rows: int, steps: int) -> bool:
     return 0 < live < rows and (2 * live <= rows or steps >= STRAGGLER_STEPS)
 
 
-def compact(state: StaticState) -> None:
-    """Only the rows still decoding kept in ``state``, one layer's buffers at a time (each old
-    one is released once copied, so the peak stays near one cache)."""
-    keep = state.unfinished.nonzero().squeeze(1)
+def compact(state: StaticState, keep: torch.Tensor | None = None) -> None:
+    """Only the rows ``keep`` (positions in ``state``; by default the rows still decoding) kept
+    in ``state``, one layer's buffers at a time (each old one is released once copied, so the
+    peak stays near one cache)."""
+    if keep is None:
+        keep = state.unfinished.nonzero().squeeze(1)
     for i in range(len(state.keys)):
         state.keys[i] = state.keys[i].index_select(0, keep)
         state.values[i] = state.values[i].index_select(0, keep)
@@ -388,6 +426,32 @@ def compact(state: StaticState) -> None:
     state.rows = state.rows.index_select(0, keep)
 
 
+def make_room(
+    model: Any,
+    state: StaticState,
+    column: int,
+    greedy: Greedy,
+    cache_slots: int | None,
+    tally: Tally,
+) -> bool:
+    """The window grown for column ``column``'s step: ended rows leave, and the rows still
+    decoding get the doubled window as far as ``cache_slots`` allow (``rows_that_fit``); the
+    rest are deferred (``tally.deferred``). False when no row is left to decode."""
+    live = state.unfinished.nonzero().squeeze(1)
+    wanted = window_for(state.prompt_len, 2 * (column - 1), greedy)
+    keep, window = rows_that_fit(int(live.shape[0]), wanted, state.window, cache_slots)
+    if keep < live.shape[0]:
+        tally.deferred += state.rows.index_select(0, live[keep:]).tolist()
+    if keep == 0:
+        return False
+    if keep < state.rows.shape[0]:
+        compact(state, live[:keep])
+        tally.compactions += 1
+    grow(model, state, window)
+    tally.held(keep, window)
+    return True
+
+
 def decode(
     model: Any,
     state: StaticState,
@@ -395,11 +459,13 @@ def decode(
     greedy: Greedy,
     use_graph: bool,
     tally: Tally,
+    cache_slots: int | None = None,
 ) -> int:
-    """Columns 1.. of ``out`` from the decode steps, until every row has ended or the columns
-    are full; returns how many columns were filled. Each window's or batch size's first step
-    runs eagerly (with the graph: on a side stream, as the capture's warm-up), later ones replay
-    its capture. Ended rows leave ``state`` (``worth_compacting``); ``out`` keeps every row."""
+    """Columns 1.. of ``out`` from the decode steps, until every row has ended or been deferred,
+    or the columns are full; returns how many columns were filled. Each window's or batch
+    size's first step runs eagerly (with the graph: on a side stream, as the capture's warm-up),
+    later ones replay its capture. Ended rows leave ``state`` (``worth_compacting``, and before
+    the window grows: ``make_room``); ``out`` keeps every row."""
     step = functools.partial(decode_step, model, state, greedy)
     run: Step | None = None
     steps = 0  # at the batch's present size
@@ -407,7 +473,11 @@ def decode(
     for column in range(1, out.shape[1]):
         if state.prompt_len + column - 1 >= state.window:
             run = None  # the captured step reads the old buffers
-            grow(model, state, window_for(state.prompt_len, 2 * (column - 1), greedy))
+            rows = int(state.rows.shape[0])
+            if not make_room(model, state, column, greedy, cache_slots, tally):
+                return column
+            live = int(state.unfinished.sum())
+            steps = steps if rows == state.rows.shape[0] else 0
         if run is not None:
             tokens, unfinished = run()
         elif use_graph:
@@ -443,16 +513,22 @@ def generate(
     *,
     use_graph: bool | None = None,
     tally: Tally | None = None,
+    cache_slots: int | None = None,
 ) -> torch.LongTensor:
     """``model.generate(input_ids, images=images, attention_mask=attention_mask, ...)``'s
     output for the settings ``greedy_for`` read: [B, 1 + n], ``bos_token_id`` first, then the
     n <= max_new_tokens new tokens, n as short as generate's (every row ended); a row after its
     eos is ``pad_token_id``. ``use_graph`` defaults to whether the inputs are on CUDA; a
-    ``tally`` given is added this call's decode row-steps."""
+    ``tally`` given is added this call's decode row-steps. With ``cache_slots`` (the batch's,
+    ``batch_memory.cache_slots``) the cache never holds more, and rows that do not fit are
+    deferred: ``tally`` (then required) names them, and their output rows are not answers."""
     on_cuda = input_ids.device.type == "cuda"
     use_graph = on_cuda if use_graph is None else use_graph
     if use_graph and not on_cuda:
         raise ValueError(f"use_graph needs a CUDA device; the inputs are on {input_ids.device}")
+    if cache_slots is not None and tally is None:
+        raise ValueError("cache_slots need a tally to name the rows deferred")
+    tally = tally if tally is not None else Tally()
     with torch.no_grad():
         logits, cache, mask = prefill(model, input_ids, attention_mask, images)
         batch = input_ids.shape[0]
@@ -468,10 +544,9 @@ def generate(
         out[:, 1] = first
         if greedy.max_new_tokens == 1 or not bool(unfinished.any()):
             return out[:, :2]
-        window = window_for(mask.shape[1], FIRST_WINDOW, greedy)
+        window = first_window(mask.shape[1], batch, greedy, cache_slots)
         state = static_state(model, cache, mask, first, window)
         state.unfinished.copy_(unfinished)
-        filled = decode(
-            model, state, out[:, 1:], greedy, use_graph, tally if tally is not None else Tally()
-        )
+        tally.held(batch, window)
+        filled = decode(model, state, out[:, 1:], greedy, use_graph, tally, cache_slots)
     return out[:, : 1 + filled]
