@@ -39,11 +39,12 @@ image: lab ## Build the evaluation image from docker/ and run its verify
 molecule: image ## molecule test (default scenario)
 	bash tests/lab/molecule-test.sh
 
-# The e2e tests mostly wait on Ansible and containers: two run at a time. site.yml on this
-# machine reconfigures the Docker Engine that the others' containers run on, so it runs alone.
+# The e2e tests mostly wait on Ansible and containers: two run at a time, each test module on
+# one worker (its module fixtures make a run once). site.yml on this machine reconfigures the
+# Docker Engine that the others' containers run on, so it runs alone, after them.
 E2E_WORKERS ?= 2
 e2e: image ## End-to-end tests through ansible-runner
-	$(BIN)/pytest -q --durations=25 -n $(E2E_WORKERS) --dist loadgroup -m "not serial" tests/e2e
+	$(BIN)/pytest -q --durations=25 -n $(E2E_WORKERS) --dist loadfile -m "not serial" tests/e2e
 	$(BIN)/pytest -q --durations=10 -m serial tests/e2e
 
 test: lint unit lab image molecule e2e ## Everything CI runs

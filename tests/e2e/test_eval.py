@@ -116,7 +116,6 @@ def tree_digest(path: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.xdist_group("smoke-matrix")
 def test_smoke_full_matrix_over_two_hosts(fleet: Fleet, tmp_path: Path) -> None:
     run_id = "e2e-full"
     started = time.monotonic()

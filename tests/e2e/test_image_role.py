@@ -25,8 +25,9 @@ import pytest
 import yaml
 from conftest import DOCKER, REPO, changed
 
-# One worker runs them all: the role verifies every image in a container of one fixed name.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("image-role")]
+# One module, one worker (the Makefile's --dist loadfile): the role verifies every image in a
+# container of one fixed name, so two of these tests at once would share it.
+pytestmark = pytest.mark.slow
 
 CONTEXT = REPO / "docker" / "transformers-4.37"
 LOCK_SHA = hashlib.sha256((CONTEXT / "requirements.lock").read_bytes()).hexdigest()

@@ -21,9 +21,6 @@ from typing import Any
 import pytest
 from conftest import REPO
 
-# The module's tests read one run of the in-image script: one worker runs them all.
-pytestmark = pytest.mark.xdist_group("internvl-offline")
-
 SCRIPT = "/src/tests/e2e/in_image_internvl.py"
 MARKER = "IN_IMAGE_INTERNVL "
 MODELS = ("InternVL2-2B", "InternVL2-8B")

@@ -45,8 +45,7 @@ from test_eval import Fleet, stdout
 from test_report_checks import md_table, score_cell
 from vlmfleet.smoke_data import DEFAULT_QUESTIONS, synthetic_rows
 
-# One worker for the module and test_eval's full smoke matrix, which its limit-3 run reads.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smoke-matrix")]
+pytestmark = pytest.mark.slow
 
 
 CATALOGUE = yaml.safe_load((REPO / "playbooks" / "vars" / "catalogue.yml").read_text())

@@ -24,8 +24,7 @@ from scoring import published_metrics as pm
 from scoring.check_run import tsv_rows
 from test_eval import Fleet, docker, stdout
 
-# The module's tests share its fleet and TSVs: one worker runs them all.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("real-mode")]
+pytestmark = pytest.mark.slow
 
 CHECKPOINT = REPO / "docker" / "transformers-4.37" / "known_answer" / "llava-known-strong"
 HOST = "node-a"
