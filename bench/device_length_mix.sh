@@ -12,21 +12,8 @@
 # Overrides: MIX_ROWS_7B, MIX_ROWS_13B, CALL_SECONDS (the 13B mix stops
 # there).
 set -u
-: "${OUT:?OUT must name the folder for the results}"
-SITE=/tmp/site
-W=/tmp/vlmfleet-bench
-STANDINS=datasets,decord,jieba,av,qwen_vl_utils,openai
-export PYTHONPATH=$SITE:$PWD/docker/transformers-4.37/src:$PWD/docker/transformers-4.37/tools:$PWD/bench
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLMFLEET_BENCH_STANDINS=$STANDINS
-R=$W/out
-mkdir -p "$R"
-# At most 8 files come back from $OUT: every log and JSON goes there as one archive, renewed
-# after each stage so that a call stopped at its limit still returns what was done.
-save() { tar czf "$OUT/length-mix.tgz" -C "$R" .; }
-T0=$SECONDS
-stamp() { echo "== $(( SECONDS - T0 )) s: $*"; }
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target "$SITE" .whl/*.whl || exit 1
+ARCHIVE=length-mix.tgz
+. bench/device_call.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$R/gpu.txt"
 stamp checkpoints
 python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b \

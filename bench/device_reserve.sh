@@ -15,25 +15,14 @@
 # plugins playbooks/vars pyproject.toml` of each, `.whl/` (bench/device_wheels.py) beside this
 # one's bench/.
 set -u
-: "${OUT:?OUT must name the folder for the results}"
 : "${BASE:?BASE must name the tree of the engine to compare with}"
 BASE=$(cd "$BASE" && pwd)
-SITE=/tmp/site
-W=/tmp/vlmfleet-bench
-STANDINS=datasets,decord,jieba,av,qwen_vl_utils,openai
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLMFLEET_BENCH_STANDINS=$STANDINS
-R=$W/out
-mkdir -p "$R"
-save() { tar czf "$OUT/reserve.tgz" -C "$R" .; }
-T0=$SECONDS
-stamp() { echo "== $(( SECONDS - T0 )) s: $*"; }
+ARCHIVE=reserve.tgz
+. bench/device_call.sh
 left() { echo $(( ${CALL_SECONDS:-400} - (SECONDS - T0) )); }
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target "$SITE" .whl/*.whl || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$R/gpu.txt"
 stamp checkpoints
-PYTHONPATH=$SITE:$PWD/docker/transformers-4.37/src:$PWD/docker/transformers-4.37/tools:$PWD/bench \
-  python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b llava_v1.5_13b \
+python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b llava_v1.5_13b \
   > "$R/checkpoints.log" 2>&1 || { tail -20 "$R/checkpoints.log"; exit 1; }
 matrix() {  # tree, name, seconds it needs, extra arguments
   local tree=$1 name=$2 needs=$3

@@ -15,19 +15,8 @@
 # unpacked into an ignored folder of that checkout with `.whl/` beside it, the folder carried, and
 # the command `cd FOLDER && bash bench/device_seed_matrix.sh`.
 set -u
-: "${OUT:?OUT must name the folder for the results}"
-SITE=/tmp/site
-W=/tmp/vlmfleet-bench
-STANDINS=datasets,decord,jieba,av,qwen_vl_utils,openai
-export PYTHONPATH=$SITE:$PWD/docker/transformers-4.37/src:$PWD/docker/transformers-4.37/tools:$PWD/bench
-export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false VLMFLEET_BENCH_STANDINS=$STANDINS
-R=$W/out
-mkdir -p "$R"
-save() { tar czf "$OUT/seed-matrix.tgz" -C "$R" .; }
-T0=$SECONDS
-stamp() { echo "== $(( SECONDS - T0 )) s: $*"; }
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target "$SITE" .whl/*.whl || exit 1
+ARCHIVE=seed-matrix.tgz
+. bench/device_call.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$R/gpu.txt"
 stamp checkpoints
 python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b llava_v1.5_13b \

@@ -113,25 +113,27 @@ def test_batched_predictions_equal_reference_at_every_batch_size_and_order(
         assert len(run["benchmarks"]) == BENCHMARKS, size
         # Batches did cross benchmark boundaries.
         assert run["shared_samples"] > 0, size
-        differing += [
-            f"queue batch {size} {name} index {row['index']}: "
-            f"reference {row['reference']!r}, batched {row['batched']!r}"
-            for name, result in run["benchmarks"].items()
-            for row in result["differing_rows"]
-        ]
+        differing += queue_differences(f"queue batch {size}", run)
     assert not differing, "\n".join(differing[:40])
     reserved = report["queue_reserve"]
     assert sorted(reserved) == sorted(queue)
     for size, run in reserved.items():
         assert run["reserve"] == RESERVE and len(run["benchmarks"]) == BENCHMARKS, size
-        # Deferred rows are counted (none expected here), and every answer is the reference's.
-        assert run["deferred_samples"] >= 0, size
-        differing += [
-            f"queue batch {size} reserve {RESERVE} {name} index {row['index']}: "
-            f"reference {row['reference']!r}, batched {row['batched']!r}"
-            for name, result in run["benchmarks"].items()
-            for row in result["differing_rows"]
-        ]
+        # The trained answers (1-3 tokens) fit even these slots (a row's are rounded up to 8):
+        # nothing is deferred, and every answer is the reference's. Deferral's own identity is
+        # test_batched's in-image test, on weights whose answers outgrow the reserve.
+        assert run["deferred_samples"] == 0, size
+        differing += queue_differences(f"queue batch {size} reserve {RESERVE}", run)
     assert not differing, "\n".join(differing[:40])
     assert proc.returncode == 0, log[-6000:]
     print(f"\n{proc.stdout.strip().splitlines()[-1]} in {report['seconds']} s")
+
+
+def queue_differences(label: str, run: dict[str, Any]) -> list[str]:
+    """One line per row of a queue run whose answer differs from the reference's."""
+    return [
+        f"{label} {name} index {row['index']}: "
+        f"reference {row['reference']!r}, batched {row['batched']!r}"
+        for name, result in run["benchmarks"].items()
+        for row in result["differing_rows"]
+    ]

@@ -12,6 +12,7 @@ import queue
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from vlmfleet.families import InferenceError, Queued, llava_batched
@@ -352,15 +353,14 @@ def _slot(tmp: Path, *, max_new: int, min_new: int | None) -> object:
     )
 
 
-@needs_stack
-@pytest.mark.parametrize("bench", ["MMBench_DEV_EN", "TextVQA_VAL", "POPE", "BLINK"])
-@pytest.mark.parametrize("min_new", [None, 12])
-def test_batched_file_equals_infer_data_job_file(
-    smoke_env: Path, bench: str, min_new: int | None
-) -> None:
-    """Batch 4 writes the file VLMEvalKit's batch-1 loop writes, byte for byte in content."""
+def batch_4_and_batch_1_loop(
+    smoke_env: Path, bench: str, tag: str, min_new: int | None, **engine: Any
+) -> tuple[Path, Path, dict[str, Any], Callable[[], Any]]:
+    """The tiny 7B's prediction files of one benchmark (answers up to 12 new tokens):
+    VLMEvalKit's batch-1 loop (``infer_data_job``) in one folder, the engine at batch 4
+    (``engine``: its other arguments) in another. Returns the engine's file, the loop's folder,
+    the engine's record and a maker of the prepared dataset."""
     from vlmeval.inference import infer_data_job
-    from vlmeval.smp import load
     from vlmfleet.contract import Unit
     from vlmfleet.datasets import prepare_dataset, use_smoke_data_root
     from vlmfleet.families import llava
@@ -372,19 +372,34 @@ def test_batched_file_equals_infer_data_job_file(
     seed_everything()
     b = DEFAULT_BENCHMARKS[bench]
     model = llava.load(Unit("llava_v1.5_7b", "llava", (b,)), slot)
-    ref_dir = smoke_env / f"ref-{bench}-{min_new}"
-    new_dir = smoke_env / f"new-{bench}-{min_new}"
+    ref_dir = smoke_env / f"ref-{tag}"
+    new_dir = smoke_env / f"new-{tag}"
     ref_dir.mkdir()
     new_dir.mkdir()
     infer_data_job(model, work_dir=str(ref_dir), model_name="m", dataset=prepare_dataset(b, slot))
     dataset = prepare_dataset(b, slot)
     prepared = prepare_samples(model, dataset)
-    new_file, _ = infer_prepared(model, str(new_dir), "m", dataset, prepared, 4)
+    new_file, record = infer_prepared(model, str(new_dir), "m", dataset, prepared, 4, **engine)
+    return Path(new_file), ref_dir, record, lambda: prepare_dataset(b, slot)
+
+
+@needs_stack
+@pytest.mark.parametrize("bench", ["MMBench_DEV_EN", "TextVQA_VAL", "POPE", "BLINK"])
+@pytest.mark.parametrize("min_new", [None, 12])
+def test_batched_file_equals_infer_data_job_file(
+    smoke_env: Path, bench: str, min_new: int | None
+) -> None:
+    """Batch 4 writes the file VLMEvalKit's batch-1 loop writes, byte for byte in content."""
+    from vlmeval.smp import load
+
+    new_file, ref_dir, _, dataset = batch_4_and_batch_1_loop(
+        smoke_env, bench, f"{bench}-{min_new}", min_new
+    )
     ref_files = sorted(p.name for p in ref_dir.iterdir())
-    assert sorted(p.name for p in new_dir.iterdir()) == ref_files
-    assert Path(new_file).name in ref_files
-    ref = load(str(ref_dir / Path(new_file).name))
-    new = load(new_file)
+    assert sorted(p.name for p in new_file.parent.iterdir()) == ref_files
+    assert new_file.name in ref_files
+    ref = load(str(ref_dir / new_file.name))
+    new = load(str(new_file))
     assert list(new.columns) == list(ref.columns)
     assert len(new) >= 6
     assert list(new["index"]) == list(ref["index"])
@@ -393,7 +408,7 @@ def test_batched_file_equals_infer_data_job_file(
         # Fixed answer length: no answer may stop early.
         assert all(len(p) > 0 for p in new["prediction"])
     # The file is one dataset.evaluate accepts.
-    assert prepare_dataset(b, slot).evaluate(new_file, model="exact_matching", nproc=1) is not None
+    assert dataset().evaluate(str(new_file), model="exact_matching", nproc=1) is not None
 
 
 @needs_stack
@@ -404,29 +419,13 @@ def test_answers_that_outgrow_the_reserve_are_deferred_and_equal_the_batch_1_loo
     """Random weights answer to the token limit (12): each batch of 4 sized for a reserve of 2
     new tokens a row runs out of cache slots, rows are deferred and decoded again in a batch
     sized for 12, and the file is still the one VLMEvalKit's batch-1 loop writes."""
-    from vlmeval.inference import infer_data_job
     from vlmeval.smp import load
-    from vlmfleet.contract import Unit
-    from vlmfleet.datasets import prepare_dataset, use_smoke_data_root
-    from vlmfleet.families import llava
-    from vlmfleet.families.llava_batched import infer_prepared, prepare_samples
-    from vlmfleet.stack import seed_everything
 
-    slot = _slot(smoke_env, max_new=12, min_new=None)
-    use_smoke_data_root(slot)
-    seed_everything()
-    b = DEFAULT_BENCHMARKS[bench]
-    model = llava.load(Unit("llava_v1.5_7b", "llava", (b,)), slot)
-    ref_dir = smoke_env / f"ref-reserve-{bench}"
-    new_dir = smoke_env / f"new-reserve-{bench}"
-    ref_dir.mkdir()
-    new_dir.mkdir()
-    infer_data_job(model, work_dir=str(ref_dir), model_name="m", dataset=prepare_dataset(b, slot))
-    dataset = prepare_dataset(b, slot)
-    prepared = prepare_samples(model, dataset)
-    new_file, record = infer_prepared(model, str(new_dir), "m", dataset, prepared, 4, reserve=2)
-    ref = load(str(ref_dir / Path(new_file).name))
-    new = load(new_file)
+    new_file, ref_dir, record, _ = batch_4_and_batch_1_loop(
+        smoke_env, bench, f"reserve-{bench}", None, reserve=2
+    )
+    ref = load(str(ref_dir / new_file.name))
+    new = load(str(new_file))
     assert record["samples_deferred"] >= 1
     assert list(new["index"]) == list(ref["index"])
     assert list(new["prediction"]) == list(ref["prediction"])
