@@ -93,6 +93,19 @@ def test_a_batch_is_sized_by_its_longest_prompt() -> None:
     assert sizes == [3, 2, 1]
 
 
+def stand_in_generate(
+    monkeypatch: pytest.MonkeyPatch, generate: Callable[..., list[Any]], as_list: bool = True
+) -> None:
+    """The engine's batches go to ``generate`` as its samples (a list, or the Batch itself)
+    instead of model inputs."""
+    monkeypatch.setattr(
+        llava_batched,
+        "batch_inputs",
+        (lambda model, batch: list(batch)) if as_list else (lambda model, batch: batch),
+    )
+    monkeypatch.setattr(llava_batched, "generate_inputs", generate)
+
+
 def test_one_queue_answers_every_benchmark_and_says_where_samples_went(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -104,8 +117,7 @@ def test_one_queue_answers_every_benchmark_and_says_where_samples_went(
         calls.append(sorted({s.key for s in inputs}))
         return answer(inputs)
 
-    monkeypatch.setattr(llava_batched, "batch_inputs", lambda model, batch: list(batch))
-    monkeypatch.setattr(llava_batched, "generate_inputs", generate)
+    stand_in_generate(monkeypatch, generate)
     done = run([queued("A", [1, 2, 3]), queued("B", [1, 2, 3, 4, 5])], BatchPolicy(ceiling=2))
     assert list(done) == ["A", "B"]
     assert done["A"].answers == {f"A{i}": f"answer A{i}" for i in range(3)}
@@ -129,8 +141,7 @@ def test_small_benchmarks_waiting_in_the_queue_fill_one_batch(
         calls.append([s.index for s in inputs])
         return answer(inputs)
 
-    monkeypatch.setattr(llava_batched, "batch_inputs", lambda model, batch: list(batch))
-    monkeypatch.setattr(llava_batched, "generate_inputs", generate)
+    stand_in_generate(monkeypatch, generate)
     done = run([queued(k, [1, 2, 3]) for k in "ABCDEF"], BatchPolicy(ceiling=8))
     assert list(done) == list("ABCDEF")
     # Full batches across benchmarks (not two benchmarks' six samples at a time).
@@ -147,8 +158,7 @@ def test_a_failing_batch_fails_its_benchmarks_only(monkeypatch: pytest.MonkeyPat
             raise RuntimeError("CUDA error: device-side assert triggered")
         return answer(inputs)
 
-    monkeypatch.setattr(llava_batched, "batch_inputs", lambda model, batch: list(batch))
-    monkeypatch.setattr(llava_batched, "generate_inputs", generate)
+    stand_in_generate(monkeypatch, generate)
     done = run(
         [queued("A", [1, 2]), queued("B", [1, 2]), queued("C", [1, 2])], BatchPolicy(ceiling=2)
     )
@@ -188,8 +198,7 @@ def fits_at_most(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], list[int]]:
                 raise oom("CUDA out of memory. Tried to allocate 2.00 GiB (stand-in)")
             return answer(inputs)
 
-        monkeypatch.setattr(llava_batched, "batch_inputs", lambda model, batch: list(batch))
-        monkeypatch.setattr(llava_batched, "generate_inputs", generate)
+        stand_in_generate(monkeypatch, generate)
         return calls
 
     return install
@@ -232,8 +241,7 @@ def test_other_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append(len(inputs))
         raise RuntimeError("CUDA error: device-side assert triggered")
 
-    monkeypatch.setattr(llava_batched, "batch_inputs", lambda model, batch: list(batch))
-    monkeypatch.setattr(llava_batched, "generate_inputs", generate)
+    stand_in_generate(monkeypatch, generate)
     got = run([queued("A", [1, 2, 3, 4])], BatchPolicy(ceiling=4))
     assert "device-side assert" in str(got["A"].error)
     assert calls == [4]
@@ -307,8 +315,7 @@ def test_a_deferred_row_is_answered_again_in_a_full_size_batch(
         limited = inputs.sizing is not None and inputs.sizing.slots is not None
         return [None if limited and "long" in s.index else f"answer {s.index}" for s in inputs]
 
-    monkeypatch.setattr(llava_batched, "batch_inputs", lambda model, batch: batch)
-    monkeypatch.setattr(llava_batched, "generate_inputs", generate)
+    stand_in_generate(monkeypatch, generate, as_list=False)
     a = queued("A", [700, 702, 704, 706])
     a.prepared.with_images[1].index = "A-long"
     b = queued("B", [700, 701])
