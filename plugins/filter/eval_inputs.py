@@ -8,6 +8,7 @@ from typing import Any
 from ansible_collections.vlmfleet.shared.plugins.plugin_utils.input_table import (
     eval_given_inputs,
     eval_input_names,
+    eval_recorded_inputs,
 )
 from ansible_collections.vlmfleet.shared.plugins.plugin_utils.inputs import (
     eval_check_inputs,
@@ -21,5 +22,6 @@ class FilterModule:
             "eval_check_inputs": eval_check_inputs,
             "eval_given_inputs": eval_given_inputs,
             "eval_input_names": eval_input_names,
+            "eval_recorded_inputs": eval_recorded_inputs,
             "eval_stored_run": eval_stored_run,
         }

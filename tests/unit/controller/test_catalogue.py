@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.input_table import (
+    eval_recorded_inputs,
+)
 from ansible_collections.vlmfleet.shared.plugins.plugin_utils.inputs import (
     EvalInputError,
     check_inputs,
@@ -264,6 +267,50 @@ def test_resume_with_different_inputs_is_refused():
         check_inputs(
             {"run_id": "r1", "limit": "5"}, CATALOGUE, NOW, PREVIOUS, LOCALHOST, ["localhost"]
         )
+
+
+def test_resume_keeps_the_stored_shard_rows_unless_given_again():
+    previous = PREVIOUS | {"shard_rows": 1, "max_new_tokens": 10}
+    kept = check_inputs({"run_id": "r1"}, CATALOGUE, NOW, previous, LOCALHOST, ["localhost"])
+    assert kept["shard_rows"] == 1
+    changed = check_inputs(
+        {"run_id": "r1", "shard_rows": "4"}, CATALOGUE, NOW, previous, LOCALHOST, ["localhost"]
+    )
+    assert changed["shard_rows"] == 4
+
+
+def test_resume_holds_max_new_tokens_to_the_stored_run():
+    previous = PREVIOUS | {"max_new_tokens": 10}
+    kept = check_inputs({"run_id": "r1"}, CATALOGUE, NOW, previous, LOCALHOST, ["localhost"])
+    assert kept["max_new_tokens"] == 10
+    with pytest.raises(
+        EvalInputError,
+        match=r"max_new_tokens=64 differs from run 'r1' which used max_new_tokens=10",
+    ):
+        check_inputs(
+            {"run_id": "r1", "max_new_tokens": "64"},
+            CATALOGUE,
+            NOW,
+            previous,
+            LOCALHOST,
+            ["localhost"],
+        )
+
+
+def test_run_json_records_what_a_resume_reads():
+    inputs = check_inputs(
+        {"run_id": "r1", "smoke": "true", "limit": "3", "shard_rows": "1"},
+        CATALOGUE,
+        NOW,
+        None,
+        LOCALHOST,
+        ["localhost"],
+    )
+    recorded = eval_recorded_inputs(inputs)
+    assert recorded["shard_rows"] == 1 and recorded["limit"] == 3
+    assert "batch_size" not in recorded
+    resumed = check_inputs({"run_id": "r1"}, CATALOGUE, NOW, recorded, LOCALHOST, ["localhost"])
+    assert {k: resumed[k] for k in recorded} == recorded
 
 
 def test_resume_false_refuses_an_existing_run():

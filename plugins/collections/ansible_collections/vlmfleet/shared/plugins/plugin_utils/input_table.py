@@ -26,6 +26,9 @@ class EvalInput:
     # A resumed run takes the stored run's value when this input is not given again, and
     # refuses a different one.
     resumable: bool = False
+    # A resumed run takes the stored run's value when this input is not given again, and
+    # accepts a new one: how the work is cut up, which does not change a result.
+    kept: bool = False
     # The variable of role eval_run this input becomes (playbooks/eval_run.yml), if any.
     role_var: str | None = None
     # Names this input had before; still accepted, each with a deprecation line.
@@ -46,10 +49,10 @@ EVAL_INPUTS: tuple[EvalInput, ...] = (
     EvalInput("allow_cpu", "GPU-less hosts get a CPU slot outside smoke mode too"),
     EvalInput("results_dir", "where results go on the controller"),
     EvalInput("eval_hosts", "inventory pattern of the hosts that run"),
-    EvalInput("max_new_tokens", "cap on generated tokens per answer"),
+    EvalInput("max_new_tokens", "cap on generated tokens per answer", True),
     # A host's own batch size is its inventory's eval_run_batch_size (-e sets it for every host).
     EvalInput("batch_size", "the run's samples per generate call, or auto"),
-    EvalInput("shard_rows", "at most this many rows per shard of a benchmark"),
+    EvalInput("shard_rows", "at most this many rows per shard of a benchmark", kept=True),
     EvalInput("judge", "exact_matching or openai", old_names=("eval_run_judge",)),
     EvalInput("judge_model", "the openai judge's model", old_names=("eval_judge_model",)),
     EvalInput("judge_base_url", "the openai judge's base URL", old_names=("eval_judge_base_url",)),
@@ -72,6 +75,13 @@ EVAL_INPUTS: tuple[EvalInput, ...] = (
 
 INPUT_NAMES: tuple[str, ...] = tuple(i.name for i in EVAL_INPUTS)
 RESUMABLE: tuple[str, ...] = tuple(i.name for i in EVAL_INPUTS if i.resumable)
+KEPT: tuple[str, ...] = tuple(i.name for i in EVAL_INPUTS if i.kept)
+
+
+def eval_recorded_inputs(inputs: Mapping[str, Any]) -> dict[str, Any]:
+    """The settled inputs run.json keeps for a resume of the run: its run_id, the inputs a
+    resume must not change and those it keeps unless given again."""
+    return {k: inputs.get(k) for k in ("run_id", *RESUMABLE, *KEPT)}
 
 
 def eval_input_names(_: Any = None) -> list[str]:

@@ -30,7 +30,7 @@ from ansible_collections.vlmfleet.shared.plugins.plugin_utils.custom_inputs impo
     check_custom_benchmarks,
     check_custom_models,
 )
-from ansible_collections.vlmfleet.shared.plugins.plugin_utils.input_table import RESUMABLE
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.input_table import KEPT, RESUMABLE
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Names that would collide with the results directory's own entries.
@@ -644,14 +644,18 @@ def check_run(
 
 
 def resume(out: dict[str, Any], given: Mapping[str, Any], previous: Mapping[str, Any]) -> None:
-    """A resumed run takes the stored run's inputs that were not given again (RESUMABLE);
-    one given again must be the same."""
+    """A resumed run takes the stored run's inputs that were not given again (RESUMABLE and
+    KEPT); a RESUMABLE one given again must be the same (one the stored run lacks counts as
+    unset there)."""
     errors: list[str] = []
     if not out["resume"]:
         raise EvalInputError(
             f"run_id {out['run_id']!r} already has results; rerun with resume=true "
             f"(the default) to finish it, or choose another run_id"
         )
+    for key in KEPT:
+        if out[key] is None and key in previous:
+            out[key] = previous[key]
     for key in RESUMABLE:
         stored = previous.get(key)
         if key in ("limit", "precision") and _unset(given[key]):
