@@ -4,7 +4,8 @@ Two parts, both in the real image:
 
 - The smoke matrix (both default models, all 20 default benchmarks) at limits 3 and 24 (24 = the
   whole synthetic set), once per limit over this machine's two inventory names (the session's
-  fleet; the limit-3 run is test_eval's full smoke matrix when it ran). For every ok
+  fleet). The limit-3 run is also the full smoke matrix's end-to-end check (both hosts, records,
+  logs, the token, the reports in a browser). For every ok
   combination the expected primary score is computed from its collected prediction file and
   the answer key (vlmfleet.smoke_data) by tests/scoring/published_metrics, and summary.json's
   ``primary_score``, scores.csv's ``primary_score`` column, and the "Primary scores (0-100)"
@@ -26,6 +27,8 @@ import csv
 import importlib.util
 import json
 import math
+import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -41,8 +44,8 @@ from ansible_collections.vlmfleet.shared.plugins.plugin_utils.report import (
 from conftest import REPO
 from scoring.check_run import combination_dir, expected_smoke_score, smoke_shapes
 from scoring.published_metrics import PRIMARY, question_scores, read_predictions
-from test_eval import Fleet, stdout
-from test_report_checks import md_table, score_cell
+from test_eval import HOSTS, TOKEN, Fleet, docker, run_containers, stdout
+from test_report_checks import check_reports, md_table, score_cell
 from vlmfleet.smoke_data import DEFAULT_QUESTIONS, synthetic_rows
 
 pytestmark = pytest.mark.slow
@@ -51,10 +54,10 @@ pytestmark = pytest.mark.slow
 CATALOGUE = yaml.safe_load((REPO / "playbooks" / "vars" / "catalogue.yml").read_text())
 MODELS = CATALOGUE["catalogue_default_models"]
 BENCHMARKS = CATALOGUE["catalogue_default_benchmarks"]
-# The smoke matrix's runs: a part of the synthetic set and the whole of it. The limit-3 run is
-# test_eval's full smoke matrix (the same inputs) when it has run: the matrix runs once for both.
+# The smoke matrix's runs: a part of the synthetic set and the whole of it. The limit-3 run
+# keeps its containers for the full matrix's check of what they were given.
 LIMITS = (3, 24)
-SHARED_RUNS = {3: "e2e-full"}
+KEEP_CONTAINERS = {3: "true"}
 # VLMEvalKit's own figures are checked, in the image, at these numbers of questions.
 IN_IMAGE_QUESTIONS = (1, 7, 24)
 SCORES_HEADING = "Primary scores (0-100)"
@@ -156,18 +159,13 @@ class KnownRun:
     run_dir: Path
     summary: dict[str, Any]
     output: str
+    rc: int
+    wall: float
+    # Where results/latest pointed right after this run (later runs move it).
+    latest: Path
     ok: list[Combination] = field(default_factory=list)
     # (model, benchmark) -> why its prediction file could not be scored
     unscorable: dict[tuple[str, str], str] = field(default_factory=dict)
-
-
-def known_run_id(fleet: Fleet, limit: int) -> str:
-    """The run of the smoke matrix at ``limit``: test_eval's where it made one, else this
-    module's own."""
-    shared = SHARED_RUNS.get(limit)
-    if shared is not None and (fleet.results / shared / "summary.json").is_file():
-        return shared
-    return f"e2e-known-answers-{limit}"
 
 
 @pytest.fixture(scope="module")
@@ -190,14 +188,21 @@ def known_run(
 
 
 def make_known_run(fleet: Fleet, limit: int) -> KnownRun:
-    run_id = known_run_id(fleet, limit)
-    out = ""
-    if run_id not in SHARED_RUNS.values():
-        out = stdout(fleet.eval(smoke="true", limit=str(limit), run_id=run_id))
+    run_id = f"e2e-known-answers-{limit}"
+    started = time.monotonic()
+    r = fleet.eval(
+        smoke="true",
+        limit=str(limit),
+        run_id=run_id,
+        eval_run_keep_containers=KEEP_CONTAINERS.get(limit, "false"),
+    )
+    wall = time.monotonic() - started
+    out = stdout(r)
     run_dir = fleet.results / run_id
     if not (run_dir / "summary.json").is_file():
         pytest.fail(f"eval.yml wrote no summary:\n{out[-5000:]}")
-    run = KnownRun(limit, run_dir, fleet.summary(run_id), out)
+    latest = (fleet.results / "latest").resolve()
+    run = KnownRun(limit, run_dir, fleet.summary(run_id), out, r.rc, wall, latest)
     for entry in run.summary["combinations"]:
         if entry["status"] != "ok":
             continue
@@ -218,6 +223,65 @@ def describe(c: Combination, shown: Any) -> str:
         f"{c.model}/{c.benchmark}: published metric {PRIMARY[c.benchmark].name} gives "
         f"{c.expected!r}, shown {shown!r} (VLMEvalKit {c.record.get('primary_metric')!r} = {raw!r})"
     )
+
+
+def test_smoke_full_matrix_over_two_hosts(
+    fleet: Fleet, known_runs: dict[int, KnownRun], tmp_path: Path
+) -> None:
+    run = known_run_at(fleet, known_runs, 3)
+    run_id, out, wall = run.run_dir.name, run.output, run.wall
+    assert run.rc == 0, out[-5000:]
+
+    summary = fleet.summary(run_id)
+    assert summary["totals"] == {"ok": 40, "failed": 0, "missing": 0, "total": 40}
+    assert summary["smoke"] is True and summary["limit"] == 3
+    pairs = {(c["model"], c["benchmark"]) for c in summary["combinations"]}
+    assert pairs == {
+        (m, b)
+        for m in CATALOGUE["catalogue_default_models"]
+        for b in CATALOGUE["catalogue_default_benchmarks"]
+    }
+    plan = json.loads((fleet.results / run_id / "plan.json").read_text())
+    # Both hosts work, and each model is loaded once per slot it runs on.
+    assert {u["host"] for u in plan["units"]} == set(HOSTS)
+    assert len({(u["host"], u["slot"], u["model"]) for u in plan["units"]}) == len(plan["units"])
+    for c in summary["combinations"]:
+        assert c["samples"] == 3, c
+        record = fleet.results / run_id / c["host"] / c["model"] / c["benchmark"] / "status.json"
+        status = json.loads(record.read_text())
+        assert status["status"] == "ok" and status["smoke"] is True
+        assert set(status["phase_seconds"]) == {"prepare", "infer", "predictions", "evaluate"}
+        # A worker prepares the next benchmark and evaluates the previous while one generates;
+        # each combination's log still holds its own lines and no other combination's.
+        name = f"{c['model']}/{c['benchmark']}"
+        log_text = (record.parent / "worker.log").read_text()
+        assert f"ok {name} in" in log_text
+        assert set(re.findall(r"(?:running|ok|failed) ([\w.-]+/[\w.-]+)", log_text)) == {name}
+        # Results of the two hosts are kept apart: each record sits in its own host's tree.
+        assert (fleet.host_dir(c["host"], run_id) / c["model"] / c["benchmark"]).is_dir()
+    for host in HOSTS:
+        info = json.loads((fleet.results / run_id / host / "host.json").read_text())
+        assert info["image_labels"]["io.vlm-eval.versions.transformers"] == "4.37.2"
+    assert run.latest == (fleet.results / run_id).resolve()
+    stored = json.loads((fleet.results / run_id / "run.json").read_text())
+    assert stored["finished_at"] and stored["inputs"]["limit"] == 3
+
+    # The token reached the workers only as a mounted file.
+    containers = run_containers(run_id)
+    assert len(containers) == len({(u["host"], u["slot"]) for u in plan["units"]})
+    for c in containers:
+        assert TOKEN not in docker("inspect", c)
+    assert TOKEN not in out
+    assert not any(
+        TOKEN in p.read_text(errors="replace")
+        for p in (fleet.results / run_id).rglob("*")
+        if p.is_file()
+    )
+    docker("rm", "-f", *containers)
+    # The run's reports agree with its summary and render in a real browser.
+    check_reports(fleet.results / run_id, tmp_path / "report.png")
+    loads = len(plan["units"])
+    print(f"\nsmoke 40 combinations, limit 3: {wall:.0f} s wall, {loads} model loads")
 
 
 def test_the_matrix_runs_and_every_prediction_file_is_scored(known_run: KnownRun) -> None:
