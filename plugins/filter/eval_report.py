@@ -10,18 +10,18 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ansible_collections.vlmfleet.shared.plugins.plugin_utils.report import (
-    eval_report_files,
-    main,
-)
+from ansible_collections.vlmfleet.shared.plugins.plugin_utils.filter_faces import lazy_filters
 
 
 class FilterModule:
-    """`run_dir | eval_report_files(references, compare_to, extra, catalogue)`."""
+    """`run_dir | eval_report_files(references, compare_to, extra, catalogue)`, imported when
+    first called (plugin_utils/filter_faces.py says why)."""
 
     def filters(self) -> dict[str, Any]:
-        return {"eval_report_files": eval_report_files}
+        return lazy_filters("report", ("eval_report_files",))
 
 
 if __name__ == "__main__":
+    from ansible_collections.vlmfleet.shared.plugins.plugin_utils.report import main
+
     sys.exit(main())

@@ -39,7 +39,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+
+
+def scipy_stats() -> Any:
+    """scipy.stats, imported where a statistic is computed: Ansible imports every filter file
+    of the project for each task that uses any filter, and scipy.stats is slow to import."""
+    from scipy import stats
+
+    return stats
+
 
 CONFIDENCE = 0.95
 # Significance and power of the comparisons the reports make and plan for.
@@ -135,7 +143,7 @@ def clustered_variance(values: np.ndarray, clusters: np.ndarray) -> float:
 
 
 def _z(confidence: float) -> float:
-    return float(stats.norm.ppf(0.5 + confidence / 2))
+    return float(scipy_stats().norm.ppf(0.5 + confidence / 2))
 
 
 def wilson(p: float, n: float, confidence: float = CONFIDENCE) -> tuple[float, float]:
@@ -185,7 +193,7 @@ def _resampled(n_clusters: int, statistic: Any) -> np.ndarray:
     numbers, resamples along its last axis); one cluster has nothing to resample."""
     if n_clusters < 2:
         return np.atleast_1d(statistic(np.zeros(1, dtype=int)))
-    result = stats.bootstrap(
+    result = scipy_stats().bootstrap(
         (np.arange(n_clusters),),
         statistic,
         vectorized=True,
@@ -277,7 +285,7 @@ def mcnemar_exact(a_right: np.ndarray, b_right: np.ndarray) -> float:
     only_b = int(np.sum(b_right & ~a_right))
     if only_a + only_b == 0:
         return 1.0
-    return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    return float(scipy_stats().binomtest(only_a, only_a + only_b, 0.5).pvalue)
 
 
 def sign_test_interval(
@@ -290,7 +298,7 @@ def sign_test_interval(
     discordant = only_a + int(np.sum(b_right & ~a_right))
     if discordant == 0:
         return 0.0, 0.0
-    share = stats.binomtest(only_a, discordant).proportion_ci(confidence, method="exact")
+    share = scipy_stats().binomtest(only_a, discordant).proportion_ci(confidence, method="exact")
     scale = discordant / len(a_right)
     return scale * (2 * share.low - 1), scale * (2 * share.high - 1)
 
@@ -325,7 +333,7 @@ def permutation_p(a: Questions, b: Questions, statistic: str) -> float:
             return f1_of(x, axis) - f1_of(y, axis)
 
         samples = (np.arange(n), np.arange(n) + n)
-    result = stats.permutation_test(
+    result = scipy_stats().permutation_test(
         samples,
         difference,
         permutation_type="samples",
@@ -407,7 +415,7 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 def _detectable(standard_error: float) -> float:
     """Points: (z(1 - alpha/2) + z(power)) x the standard error of a mean paired difference."""
-    z = _z(1 - ALPHA) + float(stats.norm.ppf(POWER))
+    z = _z(1 - ALPHA) + float(scipy_stats().norm.ppf(POWER))
     return round(100.0 * z * standard_error, 6)
 
 
@@ -415,7 +423,7 @@ def fewest_discordant() -> int:
     """The fewest discordant questions, all one way, at which the exact sign test finds a
     difference at ALPHA: no paired comparison detects less than that many questions' worth."""
     k = 1
-    while stats.binomtest(k, k, 0.5).pvalue > ALPHA:
+    while scipy_stats().binomtest(k, k, 0.5).pvalue > ALPHA:
         k += 1
     return k
 
