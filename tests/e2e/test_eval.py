@@ -74,6 +74,12 @@ class Fleet:
     def summary(self, run_id: str) -> dict[str, Any]:
         return json.loads((self.results / run_id / "summary.json").read_text())
 
+    def containers(self) -> list[str]:
+        """This fleet's run containers (their mounts are under its root): the other e2e
+        worker's fleet starts and removes its own meanwhile."""
+        labelled = docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id").split()
+        return [c for c in labelled if str(self.root) in docker("inspect", c)]
+
 
 def stdout(runner: ansible_runner.Runner) -> str:
     return runner.stdout.read()
@@ -91,9 +97,7 @@ def provisioned_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flee
     )
     assert r.rc == 0, stdout(r)
     yield f
-    containers = docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id").split()
-    mine = [c for c in containers if str(f.root) in docker("inspect", c)]
-    if mine:
+    if mine := f.containers():
         docker("rm", "-f", *mine)
 
 
@@ -294,7 +298,7 @@ def test_bad_inputs_stop_before_anything_runs(
     )
     (existing / "summary.json").write_text("{}")
     before = tree_digest(results)
-    containers_before = docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id")
+    containers_before = fleet.containers()
     r = fleet.eval(**{"results_dir": str(results), **extravars})
     out = stdout(r)
     assert r.rc != 0
@@ -307,7 +311,7 @@ def test_bad_inputs_stop_before_anything_runs(
     hosts_touched = {e["event_data"].get("host") for e in r.events if e.get("event_data")}
     assert not hosts_touched & set(HOSTS)
     assert tree_digest(results) == before
-    assert docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id") == containers_before
+    assert fleet.containers() == containers_before
 
 
 STANDIN_NVIDIA_SMI = """#!/bin/sh
@@ -336,7 +340,7 @@ def test_gpu_hosts_are_planned_per_gpu_and_preflight_stops_a_busy_gpu(
     smi.write_text(STANDIN_NVIDIA_SMI)
     smi.chmod(0o755)
     run_id = f"e2e-gpu-preflight-{gpu_slots or 1}"
-    containers_before = docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id")
+    containers_before = fleet.containers()
     shared = {"eval_gpu_slots": gpu_slots} if gpu_slots else {}
     r = fleet.eval(
         run_id=run_id,
@@ -363,7 +367,7 @@ def test_gpu_hosts_are_planned_per_gpu_and_preflight_stops_a_busy_gpu(
     else:
         assert "Docker has no nvidia runtime" in out
     # Stopped in preflight: no container started, no worker ran, no summary.
-    assert docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id") == containers_before
+    assert fleet.containers() == containers_before
     assert not (fleet.results / run_id / "summary.json").exists()
 
 

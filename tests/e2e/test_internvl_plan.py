@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_eval import HOSTS, STANDIN_NVIDIA_SMI, Fleet, docker, stdout
+from test_eval import HOSTS, STANDIN_NVIDIA_SMI, Fleet, stdout
 
 MODELS = "InternVL2-2B,InternVL2-8B"
 
@@ -18,7 +18,7 @@ def test_internvl2_models_are_planned_on_gpu_hosts_and_refused_on_cpu_only_ones(
     smi = tmp_path / "nvidia-smi"
     smi.write_text(STANDIN_NVIDIA_SMI)
     smi.chmod(0o755)
-    containers_before = docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id")
+    containers_before = fleet.containers()
     run_id = "e2e-internvl-gpu"
     r = fleet.eval(
         run_id=run_id,
@@ -40,7 +40,7 @@ def test_internvl2_models_are_planned_on_gpu_hosts_and_refused_on_cpu_only_ones(
     # the run stops there (or at the missing nvidia runtime), before any container.
     assert r.rc != 0
     assert "not enough free GPU memory" in out or "Docker has no nvidia runtime" in out
-    assert docker("ps", "-aq", "--filter", "label=io.vlm-eval.run_id") == containers_before
+    assert fleet.containers() == containers_before
 
     # This machine's hosts have no GPU: the catalogue's internvl runs on cuda only.
     r = fleet.eval(run_id="e2e-internvl-cpu", models=MODELS, benchmarks="POPE", allow_cpu="true")
