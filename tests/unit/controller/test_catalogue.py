@@ -248,7 +248,21 @@ def test_smoke_booleans(raw, value):
     assert check(smoke=raw)["smoke"] is value
 
 
-PREVIOUS = {"models": ["llava_v1.5_7b"], "benchmarks": ["POPE"], "limit": 3, "smoke": True}
+# run.json's inputs as a run of today records them (eval_recorded_inputs).
+PREVIOUS = {
+    "run_id": "r1",
+    "models": ["llava_v1.5_7b"],
+    "benchmarks": ["POPE"],
+    "limit": 3,
+    "precision": None,
+    "smoke": True,
+    "smoke_weights": "known",
+    "max_new_tokens": 16,
+    "judge": "exact_matching",
+    "judge_model": None,
+    "judge_base_url": None,
+    "shard_rows": None,
+}
 
 
 def test_resume_takes_the_stored_inputs_when_not_given():
@@ -295,6 +309,46 @@ def test_resume_holds_max_new_tokens_to_the_stored_run():
             LOCALHOST,
             ["localhost"],
         )
+
+
+def test_resume_holds_the_judge_to_the_stored_run():
+    previous = PREVIOUS | {
+        "smoke": False,
+        "smoke_weights": None,
+        "max_new_tokens": None,
+        "judge": "openai",
+        "judge_model": "gpt-4o-mini",
+        "judge_base_url": "https://judge.example/v1",
+    }
+    kept = check_inputs({"run_id": "r1"}, CATALOGUE, NOW, previous, LOCALHOST, ["localhost"])
+    assert (kept["judge"], kept["judge_model"], kept["judge_base_url"]) == (
+        "openai",
+        "gpt-4o-mini",
+        "https://judge.example/v1",
+    )
+    with pytest.raises(
+        EvalInputError,
+        match=r"judge='exact_matching' differs from run 'r1' which used judge='openai'",
+    ):
+        check_inputs(
+            {"run_id": "r1", "judge": "exact_matching"},
+            CATALOGUE,
+            NOW,
+            previous,
+            LOCALHOST,
+            ["localhost"],
+        )
+
+
+def test_a_run_recorded_before_an_input_was_resumes_with_its_default():
+    # run.json of a run made before the judge, max_new_tokens and shard_rows were recorded.
+    old = {k: PREVIOUS[k] for k in ("models", "benchmarks", "limit", "precision", "smoke")}
+    inputs = check_inputs({"run_id": "r1"}, CATALOGUE, NOW, old, LOCALHOST, ["localhost"])
+    assert (inputs["judge"], inputs["max_new_tokens"], inputs["shard_rows"]) == (
+        "exact_matching",
+        16,
+        None,
+    )
 
 
 def test_run_json_records_what_a_resume_reads():

@@ -53,9 +53,14 @@ EVAL_INPUTS: tuple[EvalInput, ...] = (
     # A host's own batch size is its inventory's eval_run_batch_size (-e sets it for every host).
     EvalInput("batch_size", "the run's samples per generate call, or auto"),
     EvalInput("shard_rows", "at most this many rows per shard of a benchmark", kept=True),
-    EvalInput("judge", "exact_matching or openai", old_names=("eval_run_judge",)),
-    EvalInput("judge_model", "the openai judge's model", old_names=("eval_judge_model",)),
-    EvalInput("judge_base_url", "the openai judge's base URL", old_names=("eval_judge_base_url",)),
+    EvalInput("judge", "exact_matching or openai", True, old_names=("eval_run_judge",)),
+    EvalInput("judge_model", "the openai judge's model", True, old_names=("eval_judge_model",)),
+    EvalInput(
+        "judge_base_url",
+        "the openai judge's base URL",
+        True,
+        old_names=("eval_judge_base_url",),
+    ),
     EvalInput(
         "data_source",
         "real runs: download or ship the official TSVs",

@@ -645,8 +645,9 @@ def check_run(
 
 def resume(out: dict[str, Any], given: Mapping[str, Any], previous: Mapping[str, Any]) -> None:
     """A resumed run takes the stored run's inputs that were not given again (RESUMABLE and
-    KEPT); a RESUMABLE one given again must be the same (one the stored run lacks counts as
-    unset there)."""
+    KEPT); a RESUMABLE one given again must be the same. An input the stored run lacks was
+    recorded only by a later version of the project: the run keeps what was given or its
+    default."""
     errors: list[str] = []
     if not out["resume"]:
         raise EvalInputError(
@@ -657,12 +658,11 @@ def resume(out: dict[str, Any], given: Mapping[str, Any], previous: Mapping[str,
         if out[key] is None and key in previous:
             out[key] = previous[key]
     for key in RESUMABLE:
-        stored = previous.get(key)
-        if key in ("limit", "precision") and _unset(given[key]):
-            # An unset limit (or precision) cannot be told apart from "not given": keep the
-            # stored one.
-            out[key] = stored
-        elif out[key] is None:
+        if key not in previous:
+            continue
+        stored = previous[key]
+        # A default settled before this step (the judge's) or an unset limit is "not given".
+        if _unset(given[key]):
             out[key] = stored
         elif out[key] != stored:
             errors.append(
