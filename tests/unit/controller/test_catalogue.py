@@ -283,32 +283,27 @@ def test_resume_with_different_inputs_is_refused():
         )
 
 
+def resumed(previous: dict, **given: str) -> dict:
+    """check_inputs for a resume of run r1 (stored inputs ``previous``) with ``given``."""
+    return check_inputs(
+        {"run_id": "r1", **given}, CATALOGUE, NOW, previous, LOCALHOST, ["localhost"]
+    )
+
+
 def test_resume_keeps_the_stored_shard_rows_unless_given_again():
     previous = PREVIOUS | {"shard_rows": 1, "max_new_tokens": 10}
-    kept = check_inputs({"run_id": "r1"}, CATALOGUE, NOW, previous, LOCALHOST, ["localhost"])
-    assert kept["shard_rows"] == 1
-    changed = check_inputs(
-        {"run_id": "r1", "shard_rows": "4"}, CATALOGUE, NOW, previous, LOCALHOST, ["localhost"]
-    )
-    assert changed["shard_rows"] == 4
+    assert resumed(previous)["shard_rows"] == 1
+    assert resumed(previous, shard_rows="4")["shard_rows"] == 4
 
 
 def test_resume_holds_max_new_tokens_to_the_stored_run():
     previous = PREVIOUS | {"max_new_tokens": 10}
-    kept = check_inputs({"run_id": "r1"}, CATALOGUE, NOW, previous, LOCALHOST, ["localhost"])
-    assert kept["max_new_tokens"] == 10
+    assert resumed(previous)["max_new_tokens"] == 10
     with pytest.raises(
         EvalInputError,
         match=r"max_new_tokens=64 differs from run 'r1' which used max_new_tokens=10",
     ):
-        check_inputs(
-            {"run_id": "r1", "max_new_tokens": "64"},
-            CATALOGUE,
-            NOW,
-            previous,
-            LOCALHOST,
-            ["localhost"],
-        )
+        resumed(previous, max_new_tokens="64")
 
 
 def test_resume_holds_the_judge_to_the_stored_run():
@@ -320,7 +315,7 @@ def test_resume_holds_the_judge_to_the_stored_run():
         "judge_model": "gpt-4o-mini",
         "judge_base_url": "https://judge.example/v1",
     }
-    kept = check_inputs({"run_id": "r1"}, CATALOGUE, NOW, previous, LOCALHOST, ["localhost"])
+    kept = resumed(previous)
     assert (kept["judge"], kept["judge_model"], kept["judge_base_url"]) == (
         "openai",
         "gpt-4o-mini",
@@ -330,20 +325,13 @@ def test_resume_holds_the_judge_to_the_stored_run():
         EvalInputError,
         match=r"judge='exact_matching' differs from run 'r1' which used judge='openai'",
     ):
-        check_inputs(
-            {"run_id": "r1", "judge": "exact_matching"},
-            CATALOGUE,
-            NOW,
-            previous,
-            LOCALHOST,
-            ["localhost"],
-        )
+        resumed(previous, judge="exact_matching")
 
 
 def test_a_run_recorded_before_an_input_was_resumes_with_its_default():
     # run.json of a run made before the judge, max_new_tokens and shard_rows were recorded.
     old = {k: PREVIOUS[k] for k in ("models", "benchmarks", "limit", "precision", "smoke")}
-    inputs = check_inputs({"run_id": "r1"}, CATALOGUE, NOW, old, LOCALHOST, ["localhost"])
+    inputs = resumed(old)
     assert (inputs["judge"], inputs["max_new_tokens"], inputs["shard_rows"]) == (
         "exact_matching",
         16,
@@ -363,8 +351,8 @@ def test_run_json_records_what_a_resume_reads():
     recorded = eval_recorded_inputs(inputs)
     assert recorded["shard_rows"] == 1 and recorded["limit"] == 3
     assert "batch_size" not in recorded
-    resumed = check_inputs({"run_id": "r1"}, CATALOGUE, NOW, recorded, LOCALHOST, ["localhost"])
-    assert {k: resumed[k] for k in recorded} == recorded
+    again = resumed(recorded)
+    assert {k: again[k] for k in recorded} == recorded
 
 
 def test_resume_false_refuses_an_existing_run():
