@@ -6,6 +6,7 @@ archive has no git until the lab installs it)."""
 from __future__ import annotations
 
 import functools
+import os
 import re
 from pathlib import Path
 
@@ -36,20 +37,25 @@ WRITTEN_ANYWHERE = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
 
 @functools.cache
-def tracked() -> list[str]:
+def project_files() -> list[str]:
+    """The working tree's files, less what setup, builds and runs write (not walked into)."""
     files = []
-    for path in ROOT.rglob("*"):
-        parts = path.relative_to(ROOT).parts
-        if parts[0] in WRITTEN_TOP or parts[:2] == ("bench", "work"):
-            continue
-        if path.is_file() and not WRITTEN_ANYWHERE.intersection(parts):
-            files.append("/".join(parts))
+    for folder, subfolders, names in os.walk(ROOT):
+        here = Path(folder).relative_to(ROOT).parts
+        subfolders[:] = [
+            d
+            for d in subfolders
+            if d not in WRITTEN_ANYWHERE
+            and not (not here and d in WRITTEN_TOP)
+            and (*here, d) != ("bench", "work")
+        ]
+        files += ["/".join((*here, name)) for name in names]
     return files
 
 
 @pytest.mark.parametrize("doc", DOCS)
 def test_every_file_a_doc_names_exists(doc):
-    files = tracked()
+    files = project_files()
     named = set(PATH_RE.findall((ROOT / doc).read_text()))
     assert named, f"{doc}: no file paths found"
     missing = sorted(
