@@ -303,6 +303,21 @@ def test_deferred_rows_fill_a_full_size_batch_before_their_benchmark_is_done() -
     assert not any(s.deferred for s in form_batch([job], sized_policy()))
 
 
+def test_deferred_rows_wait_for_every_benchmarks_pending_samples_then_go_together() -> None:
+    a = new_job(queued("A", [702] * 4))
+    b = new_job(queued("B", [702] * 4))
+    a.pending, a.deferred = [], [dataclasses.replace(s, deferred=True) for s in a.pending[:1]]
+    b.deferred = [dataclasses.replace(s, deferred=True) for s in b.pending[:1]]
+    b.pending = b.pending[1:]
+    # A has only its long answer left, B still has samples pending: B's go first ...
+    first = form_batch([a, b], sized_policy())
+    assert [s.index for s in first] == ["B1", "B2", "B3"]
+    # ... then A's and B's long answers share one batch sized for max_new_tokens.
+    second = form_batch([a, b], sized_policy())
+    assert [s.index for s in second] == ["A0", "B0"]
+    assert second.sizing is not None and second.sizing.full
+
+
 def test_a_deferred_row_is_answered_again_in_a_full_size_batch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

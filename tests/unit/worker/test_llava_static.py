@@ -183,6 +183,55 @@ def test_rows_that_outgrow_the_batchs_cache_slots_are_deferred_within_them(
 
 
 @pytest.mark.parametrize(
+    ("still_decoding", "stragglers"), [([1], True), ([0, 3], True), ([0, 1, 3], False)]
+)
+def test_stragglers_leave_together_when_the_reserves_window_is_full(
+    models: dict[str, Any], images: list[str], still_decoding: list[int], stragglers: bool
+) -> None:
+    import torch
+    from vlmfleet.families.batch_memory import cache_slots, rows_that_fit
+    from vlmfleet.families.llava_static import (
+        Tally,
+        first_window,
+        greedy_for,
+        make_room,
+        prefill,
+        static_state,
+        window_for,
+    )
+
+    net = models["random"].model
+    net.config.tokenizer_padding_side = "left"
+    inputs = left_padded(models["random"], images)
+    greedy = greedy_for(net, greedy_kwargs(150))
+    with torch.inference_mode():
+        logits, cache, mask = prefill(net, inputs.input_ids, inputs.attention_mask, inputs.images)
+        prompt_len = mask.shape[1]
+        slots = cache_slots(4, prompt_len, 64)
+        window = first_window(prompt_len, 4, greedy, slots)
+        state = static_state(net, cache, mask, logits.argmax(-1), window)
+        unfinished = torch.zeros(4, dtype=torch.long)
+        unfinished[still_decoding] = 1
+        state.unfinished.copy_(unfinished)
+        tally = Tally()
+        # The step whose token would be written past the reserve's window.
+        column = window - prompt_len + 1
+        going_on = make_room(net, state, column, greedy, slots, tally, given=4)
+    if stragglers:
+        # At most half of the batch still decoding: they all leave, to be decoded with the
+        # long answers of other batches.
+        assert tally.deferred == still_decoding and not going_on
+        return
+    # Three of four are the batch's work: they grow in place into the ended row's slots, as
+    # many as the batch's cache slots hold in the doubled window (the rest deferred for room).
+    wanted = window_for(prompt_len, 2 * (column - 1), greedy)
+    keep, grown = rows_that_fit(3, wanted, window, slots)
+    assert going_on and keep >= 1
+    assert state.rows.tolist() == still_decoding[:keep] and state.window == grown > window
+    assert tally.deferred == still_decoding[keep:]
+
+
+@pytest.mark.parametrize(
     ("setting", "named"),
     [
         ({"num_beams": 2}, "num_beams"),

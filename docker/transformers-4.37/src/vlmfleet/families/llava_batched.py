@@ -32,13 +32,16 @@ fixed small size on a CPU. With the static decoder, ``auto`` sizes a batch for a
 ``batch_memory.RESERVE_TOKENS`` new tokens a row, not for ``max_new_tokens``, and hands the
 decoder the batch's cache slots: a row whose answer outgrows them (after the ended rows' slots)
 is *deferred* - the decoder stops it, and the engine decodes it again, from its prompt, in a
-batch of deferred rows sized for ``max_new_tokens`` (``form_batch``), once its benchmark has no
-other samples left or the deferred rows fill such a batch. Its answer is the one it would have
-had (greedy tokens never depend on a row's company); each benchmark's record counts them
-(``samples_deferred``), and the log's line for each batch gives its sizing, reserve, window and
-deferred rows. The CPU work is kept off the GPU's path: ``prepare_samples`` (prompts,
-tokens, image dumps) runs on any thread, and each batch's tensors are made in a helper thread
-while the previous batch generates.
+batch of deferred rows sized for ``max_new_tokens`` (``form_batch``), once no benchmark of the
+queue has other samples pending or the deferred rows fill such a batch. Its answer is the one
+it would have had (greedy tokens never depend on a row's company). Rows still decoding when
+their batch's reserve is spent are deferred too where they are at most half of it
+(``llava_static.stragglers``): the long answers of a queue then decode together in a few
+batches, where each would otherwise hold its own batch alone for hundreds of steps. Each
+benchmark's record counts its deferred samples (``samples_deferred``), and the log's line for
+each batch gives its sizing, reserve, window and deferred rows. The CPU work is kept off the
+GPU's path: ``prepare_samples`` (prompts, tokens, image dumps) runs on any thread, and each
+batch's tensors are made in a helper thread while the previous batch generates.
 
 A batch that runs out of GPU memory is retried at half its size, and no later batch of the
 unit is bigger: a benchmark fails for memory only when batch 1 does not fit. Each benchmark's
@@ -519,15 +522,18 @@ def form_batch(pool: list[Job], policy: BatchPolicy) -> Batch:
     """The next batch: the oldest benchmark's shortest pending samples, then, where they leave
     room, the other benchmarks' samples nearest in length; as many as the policy allows for
     the batch's longest prompt. Taken samples leave their jobs' ``pending``. Deferred samples
-    go in batches of their own, sized for max_new_tokens: once the oldest benchmark has only
-    deferred ones left, or once the deferred ones fill such a batch."""
+    go in batches of their own, sized for max_new_tokens, the oldest benchmark's first: once no
+    benchmark has samples pending, or once the deferred ones fill such a batch. So the long
+    answers of the whole queue decode together, not one by one as each benchmark ends."""
     jobs = live_jobs(pool)
-    head = next((job for job in jobs.values() if job.waiting), None)
+    budget = policy.budget() if policy.budget is not None else None
+    pending = any(job.pending for job in jobs.values())
+    deferred = any(job.deferred for job in jobs.values())
+    full = deferred and (not pending or deferred_fill(jobs, policy, budget))
+    queues = {key: job.deferred if full else job.pending for key, job in jobs.items()}
+    head = next((job for job in jobs.values() if queues[job.queued.key]), None)
     if head is None:
         return Batch()
-    budget = policy.budget() if policy.budget is not None else None
-    full = bool(head.deferred) and (not head.pending or deferred_fill(jobs, policy, budget))
-    queues = {key: job.deferred if full else job.pending for key, job in jobs.items()}
     batch = Batch()
     longest = 0
 

@@ -25,7 +25,12 @@ greedy settings (``greedy_for`` says which, and refuses the rest):
   grow into the slots they left; those that no longer fit are *deferred* (they leave the batch,
   ``Tally.deferred`` names them, and their output rows are not answers): the engine decodes them
   again, from their prompt, in a batch sized for ``max_new_tokens``. Greedy tokens of a row do
-  not depend on its batch, so a deferred row's answer is the one it would have had here.
+  not depend on its batch, so a deferred row's answer is the one it would have had here;
+- in such a batch, the rows still decoding when the first window (the reserve's) is full are
+  deferred as well when they are *stragglers*, at most half of the batch as given
+  (``stragglers``): a long answer then does not decode alone in its batch, and the engine
+  decodes the long answers of many batches together. Only the reserve's steps are decoded
+  twice.
 
 Imports torch and transformers' Llama: the batched engine imports this module when it decodes.
 """
@@ -426,6 +431,13 @@ def compact(state: StaticState, keep: torch.Tensor | None = None) -> None:
     state.rows = state.rows.index_select(0, keep)
 
 
+def stragglers(live: int, given: int) -> bool:
+    """Whether ``live`` rows still decoding when a batch of ``given`` rows has spent its reserve
+    are stragglers: at most half of it. They leave together (deferred), so that the engine
+    decodes the long answers of many batches in one batch instead of each alone in its own."""
+    return 2 * live <= given
+
+
 def make_room(
     model: Any,
     state: StaticState,
@@ -433,13 +445,18 @@ def make_room(
     greedy: Greedy,
     cache_slots: int | None,
     tally: Tally,
+    given: int | None = None,
 ) -> bool:
     """The window grown for column ``column``'s step: ended rows leave, and the rows still
     decoding get the doubled window as far as ``cache_slots`` allow (``rows_that_fit``); the
-    rest are deferred (``tally.deferred``). False when no row is left to decode."""
+    rest are deferred (``tally.deferred``). With ``given`` (the rows of the batch as given, when
+    the window its reserve sized is full) the rows still decoding are all deferred where they
+    are ``stragglers`` of it. False when no row is left to decode."""
     live = state.unfinished.nonzero().squeeze(1)
     wanted = window_for(state.prompt_len, 2 * (column - 1), greedy)
     keep, window = rows_that_fit(int(live.shape[0]), wanted, state.window, cache_slots)
+    if cache_slots is not None and given is not None and stragglers(int(live.shape[0]), given):
+        keep = 0
     if keep < live.shape[0]:
         tally.deferred += state.rows.index_select(0, live[keep:]).tolist()
     if keep == 0:
@@ -465,16 +482,21 @@ def decode(
     or the columns are full; returns how many columns were filled. Each window's or batch
     size's first step runs eagerly (with the graph: on a side stream, as the capture's warm-up),
     later ones replay its capture. Ended rows leave ``state`` (``worth_compacting``, and before
-    the window grows: ``make_room``); ``out`` keeps every row."""
+    the window grows: ``make_room``); ``out`` keeps every row. With ``cache_slots``, when the
+    first window (the reserve's) is full, rows still decoding that are stragglers of the batch
+    are deferred (``make_room``)."""
     step = functools.partial(decode_step, model, state, greedy)
     run: Step | None = None
     steps = 0  # at the batch's present size
     live = int(state.unfinished.sum())
+    reserve_spent = False
     for column in range(1, out.shape[1]):
         if state.prompt_len + column - 1 >= state.window:
             run = None  # the captured step reads the old buffers
             rows = int(state.rows.shape[0])
-            if not make_room(model, state, column, greedy, cache_slots, tally):
+            given = None if reserve_spent else out.shape[0]
+            reserve_spent = True
+            if not make_room(model, state, column, greedy, cache_slots, tally, given):
                 return column
             live = int(state.unfinished.sum())
             steps = steps if rows == state.rows.shape[0] else 0
