@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vlmfleet.contract import AUTO_BATCH, Slot, one_line
-from vlmfleet.families import Answered, InferenceError, Queued
+from vlmfleet.families import Answered, InferenceError, Queued, prefix_groups
 from vlmfleet.families.batch_memory import (
     RESERVE_TOKENS,
     GpuMemory,
@@ -68,6 +68,7 @@ from vlmfleet.families.batch_memory import (
     largest_batch,
     slot_budget,
 )
+from vlmfleet.families.prefix_groups import PrefixGroup, ShareKey
 
 if TYPE_CHECKING:  # llava_static imports torch: the engine imports it when it decodes
     from vlmfleet.families.llava_static import Greedy
@@ -94,6 +95,9 @@ class Sample:
     key: str = ""
     # Deferred once (its answer outgrew its batch's cache slots): batched for max_new_tokens.
     deferred: bool = False
+    # Samples of one key share their images and prompt start (prefix_groups.share_key): in one
+    # batch they are prefilled as a group. None: never grouped.
+    share_key: ShareKey | None = None
 
 
 @dataclass(frozen=True)
@@ -120,9 +124,11 @@ class Sizing:
 
 
 class Batch(list[Sample]):
-    """A batch's samples in row order, and how it was sized (``sizing``)."""
+    """A batch's samples in row order, how it was sized (``sizing``), and its rows that share a
+    prefix, prefilled once a group (``groups``)."""
 
     sizing: Sizing | None = None
+    groups: tuple[PrefixGroup, ...] = ()
 
 
 def check_batch_size(batch_size: Any) -> int:
@@ -175,6 +181,17 @@ def prompt_ids(model: Any, prompt: str) -> Any:
     return tokenizer_image_token(prompt, model.tokenizer, IMAGE_TOKEN_INDEX, return_tensors="pt")
 
 
+def keyed_sample(model: Any, sample: Sample) -> Sample:
+    """``sample`` with its token ids, its language-model positions and its share key."""
+    from llava.constants import IMAGE_TOKEN_INDEX
+
+    ids = prompt_ids(model, sample.prompt)
+    positions = len(ids) + len(sample.images) * (image_positions(model) - 1)
+    digest = prefix_groups.image_digest(sample.images)
+    key = prefix_groups.share_key(digest, ids.tolist(), IMAGE_TOKEN_INDEX)
+    return dataclasses.replace(sample, ids=ids, positions=positions, share_key=key)
+
+
 def image_positions(model: Any) -> int:
     """Language-model positions one image's features take (the vision tower's patches)."""
     return int(model.model.get_vision_tower().num_patches)
@@ -216,7 +233,6 @@ def prepare_samples(model: Any, dataset: Any) -> PreparedSamples:
     # main thread may meanwhile be generating another dataset's answers with the same wrapper.
     view = copy.copy(model)
     view.set_dump_image(dataset.dump_image)
-    per_image = image_positions(model)
     prepared = PreparedSamples()
     data = dataset.data
     for i in range(len(data)):
@@ -224,9 +240,7 @@ def prepare_samples(model: Any, dataset: Any) -> PreparedSamples:
         message = build_message(view, dataset, line)
         sample = to_sample(view, line["index"], message)
         if sample.images:
-            sample.ids = prompt_ids(model, sample.prompt)
-            sample.positions = len(sample.ids) + len(sample.images) * (per_image - 1)
-            prepared.with_images.append(sample)
+            prepared.with_images.append(keyed_sample(view, sample))
         else:
             prepared.text_only.append((line["index"], message))
     # Similar lengths together: less padding, and the order never changes an answer.
@@ -239,10 +253,15 @@ class BatchInputs:
     input_ids: Any
     attention_mask: Any
     images: Any
+    # Rows sharing a prefix, prefilled once a group (the static decoder's).
+    groups: tuple[PrefixGroup, ...] = ()
 
 
-def batch_inputs(model: Any, samples: Sequence[Sample]) -> BatchInputs:
-    """Token ids (left-padded), attention mask and image tensor of a batch, on the CPU."""
+def batch_inputs(
+    model: Any, samples: Sequence[Sample], groups: Sequence[PrefixGroup] = ()
+) -> BatchInputs:
+    """Token ids (left-padded), attention mask and image tensor of a batch, on the CPU, and its
+    ``groups``."""
     import torch
 
     tok = model.tokenizer
@@ -256,7 +275,7 @@ def batch_inputs(model: Any, samples: Sequence[Sample]) -> BatchInputs:
         attention[row, width - len(x) :] = 1
     # Images of all samples in sample order: LLaVA walks them with one counter over the batch.
     images = torch.cat([model.preprocess_images(s.images) for s in samples], dim=0)
-    return BatchInputs(input_ids, attention, images)
+    return BatchInputs(input_ids, attention, images, tuple(groups))
 
 
 @dataclass(frozen=True)
@@ -310,7 +329,7 @@ def generate_inputs(
                 slots = sizing.slots if sizing is not None else None
                 output_ids = llava_static.generate(
                     model.model, input_ids, attention_mask, images, decoder.greedy,
-                    tally=tally, cache_slots=slots,
+                    tally=tally, cache_slots=slots, groups=inputs.groups,
                 )  # fmt: skip
                 log_batch(len(input_ids), sizing, output_ids.shape[1] - 1, tally)
                 deferred = set(tally.deferred)
@@ -328,13 +347,17 @@ def generate_inputs(
 
 
 def log_batch(rows: int, sizing: Sizing | None, new_tokens: int, tally: Any) -> None:
-    """The worker's line for a static-decoder batch: its sizing, where its time went on answers
-    of unequal lengths (its longest answer, the row-steps on ended rows), its widest window and
-    the rows it deferred."""
+    """The worker's line for a static-decoder batch: its sizing, the rows prefilled in groups
+    sharing a prefix and the positions that spared, where its time went on answers of unequal
+    lengths (its longest answer, the row-steps on ended rows), its widest window and the rows
+    it deferred."""
     log.info(
-        "%s: %d new tokens, window %d slots a row (%d cache slots at most), %d decode "
+        "%s: %d rows prefilled in groups sharing a prefix (%d prefix positions spared), "
+        "%d new tokens, window %d slots a row (%d cache slots at most), %d decode "
         "row-steps, %d on ended rows, %d compactions, %d deferred",
         sizing.describe(rows) if sizing is not None else f"batch of {rows} (fixed size)",
+        tally.shared_rows,
+        tally.shared_positions,
         new_tokens,
         tally.window,
         tally.slots,
@@ -391,13 +414,16 @@ class BatchPolicy:
     the queue by an out-of-memory); with a ``shape``, the rows are also sized by the memory the
     ``budget`` callable says is left, for the batch's longest prompt and ``new_tokens`` a row:
     ``reserve`` (None: ``max_new_tokens``, nothing deferred), or ``max_new_tokens`` for a batch
-    of deferred rows (``full``)."""
+    of deferred rows (``full``). With ``share_prefixes`` (the static decoder's; off, every row
+    is prefilled whole) a batch keeps the samples of one share key together where it has room,
+    and names its groups."""
 
     ceiling: int
     shape: ModelShape | None = None
     budget: Callable[[], int] | None = None
     max_new_tokens: int = 0
     reserve: int | None = None
+    share_prefixes: bool = True
 
     def new_tokens(self, full: bool) -> int:
         if full or self.reserve is None:
@@ -484,6 +510,8 @@ class Job:
     # max_new_tokens (shortest prompt first), and how many there were in all.
     deferred: list[Sample] = field(default_factory=list)
     deferrals: int = 0
+    # Samples answered from a prefill of a group sharing its prefix.
+    prefix_shared: int = 0
 
     @property
     def waiting(self) -> bool:
@@ -505,6 +533,7 @@ class Job:
             "batch_retries": list(self.retries),
             "samples_in_shared_batches": self.shared,
             "samples_deferred": self.deferrals,
+            "samples_prefix_shared": self.prefix_shared,
         }
 
 
@@ -520,7 +549,10 @@ def form_batch(pool: list[Job], policy: BatchPolicy) -> Batch:
     room, the other benchmarks' samples nearest in length; as many as the policy allows for
     the batch's longest prompt. Taken samples leave their jobs' ``pending``. Deferred samples
     go in batches of their own, sized for max_new_tokens: once the oldest benchmark has only
-    deferred ones left, or once the deferred ones fill such a batch."""
+    deferred ones left, or once the deferred ones fill such a batch. Where the policy shares
+    prefixes, each sample taken brings the waiting samples of its share key while there is
+    room (a group's rows meet in one batch, wherever the order put them), and the batch names
+    its groups."""
     jobs = live_jobs(pool)
     head = next((job for job in jobs.values() if job.waiting), None)
     if head is None:
@@ -530,15 +562,32 @@ def form_batch(pool: list[Job], policy: BatchPolicy) -> Batch:
     queues = {key: job.deferred if full else job.pending for key, job in jobs.items()}
     batch = Batch()
     longest = 0
+    taken: set[int] = set()  # id() of the samples in the batch
 
     def room(sample: Sample) -> bool:
         return len(batch) + 1 <= policy.rows_for(max(longest, sample.positions), budget, full)
 
-    first = queues[head.queued.key]
-    while first and room(first[0]):
-        sample = first.pop(0)
+    def take(sample: Sample) -> None:
+        nonlocal longest
+        queues[sample.key].remove(sample)
         longest = max(longest, sample.positions)
         batch.append(sample)
+        taken.add(id(sample))
+
+    def take_with_its_group(sample: Sample) -> bool:
+        """``sample`` and the waiting samples of its share key, while there is room."""
+        if not room(sample):
+            return False
+        take(sample)
+        for sibling in siblings(sample, queues, policy):
+            if not room(sibling):
+                break
+            take(sibling)
+        return True
+
+    first = queues[head.queued.key]
+    while first and take_with_its_group(first[0]):
+        pass
     if not first and batch:
         target = batch[-1].positions
         others = sorted(
@@ -546,17 +595,36 @@ def form_batch(pool: list[Job], policy: BatchPolicy) -> Batch:
             key=lambda s: abs(s.positions - target),
         )
         for sample in others:
-            if not room(sample):
+            if id(sample) not in taken and not take_with_its_group(sample):
                 break
-            queues[sample.key].remove(sample)
-            longest = max(longest, sample.positions)
-            batch.append(sample)
     if not batch:
         # Nothing fits by the estimate: batch 1 is tried whatever it says.
-        batch.append(first.pop(0))
-        longest = batch[0].positions
+        take(first[0])
     batch.sizing = policy.sizing(longest, budget, len(batch), full)
+    batch.groups = batch_groups(batch) if policy.share_prefixes else ()
     return batch
+
+
+def siblings(sample: Sample, queues: dict[str, list[Sample]], policy: BatchPolicy) -> list[Sample]:
+    """The waiting samples that share ``sample``'s prefix (none unless the policy shares)."""
+    if not policy.share_prefixes or sample.share_key is None:
+        return []
+    return [s for q in queues.values() for s in q if s.share_key == sample.share_key]
+
+
+def batch_groups(batch: Sequence[Sample]) -> tuple[PrefixGroup, ...]:
+    """The groups of a batch's rows sharing a prefix (``prefix_groups.find_groups``)."""
+    keys = [s.share_key for s in batch]
+    if sum(k is not None for k in keys) < 2:
+        return ()
+    ids = [token_ids(s) if s.share_key is not None else [] for s in batch]
+    return tuple(prefix_groups.find_groups(keys, ids))
+
+
+def token_ids(sample: Sample) -> list[int]:
+    """A sample's prompt token ids as a list (prepare_samples keeps them as a tensor)."""
+    ids = sample.ids
+    return ids.tolist() if hasattr(ids, "tolist") else list(ids)
 
 
 def deferred_fill(jobs: dict[str, Job], policy: BatchPolicy, budget: int | None) -> bool:
@@ -607,6 +675,8 @@ def run_queue(
     """Answer every benchmark put on ``incoming`` (None ends it) as one queue of samples,
     yielding each as soon as its last sample is done (module docstring). The next batch's
     tensors are made on a helper thread while the current one generates."""
+    # transformers' generate prefills every row whole.
+    policy.share_prefixes = policy.share_prefixes and decoder.greedy is not None
     pool: list[Job] = []
     ended = False
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlmfleet-ahead") as maker:
@@ -633,7 +703,9 @@ def run_queue(
             if ended and not pool and current is None:
                 return
             batch = form_batch(pool, policy)
-            upcoming = (batch, maker.submit(batch_inputs, model, batch)) if batch else None
+            upcoming = (
+                (batch, maker.submit(batch_inputs, model, batch, batch.groups)) if batch else None
+            )
             if current is not None:
                 generate_current(model, pool, policy, decoder, current, upcoming)
                 if upcoming is not None and not upcoming[0]:
@@ -702,7 +774,8 @@ def generate_current(
         free_cuda_memory()
         return
     shared = len({s.key for s in batch}) > 1
-    for sample, text in zip(batch, texts, strict=True):
+    grouped = prefix_groups.grouped_rows(batch.groups)
+    for row, (sample, text) in enumerate(zip(batch, texts, strict=True)):
         job = jobs.get(sample.key)
         if job is None:
             continue
@@ -714,6 +787,7 @@ def generate_current(
         job.answers[sample.index] = text
         job.sizes[len(batch)] = job.sizes.get(len(batch), 0) + 1
         job.shared += shared
+        job.prefix_shared += row in grouped
 
 
 def answered(model: Any, job: Job, decoder: Decoder) -> Answered:
@@ -729,12 +803,13 @@ def answered(model: Any, job: Job, decoder: Decoder) -> Answered:
         answers: dict[Any, str] = {}
     else:
         log.info(
-            "%s: %d samples batched (%s; %d deferred past the reserve and batched again), "
-            "%d without image one at a time",
+            "%s: %d samples batched (%s; %d prefilled in groups sharing a prefix; %d deferred "
+            "past the reserve and batched again), %d without image one at a time",
             key,
             job.answered,
             ", ".join(f"{n} at batch {size}" for size, n in sorted(job.sizes.items(), reverse=True))
             or "-",
+            job.prefix_shared,
             job.deferrals,
             len(job.text_only),
         )
