@@ -255,31 +255,36 @@ def grouped_samples(model: Any, images: list[str], tmp: Path) -> list[Any]:
     ]
 
 
-@pytest.mark.parametrize("name", ["random", "strong"])
+@pytest.mark.parametrize(
+    ("name", "rows"),
+    [
+        ("random", [0, 1, 2, 3, 4, 5]),
+        ("strong", [0, 1, 2, 3, 4, 5]),
+        # Every row a member: no row of no group beside the group's prefix.
+        ("random", [1, 2, 4]),
+    ],
+)
 def test_a_grouped_prefill_gives_the_ungrouped_logits_and_tokens(
-    models: dict[str, Any], images: list[str], tmp_path: Path, name: str
+    models: dict[str, Any], images: list[str], tmp_path: Path, name: str, rows: list[int]
 ) -> None:
     import torch
-    from llava.constants import IMAGE_TOKEN_INDEX
     from vlmfleet.families import llava_static
     from vlmfleet.families.llava_batched import batch_inputs, image_positions
     from vlmfleet.families.prefix_groups import find_groups
 
     model = models[name]
-    samples = grouped_samples(model, images, tmp_path)
+    samples = [grouped_samples(model, images, tmp_path)[row] for row in rows]
     groups = find_groups([s.share_key for s in samples], [s.ids.tolist() for s in samples])
     # The rotations are one group (the file copy included); the question of the same image
     # without options shares the image but not the text right after it, so it is no member.
-    assert [g.rows for g in groups] == [(1, 2, 4)]
+    assert [g.rows for g in groups] == [tuple(rows.index(row) for row in (1, 2, 4))]
     inputs = batch_inputs(model, samples)
     net = model.model
     net.config.tokenizer_padding_side = "left"
     args = (inputs.input_ids, inputs.attention_mask, inputs.images)
     with torch.inference_mode():
         logits, _, mask = llava_static.prefill(net, *args)
-        shared, _, shared_mask, saved = llava_static.prefill_shared(
-            net, *args, groups, IMAGE_TOKEN_INDEX
-        )
+        shared, _, shared_mask, saved = llava_static.prefill_shared(net, *args, groups)
         greedy = llava_static.greedy_for(net, greedy_kwargs(12))
         tally = llava_static.Tally()
         plain = llava_static.generate(net, *args, greedy)

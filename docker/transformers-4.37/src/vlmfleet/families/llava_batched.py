@@ -22,6 +22,18 @@ so padding stays small, and each benchmark is done, and handed back for its pred
 evaluation, as soon as its last sample is. A sample's answer never depends on its batch's
 company (tests/e2e/test_batched_agreement.py).
 
+Rows that share their image and the start of their prompt (MMBench's circular rotations of a
+question: same image, hint and question, options rotated) are prefilled once a group
+(``prefix_groups``: the rule; ``llava_static.prefill_shared``: the prefill): the group's prefix,
+its image features included, once, and each member only its own suffix against the prefix's
+cache. ``prepare_samples`` keys each sample (its images' content and its token ids up to just past
+its last image), ``form_batch`` brings a sample's waiting rows of the same key into its batch
+while there is room, so that the rotations meet, and names the batch's groups; the static
+decoder's batches use them (``BatchPolicy.share_prefixes``; ``generate`` prefills every row
+whole). A row's answer is the one it has alone (tests/e2e/test_batched_agreement.py); the log's
+line for each batch says how many rows were prefilled in groups and how many prefix positions
+that spared, and each benchmark's record counts its rows so answered (``samples_prefix_shared``).
+
 Samples without an image go through the wrapper's own ``generate`` one at a time, when their
 benchmark's last batched sample is done: LLaVA 1.2.2 consumes an image feature for every sample
 of a batch, with or without an ``<image>`` token.
@@ -563,6 +575,7 @@ def form_batch(pool: list[Job], policy: BatchPolicy) -> Batch:
     batch = Batch()
     longest = 0
     taken: set[int] = set()  # id() of the samples in the batch
+    sharing = waiting_by_share_key(queues) if policy.share_prefixes else {}
 
     def room(sample: Sample) -> bool:
         return len(batch) + 1 <= policy.rows_for(max(longest, sample.positions), budget, full)
@@ -579,7 +592,10 @@ def form_batch(pool: list[Job], policy: BatchPolicy) -> Batch:
         if not room(sample):
             return False
         take(sample)
-        for sibling in siblings(sample, queues, policy):
+        siblings = sharing.get(sample.share_key) if sample.share_key is not None else None
+        for sibling in siblings or ():
+            if id(sibling) in taken:
+                continue
             if not room(sibling):
                 break
             take(sibling)
@@ -605,11 +621,14 @@ def form_batch(pool: list[Job], policy: BatchPolicy) -> Batch:
     return batch
 
 
-def siblings(sample: Sample, queues: dict[str, list[Sample]], policy: BatchPolicy) -> list[Sample]:
-    """The waiting samples that share ``sample``'s prefix (none unless the policy shares)."""
-    if not policy.share_prefixes or sample.share_key is None:
-        return []
-    return [s for q in queues.values() for s in q if s.share_key == sample.share_key]
+def waiting_by_share_key(queues: dict[str, list[Sample]]) -> dict[ShareKey, list[Sample]]:
+    """The waiting samples with a share key, by key, in queue order."""
+    out: dict[ShareKey, list[Sample]] = {}
+    for waiting in queues.values():
+        for sample in waiting:
+            if sample.share_key is not None:
+                out.setdefault(sample.share_key, []).append(sample)
+    return out
 
 
 def batch_groups(batch: Sequence[Sample]) -> tuple[PrefixGroup, ...]:

@@ -7,7 +7,10 @@ at the batch sizes the engine runs, a decode step costs several times the GPU's 
 greedy settings (``greedy_for`` says which, and refuses the rest):
 
 - the prefill is transformers' own (LLaVA's ``prepare_inputs_labels_for_multimodal``, then one
-  forward as ``generate``'s first step);
+  forward as ``generate``'s first step); where rows share an image and a prompt prefix
+  (``groups``, ``prefix_groups``), ``prefill_shared`` prefills each group's prefix once, the
+  image features spliced in, and each member's suffix against its cache, positions going on
+  from the prefix's: the same logits and cache up to rounding, laid out as the plain prefill's;
 - its cache is copied into buffers of fixed shape, a *window* of slots, and every later step is
   written from the model's modules with fixed shapes, so that one capture is replayed for each
   token; positions, masks and the eos rule are ``generate``'s, so the tokens are the same;
@@ -267,7 +270,7 @@ def unit_images(
     starts = [sum(counts[:row]) for row in range(len(counts))]
     firsts = [u.rows[0] for u in units]
     picked = [i for row in firsts for i in range(starts[row], starts[row] + counts[row])]
-    return images.index_select(0, torch.tensor(picked, device=images.device))
+    return images.index_select(0, torch.tensor(picked, dtype=torch.long, device=images.device))
 
 
 def suffix_prefill(
@@ -284,7 +287,7 @@ def suffix_prefill(
     prefix and the suffix up to itself (a 4D mask: the library's own assumes one left-padded
     sequence)."""
     members = [i for i, u in enumerate(units) if u.grouped for _ in u.rows]
-    source = torch.tensor(members, device=mask.device)
+    source = torch.tensor(members, dtype=torch.long, device=mask.device)
     # The widest prefix: the rows of no group may be wider, and their slots are not needed.
     prefix_width = int(mask.index_select(0, source).sum(-1).max())
     prefix_mask = mask[:, -prefix_width:].index_select(0, source)
@@ -334,27 +337,30 @@ def gathered(buffer: torch.Tensor, slots: torch.Tensor) -> torch.Tensor:
 def merged_cache(
     member_cache: list[Any],
     member_slots: torch.Tensor,
+    member_rows: torch.Tensor,
     unit_cache: list[Any],
     single: torch.Tensor,
     single_slots: torch.Tensor,
-    batch_order: torch.Tensor,
+    single_rows: torch.Tensor,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The members' and the ungrouped rows' caches as one, rows in batch order, each row's
+    """The members' cache and the ungrouped rows' (the units ``single`` of the first prefill)
+    as one, each row at its place in the batch (``member_rows``, ``single_rows``) with its
     slots right-aligned (``right_aligned``); one layer at a time, each source layer released
     as soon as it is merged, so that the peak stays near the two caches."""
+    batch = int(member_rows.shape[0] + single_rows.shape[0])
+    width = int(member_slots.shape[1])
     out = []
     while member_cache:
-        member_key, member_value = member_cache.pop(0)
-        unit_key, unit_value = unit_cache.pop(0)
-        keys = [gathered(member_key, member_slots), gathered(unit_key[single], single_slots)]
-        values = [gathered(member_value, member_slots), gathered(unit_value[single], single_slots)]
-        del member_key, member_value, unit_key, unit_value
-        out.append(
-            (
-                torch.cat(keys).index_select(0, batch_order),
-                torch.cat(values).index_select(0, batch_order),
-            )
-        )
+        members = member_cache.pop(0)
+        units = unit_cache.pop(0)
+        merged = []
+        for member, unit in zip(members, units, strict=True):
+            buffer = member.new_empty((batch, member.shape[1], width, member.shape[3]))
+            buffer.index_copy_(0, member_rows, gathered(member, member_slots))
+            buffer.index_copy_(0, single_rows, gathered(unit.index_select(0, single), single_slots))
+            merged.append(buffer)
+        del members, units, member, unit
+        out.append((merged[0], merged[1]))
     return out
 
 
@@ -378,7 +384,6 @@ def prefill_shared(
     attention_mask: torch.Tensor,
     images: torch.Tensor,
     groups: Sequence[PrefixGroup],
-    image_token: int,
 ) -> tuple[torch.Tensor, list[Any], torch.Tensor, int]:
     """``prefill``'s result for a batch whose ``groups`` share a prefix, and the language-model
     positions the groups' members did not prefill: each group's prefix, its image features
@@ -389,7 +394,7 @@ def prefill_shared(
     rows = unpadded(input_ids, attention_mask)
     units = prefill_units(rows, groups)
     unit_ids, unit_mask = left_padded([u.ids for u in units])
-    pictures = unit_images(images, input_ids, units, image_token)
+    pictures = unit_images(images, input_ids, units, IMAGE_TOKEN_INDEX)
     unit_logits, unit_cache, unit_language = prefill(model, unit_ids, unit_mask, pictures)
     prefix_lengths = unit_language.sum(-1)
     saved = sum((len(u.rows) - 1) * int(n) for u, n in zip(units, prefix_lengths, strict=True))
@@ -397,29 +402,35 @@ def prefill_shared(
     member_logits, member_cache, member_mask = suffix_prefill(
         model, units, unit_cache, unit_language, suffixes
     )
-    single = torch.tensor(
-        [i for i, u in enumerate(units) if not u.grouped], dtype=torch.long, device=input_ids.device
-    )
+    device = input_ids.device
+
+    def rows_tensor(rows: list[int]) -> torch.Tensor:
+        return torch.tensor(rows, dtype=torch.long, device=device)
+
+    single = rows_tensor([i for i, u in enumerate(units) if not u.grouped])
     single_mask = unit_language.index_select(0, single)
-    lengths = torch.cat([member_mask.sum(-1), single_mask.sum(-1)])
+    # The batch rows of the members (in group order) and of the rows of no group.
+    member_rows = rows_tensor([row for g in groups for row in g.rows])
+    single_rows = rows_tensor([u.rows[0] for u in units if not u.grouped])
+    lengths = torch.zeros(input_ids.shape[0], dtype=torch.long, device=device)
+    lengths.index_copy_(0, member_rows, member_mask.sum(-1))
+    lengths.index_copy_(0, single_rows, single_mask.sum(-1))
     width = int(lengths.max())
-    # The members come first, then the rows of no group, as the units and suffixes come.
-    order = [row for u in units for row in u.rows]
-    batch_order = torch.tensor(
-        sorted(range(len(order)), key=order.__getitem__), device=input_ids.device
-    )
     cache = merged_cache(
         member_cache,
         right_aligned(member_mask, width),
+        member_rows,
         unit_cache,
         single,
         right_aligned(single_mask, width),
-        batch_order,
+        single_rows,
     )
-    slots = torch.arange(width, device=input_ids.device)
-    mask = (slots >= width - lengths[:, None]).to(unit_language.dtype).index_select(0, batch_order)
-    logits = torch.cat([member_logits, unit_logits.index_select(0, single)])
-    return logits.index_select(0, batch_order), cache, mask, saved
+    slots = torch.arange(width, device=device)
+    mask = (slots >= width - lengths[:, None]).to(unit_language.dtype)
+    logits = member_logits.new_empty((input_ids.shape[0], member_logits.shape[1]))
+    logits.index_copy_(0, member_rows, member_logits)
+    logits.index_copy_(0, single_rows, unit_logits.index_select(0, single))
+    return logits, cache, mask, saved
 
 
 def window_for(prompt_len: int, generated: int, greedy: Greedy) -> int:
@@ -749,7 +760,7 @@ def generate(
         groups = untruncated(model, input_ids, attention_mask, groups)
         if groups:
             logits, cache, mask, saved = prefill_shared(
-                model, input_ids, attention_mask, images, groups, IMAGE_TOKEN_INDEX
+                model, input_ids, attention_mask, images, groups
             )
             tally.shared_rows += len(grouped_rows(groups))
             tally.shared_positions += saved
