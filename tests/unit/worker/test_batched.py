@@ -530,3 +530,13 @@ def test_the_record_counts_the_samples_prefilled_in_groups(monkeypatch: pytest.M
     incoming.put(None)
     (plain,) = run_queue(object(), incoming, BatchPolicy(ceiling=3), GENERATE)
     assert plain.record["samples_prefix_shared"] == 0
+
+
+def test_a_sample_taken_as_another_benchmarks_company_brings_its_group() -> None:
+    pool = [new_job(queued("A", [10])), rotated_job("B")]
+    batch = form_batch(pool, BatchPolicy(ceiling=4))
+    # A's last sample, then B's nearest in length (q0r0, 10) with the rest of its group, not
+    # q1r0 (11), the next nearest.
+    assert [s.index for s in batch] == ["A0", "Bq0r0", "Bq0r1", "Bq0r2"]
+    assert batch.groups == (PrefixGroup((1, 2, 3), 4),)
+    assert [s.index for s in pool[1].pending] == ["Bq1r0", "Bq1r1", "Bq1r2", "Bq0r3", "Bq1r3"]
