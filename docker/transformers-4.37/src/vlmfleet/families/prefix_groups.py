@@ -11,8 +11,10 @@ The rule is general, not MMBench's: rows belong to one group where their images 
 (by content: VLMEvalKit dumps each row's image to its own file) and their prompt token ids are
 the same up to and including the first token after their last image; the group's prefix is the
 members' longest common prefix of token ids, less at least one token each (a member's last
-position's logits come from its own suffix). A prefix ending on the image would leave the
-members nothing in common after it, so such rows are never grouped.
+position's logits come from its own suffix). So every suffix is text alone, embedded without
+LLaVA's splice of image features. (Rows that share only their image, their prompts differing
+right after it, are not grouped, though their image's positions could be shared too: the key
+keeps to rows whose prompts go on alike, as the rotations of a question do.)
 
 Standard library only: the engine's queue and its tests use it without torch.
 """
