@@ -287,6 +287,7 @@ def collect(run_dir: Path) -> dict[str, Any]:
                 "finished_at": s["finished_at"],
                 "batch_sizes": s.get("batch_sizes"),
                 "samples_deferred": s.get("samples_deferred"),
+                "samples_prefix_shared": s.get("samples_prefix_shared"),
             }
             for s in statuses
         ],
@@ -485,6 +486,8 @@ def project_arm(
             worker = [str(REPO / "bench" / "generate_worker.py")]
         elif args.decoder == "mix":
             worker = [str(REPO / "bench" / "mix_worker.py")]
+        elif args.decoder == "whole-prefill":
+            worker = [str(REPO / "bench" / "whole_prefill_worker.py")]
         else:
             worker = ["-m", "vlmfleet.worker"]
         cmd = [*launch(args, *worker), "--slot-file", str(path)]
@@ -677,11 +680,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--decoder",
-        choices=("product", "generate", "mix"),
+        choices=("product", "generate", "mix", "whole-prefill"),
         default="product",
         help="project arms: the engine's own decoder choice, or generate for every batch "
         "(bench/generate_worker.py, the A/B of the static KV cache), or the product's with "
-        "answers of the length mix instead of --new-tokens (bench/mix_worker.py)",
+        "answers of the length mix instead of --new-tokens (bench/mix_worker.py), or the "
+        "product's with every row prefilled whole, no group sharing a prefix "
+        "(bench/whole_prefill_worker.py, the A/B of the shared prefixes)",
     )
     p.add_argument(
         "--cold-weights",

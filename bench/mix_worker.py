@@ -48,8 +48,8 @@ def use_mix() -> None:
     generate_inputs = llava_batched.generate_inputs
 
     @functools.wraps(batch_inputs)
-    def naming(model: Any, samples: Any) -> Any:
-        inputs = batch_inputs(model, samples)
+    def naming(model: Any, samples: Any, *args: Any) -> Any:
+        inputs = batch_inputs(model, samples, *args)
         inputs.mix_samples = [f"{s.key}:{s.index}" for s in samples]
         return inputs
 

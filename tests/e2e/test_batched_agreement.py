@@ -16,6 +16,13 @@ them: no row was deferred at 12 questions. That a deferred row's answer is the b
 is tests/unit/worker/test_batched.py's in-image test on random weights, whose answers run to
 the token limit.)
 
+MMBench's rows (EN and KO: each question and its 3 rotations of the options, one image) are
+prefilled as groups sharing a prefix wherever they meet in a batch (batch 8 and 32, in every
+order, and in the queues): the test asserts that they did, so that the grouped prefill cannot
+pass vacuously, while the batch-1 runs, reference and engine, prefill every row whole. (The
+rule is not MMBench's: rows of other benchmarks that share an image and their prompt's start,
+the synthetic sets' scenes are shared, group too.)
+
 12 questions a benchmark: fewer would make batch 32 the same single batch as batch 8 on every
 benchmark but MMBench; at 12, batch 8 is a full and a partial batch, batch 32 one batch of
 every sample, and MMBench's 48 rows (4 circular rotations) fill a batch of 32 and one of 16.
@@ -46,6 +53,8 @@ ORDERS = ("product", "shuffled", "reversed")
 BENCHMARKS = 20
 # Cache slots for 1 new token a row (rounded up to a multiple of 8 slots).
 RESERVE = 1
+# Benchmarks whose rows share an image and a prompt prefix (MMBench's circular rotations).
+ROTATED = ("MMBench_DEV_EN", "MMBench_DEV_KO")
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +107,13 @@ def test_batched_predictions_equal_reference_at_every_batch_size_and_order(
             assert sorted(orders) == sorted(ORDERS if size != "1" else ORDERS[:1]), (name, size)
             for order, result in orders.items():
                 assert result["rows"] == entry["rows"], (name, size, order)
+                # Rotations met in batches above 1 and were prefilled as groups; alone, no row
+                # is. (Other benchmarks' rows of one image and prompt start group too.)
+                grouped = result["grouped_samples"]
+                if size == "1":
+                    assert grouped == 0, (name, order, grouped)
+                elif name in ROTATED:
+                    assert grouped > 0, (name, size, order)
                 differing += [
                     f"{name} batch {size} {order} index {row['index']}: "
                     f"reference {row['reference']!r}, batched {row['batched']!r}"
@@ -111,8 +127,10 @@ def test_batched_predictions_equal_reference_at_every_batch_size_and_order(
     assert sorted(queue) == sorted(s for s in BATCH_SIZES if s != "1")
     for size, run in queue.items():
         assert len(run["benchmarks"]) == BENCHMARKS, size
-        # Batches did cross benchmark boundaries.
+        # Batches did cross benchmark boundaries, and rotations were prefilled as groups.
         assert run["shared_samples"] > 0, size
+        for name in ROTATED:
+            assert run["benchmarks"][name]["grouped_samples"] > 0, (size, name)
         differing += queue_differences(f"queue batch {size}", run)
     assert not differing, "\n".join(differing[:40])
     reserved = report["queue_reserve"]
@@ -123,6 +141,7 @@ def test_batched_predictions_equal_reference_at_every_batch_size_and_order(
         # nothing is deferred, and every answer is the reference's. Deferral's own identity is
         # test_batched's in-image test, on weights whose answers outgrow the reserve.
         assert run["deferred_samples"] == 0, size
+        assert run["grouped_samples"] > 0, size
         differing += queue_differences(f"queue batch {size} reserve {RESERVE}", run)
     assert not differing, "\n".join(differing[:40])
     assert proc.returncode == 0, log[-6000:]

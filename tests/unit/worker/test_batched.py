@@ -22,6 +22,8 @@ from vlmfleet.families.llava_batched import (
     Batch,
     BatchingError,
     BatchPolicy,
+    Decoder,
+    Job,
     PreparedSamples,
     Sample,
     batches,
@@ -31,6 +33,7 @@ from vlmfleet.families.llava_batched import (
     new_job,
     run_queue,
 )
+from vlmfleet.families.prefix_groups import PrefixGroup, share_key
 from vlmfleet.known_answer_checkpoints import DEFAULT_BENCHMARKS
 
 STACK = all(importlib.util.find_spec(m) for m in ("torch", "llava", "vlmeval"))
@@ -101,7 +104,9 @@ def stand_in_generate(
     monkeypatch.setattr(
         llava_batched,
         "batch_inputs",
-        (lambda model, batch: list(batch)) if as_list else (lambda model, batch: batch),
+        (lambda model, batch, groups=(): list(batch))
+        if as_list
+        else (lambda model, batch, groups=(): batch),
     )
     monkeypatch.setattr(llava_batched, "generate_inputs", generate)
 
@@ -466,3 +471,87 @@ def test_an_error_raised_while_handling_an_out_of_memory_counts_as_one() -> None
     except RuntimeError as err:
         assert is_out_of_memory(err)
     assert not is_out_of_memory(RuntimeError("CUDA error: device-side assert triggered"))
+
+
+# --- groups sharing a prefix ----------------------------------------------------------------
+
+IMAGE = -200
+
+
+def rotations(key: str, question: int, positions: list[int]) -> list[Sample]:
+    """A question's rows with its options rotated: one image, one prompt start (token ids
+    1, image, the question's two tokens), options of their own."""
+    head = [1, IMAGE, 50 + question, 60 + question]
+    return [
+        Sample(
+            f"{key}q{question}r{r}",
+            "p",
+            ["x.png"],
+            positions=p,
+            ids=[*head, 100 + r, 9],
+            share_key=share_key(f"image {question}", [*head, 100 + r, 9], IMAGE),
+        )
+        for r, p in enumerate(positions)
+    ]
+
+
+def rotated_job(key: str) -> Job:
+    # Two questions whose rotations interleave by length: shortest first would mix them.
+    samples = rotations(key, 0, [10, 12, 14, 16]) + rotations(key, 1, [11, 13, 15, 17])
+    return new_job(Queued(key, None, PreparedSamples(with_images=samples)))
+
+
+def test_a_batch_keeps_a_groups_rows_together_and_names_the_group() -> None:
+    pool = [rotated_job("A")]
+    first = form_batch(pool, BatchPolicy(ceiling=4))
+    assert [s.index for s in first] == ["Aq0r0", "Aq0r1", "Aq0r2", "Aq0r3"]
+    assert first.groups == (PrefixGroup((0, 1, 2, 3), 4),)
+    second = form_batch(pool, BatchPolicy(ceiling=4))
+    assert [s.index for s in second] == ["Aq1r0", "Aq1r1", "Aq1r2", "Aq1r3"]
+    # Where the batch has no room for the whole group, it takes what fits.
+    pool = [rotated_job("A")]
+    small = form_batch(pool, BatchPolicy(ceiling=3))
+    assert [s.index for s in small] == ["Aq0r0", "Aq0r1", "Aq0r2"]
+    assert small.groups == (PrefixGroup((0, 1, 2), 4),)
+
+
+def test_without_sharing_a_batch_takes_the_shortest_and_names_no_group() -> None:
+    pool = [rotated_job("A")]
+    batch = form_batch(pool, BatchPolicy(ceiling=4, share_prefixes=False))
+    assert [s.positions for s in batch] == [10, 11, 12, 13]
+    assert batch.groups == ()
+
+
+def test_the_record_counts_the_samples_prefilled_in_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    batches: list[Batch] = []
+
+    def generate(model: object, inputs: Batch, decoder: object, sizing: object = None) -> list:
+        batches.append(inputs)
+        return answer(inputs)
+
+    stand_in_generate(monkeypatch, generate, as_list=False)
+    incoming: queue.Queue[Queued | None] = queue.Queue()
+    incoming.put(rotated_job("A").queued)
+    incoming.put(None)
+    static = Decoder("static_cache", greedy=SimpleNamespace())  # type: ignore[arg-type]
+    (done,) = run_queue(object(), incoming, BatchPolicy(ceiling=3), static)
+    # Batches of 3: three rows of each question, then their fourth rows, of two questions
+    # (no group).
+    assert [len(g.rows) for b in batches for g in b.groups] == [3, 3]
+    assert [len(b) for b in batches] == [3, 3, 2]
+    assert done.record["samples_prefix_shared"] == 6
+    # transformers' generate prefills rows whole: no group is formed for it.
+    incoming.put(rotated_job("B").queued)
+    incoming.put(None)
+    (plain,) = run_queue(object(), incoming, BatchPolicy(ceiling=3), GENERATE)
+    assert plain.record["samples_prefix_shared"] == 0
+
+
+def test_a_sample_taken_as_another_benchmarks_company_brings_its_group() -> None:
+    pool = [new_job(queued("A", [10])), rotated_job("B")]
+    batch = form_batch(pool, BatchPolicy(ceiling=4))
+    # A's last sample, then B's nearest in length (q0r0, 10) with the rest of its group, not
+    # q1r0 (11), the next nearest.
+    assert [s.index for s in batch] == ["A0", "Bq0r0", "Bq0r1", "Bq0r2"]
+    assert batch.groups == (PrefixGroup((1, 2, 3), 4),)
+    assert [s.index for s in pool[1].pending] == ["Bq1r0", "Bq1r1", "Bq1r2", "Bq0r3", "Bq1r3"]

@@ -263,3 +263,85 @@ def test_the_engine_decodes_with_the_static_cache_and_falls_back_to_generate(
     beams = copy.copy(model)
     beams.kwargs = {**model.kwargs, "num_beams": 2}
     assert decoder_for(beams) is GENERATE
+
+
+# --- groups sharing a prefix ------------------------------------------------------------------
+
+# MMBench-like: one question asked with its options rotated, one image (its copies in two
+# files, as VLMEvalKit dumps each row's), beside rows of other images and a question of the
+# same image that shares only the start of the prompt.
+ROTATED = (
+    "Question: Which colour is the shape? Options: A. red B. green C. blue D. yellow",
+    "Question: Which colour is the shape? Options: A. green B. blue C. yellow D. red",
+    "Question: Which colour is the shape? Options: A. blue B. yellow C. red D. green",
+)
+
+
+def grouped_samples(model: Any, images: list[str], tmp: Path) -> list[Any]:
+    """The engine's samples, keyed for groups as prepare_samples keys them: three rotations
+    of a question on one image (in two files of the same content), a question without options
+    on that image, and one question each on two other images."""
+    import shutil
+
+    from vlmfleet.families.llava_batched import keyed_sample, to_sample
+
+    copy = tmp / "copy-of-0.png"
+    shutil.copy(images[0], copy)
+    rows = [
+        (images[1], QUESTIONS[0]),
+        (images[0], ROTATED[0]),
+        (str(copy), ROTATED[1]),
+        (images[2], QUESTIONS[3]),
+        (images[0], ROTATED[2]),
+        (images[0], QUESTIONS[1]),
+    ]
+    return [
+        keyed_sample(
+            model,
+            to_sample(model, i, [{"type": "image", "value": path}, {"type": "text", "value": q}]),
+        )
+        for i, (path, q) in enumerate(rows)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "rows"),
+    [
+        ("random", [0, 1, 2, 3, 4, 5]),
+        ("strong", [0, 1, 2, 3, 4, 5]),
+        # Every row a member: no row of no group beside the group's prefix.
+        ("random", [1, 2, 4]),
+    ],
+)
+def test_a_grouped_prefill_gives_the_ungrouped_logits_and_tokens(
+    models: dict[str, Any], images: list[str], tmp_path: Path, name: str, rows: list[int]
+) -> None:
+    import torch
+    from vlmfleet.families import llava_static
+    from vlmfleet.families.llava_batched import batch_inputs, image_positions
+    from vlmfleet.families.prefix_groups import find_groups
+
+    model = models[name]
+    samples = [grouped_samples(model, images, tmp_path)[row] for row in rows]
+    groups = find_groups([s.share_key for s in samples], [s.ids.tolist() for s in samples])
+    # The rotations are one group (the file copy included); the question of the same image
+    # without options shares the image but not the text right after it, so it is no member.
+    assert [g.rows for g in groups] == [tuple(rows.index(row) for row in (1, 2, 4))]
+    inputs = batch_inputs(model, samples)
+    net = model.model
+    net.config.tokenizer_padding_side = "left"
+    args = (inputs.input_ids, inputs.attention_mask, inputs.images)
+    with torch.inference_mode():
+        logits, _, mask = llava_static.prefill(net, *args)
+        shared, _, shared_mask, saved = llava_static.prefill_shared(net, *args, groups)
+        greedy = llava_static.greedy_for(net, greedy_kwargs(12))
+        tally = llava_static.Tally()
+        plain = llava_static.generate(net, *args, greedy)
+        grouped = llava_static.generate(net, *args, greedy, tally=tally, groups=groups)
+    # The same prompt positions, laid out alike; the image's and the prefix's positions of
+    # two of the three members were not prefilled.
+    assert shared_mask.tolist() == mask.tolist()
+    prefix = groups[0].prefix + image_positions(model) - 1
+    assert saved == 2 * prefix and tally.shared_positions == saved and tally.shared_rows == 3
+    torch.testing.assert_close(shared, logits, rtol=1e-4, atol=1e-4)
+    assert grouped.tolist() == plain.tolist()

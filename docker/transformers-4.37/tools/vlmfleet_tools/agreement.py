@@ -25,6 +25,12 @@ and each benchmark's answers are compared with its reference (the report's ``que
 decoded again in batches sized for ``max_new_tokens`` (the report's ``queue_reserve``, with the
 deferred samples counted).
 
+Rows that share their image and prompt start (MMBench's rotations of a question) are prefilled
+as a group where they meet in a batch (``vlmfleet.families.prefix_groups``): at batch 1 never,
+so the engine's own batch-1 run is also the ungrouped one; every comparison, queue run and the
+total count the rows answered from such a prefill (``grouped_samples``), so that a report shows
+the grouped prefill was compared, not only the plain one.
+
 Both arms run the product's own code (the worker's seeding and synthetic data, the LLaVA
 wrapper on the slot's device and dtype, ``infer_prepared``'s prediction file), each in its own
 work folder, and the prediction files are compared row by row by ``index``. The JSON report
@@ -213,8 +219,9 @@ def reference_run(model: Any, model_name: str, name: str, work: Path) -> tuple[d
 
 def batched_run(
     model: Any, model_name: str, name: str, batch_size: int, order: str, seed: int, work: Path
-) -> dict[str, str]:
-    """The llava family's batched engine at ``batch_size``, samples in the batch order ``order``."""
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """The llava family's batched engine at ``batch_size``, samples in the batch order ``order``:
+    the answers by index and the benchmark's record."""
     from vlmeval.dataset import build_dataset
     from vlmfleet.families.llava_batched import infer_prepared, prepare_samples
     from vlmfleet.stack import seed_everything
@@ -225,8 +232,8 @@ def batched_run(
     prepared = prepare_samples(model, dataset)
     prepared = dataclasses.replace(prepared, with_images=reorder(prepared.with_images, order, seed))
     seed_everything()
-    pred_file, _ = infer_prepared(model, str(work), model_name, dataset, prepared, batch_size)
-    return read_predictions(pred_file)[0]
+    pred_file, record = infer_prepared(model, str(work), model_name, dataset, prepared, batch_size)
+    return read_predictions(pred_file)[0], record
 
 
 def queue_run(
@@ -363,7 +370,7 @@ def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
         "shuffle_seed": settings.shuffle_seed,
         "benchmarks": {},
     }
-    total_rows = total_identical = 0
+    total_rows = total_identical = total_grouped = 0
     references: dict[str, dict[str, str]] = {}
     for name in settings.benchmarks:
         kind = DEFAULT_BENCHMARKS[name].kind
@@ -383,7 +390,7 @@ def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
             per_order: dict[str, Any] = {}
             for order in orders_at(size, settings.orders):
                 t0 = time.monotonic()
-                batched = batched_run(
+                batched, record = batched_run(
                     model,
                     model_name,
                     name,
@@ -393,10 +400,12 @@ def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
                     bench_dir / f"batch{size}-{order}",
                 )
                 result = compare(reference, batched)
+                result["grouped_samples"] = record["samples_prefix_shared"]
                 result["seconds"] = round(time.monotonic() - t0, 3)
                 per_order[order] = result
                 total_rows += result["rows"]
                 total_identical += result["identical"]
+                total_grouped += result["grouped_samples"]
             entry["batch_sizes"][str(size)] = per_order
         differing = sum(r["differing"] for o in entry["batch_sizes"].values() for r in o.values())
         log.info(
@@ -419,6 +428,7 @@ def run_agreement(settings: Settings, work: Path) -> dict[str, Any]:
         "identical": total_identical,
         "differing": total_rows - total_identical,
         "agreement": round(total_identical / total_rows, 6) if total_rows else None,
+        "grouped_samples": total_grouped,
     }
     report["seconds"] = round(time.monotonic() - started, 1)
     return report
@@ -445,6 +455,7 @@ def queue_agreement(
             per_bench[name] = compare(references[name], batched) | {
                 "shared_samples": record["samples_in_shared_batches"],
                 "deferred_samples": record.get("samples_deferred", 0),
+                "grouped_samples": record["samples_prefix_shared"],
             }
         out[str(size)] = {
             "benchmarks": per_bench,
@@ -452,6 +463,7 @@ def queue_agreement(
             "differing": sum(r["differing"] for r in per_bench.values()),
             "shared_samples": sum(r["shared_samples"] for r in per_bench.values()),
             "deferred_samples": sum(r["deferred_samples"] for r in per_bench.values()),
+            "grouped_samples": sum(r["grouped_samples"] for r in per_bench.values()),
             "reserve": reserve,
             "seconds": round(time.monotonic() - t0, 3),
         }
@@ -520,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     total = report["total"]
     print(
         f"agreement {total['identical']}/{total['rows']} rows identical "
-        f"({100 * (total['agreement'] or 0):.2f}%) over {total['comparisons']} comparisons, "
+        f"({100 * (total['agreement'] or 0):.2f}%) over {total['comparisons']} comparisons "
+        f"({total['grouped_samples']} rows prefilled in groups sharing a prefix), "
         f"{settings.device} {report['dtype']}, decoder {report['decoder']}, "
         f"{settings.checkpoint.name}: {args.out}"
     )

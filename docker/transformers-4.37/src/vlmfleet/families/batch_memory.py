@@ -30,6 +30,17 @@ from every batch for nothing. The decoder gets the batch's cache slots (rows x s
 share the slots that ended rows left (``rows_that_fit``), and those that do not fit are
 deferred, to be decoded again in a batch sized for ``max_new_tokens``.
 
+A batch whose rows share a prefix (``prefix_groups``) is prefilled in two forwards, each needing
+less than the rule's prefill: one of the groups' prefixes beside the rows of no group (fewer rows,
+none longer than the batch's longest), then the members' suffixes against copies of their
+prefixes' cache (the suffix's positions only, for the logits, activations and scores). Its peak
+is the KV cache of the members and of the first forward's rows together, at most the rule's
+cache plus one prefix a group: at most the cache of half the batch's rows more (a group has two
+rows or more), where the rule's logits, activations and scores of every prompt position, which
+the two forwards no longer hold at once, weigh more for LLaVA-1.5's sizes (prompts of a few
+hundred positions: logits alone are ``vocab x 6`` bytes a position against ``2 x layers x hidden
+x 2`` for its keys and values). So the same sizing holds.
+
 Standard library only: the planner's tests and the worker's import it without torch.
 """
 

@@ -22,6 +22,18 @@ so padding stays small, and each benchmark is done, and handed back for its pred
 evaluation, as soon as its last sample is. A sample's answer never depends on its batch's
 company (tests/e2e/test_batched_agreement.py).
 
+Rows that share their image and the start of their prompt (MMBench's circular rotations of a
+question: same image, hint and question, options rotated) are prefilled once a group
+(``prefix_groups``: the rule; ``llava_static.prefill_shared``: the prefill): the group's prefix,
+its image features included, once, and each member only its own suffix against the prefix's
+cache. ``prepare_samples`` keys each sample (its images' content and its token ids up to just past
+its last image), ``form_batch`` brings a sample's waiting rows of the same key into its batch
+while there is room, so that the rotations meet, and names the batch's groups; the static
+decoder's batches use them (``BatchPolicy.share_prefixes``; ``generate`` prefills every row
+whole). A row's answer is the one it has alone (tests/e2e/test_batched_agreement.py); the log's
+line for each batch says how many rows were prefilled in groups and how many prefix positions
+that spared, and each benchmark's record counts its rows so answered (``samples_prefix_shared``).
+
 Samples without an image go through the wrapper's own ``generate`` one at a time, when their
 benchmark's last batched sample is done: LLaVA 1.2.2 consumes an image feature for every sample
 of a batch, with or without an ``<image>`` token.
@@ -62,7 +74,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vlmfleet.contract import AUTO_BATCH, Slot, one_line
-from vlmfleet.families import Answered, InferenceError, Queued
+from vlmfleet.families import Answered, InferenceError, Queued, prefix_groups
 from vlmfleet.families.batch_memory import (
     RESERVE_TOKENS,
     GpuMemory,
@@ -71,6 +83,7 @@ from vlmfleet.families.batch_memory import (
     largest_batch,
     slot_budget,
 )
+from vlmfleet.families.prefix_groups import PrefixGroup, ShareKey
 
 if TYPE_CHECKING:  # llava_static imports torch: the engine imports it when it decodes
     from vlmfleet.families.llava_static import Greedy
@@ -97,6 +110,9 @@ class Sample:
     key: str = ""
     # Deferred once (its answer outgrew its batch's cache slots): batched for max_new_tokens.
     deferred: bool = False
+    # Samples of one key share their images and prompt start (prefix_groups.share_key): in one
+    # batch they are prefilled as a group. None: never grouped.
+    share_key: ShareKey | None = None
 
 
 @dataclass(frozen=True)
@@ -123,9 +139,11 @@ class Sizing:
 
 
 class Batch(list[Sample]):
-    """A batch's samples in row order, and how it was sized (``sizing``)."""
+    """A batch's samples in row order, how it was sized (``sizing``), and its rows that share a
+    prefix, prefilled once a group (``groups``)."""
 
     sizing: Sizing | None = None
+    groups: tuple[PrefixGroup, ...] = ()
 
 
 def check_batch_size(batch_size: Any) -> int:
@@ -178,6 +196,17 @@ def prompt_ids(model: Any, prompt: str) -> Any:
     return tokenizer_image_token(prompt, model.tokenizer, IMAGE_TOKEN_INDEX, return_tensors="pt")
 
 
+def keyed_sample(model: Any, sample: Sample) -> Sample:
+    """``sample`` with its token ids, its language-model positions and its share key."""
+    from llava.constants import IMAGE_TOKEN_INDEX
+
+    ids = prompt_ids(model, sample.prompt)
+    positions = len(ids) + len(sample.images) * (image_positions(model) - 1)
+    digest = prefix_groups.image_digest(sample.images)
+    key = prefix_groups.share_key(digest, ids.tolist(), IMAGE_TOKEN_INDEX)
+    return dataclasses.replace(sample, ids=ids, positions=positions, share_key=key)
+
+
 def image_positions(model: Any) -> int:
     """Language-model positions one image's features take (the vision tower's patches)."""
     return int(model.model.get_vision_tower().num_patches)
@@ -219,7 +248,6 @@ def prepare_samples(model: Any, dataset: Any) -> PreparedSamples:
     # main thread may meanwhile be generating another dataset's answers with the same wrapper.
     view = copy.copy(model)
     view.set_dump_image(dataset.dump_image)
-    per_image = image_positions(model)
     prepared = PreparedSamples()
     data = dataset.data
     for i in range(len(data)):
@@ -227,9 +255,7 @@ def prepare_samples(model: Any, dataset: Any) -> PreparedSamples:
         message = build_message(view, dataset, line)
         sample = to_sample(view, line["index"], message)
         if sample.images:
-            sample.ids = prompt_ids(model, sample.prompt)
-            sample.positions = len(sample.ids) + len(sample.images) * (per_image - 1)
-            prepared.with_images.append(sample)
+            prepared.with_images.append(keyed_sample(view, sample))
         else:
             prepared.text_only.append((line["index"], message))
     # Similar lengths together: less padding, and the order never changes an answer.
@@ -242,10 +268,15 @@ class BatchInputs:
     input_ids: Any
     attention_mask: Any
     images: Any
+    # Rows sharing a prefix, prefilled once a group (the static decoder's).
+    groups: tuple[PrefixGroup, ...] = ()
 
 
-def batch_inputs(model: Any, samples: Sequence[Sample]) -> BatchInputs:
-    """Token ids (left-padded), attention mask and image tensor of a batch, on the CPU."""
+def batch_inputs(
+    model: Any, samples: Sequence[Sample], groups: Sequence[PrefixGroup] = ()
+) -> BatchInputs:
+    """Token ids (left-padded), attention mask and image tensor of a batch, on the CPU, and its
+    ``groups``."""
     import torch
 
     tok = model.tokenizer
@@ -259,7 +290,7 @@ def batch_inputs(model: Any, samples: Sequence[Sample]) -> BatchInputs:
         attention[row, width - len(x) :] = 1
     # Images of all samples in sample order: LLaVA walks them with one counter over the batch.
     images = torch.cat([model.preprocess_images(s.images) for s in samples], dim=0)
-    return BatchInputs(input_ids, attention, images)
+    return BatchInputs(input_ids, attention, images, tuple(groups))
 
 
 @dataclass(frozen=True)
@@ -313,7 +344,7 @@ def generate_inputs(
                 slots = sizing.slots if sizing is not None else None
                 output_ids = llava_static.generate(
                     model.model, input_ids, attention_mask, images, decoder.greedy,
-                    tally=tally, cache_slots=slots,
+                    tally=tally, cache_slots=slots, groups=inputs.groups,
                 )  # fmt: skip
                 log_batch(len(input_ids), sizing, output_ids.shape[1] - 1, tally)
                 deferred = set(tally.deferred)
@@ -331,13 +362,17 @@ def generate_inputs(
 
 
 def log_batch(rows: int, sizing: Sizing | None, new_tokens: int, tally: Any) -> None:
-    """The worker's line for a static-decoder batch: its sizing, where its time went on answers
-    of unequal lengths (its longest answer, the row-steps on ended rows), its widest window and
-    the rows it deferred."""
+    """The worker's line for a static-decoder batch: its sizing, the rows prefilled in groups
+    sharing a prefix and the positions that spared, where its time went on answers of unequal
+    lengths (its longest answer, the row-steps on ended rows), its widest window and the rows
+    it deferred."""
     log.info(
-        "%s: %d new tokens, window %d slots a row (%d cache slots at most), %d decode "
+        "%s: %d rows prefilled in groups sharing a prefix (%d prefix positions spared), "
+        "%d new tokens, window %d slots a row (%d cache slots at most), %d decode "
         "row-steps, %d on ended rows, %d compactions, %d deferred",
         sizing.describe(rows) if sizing is not None else f"batch of {rows} (fixed size)",
+        tally.shared_rows,
+        tally.shared_positions,
         new_tokens,
         tally.window,
         tally.slots,
@@ -394,13 +429,16 @@ class BatchPolicy:
     the queue by an out-of-memory); with a ``shape``, the rows are also sized by the memory the
     ``budget`` callable says is left, for the batch's longest prompt and ``new_tokens`` a row:
     ``reserve`` (None: ``max_new_tokens``, nothing deferred), or ``max_new_tokens`` for a batch
-    of deferred rows (``full``)."""
+    of deferred rows (``full``). With ``share_prefixes`` (the static decoder's; off, every row
+    is prefilled whole) a batch keeps the samples of one share key together where it has room,
+    and names its groups."""
 
     ceiling: int
     shape: ModelShape | None = None
     budget: Callable[[], int] | None = None
     max_new_tokens: int = 0
     reserve: int | None = None
+    share_prefixes: bool = True
 
     def new_tokens(self, full: bool) -> int:
         if full or self.reserve is None:
@@ -487,6 +525,8 @@ class Job:
     # max_new_tokens (shortest prompt first), and how many there were in all.
     deferred: list[Sample] = field(default_factory=list)
     deferrals: int = 0
+    # Samples answered from a prefill of a group sharing its prefix.
+    prefix_shared: int = 0
 
     @property
     def waiting(self) -> bool:
@@ -508,6 +548,7 @@ class Job:
             "batch_retries": list(self.retries),
             "samples_in_shared_batches": self.shared,
             "samples_deferred": self.deferrals,
+            "samples_prefix_shared": self.prefix_shared,
         }
 
 
@@ -524,7 +565,10 @@ def form_batch(pool: list[Job], policy: BatchPolicy) -> Batch:
     the batch's longest prompt. Taken samples leave their jobs' ``pending``. Deferred samples
     go in batches of their own, sized for max_new_tokens, the oldest benchmark's first: once no
     benchmark has samples pending, or once the deferred ones fill such a batch. So the long
-    answers of the whole queue decode together, not one by one as each benchmark ends."""
+    answers of the whole queue decode together, not one by one as each benchmark ends. Where
+    the policy shares prefixes, each sample taken brings the waiting samples of its share key
+    while there is room (a group's rows meet in one batch, wherever the order put them), and
+    the batch names its groups."""
     jobs = live_jobs(pool)
     budget = policy.budget() if policy.budget is not None else None
     pending = any(job.pending for job in jobs.values())
@@ -536,15 +580,36 @@ def form_batch(pool: list[Job], policy: BatchPolicy) -> Batch:
         return Batch()
     batch = Batch()
     longest = 0
+    taken: set[int] = set()  # id() of the samples in the batch
+    sharing = waiting_by_share_key(queues) if policy.share_prefixes else {}
 
     def room(sample: Sample) -> bool:
         return len(batch) + 1 <= policy.rows_for(max(longest, sample.positions), budget, full)
 
-    first = queues[head.queued.key]
-    while first and room(first[0]):
-        sample = first.pop(0)
+    def take(sample: Sample) -> None:
+        nonlocal longest
+        queues[sample.key].remove(sample)
         longest = max(longest, sample.positions)
         batch.append(sample)
+        taken.add(id(sample))
+
+    def take_with_its_group(sample: Sample) -> bool:
+        """``sample`` and the waiting samples of its share key, while there is room."""
+        if not room(sample):
+            return False
+        take(sample)
+        siblings = sharing.get(sample.share_key) if sample.share_key is not None else None
+        for sibling in siblings or ():
+            if id(sibling) in taken:
+                continue
+            if not room(sibling):
+                break
+            take(sibling)
+        return True
+
+    first = queues[head.queued.key]
+    while first and take_with_its_group(first[0]):
+        pass
     if not first and batch:
         target = batch[-1].positions
         others = sorted(
@@ -552,17 +617,39 @@ def form_batch(pool: list[Job], policy: BatchPolicy) -> Batch:
             key=lambda s: abs(s.positions - target),
         )
         for sample in others:
-            if not room(sample):
+            if id(sample) not in taken and not take_with_its_group(sample):
                 break
-            queues[sample.key].remove(sample)
-            longest = max(longest, sample.positions)
-            batch.append(sample)
     if not batch:
         # Nothing fits by the estimate: batch 1 is tried whatever it says.
-        batch.append(first.pop(0))
-        longest = batch[0].positions
+        take(first[0])
     batch.sizing = policy.sizing(longest, budget, len(batch), full)
+    batch.groups = batch_groups(batch) if policy.share_prefixes else ()
     return batch
+
+
+def waiting_by_share_key(queues: dict[str, list[Sample]]) -> dict[ShareKey, list[Sample]]:
+    """The waiting samples with a share key, by key, in queue order."""
+    out: dict[ShareKey, list[Sample]] = {}
+    for waiting in queues.values():
+        for sample in waiting:
+            if sample.share_key is not None:
+                out.setdefault(sample.share_key, []).append(sample)
+    return out
+
+
+def batch_groups(batch: Sequence[Sample]) -> tuple[PrefixGroup, ...]:
+    """The groups of a batch's rows sharing a prefix (``prefix_groups.find_groups``)."""
+    keys = [s.share_key for s in batch]
+    if sum(k is not None for k in keys) < 2:
+        return ()
+    ids = [token_ids(s) if s.share_key is not None else [] for s in batch]
+    return tuple(prefix_groups.find_groups(keys, ids))
+
+
+def token_ids(sample: Sample) -> list[int]:
+    """A sample's prompt token ids as a list (prepare_samples keeps them as a tensor)."""
+    ids = sample.ids
+    return ids.tolist() if hasattr(ids, "tolist") else list(ids)
 
 
 def deferred_fill(jobs: dict[str, Job], policy: BatchPolicy, budget: int | None) -> bool:
@@ -613,6 +700,8 @@ def run_queue(
     """Answer every benchmark put on ``incoming`` (None ends it) as one queue of samples,
     yielding each as soon as its last sample is done (module docstring). The next batch's
     tensors are made on a helper thread while the current one generates."""
+    # transformers' generate prefills every row whole.
+    policy.share_prefixes = policy.share_prefixes and decoder.greedy is not None
     pool: list[Job] = []
     ended = False
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="vlmfleet-ahead") as maker:
@@ -639,7 +728,9 @@ def run_queue(
             if ended and not pool and current is None:
                 return
             batch = form_batch(pool, policy)
-            upcoming = (batch, maker.submit(batch_inputs, model, batch)) if batch else None
+            upcoming = (
+                (batch, maker.submit(batch_inputs, model, batch, batch.groups)) if batch else None
+            )
             if current is not None:
                 generate_current(model, pool, policy, decoder, current, upcoming)
                 if upcoming is not None and not upcoming[0]:
@@ -708,7 +799,8 @@ def generate_current(
         free_cuda_memory()
         return
     shared = len({s.key for s in batch}) > 1
-    for sample, text in zip(batch, texts, strict=True):
+    grouped = prefix_groups.grouped_rows(batch.groups)
+    for row, (sample, text) in enumerate(zip(batch, texts, strict=True)):
         job = jobs.get(sample.key)
         if job is None:
             continue
@@ -720,6 +812,7 @@ def generate_current(
         job.answers[sample.index] = text
         job.sizes[len(batch)] = job.sizes.get(len(batch), 0) + 1
         job.shared += shared
+        job.prefix_shared += row in grouped
 
 
 def answered(model: Any, job: Job, decoder: Decoder) -> Answered:
@@ -735,12 +828,13 @@ def answered(model: Any, job: Job, decoder: Decoder) -> Answered:
         answers: dict[Any, str] = {}
     else:
         log.info(
-            "%s: %d samples batched (%s; %d deferred past the reserve and batched again), "
-            "%d without image one at a time",
+            "%s: %d samples batched (%s; %d prefilled in groups sharing a prefix; %d deferred "
+            "past the reserve and batched again), %d without image one at a time",
             key,
             job.answered,
             ", ".join(f"{n} at batch {size}" for size, n in sorted(job.sizes.items(), reverse=True))
             or "-",
+            job.prefix_shared,
             job.deferrals,
             len(job.text_only),
         )
