@@ -317,7 +317,7 @@ def test_a_grouped_prefill_gives_the_ungrouped_logits_and_tokens(
     models: dict[str, Any], images: list[str], tmp_path: Path, name: str, rows: list[int]
 ) -> None:
     import torch
-    from vlmfleet.families import llava_static
+    from vlmfleet.families import llava_prefill, llava_static
     from vlmfleet.families.llava_batched import batch_inputs, image_positions
     from vlmfleet.families.prefix_groups import find_groups
 
@@ -332,8 +332,8 @@ def test_a_grouped_prefill_gives_the_ungrouped_logits_and_tokens(
     net.config.tokenizer_padding_side = "left"
     args = (inputs.input_ids, inputs.attention_mask, inputs.images)
     with torch.inference_mode():
-        logits, _, mask = llava_static.prefill(net, *args)
-        shared, _, shared_mask, saved = llava_static.prefill_shared(net, *args, groups)
+        logits, _, mask = llava_prefill.prefill(net, *args)
+        shared, _, shared_mask, saved = llava_prefill.prefill_shared(net, *args, groups)
         greedy = llava_static.greedy_for(net, greedy_kwargs(12))
         tally = llava_static.Tally()
         plain = llava_static.generate(net, *args, greedy)

@@ -24,7 +24,7 @@ company (tests/e2e/test_batched_agreement.py).
 
 Rows that share their image and the start of their prompt (MMBench's circular rotations of a
 question: same image, hint and question, options rotated) are prefilled once a group
-(``prefix_groups``: the rule; ``llava_static.prefill_shared``: the prefill): the group's prefix,
+(``prefix_groups``: the rule; ``llava_prefill.prefill_shared``: the prefill): the group's prefix,
 its image features included, once, and each member only its own suffix against the prefix's
 cache. ``prepare_samples`` keys each sample (its images' content and its token ids up to just past
 its last image), ``form_batch`` brings a sample's waiting rows of the same key into its batch

@@ -5,7 +5,7 @@ evaluation): the rows have the same image, and the same prompt up to the options
 prompt the image's features (576 positions for LLaVA-1.5) stand where the image placeholder
 is, near the start, so such rows share most of their prefill. The llava engine prefills a
 group's shared prefix - the image's features included - once, and each member only its own
-suffix against that prefix's cache (``llava_static.prefill_shared``).
+suffix against that prefix's cache (``llava_prefill.prefill_shared``).
 
 The rule is general, not MMBench's: rows belong to one group where their images are the same
 (by content: VLMEvalKit dumps each row's image to its own file) and their prompt token ids are

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Issue 28's A/B of this engine against BASE's, all on one device machine (one call of at most
+# 10 minutes):
+#   BASE=../base bash bench/device_issue28.sh
+# BASE: another tree of the same layout (the engine before the change). This tree runs with the
+# image's VLMEvalKit patches applied to its copy of the wheels' site (as the image applies them
+# at build), BASE with the wheels as installed. In this order, each JSON and log saved as it
+# ends:
+# 1. the agreement (vlmfleet_tools.agreement, as bench/device_agreement.sh): this engine against
+#    VLMEvalKit's batch-1 loop, known-answer strong checkpoint, float16, AGREEMENT_QUESTIONS (12)
+#    a benchmark, the queue again with cache slots for 1 new token a row (--reserve 1);
+# 2. a slot's start by stage (bench/start_stages.py), without and with the patches, twice each,
+#    alternating;
+# 3. MMBench_DEV_EN at limit 100 (bench/matrix_bench.py, project arm, layout 1x2: the 13B and the
+#    7B in two slots of the GPU), every row prefilled whole (--decoder whole-prefill) then with
+#    the shared prefixes, this tree;
+# 4. the seed matrix at limit 10 with the length mix (--decoder mix), this tree then BASE;
+# 5. the seed matrix at limit 10 forced to 10 new tokens, this tree.
+# A run starts only with the seconds it needs (NEED_* below) left of CALL_SECONDS (default 570).
+# $OUT receives issue28.tgz. Trees as bench/device_reserve.sh says (`git archive` of bench,
+# docker/transformers-4.37/{src,tools,patches,requirements.lock}, roles/gpu_facts, plugins,
+# playbooks/vars, pyproject.toml), `.whl/` (bench/device_wheels.py) beside this one's bench/.
+set -u
+: "${BASE:?BASE must name the tree of the engine to compare with}"
+BASE=$(cd "$BASE" && pwd)
+ARCHIVE=issue28.tgz
+. bench/device_call.sh
+PLAIN_SITE=$SITE
+SITE=/tmp/site-patched
+left() { echo $(( ${CALL_SECONDS:-570} - (SECONDS - T0) )); }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$R/gpu.txt"
+stamp patches
+rm -rf "$SITE" && cp -a "$PLAIN_SITE" "$SITE"
+for patch in docker/transformers-4.37/patches/patch_*.py; do
+  python3 "$patch" "$SITE" || exit 1
+done 2>&1 | tee "$R/patches.log"
+stamp agreement
+timeout "${AGREEMENT_SECONDS:-150}" python3 bench/standin_launch.py -m vlmfleet_tools.agreement \
+  --checkpoint docker/transformers-4.37/known_answer/llava-known-strong --device cuda \
+  --questions "${AGREEMENT_QUESTIONS:-12}" --work /tmp/vlmfleet-agreement --reserve 1 \
+  --out "$R/agreement-cuda.json" > "$R/agreement.log" 2>&1
+echo "agreement: exit $?"
+grep -v -i -E "warn|^ *$" "$R/agreement.log" | tail -8
+save
+stamp checkpoints
+python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b llava_v1.5_13b \
+  > "$R/checkpoints.log" 2>&1 || { tail -20 "$R/checkpoints.log"; exit 1; }
+stamp start stages
+for round in 1 2; do
+  for arm in plain patched; do
+    site=$PLAIN_SITE
+    [ "$arm" = patched ] && site=$SITE
+    PYTHONPATH=$site:$PWD/docker/transformers-4.37/src:$PWD/bench \
+      python3 bench/standin_launch.py bench/start_stages.py --device cuda \
+      --checkpoint "$W/ckpt/models/llava-v1.5-7b-tiny" \
+      > "$R/start-$arm-$round.json" 2> "$R/start-$arm-$round.log"
+    echo "start $arm $round: $(tr -d '\n' < "$R/start-$arm-$round.json" | grep -o '"total"[^}]*')"
+  done
+done
+save
+matrix() {  # tree, site, name, seconds it needs, extra arguments
+  local tree=$1 site=$2 name=$3 needs=$4
+  shift 4
+  if [ "$(left)" -lt "$needs" ]; then
+    echo "$name: not run, $(left) s left"
+    return
+  fi
+  stamp "$name"
+  (cd "$tree" && PYTHONPATH=$site:$tree/docker/transformers-4.37/src:$tree/docker/transformers-4.37/tools:$tree/bench \
+    timeout "$(( $(left) - 5 ))" python3 bench/matrix_bench.py --device cuda --arms project \
+    --layouts 1x2 --work "$W" --checkpoints "$W/ckpt" --standins "$STANDINS" \
+    --label "$name" --out "$R/$name.json" "$@" > "$R/$name.log" 2>&1)
+  echo "$name: exit $?"
+  grep -o '"wall_s": [0-9.]*, "exit_codes": [^]]*], "combinations_ok": [0-9]*' "$R/$name.log"
+  mkdir -p "$R/$name-logs"
+  for log in "$W"/outputs/*/bench/*/worker.log; do
+    [ -e "$log" ] && cp "$log" "$R/$name-logs/$(basename "$(dirname "$log")").log"
+  done
+  save
+}
+MMBENCH=(--benchmarks MMBench_DEV_EN --limit 100)
+matrix "$PWD" "$SITE" mmbench100-whole-prefill "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" \
+  --decoder whole-prefill
+matrix "$PWD" "$SITE" mmbench100 "${NEED_MMBENCH:-80}" "${MMBENCH[@]}"
+matrix "$PWD" "$SITE" seed-mix "${NEED_MIX:-100}" --decoder mix
+matrix "$BASE" "$PLAIN_SITE" base-seed-mix "${NEED_BASE_MIX:-115}" --decoder mix
+matrix "$PWD" "$SITE" seed-forced10 "${NEED_FORCED:-60}"
+stamp done
+save
