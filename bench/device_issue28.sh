@@ -2,9 +2,9 @@
 # Issue 28's A/B of this engine against BASE's, all on one device machine (one call of at most
 # 10 minutes):
 #   BASE=../base bash bench/device_issue28.sh
-# BASE: another tree of the same layout (the engine before the change). This tree runs with the
-# image's VLMEvalKit patches applied to its copy of the wheels' site (as the image applies them
-# at build), BASE with the wheels as installed. In this order, each JSON and log saved as it
+# BASE: another tree of the same layout (the engine before the change). This tree runs with
+# VLMEvalKit patched as the image patches it at build (bench/device_call.sh), BASE with the
+# wheels as released. In this order, each JSON and log saved as it
 # ends:
 # 1. the agreement (vlmfleet_tools.agreement, as bench/device_agreement.sh): this engine against
 #    VLMEvalKit's batch-1 loop, known-answer strong checkpoint, float16, AGREEMENT_QUESTIONS (12)
@@ -18,22 +18,20 @@
 # 5. the seed matrix at limit 10 forced to 10 new tokens, this tree.
 # A run starts only with the seconds it needs (NEED_* below) left of CALL_SECONDS (default 570).
 # $OUT receives issue28.tgz. Trees as bench/device_reserve.sh says (`git archive` of bench,
-# docker/transformers-4.37/{src,tools,patches,requirements.lock}, roles/gpu_facts, plugins,
+# docker/transformers-4.37/{src,tools,patches,known_answer,requirements.lock}, roles/gpu_facts, plugins,
 # playbooks/vars, pyproject.toml), `.whl/` (bench/device_wheels.py) beside this one's bench/.
 set -u
 : "${BASE:?BASE must name the tree of the engine to compare with}"
 BASE=$(cd "$BASE" && pwd)
 ARCHIVE=issue28.tgz
 . bench/device_call.sh
-PLAIN_SITE=$SITE
-SITE=/tmp/site-patched
+# device_call.sh patched $SITE's VLMEvalKit as the image does; BASE and the start's "plain" arm
+# get the wheels as released.
+PLAIN_SITE=/tmp/site-plain
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+  --target "$PLAIN_SITE" .whl/*.whl || exit 1
 left() { echo $(( ${CALL_SECONDS:-570} - (SECONDS - T0) )); }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$R/gpu.txt"
-stamp patches
-rm -rf "$SITE" && cp -a "$PLAIN_SITE" "$SITE"
-for patch in docker/transformers-4.37/patches/patch_*.py; do
-  python3 "$patch" "$SITE" || exit 1
-done 2>&1 | tee "$R/patches.log"
 stamp agreement
 timeout "${AGREEMENT_SECONDS:-150}" python3 bench/standin_launch.py -m vlmfleet_tools.agreement \
   --checkpoint docker/transformers-4.37/known_answer/llava-known-strong --device cuda \
@@ -54,7 +52,7 @@ for round in 1 2; do
       python3 bench/standin_launch.py bench/start_stages.py --device cuda \
       --checkpoint "$W/ckpt/models/llava-v1.5-7b-tiny" \
       > "$R/start-$arm-$round.json" 2> "$R/start-$arm-$round.log"
-    echo "start $arm $round: $(tr -d '\n' < "$R/start-$arm-$round.json" | grep -o '"total"[^}]*')"
+    echo "start $arm $round: $(tr -d '\n ' < "$R/start-$arm-$round.json" | grep -o '"total_seconds":[0-9.]*\|"vlmeval_lazy":[a-z]*')"
   done
 done
 save
