@@ -11,7 +11,8 @@ its class lists. A worker's slot uses a handful of them. This:
 - replaces ``vlmeval/dataset/__init__.py`` with vlmeval_dataset_lazy.py, which answers from the
   index, imports the module of the benchmark asked for, and leaves the rest to the original;
 - replaces ``from .tools import cli`` in ``vlmeval/__init__.py`` with a PEP 562 ``__getattr__``
-  that imports the CLI on first use (``vlmutil``'s entry point is ``vlmeval:cli``).
+  that imports the CLI on first use (``vlmutil``'s entry point is ``vlmeval:cli``) and a
+  submodule asked for as an attribute (the CLI's imports had set them all) on its own.
 
 Idempotent: an already patched install is left alone. Any other content fails (exit 1) naming
 both hashes, because a new VLMEvalKit release needs a human to look at this again.
@@ -41,27 +42,23 @@ VIDEO_TABLE = "supported_video_datasets"
 PACKAGE_INIT_SHA256 = "ec526a5603d92bbf0b8f1f91a13e94817f346f9e2d4ccb97c43de117ad2bcaf6"
 DATASET_INIT_SHA256 = "cabe9dcb0e1be309fcabdb181175b43e7511ed218d93d869ef60984e31999a14"
 # vlmeval/__init__.py once CLI_IMPORT is replaced by LAZY_CLI (checked when it is written).
-PATCHED_PACKAGE_INIT_SHA256 = "fc16436fd031f8b377869feba7adedd6bcffe2f92a5b70e9f3860193e4ef25b4"
+PATCHED_PACKAGE_INIT_SHA256 = "dea0e303b2921760bda82361afbb1d24705f4858f36f6d3fbe614a7b34d6586c"
 CLI_IMPORT = "from .tools import cli  # noqa: F401, E402\n"
 LAZY_CLI = """\
 # Patched by the vlm-eval image (patches/patch_vlmeval_lazy.py): the CLI (vlmeval.tools, which
-# imports every model wrapper and dataset module) is imported when this package is first asked
-# for a name it lacks, as vlmutil's entry point (vlmeval:cli) asks for cli; a submodule's name
-# imports that submodule only.
+# imports every model wrapper and dataset module) is imported when cli is first asked for (the
+# entry point of vlmutil is vlmeval:cli); a submodule asked for as a name is imported alone.
 def __getattr__(name):
     import importlib
     import importlib.util
 
-    missing = AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    if name.startswith('__'):
-        raise missing
-    if '.' not in name and importlib.util.find_spec(f'{__name__}.{name}') is not None:
-        return importlib.import_module(f'{__name__}.{name}')
-    from .tools import cli
-    globals()['cli'] = cli
-    if name in globals():
-        return globals()[name]
-    raise missing
+    if name == 'cli':
+        from .tools import cli
+        return cli
+    if name.isidentifier() and not name.startswith('_'):
+        if importlib.util.find_spec(f'{__name__}.{name}') is not None:
+            return importlib.import_module(f'{__name__}.{name}')
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 """
 
 
@@ -112,9 +109,6 @@ def index_of(original: Any) -> dict[str, Any]:
     - ``CLASSES``: its ``DATASET_CLASSES``, each by its name in that namespace;
     - ``FIRST_CLASS``: every dataset name they list -> the position in ``CLASSES`` of the first
       class listing it (the class ``build_dataset`` builds);
-    - ``SUPPORTED_DATASETS``: its list (as it builds it: each class's names in turn), each class's
-      names sorted: a few classes list theirs from a set, in an order that changes from one
-      process to the next, and the index is the same at every build;
     - ``VIDEO_SETTINGS``: the names in video_dataset_config's table (``VIDEO_TABLE``), which its
       ``build_dataset`` looks at before any class, sorted (the index is the same at every build).
 
@@ -153,9 +147,6 @@ def index_of(original: Any) -> dict[str, Any]:
         "SHADOWED": tuple(shadowed),
         "CLASSES": tuple(classes),
         "FIRST_CLASS": dict(sorted(first.items())),
-        "SUPPORTED_DATASETS": tuple(
-            n for c in original.DATASET_CLASSES for n in sorted(c.supported_datasets())
-        ),
         "VIDEO_TABLE": VIDEO_TABLE,
         "VIDEO_SETTINGS": tuple(sorted(namespace[VIDEO_TABLE])),
     }

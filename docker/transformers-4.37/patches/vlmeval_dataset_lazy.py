@@ -10,9 +10,9 @@ original's ``build_dataset`` builds.
 
 ``build_dataset``, ``DATASET_TYPE``, ``DATASET_MODALITY`` and ``dataset_class`` answer from the
 index and import the module of that class only. Any other name resolves on first access (PEP 562):
-a name the original imports from elsewhere comes from there, ``SUPPORTED_DATASETS`` from the index,
-and the rest (``DATASET_CLASSES``, ``ConcatDataset``, ...) from the original, which then imports
-everything as it always did. Once the original has run, every function here answers from it, so
+a name the original imports from elsewhere comes from there, the rest (``DATASET_CLASSES``,
+``SUPPORTED_DATASETS``, ``ConcatDataset``, ...) from the original, which then imports everything
+as it always did. Once the original has run, every function here answers from it, so
 a class added to its lists counts as it did there.
 
 A class lists a dataset name at run time once its table changes (a custom benchmark added to its
@@ -26,11 +26,11 @@ import inspect
 import sys
 import types
 
-from . import _lazy_index as index
+from . import _lazy_index as _index
 
 _ORIGINAL = f"{__name__}._eager"
 _VIDEO_CONFIG = f"{__name__}.video_dataset_config"
-_VIDEO_SETTINGS = frozenset(index.VIDEO_SETTINGS)
+_VIDEO_SETTINGS = frozenset(_index.VIDEO_SETTINGS)
 
 
 def _original():
@@ -47,21 +47,21 @@ def _original_if_run():
 
 def _bound(name):
     """What the original binds ``name`` to by one of its imports."""
-    module, attribute = index.IMPORTED[name]
+    module, attribute = _index.IMPORTED[name]
     imported = importlib.import_module(module)
     return imported if attribute is None else getattr(imported, attribute)
 
 
 def _named(name):
     """A name of the original's namespace: from its import, or from the original itself."""
-    return _bound(name) if name in index.IMPORTED else getattr(_original(), name)
+    return _bound(name) if name in _index.IMPORTED else getattr(_original(), name)
 
 
 def _if_imported(name):
     """A name of the original's namespace if the module that defines it is imported (wholly or in
     part), else None."""
-    module = index.IMPORTED[name][0] if name in index.IMPORTED else _ORIGINAL
-    attribute = index.IMPORTED[name][1] if name in index.IMPORTED else name
+    module = _index.IMPORTED[name][0] if name in _index.IMPORTED else _ORIGINAL
+    attribute = _index.IMPORTED[name][1] if name in _index.IMPORTED else name
     imported = sys.modules.get(module)
     return None if imported is None else getattr(imported, attribute, None)
 
@@ -71,12 +71,12 @@ def _indexed_class(dataset):
     answers: it has run, or no class lists the name."""
     if _original_if_run() is not None or not isinstance(dataset, str):
         return None
-    listed = index.FIRST_CLASS.get(dataset)
-    for position in range(len(index.CLASSES) if listed is None else listed):
-        cls = _if_imported(index.CLASSES[position])
+    listed = _index.FIRST_CLASS.get(dataset)
+    for position in range(len(_index.CLASSES) if listed is None else listed):
+        cls = _if_imported(_index.CLASSES[position])
         if cls is not None and dataset in cls.supported_datasets():
             return cls
-    return None if listed is None else _named(index.CLASSES[listed])
+    return None if listed is None else _named(_index.CLASSES[listed])
 
 
 def _is_video_setting(dataset_name):
@@ -138,19 +138,15 @@ def _star_names():
     if config is not None and "supported_video_datasets" not in vars(config):
         # video_dataset_config star-imports this package while it runs: in the original it ran as
         # the package's last import and took the names bound so far (there was no __all__ yet).
-        return [n for n in index.IMPORTED if not n.startswith("_") and n != index.VIDEO_TABLE]
+        return [n for n in _index.IMPORTED if not n.startswith("_") and n != _index.VIDEO_TABLE]
     return list(_original().__all__)
 
 
 def __getattr__(name):
     if name == "__all__":
         return _star_names()
-    if name in index.IMPORTED:
+    if name in _index.IMPORTED:
         return _bound(name)
-    if name == "SUPPORTED_DATASETS" and _original_if_run() is None:
-        # One list, as the original's: generated from the same classes.
-        globals()[name] = list(index.SUPPORTED_DATASETS)
-        return globals()[name]
     if name.startswith("__"):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     original = _original()
@@ -164,7 +160,7 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(index.IMPORTED) | set(index.DEFINED))
+    return sorted(set(globals()) | set(_index.IMPORTED) | set(_index.DEFINED))
 
 
 class _Package(types.ModuleType):
@@ -173,7 +169,7 @@ class _Package(types.ModuleType):
     original, whose import bound the class after the submodule."""
 
     def __setattr__(self, name, value):
-        if name in index.SHADOWED and isinstance(value, types.ModuleType):
+        if name in _index.SHADOWED and isinstance(value, types.ModuleType):
             return
         super().__setattr__(name, value)
 
