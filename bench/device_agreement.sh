@@ -31,6 +31,8 @@ if ! ls .whl/*.whl > /dev/null 2>&1; then
 fi
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target "$SITE" .whl/*.whl || exit 2
+# VLMEvalKit patched as the image patches it (the worker's dataset lookups need the lazy module).
+python3 bench/standin_launch.py docker/transformers-4.37/patches/patch_vlmeval_lazy.py "$SITE" || exit 2
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 # The checkpoint's slow Llama tokenizer needs sentencepiece and protobuf (legacy=False): the
 # machine's own, as for bench/fullsize_checkpoint.py.

@@ -17,3 +17,5 @@ T0=$SECONDS
 stamp() { echo "== $(( SECONDS - T0 )) s: $*"; }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target "$SITE" .whl/*.whl || exit 1
+# VLMEvalKit patched as the image patches it (the worker's dataset lookups need the lazy module).
+python3 bench/standin_launch.py docker/transformers-4.37/patches/patch_vlmeval_lazy.py "$SITE" || exit 1

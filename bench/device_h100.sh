@@ -25,6 +25,8 @@ collect() {
 if [ "${1:-}" = start ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$SITE" .whl/*.whl || exit 1
+  # VLMEvalKit patched as the image patches it (the worker's dataset lookups need the lazy module).
+  VLMFLEET_BENCH_STANDINS=$STANDINS python3 bench/standin_launch.py docker/transformers-4.37/patches/patch_vlmeval_lazy.py "$SITE" || exit 1
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   VLMFLEET_BENCH_STANDINS=$STANDINS python3 bench/standin_launch.py bench/probe_imports.py \
     2>&1 | tee "$W/probe.log" | tail -15 || exit 1

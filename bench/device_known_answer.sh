@@ -17,6 +17,8 @@ export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 export VLMFLEET_BENCH_STANDINS=datasets,decord,jieba,av,qwen_vl_utils,openai
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target "$SITE" .whl/*.whl || exit 2
+# VLMEvalKit patched as the image patches it (the worker's dataset lookups need the lazy module).
+python3 bench/standin_launch.py docker/transformers-4.37/patches/patch_vlmeval_lazy.py "$SITE" || exit 2
 rm -rf "$ROOT"
 timeout ${KA_SECONDS:-330} python3 bench/standin_launch.py -m vlmfleet_tools.known_answer_training "$ROOT" --device cuda \
   ${KA_ARGS:-} > "$OUT/known_answer.log" 2>&1

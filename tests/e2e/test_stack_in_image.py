@@ -2,8 +2,8 @@
 
 Outside the image they skip (the controller's venv has no torch); here they run in the built
 image, as its container user, without network, against the repository's worker code: batched
-answers equal VLMEvalKit's own loop, and the worker's per-unit pipeline keeps records, logs and
-failures per combination.
+answers equal VLMEvalKit's own loop, the worker's per-unit pipeline keeps records, logs and
+failures per combination, and the image's lazy VLMEvalKit import answers as the original.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ STACK_TESTS = (
     "tests/unit/worker/test_llava_static.py",
     "tests/unit/worker/test_worker_pipeline.py",
     "tests/unit/worker/test_llava_spread.py",
+    "tests/unit/worker/test_vlmeval_lazy.py",
 )
 # pytest and what it imports on Python 3.11: pure Python, so this venv's copies run in the image.
 PYTEST_PACKAGES = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py")

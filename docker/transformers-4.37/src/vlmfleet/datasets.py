@@ -47,10 +47,14 @@ def use_smoke_data_root(slot: Slot) -> Path:
 
 
 def dataset_class(name: str) -> type | None:
-    """VLMEvalKit's dataset class that lists ``name``, or None (a custom dataset)."""
+    """VLMEvalKit's dataset class that lists ``name``, or None (a custom dataset).
+
+    The image's ``vlmeval.dataset`` (patches/patch_vlmeval_lazy.py) finds it in its index and
+    imports that class's module only; its ``DATASET_CLASSES`` would import every dataset module.
+    """
     import vlmeval.dataset as vd
 
-    return next((cls for cls in vd.DATASET_CLASSES if name in cls.supported_datasets()), None)
+    return vd.dataset_class(name)
 
 
 def official_tsv(name: str) -> Path:

@@ -26,9 +26,10 @@ def import_torch() -> None:
 
 
 def import_stack() -> None:
-    """Import torch and VLMEvalKit (which imports every dataset and model module), once and timed
-    on its own: on a GPU machine this takes longer than loading a 7B model, so the llava family
-    has its weights read ahead meanwhile."""
+    """Import torch and VLMEvalKit's model table (``vlmeval.config``, which imports every model
+    wrapper; the dataset modules come one by one as the benchmarks are prepared), once and timed
+    on its own: on a GPU machine this takes seconds, so the llava family has its weights read
+    ahead meanwhile."""
     if "vlmeval.config" in sys.modules:
         return
     t0 = time.monotonic()
