@@ -9,8 +9,8 @@
 # 1. the agreement (vlmfleet_tools.agreement, as bench/device_agreement.sh): this engine against
 #    VLMEvalKit's batch-1 loop, known-answer strong checkpoint, float16, AGREEMENT_QUESTIONS (12)
 #    a benchmark, the queue again with cache slots for 1 new token a row (--reserve 1);
-# 2. a slot's start by stage (bench/start_stages.py), without and with the patches, twice each,
-#    alternating;
+# 2. a slot's start by stage (bench/start_stages.py), without and with the patches, START_ROUNDS
+#    (1) times each, alternating;
 # 3. MMBench_DEV_EN at limit 100 (bench/matrix_bench.py, project arm, layout 1x2: the 13B and the
 #    7B in two slots of the GPU), every row prefilled whole (--decoder whole-prefill) then with
 #    the shared prefixes, this tree;
@@ -44,7 +44,7 @@ stamp checkpoints
 python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b llava_v1.5_13b \
   > "$R/checkpoints.log" 2>&1 || { tail -20 "$R/checkpoints.log"; exit 1; }
 stamp start stages
-for round in 1 2; do
+for round in $(seq "${START_ROUNDS:-1}"); do
   for arm in plain patched; do
     site=$PLAIN_SITE
     [ "$arm" = patched ] && site=$SITE
