@@ -9,12 +9,12 @@
 # 1. the agreement (vlmfleet_tools.agreement, as bench/device_agreement.sh): this engine against
 #    VLMEvalKit's batch-1 loop, known-answer strong checkpoint, float16, AGREEMENT_QUESTIONS (12)
 #    a benchmark, the queue again with cache slots for 1 new token a row (--reserve 1);
-# 2. a slot's start by stage (bench/start_stages.py), without and with the patches, START_ROUNDS
-#    (1) times each, alternating;
-# 3. MMBench_DEV_EN at limit 100 (bench/matrix_bench.py, project arm, layout 1x2: the 13B and the
+# 2. MMBench_DEV_EN at limit 100 (bench/matrix_bench.py, project arm, layout 1x2: the 13B and the
 #    7B in two slots of the GPU), every row prefilled whole (--decoder whole-prefill) then with
 #    the shared prefixes, this tree;
-# 4. the seed matrix at limit 10 with the length mix (--decoder mix), this tree then BASE;
+# 3. the seed matrix at limit 10 with the length mix (--decoder mix), this tree then BASE;
+# 4. a slot's start by stage (bench/start_stages.py), without and with the patches, START_ROUNDS
+#    (1) times each, alternating;
 # 5. the seed matrix at limit 10 forced to 10 new tokens, this tree.
 # A run starts only with the seconds it needs (NEED_* below) left of CALL_SECONDS (default 570).
 # $OUT receives issue28.tgz. Trees as bench/device_reserve.sh says (`git archive` of bench,
@@ -43,19 +43,6 @@ save
 stamp checkpoints
 python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b llava_v1.5_13b \
   > "$R/checkpoints.log" 2>&1 || { tail -20 "$R/checkpoints.log"; exit 1; }
-stamp start stages
-for round in $(seq "${START_ROUNDS:-1}"); do
-  for arm in plain patched; do
-    site=$PLAIN_SITE
-    [ "$arm" = patched ] && site=$SITE
-    PYTHONPATH=$site:$PWD/docker/transformers-4.37/src:$PWD/bench \
-      python3 bench/standin_launch.py bench/start_stages.py --device cuda \
-      --checkpoint "$W/ckpt/models/llava-v1.5-7b-tiny" \
-      > "$R/start-$arm-$round.json" 2> "$R/start-$arm-$round.log"
-    echo "start $arm $round: $(tr -d '\n ' < "$R/start-$arm-$round.json" | grep -o '"total_seconds":[0-9.]*\|"vlmeval_lazy":[a-z]*')"
-  done
-done
-save
 matrix() {  # tree, site, name, seconds it needs, extra arguments
   local tree=$1 site=$2 name=$3 needs=$4
   shift 4
@@ -82,6 +69,20 @@ matrix "$PWD" "$SITE" mmbench100-whole-prefill "${NEED_MMBENCH:-80}" "${MMBENCH[
 matrix "$PWD" "$SITE" mmbench100 "${NEED_MMBENCH:-80}" "${MMBENCH[@]}"
 matrix "$PWD" "$SITE" seed-mix "${NEED_MIX:-100}" --decoder mix
 matrix "$BASE" "$PLAIN_SITE" base-seed-mix "${NEED_BASE_MIX:-115}" --decoder mix
+stamp start stages
+[ "$(left)" -lt "${NEED_START:-45}" ] && echo "start stages: not run, $(left) s left"
+[ "$(left)" -lt "${NEED_START:-45}" ] || for round in $(seq "${START_ROUNDS:-1}"); do
+  for arm in plain patched; do
+    site=$PLAIN_SITE
+    [ "$arm" = patched ] && site=$SITE
+    PYTHONPATH=$site:$PWD/docker/transformers-4.37/src:$PWD/bench \
+      python3 bench/standin_launch.py bench/start_stages.py --device cuda \
+      --checkpoint "$W/ckpt/models/llava-v1.5-7b-tiny" \
+      > "$R/start-$arm-$round.json" 2> "$R/start-$arm-$round.log"
+    echo "start $arm $round: $(tr -d '\n ' < "$R/start-$arm-$round.json" | grep -o '"total_seconds":[0-9.]*\|"vlmeval_lazy":[a-z]*')"
+  done
+done
+save
 matrix "$PWD" "$SITE" seed-forced10 "${NEED_FORCED:-60}"
 stamp done
 save
