@@ -30,8 +30,6 @@ ARCHIVE=issue28.tgz
 PLAIN_SITE=/tmp/site-plain
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target "$PLAIN_SITE" .whl/*.whl || exit 1
-left() { echo $(( ${CALL_SECONDS:-570} - (SECONDS - T0) )); }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$R/gpu.txt"
 stamp agreement
 timeout "${AGREEMENT_SECONDS:-150}" python3 bench/standin_launch.py -m vlmfleet_tools.agreement \
   --checkpoint docker/transformers-4.37/known_answer/llava-known-strong --device cuda \
@@ -40,29 +38,7 @@ timeout "${AGREEMENT_SECONDS:-150}" python3 bench/standin_launch.py -m vlmfleet_
 echo "agreement: exit $?"
 grep -v -i -E "warn|^ *$" "$R/agreement.log" | tail -8
 save
-stamp checkpoints
-python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b llava_v1.5_13b \
-  > "$R/checkpoints.log" 2>&1 || { tail -20 "$R/checkpoints.log"; exit 1; }
-matrix() {  # tree, site, name, seconds it needs, extra arguments
-  local tree=$1 site=$2 name=$3 needs=$4
-  shift 4
-  if [ "$(left)" -lt "$needs" ]; then
-    echo "$name: not run, $(left) s left"
-    return
-  fi
-  stamp "$name"
-  (cd "$tree" && PYTHONPATH=$site:$tree/docker/transformers-4.37/src:$tree/docker/transformers-4.37/tools:$tree/bench \
-    timeout "$(( $(left) - 5 ))" python3 bench/matrix_bench.py --device cuda --arms project \
-    --layouts 1x2 --work "$W" --checkpoints "$W/ckpt" --standins "$STANDINS" \
-    --label "$name" --out "$R/$name.json" "$@" > "$R/$name.log" 2>&1)
-  echo "$name: exit $?"
-  grep -o '"wall_s": [0-9.]*, "exit_codes": [^]]*], "combinations_ok": [0-9]*' "$R/$name.log"
-  mkdir -p "$R/$name-logs"
-  for log in "$W"/outputs/*/bench/*/worker.log; do
-    [ -e "$log" ] && cp "$log" "$R/$name-logs/$(basename "$(dirname "$log")").log"
-  done
-  save
-}
+checkpoints
 MMBENCH=(--benchmarks MMBench_DEV_EN --limit 100)
 matrix "$PWD" "$SITE" mmbench100-whole-prefill "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" \
   --decoder whole-prefill

@@ -17,10 +17,7 @@
 set -u
 ARCHIVE=seed-matrix.tgz
 . bench/device_call.sh
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$R/gpu.txt"
-stamp checkpoints
-python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b llava_v1.5_13b \
-  > "$R/checkpoints.log" 2>&1 || { tail -20 "$R/checkpoints.log"; exit 1; }
+checkpoints
 matrix() {  # name, extra arguments
   local name=$1
   shift

@@ -13,22 +13,11 @@
 set -u
 ARCHIVE=shared-prefix.tgz
 . bench/device_call.sh
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$R/gpu.txt"
-stamp checkpoints
-python3 bench/fullsize_checkpoint.py --root "$W/ckpt" llava_v1.5_7b llava_v1.5_13b \
-  > "$R/checkpoints.log" 2>&1 || { tail -20 "$R/checkpoints.log"; exit 1; }
+checkpoints
+MMBENCH=(--benchmarks MMBench_DEV_EN --limit 100)
 arm() {  # name, extra arguments
-  local name=$1
-  shift
-  stamp "$name"
-  python3 bench/matrix_bench.py --device cuda --arms project --layouts 1x2 --work "$W" \
-    --checkpoints "$W/ckpt" --standins "$STANDINS" --benchmarks MMBench_DEV_EN --limit 100 \
-    --label "MMBench_DEV_EN, limit 100 ($name)" --out "$R/$name.json" ${MATRIX_ARGS:-} "$@" \
-    > "$R/$name.log" 2>&1
-  echo "$name: exit $?"
-  grep -o '"wall_s": [0-9.]*, "exit_codes": [^]]*], "combinations_ok": [0-9]*' "$R/$name.log"
-  grep -o '"samples_prefix_shared": [0-9]*' "$R/$name.log" | sort | uniq -c
-  save
+  matrix "$PWD" "$SITE" "$1" 0 "${MMBENCH[@]}" "${@:2}"
+  grep -o '"samples_prefix_shared": [0-9]*' "$R/$1.log" | sort | uniq -c
 }
 arm whole-prefill --decoder whole-prefill
 arm shared-prefix
