@@ -3,7 +3,8 @@
 # $SITE; results go to $R, and save() packs them into $OUT/$ARCHIVE (at most 8 files come back
 # from $OUT: one archive, renewed after each stage, so a call stopped at its limit still returns
 # what was done); stamp() prints the seconds since the start; left() the seconds left of the
-# call's CALL_SECONDS (default 570); matrix() runs bench/matrix_bench.py's project arm.
+# call's CALL_SECONDS (default 570); matrix() runs bench/matrix_bench.py's project arm, when
+# wanted() (ONLY: the steps to run, by name).
 : "${OUT:?OUT must name the folder for the results}"
 : "${ARCHIVE:?ARCHIVE must name the archive the results go into}"
 SITE=/tmp/site
@@ -21,6 +22,8 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 # VLMEvalKit patched as the image patches it (the worker's dataset lookups need the lazy module).
 python3 bench/standin_launch.py docker/transformers-4.37/patches/patch_vlmeval_lazy.py "$SITE" || exit 1
 left() { echo $(( ${CALL_SECONDS:-570} - (SECONDS - T0) )); }
+# wanted NAME: whether the step NAME runs: every step, or only those ONLY names (a space list).
+wanted() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 # checkpoints [MODEL ...]: the full-size random checkpoints (bench/fullsize_checkpoint.py; by
 # default both seed models) under $W/ckpt, and the GPU's name in $R/gpu.txt.
 checkpoints() {
@@ -38,6 +41,7 @@ checkpoints() {
 matrix() {
   local tree=$1 site=$2 name=$3 needs=$4
   shift 4
+  wanted "$name" || return 0
   if [ "$(left)" -lt "$needs" ]; then
     echo "$name: not run, $(left) s left"
     return

@@ -16,7 +16,9 @@
 # 4. a slot's start by stage (bench/start_stages.py), without and with the patches, START_ROUNDS
 #    (1) times each, alternating;
 # 5. the seed matrix at limit 10 forced to 10 new tokens, this tree.
-# A run starts only with the seconds it needs (NEED_* below) left of CALL_SECONDS (default 570).
+# A run starts only with the seconds it needs (NEED_* below) left of CALL_SECONDS (default 570);
+# ONLY (a space list of agreement, mmbench100-whole-prefill, mmbench100, seed-mix,
+# base-seed-mix, start, seed-forced10) runs only those, e.g. to split the steps over two calls.
 # $OUT receives issue28.tgz. Trees as bench/device_reserve.sh says (`git archive` of bench,
 # docker/transformers-4.37/{src,tools,patches,known_answer,requirements.lock}, roles/gpu_facts, plugins,
 # playbooks/vars, pyproject.toml), `.whl/` (bench/device_wheels.py) beside this one's bench/.
@@ -30,35 +32,41 @@ ARCHIVE=issue28.tgz
 PLAIN_SITE=/tmp/site-plain
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target "$PLAIN_SITE" .whl/*.whl || exit 1
-stamp agreement
-timeout "${AGREEMENT_SECONDS:-150}" python3 bench/standin_launch.py -m vlmfleet_tools.agreement \
-  --checkpoint docker/transformers-4.37/known_answer/llava-known-strong --device cuda \
-  --questions "${AGREEMENT_QUESTIONS:-12}" --work /tmp/vlmfleet-agreement --reserve 1 \
-  --out "$R/agreement-cuda.json" > "$R/agreement.log" 2>&1
-echo "agreement: exit $?"
-grep -v -i -E "warn|^ *$" "$R/agreement.log" | tail -8
-save
+if wanted agreement; then
+  stamp agreement
+  timeout "${AGREEMENT_SECONDS:-150}" python3 bench/standin_launch.py -m vlmfleet_tools.agreement \
+    --checkpoint docker/transformers-4.37/known_answer/llava-known-strong --device cuda \
+    --questions "${AGREEMENT_QUESTIONS:-12}" --work /tmp/vlmfleet-agreement --reserve 1 \
+    --out "$R/agreement-cuda.json" > "$R/agreement.log" 2>&1
+  echo "agreement: exit $?"
+  grep -v -i -E "warn|^ *$" "$R/agreement.log" | tail -8
+  save
+fi
 checkpoints
 MMBENCH=(--benchmarks MMBench_DEV_EN --limit 100)
 matrix "$PWD" "$SITE" mmbench100-whole-prefill "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" \
   --decoder whole-prefill
 matrix "$PWD" "$SITE" mmbench100 "${NEED_MMBENCH:-80}" "${MMBENCH[@]}"
 matrix "$PWD" "$SITE" seed-mix "${NEED_MIX:-100}" --decoder mix
-matrix "$BASE" "$PLAIN_SITE" base-seed-mix "${NEED_BASE_MIX:-115}" --decoder mix
-stamp start stages
-[ "$(left)" -lt "${NEED_START:-45}" ] && echo "start stages: not run, $(left) s left"
-[ "$(left)" -lt "${NEED_START:-45}" ] || for round in $(seq "${START_ROUNDS:-1}"); do
-  for arm in plain patched; do
-    site=$PLAIN_SITE
-    [ "$arm" = patched ] && site=$SITE
-    PYTHONPATH=$site:$PWD/docker/transformers-4.37/src:$PWD/bench \
-      python3 bench/standin_launch.py bench/start_stages.py --device cuda \
-      --checkpoint "$W/ckpt/models/llava-v1.5-7b-tiny" \
-      > "$R/start-$arm-$round.json" 2> "$R/start-$arm-$round.log"
-    echo "start $arm $round: $(tr -d '\n ' < "$R/start-$arm-$round.json" | grep -o '"total_seconds":[0-9.]*\|"vlmeval_lazy":[a-z]*')"
+matrix "$BASE" "$PLAIN_SITE" base-seed-mix "${NEED_BASE_MIX:-150}" --decoder mix
+if wanted start && [ "$(left)" -lt "${NEED_START:-45}" ]; then
+  echo "start: not run, $(left) s left"
+elif wanted start; then
+  stamp start stages
+  for round in $(seq "${START_ROUNDS:-1}"); do
+    for arm in plain patched; do
+      site=$PLAIN_SITE
+      [ "$arm" = patched ] && site=$SITE
+      PYTHONPATH=$site:$PWD/docker/transformers-4.37/src:$PWD/bench \
+        python3 bench/standin_launch.py bench/start_stages.py --device cuda \
+        --checkpoint "$W/ckpt/models/llava-v1.5-7b-tiny" \
+        > "$R/start-$arm-$round.json" 2> "$R/start-$arm-$round.log"
+      echo "start $arm $round: $(tr -d '\n ' < "$R/start-$arm-$round.json" \
+        | grep -o '"total_seconds":[0-9.]*\|"vlmeval_lazy":[a-z]*')"
+    done
   done
-done
-save
+  save
+fi
 matrix "$PWD" "$SITE" seed-forced10 "${NEED_FORCED:-60}"
 stamp done
 save
