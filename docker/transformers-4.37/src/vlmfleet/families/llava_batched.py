@@ -279,15 +279,12 @@ def batch_inputs(
     ``groups``."""
     import torch
 
+    from vlmfleet.families.llava_prefill import left_padded
+
     tok = model.tokenizer
     ids = [s.ids if s.ids is not None else prompt_ids(model, s.prompt) for s in samples]
-    width = max(len(x) for x in ids)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.unk_token_id
-    input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-    attention = torch.zeros((len(ids), width), dtype=torch.long)
-    for row, x in enumerate(ids):
-        input_ids[row, width - len(x) :] = x
-        attention[row, width - len(x) :] = 1
+    input_ids, attention = left_padded([torch.as_tensor(x, dtype=torch.long) for x in ids], pad)
     # Images of all samples in sample order: LLaVA walks them with one counter over the batch.
     images = torch.cat([model.preprocess_images(s.images) for s in samples], dim=0)
     return BatchInputs(input_ids, attention, images, tuple(groups))

@@ -437,12 +437,12 @@ def make_room(
     """The window grown for column ``column``'s step: ended rows leave, and the rows still
     decoding get the doubled window as far as ``cache_slots`` allow (``rows_that_fit``); the
     rest are deferred (``tally.deferred``). With ``given`` (the rows of the batch as given, when
-    the window its reserve sized is full) the rows still decoding are all deferred where they
-    are ``stragglers`` of it. False when no row is left to decode."""
+    the window its reserve sized is full: a batch with ``cache_slots``) the rows still decoding
+    are all deferred where they are ``stragglers`` of it. False when no row is left to decode."""
     live = state.unfinished.nonzero().squeeze(1)
     wanted = window_for(state.prompt_len, 2 * (column - 1), greedy)
     keep, window = rows_that_fit(int(live.shape[0]), wanted, state.window, cache_slots)
-    if cache_slots is not None and given is not None and stragglers(int(live.shape[0]), given):
+    if given is not None and stragglers(int(live.shape[0]), given):
         keep = 0
     if keep < live.shape[0]:
         tally.deferred += state.rows.index_select(0, live[keep:]).tolist()
@@ -476,14 +476,15 @@ def decode(
     run: Step | None = None
     steps = 0  # at the batch's present size
     live = int(state.unfinished.sum())
-    reserve_spent = False
+    # The batch's rows as given, until its reserve's window (the first) is full.
+    given = out.shape[0] if cache_slots is not None else None
     for column in range(1, out.shape[1]):
         if state.prompt_len + column - 1 >= state.window:
             run = None  # the captured step reads the old buffers
             rows = int(state.rows.shape[0])
-            given = None if reserve_spent else out.shape[0]
-            reserve_spent = True
-            if not make_room(model, state, column, greedy, cache_slots, tally, given):
+            grown = make_room(model, state, column, greedy, cache_slots, tally, given)
+            given = None
+            if not grown:
                 return column
             live = int(state.unfinished.sum())
             steps = steps if rows == state.rows.shape[0] else 0
