@@ -4,21 +4,22 @@
 #   BASE=../base bash bench/device_issue28.sh
 # BASE: another tree of the same layout (the engine before the change). This tree runs with
 # VLMEvalKit patched as the image patches it at build (bench/device_call.sh), BASE with the
-# wheels as released. In this order, each JSON and log saved as it
-# ends:
-# 1. the agreement (vlmfleet_tools.agreement, as bench/device_agreement.sh): this engine against
-#    VLMEvalKit's batch-1 loop, known-answer strong checkpoint, float16, AGREEMENT_QUESTIONS (12)
-#    a benchmark, the queue again with cache slots for 1 new token a row (--reserve 1);
-# 2. MMBench_DEV_EN at limit 100 (bench/matrix_bench.py, project arm, layout 1x2: the 13B and the
+# wheels as released. In this order, each JSON and log saved as it ends:
+# 1. MMBench_DEV_EN at limit 100 (bench/matrix_bench.py, project arm, layout 1x2: the 13B and the
 #    7B in two slots of the GPU), every row prefilled whole (--decoder whole-prefill) then with
-#    the shared prefixes, this tree;
-# 3. the seed matrix at limit 10 with the length mix (--decoder mix), this tree then BASE;
-# 4. a slot's start by stage (bench/start_stages.py), without and with the patches, START_ROUNDS
+#    the shared prefixes, this tree; then the same two at the length mix's answer lengths
+#    (--decoder mix-whole-prefill, --decoder mix);
+# 2. the seed matrix at limit 10 with the length mix (--decoder mix), this tree then BASE;
+# 3. a slot's start by stage (bench/start_stages.py), without and with the patches, START_ROUNDS
 #    (1) times each, alternating;
-# 5. the seed matrix at limit 10 forced to 10 new tokens, this tree.
+# 4. the seed matrix at limit 10 forced to 10 new tokens, this tree;
+# 5. the agreement (vlmfleet_tools.agreement, as bench/device_agreement.sh): this engine against
+#    VLMEvalKit's batch-1 loop, known-answer strong checkpoint, float16, AGREEMENT_QUESTIONS (12)
+#    a benchmark, the queue again with cache slots for 1 new token a row (--reserve 1).
 # A run starts only with the seconds it needs (NEED_* below) left of CALL_SECONDS (default 570);
-# ONLY (a space list of agreement, mmbench100-whole-prefill, mmbench100, seed-mix,
-# base-seed-mix, start, seed-forced10) runs only those, e.g. to split the steps over two calls.
+# ONLY (a space list of mmbench100-whole-prefill, mmbench100, mmbench100-mix-whole-prefill,
+# mmbench100-mix, seed-mix, base-seed-mix, start, seed-forced10, agreement) runs only those,
+# e.g. to split the steps over two calls.
 # $OUT receives issue28.tgz. Trees as bench/device_reserve.sh says (`git archive` of bench,
 # docker/transformers-4.37/{src,tools,patches,known_answer,requirements.lock}, roles/gpu_facts, plugins,
 # playbooks/vars, pyproject.toml), `.whl/` (bench/device_wheels.py) beside this one's bench/.
@@ -32,21 +33,14 @@ ARCHIVE=issue28.tgz
 PLAIN_SITE=/tmp/site-plain
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target "$PLAIN_SITE" .whl/*.whl || exit 1
-if wanted agreement; then
-  stamp agreement
-  timeout "${AGREEMENT_SECONDS:-150}" python3 bench/standin_launch.py -m vlmfleet_tools.agreement \
-    --checkpoint docker/transformers-4.37/known_answer/llava-known-strong --device cuda \
-    --questions "${AGREEMENT_QUESTIONS:-12}" --work /tmp/vlmfleet-agreement --reserve 1 \
-    --out "$R/agreement-cuda.json" > "$R/agreement.log" 2>&1
-  echo "agreement: exit $?"
-  grep -v -i -E "warn|^ *$" "$R/agreement.log" | tail -8
-  save
-fi
 checkpoints
 MMBENCH=(--benchmarks MMBench_DEV_EN --limit 100)
 matrix "$PWD" "$SITE" mmbench100-whole-prefill "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" \
   --decoder whole-prefill
 matrix "$PWD" "$SITE" mmbench100 "${NEED_MMBENCH:-80}" "${MMBENCH[@]}"
+matrix "$PWD" "$SITE" mmbench100-mix-whole-prefill "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" \
+  --decoder mix-whole-prefill
+matrix "$PWD" "$SITE" mmbench100-mix "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" --decoder mix
 matrix "$PWD" "$SITE" seed-mix "${NEED_MIX:-100}" --decoder mix
 matrix "$BASE" "$PLAIN_SITE" base-seed-mix "${NEED_BASE_MIX:-150}" --decoder mix
 if wanted start && [ "$(left)" -lt "${NEED_START:-45}" ]; then
@@ -68,5 +62,17 @@ elif wanted start; then
   save
 fi
 matrix "$PWD" "$SITE" seed-forced10 "${NEED_FORCED:-60}"
+if wanted agreement && [ "$(left)" -lt "${NEED_AGREEMENT:-150}" ]; then
+  echo "agreement: not run, $(left) s left"
+elif wanted agreement; then
+  stamp agreement
+  timeout "$(( $(left) - 5 ))" python3 bench/standin_launch.py -m vlmfleet_tools.agreement \
+    --checkpoint docker/transformers-4.37/known_answer/llava-known-strong --device cuda \
+    --questions "${AGREEMENT_QUESTIONS:-12}" --work /tmp/vlmfleet-agreement --reserve 1 \
+    --out "$R/agreement-cuda.json" > "$R/agreement.log" 2>&1
+  echo "agreement: exit $?"
+  grep -v -i -E "warn|^ *$" "$R/agreement.log" | tail -8
+  save
+fi
 stamp done
 save

@@ -67,6 +67,8 @@ BENCHMARKS = list(_DEFAULTS["catalogue_default_benchmarks"])
 OLD_ARM_NAMES = {"seed": "loop"}
 # --decoder mix: VLMEvalKit's max_new_tokens for LLaVA, above the mix's longest answer.
 MIX_MAX_NEW_TOKENS = 2048
+# The --decoder choices whose answers end at the mix's lengths (bench/mix_worker.py).
+MIX_DECODERS = ("mix", "mix-whole-prefill")
 LOADED = re.compile(r"loaded model (\S+) in ([0-9.]+) s")
 # The worker's log lines start with logging's asctime (local time, milliseconds after a comma).
 STAMPED = re.compile(
@@ -108,8 +110,8 @@ def write_slot(
         judge=contract.EXACT_MATCHING,
         # The mix ends each answer with eos at its drawn length (bench/mix_worker.py): nothing
         # forced, and VLMEvalKit's LLaVA limit above the mix's longest tail.
-        max_new_tokens=MIX_MAX_NEW_TOKENS if args.decoder == "mix" else args.new_tokens,
-        min_new_tokens=None if args.decoder == "mix" else args.new_tokens,
+        max_new_tokens=MIX_MAX_NEW_TOKENS if args.decoder in MIX_DECODERS else args.new_tokens,
+        min_new_tokens=None if args.decoder in MIX_DECODERS else args.new_tokens,
         batch_size=batch_size,
         shared_by=shared_by,
         units=[
@@ -488,6 +490,8 @@ def project_arm(
             worker = [str(REPO / "bench" / "mix_worker.py")]
         elif args.decoder == "whole-prefill":
             worker = [str(REPO / "bench" / "whole_prefill_worker.py")]
+        elif args.decoder == "mix-whole-prefill":
+            worker = [str(REPO / "bench" / "whole_prefill_worker.py"), "--mix"]
         else:
             worker = ["-m", "vlmfleet.worker"]
         cmd = [*launch(args, *worker), "--slot-file", str(path)]
@@ -680,13 +684,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--decoder",
-        choices=("product", "generate", "mix", "whole-prefill"),
+        choices=("product", "generate", "mix", "whole-prefill", "mix-whole-prefill"),
         default="product",
         help="project arms: the engine's own decoder choice, or generate for every batch "
         "(bench/generate_worker.py, the A/B of the static KV cache), or the product's with "
         "answers of the length mix instead of --new-tokens (bench/mix_worker.py), or the "
         "product's with every row prefilled whole, no group sharing a prefix "
-        "(bench/whole_prefill_worker.py, the A/B of the shared prefixes)",
+        "(bench/whole_prefill_worker.py, the A/B of the shared prefixes), or both "
+        "(mix-whole-prefill: that A/B at the mix's answer lengths)",
     )
     p.add_argument(
         "--cold-weights",

@@ -16,7 +16,13 @@ from typing import Any
 
 import pytest
 from vlmfleet.families import InferenceError, Queued, llava_batched
-from vlmfleet.families.batch_memory import ModelShape, cache_positions, cache_slots, largest_batch
+from vlmfleet.families.batch_memory import (
+    ModelShape,
+    batch_bytes,
+    cache_positions,
+    cache_slots,
+    largest_batch,
+)
 from vlmfleet.families.llava_batched import (
     GENERATE,
     Batch,
@@ -88,7 +94,7 @@ def test_a_batch_is_sized_by_its_longest_prompt() -> None:
     per_row = {10: 1, 20: 2, 40: 4}
     policy = BatchPolicy(ceiling=8)
     # A stand-in rule: a budget of 4 units, a row of p positions costs p / 10.
-    policy.rows_for = lambda longest, budget, full=False: min(8, 4 // per_row[longest])  # type: ignore
+    policy.rows_for = lambda longest, budget, tokens: min(8, 4 // per_row[longest])  # type: ignore
     pool = [new_job(queued("A", [10, 10, 10, 20, 20, 40]))]
     sizes = []
     while batch := form_batch(pool, policy):
@@ -352,6 +358,82 @@ def test_a_deferred_row_is_answered_again_in_a_full_size_batch(
     assert done["A"].record["batch_sizes"] == {"3": 3, "1": 1}
 
 
+def test_deferred_rows_that_a_max_new_tokens_batch_cannot_hold_share_a_narrower_window() -> None:
+    # 20 rows of 702 positions deferred: 18 fit a batch sized for 2048 new tokens, 27 for 1024
+    # (a row: 1728 cache positions of 0.5 MiB, 134.8 MB of logits, 69.0 MB of activations and
+    # 63.1 MB of scores, 1.17 GB in all, in 30 GiB).
+    assert largest_batch(LLAVA_7B, BUDGET, 702, 2048, ceiling=64) == 18
+    assert largest_batch(LLAVA_7B, BUDGET, 702, 1024, ceiling=64) == 27
+    job = new_job(queued("A", [702] * 20))
+    job.pending, job.deferred = [], [dataclasses.replace(s, deferred=1) for s in job.pending]
+    batch = form_batch([job], sized_policy())
+    # All 20 together, sized for 1024 new tokens a row, with their cache slots: no 19th and
+    # 20th long answers left to decode in a batch of their own.
+    assert len(batch) == 20 and batch.sizing is not None and batch.sizing.full
+    assert (batch.sizing.allowed, batch.sizing.new_tokens) == (27, 1024)
+    assert batch.sizing.slots == cache_slots(20, 702, 1024)
+    assert batch.sizing.describe(20) == (
+        f"batch of 20 deferred rows (at most 27 rows of 702 positions + 1024 new tokens, "
+        f"{cache_slots(20, 702, 1024)} cache slots)"
+    )
+
+
+def test_a_row_deferred_from_a_batch_of_deferred_rows_goes_in_one_sized_for_max_new_tokens() -> (
+    None
+):
+    job = new_job(queued("A", [702] * 20))
+    job.pending, job.deferred = [], [dataclasses.replace(s, deferred=1) for s in job.pending]
+    job.deferred[0] = dataclasses.replace(job.deferred[0], index="A-again", deferred=2)
+    batch = form_batch([job], sized_policy())
+    # One row deferred twice: the batch is sized for 2048 new tokens without a slot limit, so
+    # nothing in it is deferred a third time.
+    assert "A-again" in [s.index for s in batch]
+    assert batch.sizing is not None and batch.sizing.full and batch.sizing.slots is None
+    assert (len(batch), batch.sizing.new_tokens) == (18, 2048)
+
+
+def test_long_answers_go_to_a_narrower_window_together_and_only_the_longest_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Stand-in decoder: a row needing more new tokens than its batch was sized for is deferred,
+    # unless the batch has no slot limit.
+    needs = {"A-long": 500, "A-longest": 2000}
+    calls: list[tuple[list[str], int, int | None]] = []
+
+    def generate(model: object, inputs: Batch, decoder: object, sizing: object = None) -> list:
+        assert inputs.sizing is not None
+        calls.append(([s.index for s in inputs], inputs.sizing.new_tokens, inputs.sizing.slots))
+        limited = inputs.sizing.slots is not None
+        return [
+            None if limited and needs.get(s.index, 1) > inputs.sizing.new_tokens else s.index
+            for s in inputs
+        ]
+
+    stand_in_generate(monkeypatch, generate, as_list=False)
+    a = queued("A", [702, 702, 702])
+    a.prepared.with_images[1].index = "A-long"
+    a.prepared.with_images[2].index = "A-longest"
+    # A budget for 4 rows at the reserve, 2 at 1024 new tokens, 1 at 2048.
+    budget = int(2.5 * 2**30)
+    fits = [largest_batch(LLAVA_7B, budget, 702, n, ceiling=64) for n in (64, 1024, 2048)]
+    assert fits == [4, 2, 1]
+    policy = BatchPolicy(
+        ceiling=64, shape=LLAVA_7B, budget=lambda: budget, max_new_tokens=2048, reserve=64
+    )
+    done = run([a], policy)
+    assert done["A"].answers == {i: i for i in ("A0", "A-long", "A-longest")}
+    assert calls == [
+        (["A0", "A-long", "A-longest"], 64, cache_slots(3, 702, 64)),
+        # Both long answers together, in the widest window that holds both ...
+        (["A-long", "A-longest"], 1024, cache_slots(2, 702, 1024)),
+        # ... and only the one that outgrew it again, without a slot limit.
+        (["A-longest"], 2048, None),
+    ]
+    # Samples deferred, not deferrals.
+    assert done["A"].record["samples_deferred"] == 2
+    assert done["A"].record["batch_sizes"] == {"3": 1, "2": 1, "1": 1}
+
+
 @pytest.fixture(scope="module")
 def smoke_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("smoke")
@@ -381,17 +463,24 @@ def _slot(tmp: Path, *, max_new: int, min_new: int | None) -> object:
 
 
 def batch_4_and_batch_1_loop(
-    smoke_env: Path, bench: str, tag: str, min_new: int | None, **engine: Any
+    smoke_env: Path,
+    bench: str,
+    tag: str,
+    min_new: int | None,
+    policy: Callable[[PreparedSamples], BatchPolicy] | None = None,
+    **engine: Any,
 ) -> tuple[Path, Path, dict[str, Any], Callable[[], Any]]:
     """The tiny 7B's prediction files of one benchmark (answers up to 12 new tokens):
     VLMEvalKit's batch-1 loop (``infer_data_job``) in one folder, the engine at batch 4
-    (``engine``: its other arguments) in another. Returns the engine's file, the loop's folder,
-    the engine's record and a maker of the prepared dataset."""
+    (``engine``: its other arguments; or the queue with the batch ``policy`` made for the
+    prepared samples) in another. Returns the engine's file, the loop's folder, the engine's
+    record and a maker of the prepared dataset."""
     from vlmeval.inference import infer_data_job
     from vlmfleet.contract import Unit
     from vlmfleet.datasets import prepare_dataset, use_smoke_data_root
     from vlmfleet.families import llava
-    from vlmfleet.families.llava_batched import infer_prepared, prepare_samples
+    from vlmfleet.families.llava_batched import answer_all, infer_prepared, prepare_samples
+    from vlmfleet.predictions import write_predictions
     from vlmfleet.stack import seed_everything
 
     slot = _slot(smoke_env, max_new=12, min_new=min_new)
@@ -406,7 +495,11 @@ def batch_4_and_batch_1_loop(
     infer_data_job(model, work_dir=str(ref_dir), model_name="m", dataset=prepare_dataset(b, slot))
     dataset = prepare_dataset(b, slot)
     prepared = prepare_samples(model, dataset)
-    new_file, record = infer_prepared(model, str(new_dir), "m", dataset, prepared, 4, **engine)
+    if policy is None:
+        new_file, record = infer_prepared(model, str(new_dir), "m", dataset, prepared, 4, **engine)
+    else:
+        done = answer_all(model, [(b.name, dataset, prepared)], policy(prepared))[b.name]
+        new_file, record = write_predictions(str(new_dir), "m", dataset, done.answers), done.record
     return Path(new_file), ref_dir, record, lambda: prepare_dataset(b, slot)
 
 
@@ -454,6 +547,54 @@ def test_answers_that_outgrow_the_reserve_are_deferred_and_equal_the_batch_1_loo
     ref = load(str(ref_dir / new_file.name))
     new = load(str(new_file))
     assert record["samples_deferred"] >= 1
+    assert list(new["index"]) == list(ref["index"])
+    assert list(new["prediction"]) == list(ref["prediction"])
+
+
+# A stand-in for the model's size in the sizing rule only: keys and values of 100 layers, 200
+# bytes a position, and nothing else, so that a row's bytes follow its cache positions and a
+# few new tokens more change how many rows fit (the tiny checkpoint's logits would hide them).
+CACHE_ONLY = ModelShape(layers=100, hidden=1, heads=0, vocab=0, dtype_bytes=1, image_positions=576)
+
+
+@needs_stack
+def test_deferred_rows_in_a_narrower_window_and_deferred_again_equal_the_batch_1_loops(
+    smoke_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sized by memory for a reserve of 2 new tokens a row (4 rows a batch at most), random
+    answers run to 12 tokens and rows are deferred. MMBench's rows (its rotations) are enough
+    for more of them to wait than a batch sized for 12 holds: they decode together in a
+    narrower window with its cache slots, those that outgrow it are deferred again and decoded
+    for 12 without a slot limit, and the file is still the one VLMEvalKit's batch-1 loop
+    writes."""
+    bench = "MMBench_DEV_EN"
+    from vlmeval.smp import load
+
+    sizings: list[Any] = []
+    generate_inputs = llava_batched.generate_inputs
+
+    def recording(model: Any, inputs: Any, decoder: Any, sizing: Any = None) -> Any:
+        sizings.append(sizing)
+        return generate_inputs(model, inputs, decoder, sizing)
+
+    monkeypatch.setattr(llava_batched, "generate_inputs", recording)
+
+    def policy(prepared: PreparedSamples) -> BatchPolicy:
+        longest = max(s.positions for s in prepared.with_images)
+        budget = 4 * batch_bytes(CACHE_ONLY, 1, longest, 2)
+        return BatchPolicy(
+            ceiling=4, shape=CACHE_ONLY, budget=lambda: budget, max_new_tokens=12, reserve=2
+        )
+
+    new_file, ref_dir, record, _ = batch_4_and_batch_1_loop(
+        smoke_env, bench, f"tail-{bench}", None, policy
+    )
+    tails = [z for z in sizings if z.full and z.slots is not None]
+    assert tails and all(z.new_tokens < 12 for z in tails), sizings
+    assert any(z.full and z.slots is None for z in sizings), sizings
+    assert record["samples_deferred"] >= 1
+    ref = load(str(ref_dir / new_file.name))
+    new = load(str(new_file))
     assert list(new["index"]) == list(ref["index"])
     assert list(new["prediction"]) == list(ref["prediction"])
 

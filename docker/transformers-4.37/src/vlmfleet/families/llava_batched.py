@@ -44,9 +44,12 @@ fixed small size on a CPU. With the static decoder, ``auto`` sizes a batch for a
 ``batch_memory.RESERVE_TOKENS`` new tokens a row, not for ``max_new_tokens``, and hands the
 decoder the batch's cache slots: a row whose answer outgrows them (after the ended rows' slots)
 is *deferred* - the decoder stops it, and the engine decodes it again, from its prompt, in a
-batch of deferred rows sized for ``max_new_tokens`` (``form_batch``), once no benchmark of the
-queue has other samples pending or the deferred rows fill such a batch. Its answer is the one
-it would have had (greedy tokens never depend on a row's company). Rows still decoding when
+batch of deferred rows (``form_batch``), once no benchmark of the queue has other samples
+pending or the deferred rows fill a batch sized for ``max_new_tokens``. That batch is sized for
+the widest doubled window at which all the deferred rows fit (``BatchPolicy.tail_tokens``),
+with its cache slots; a row that outgrows those too is deferred once more, to a batch sized for
+``max_new_tokens`` without a slot limit. Its answer is the one it would have had (greedy tokens
+never depend on a row's company). Rows still decoding when
 their batch's reserve is spent are deferred too where they are at most half of it
 (``llava_static.stragglers``): the long answers of a queue then decode together in a few
 batches, where each would otherwise hold its own batch alone for hundreds of steps. Each
@@ -108,8 +111,9 @@ class Sample:
     ids: Any = None
     # The benchmark (Queued.key) the sample belongs to.
     key: str = ""
-    # Deferred once (its answer outgrew its batch's cache slots): batched for max_new_tokens.
-    deferred: bool = False
+    # Times deferred (its answer outgrew its batch's cache slots): once, it waits for a batch of
+    # deferred rows (``BatchPolicy.tail_tokens``); twice, for one sized for max_new_tokens.
+    deferred: int = 0
     # Samples of one key share their images and prompt start (prefix_groups.share_key): in one
     # batch they are prefilled as a group. None: never grouped.
     share_key: ShareKey | None = None
@@ -118,9 +122,9 @@ class Sample:
 @dataclass(frozen=True)
 class Sizing:
     """How a batch was sized: the rows the policy allowed for its ``longest`` prompt
-    (``allowed``), each row sized for ``new_tokens`` new tokens - the reserve, or
-    max_new_tokens for a batch of deferred rows (``full``) - and the cache slots the decoder
-    may hold (``slots``; None: no limit)."""
+    (``allowed``), each row sized for ``new_tokens`` new tokens - the reserve, or for a batch of
+    deferred rows (``full``) a wider window (``BatchPolicy.tail_tokens``) - and the cache slots
+    the decoder may hold (``slots``; None: no limit, sized for max_new_tokens)."""
 
     allowed: int
     longest: int
@@ -132,7 +136,8 @@ class Sizing:
         """The batch's size and sizing, as the worker's line for it gives them."""
         head = f"batch of {rows}{' deferred rows' if self.full else ''}"
         if self.slots is not None:
-            sized = f"+ {self.new_tokens} new tokens (reserve), {self.slots} cache slots"
+            reserve = "" if self.full else " (reserve)"
+            sized = f"+ {self.new_tokens} new tokens{reserve}, {self.slots} cache slots"
         else:
             sized = "+ max_new_tokens, no slot limit"
         return f"{head} (at most {self.allowed} rows of {self.longest} positions {sized})"
@@ -424,9 +429,9 @@ MAX_AUTO_BATCH = 64
 class BatchPolicy:
     """How many rows the next batch may take. ``ceiling`` is the most (halved for the rest of
     the queue by an out-of-memory); with a ``shape``, the rows are also sized by the memory the
-    ``budget`` callable says is left, for the batch's longest prompt and ``new_tokens`` a row:
-    ``reserve`` (None: ``max_new_tokens``, nothing deferred), or ``max_new_tokens`` for a batch
-    of deferred rows (``full``). With ``share_prefixes`` (the static decoder's; off, every row
+    ``budget`` callable says is left, for the batch's longest prompt and the new tokens a row:
+    ``reserve`` (None: ``max_new_tokens``, nothing deferred), or for a batch of deferred rows
+    the window ``tail_tokens`` picks. With ``share_prefixes`` (the static decoder's; off, every row
     is prefilled whole) a batch keeps the samples of one share key together where it has room,
     and names its groups."""
 
@@ -442,18 +447,46 @@ class BatchPolicy:
             return self.max_new_tokens
         return min(self.reserve, self.max_new_tokens) if self.max_new_tokens else self.reserve
 
-    def rows_for(self, longest: int, budget: int | None, full: bool = False) -> int:
+    def rows_for(self, longest: int, budget: int | None, tokens: int) -> int:
+        """Rows of ``longest`` positions, each sized for ``tokens`` new tokens."""
         if self.shape is None or budget is None:
             return self.ceiling
-        return largest_batch(self.shape, budget, longest, self.new_tokens(full), self.ceiling)
+        return largest_batch(self.shape, budget, longest, tokens, self.ceiling)
 
-    def sizing(self, longest: int, budget: int | None, rows: int, full: bool) -> Sizing:
-        """How a batch of ``rows`` with this longest prompt is sized; its cache slots limited
-        only where it was sized for the reserve."""
-        limited = self.reserve is not None and not full
-        new = self.new_tokens(full)
-        slots = cache_slots(rows, longest, new) if limited else None
-        return Sizing(self.rows_for(longest, budget, full), longest, new, full, slots)
+    def tail_tokens(self, deferred: Sequence[Sample], budget: int | None) -> int:
+        """New tokens a row of a batch of ``deferred`` rows is sized for: the widest of the
+        windows doubling from the reserve's up to max_new_tokens at which all of them fit one
+        batch, or the narrowest where none does; max_new_tokens where any of them was deferred
+        from such a batch already, or where batches are not sized by memory. Sized for
+        max_new_tokens, the 13B beside a 7B on one GPU takes 4 rows a batch, so a slot's fifth
+        long answer decoded alone; in a narrower window all of them decode together, the rows
+        that end leave their slots to those that go on (``batch_memory.rows_that_fit``), and
+        only a row that outgrows those is deferred again."""
+        widest = self.new_tokens(full=True)
+        if (
+            self.reserve is None
+            or self.shape is None
+            or budget is None
+            or not deferred
+            or any(s.deferred > 1 for s in deferred)
+        ):
+            return widest
+        longest = max(s.positions for s in deferred)
+        windows = [widest]
+        while windows[-1] // 2 > self.new_tokens(full=False):
+            windows.append(windows[-1] // 2)
+        fitting = (w for w in windows if self.rows_for(longest, budget, w) >= len(deferred))
+        return next(fitting, windows[-1])
+
+    def sizing(
+        self, longest: int, budget: int | None, rows: int, tokens: int, full: bool
+    ) -> Sizing:
+        """How a batch of ``rows`` with this longest prompt is sized for ``tokens`` new tokens
+        a row; its cache slots limited where it was sized for the reserve, or for a window of
+        deferred rows narrower than max_new_tokens."""
+        limited = self.reserve is not None and (not full or tokens < self.new_tokens(full=True))
+        slots = cache_slots(rows, longest, tokens) if limited else None
+        return Sizing(self.rows_for(longest, budget, tokens), longest, tokens, full, slots)
 
 
 def model_shape(model: Any) -> ModelShape:
@@ -560,9 +593,10 @@ def form_batch(pool: list[Job], policy: BatchPolicy) -> Batch:
     """The next batch: the oldest benchmark's shortest pending samples, then, where they leave
     room, the other benchmarks' samples nearest in length; as many as the policy allows for
     the batch's longest prompt. Taken samples leave their jobs' ``pending``. Deferred samples
-    go in batches of their own, sized for max_new_tokens, the oldest benchmark's first: once no
-    benchmark has samples pending, or once the deferred ones fill such a batch. So the long
-    answers of the whole queue decode together, not one by one as each benchmark ends. Where
+    go in batches of their own, the oldest benchmark's first, sized for the window
+    ``BatchPolicy.tail_tokens`` picks: once no benchmark has samples pending, or once the
+    deferred ones fill a batch sized for max_new_tokens. So the long answers of the whole queue
+    decode together, not one by one as each benchmark ends. Where
     the policy shares prefixes, each sample taken brings the waiting samples of its share key
     while there is room (a group's rows meet in one batch, wherever the order put them), and
     the batch names its groups."""
@@ -575,13 +609,15 @@ def form_batch(pool: list[Job], policy: BatchPolicy) -> Batch:
     head = next((job for job in jobs.values() if queues[job.queued.key]), None)
     if head is None:
         return Batch()
+    waiting = [s for samples in queues.values() for s in samples]
+    tokens = policy.tail_tokens(waiting, budget) if full else policy.new_tokens(full=False)
     batch = Batch()
     longest = 0
     taken: set[int] = set()  # id() of the samples in the batch
     sharing = waiting_by_share_key(queues) if policy.share_prefixes else {}
 
     def room(sample: Sample) -> bool:
-        return len(batch) + 1 <= policy.rows_for(max(longest, sample.positions), budget, full)
+        return len(batch) + 1 <= policy.rows_for(max(longest, sample.positions), budget, tokens)
 
     def take(sample: Sample) -> None:
         nonlocal longest
@@ -619,7 +655,7 @@ def form_batch(pool: list[Job], policy: BatchPolicy) -> Batch:
     if not batch:
         # Nothing fits by the estimate: batch 1 is tried whatever it says.
         take(first[0])
-    batch.sizing = policy.sizing(longest, budget, len(batch), full)
+    batch.sizing = policy.sizing(longest, budget, len(batch), tokens, full)
     batch.groups = batch_groups(batch) if policy.share_prefixes else ()
     return batch
 
@@ -653,7 +689,7 @@ def deferred_fill(jobs: dict[str, Job], policy: BatchPolicy, budget: int | None)
     """Whether the pool's deferred samples fill a batch sized for max_new_tokens."""
     deferred = [s for job in jobs.values() for s in job.deferred]
     longest = max((s.positions for s in deferred), default=0)
-    return len(deferred) >= policy.rows_for(longest, budget, full=True)
+    return len(deferred) >= policy.rows_for(longest, budget, policy.new_tokens(full=True))
 
 
 def live_jobs(pool: list[Job]) -> dict[str, Job]:
@@ -802,9 +838,9 @@ def generate_current(
         if job is None:
             continue
         if text is None:
-            job.deferred.append(dataclasses.replace(sample, deferred=True))
+            job.deferred.append(dataclasses.replace(sample, deferred=sample.deferred + 1))
             job.deferred.sort(key=lambda s: s.positions)
-            job.deferrals += 1
+            job.deferrals += not sample.deferred  # samples, not deferrals
             continue
         job.answers[sample.index] = text
         job.sizes[len(batch)] = job.sizes.get(len(batch), 0) + 1
