@@ -2,9 +2,11 @@
 # Issue 28's A/B of this engine against BASE's, all on one device machine (one call of at most
 # 10 minutes):
 #   BASE=../base bash bench/device_issue28.sh
-# BASE: another tree of the same layout (the engine before the change). This tree runs with
-# VLMEvalKit patched as the image patches it at build (bench/device_call.sh), BASE with the
-# wheels as released. In this order, each JSON and log saved as it ends:
+# BASE: another tree of the same layout (the engine before the change). Both run with
+# VLMEvalKit patched as the image patches it at build (bench/device_call.sh); BASE_SITE=/tmp/site-plain
+# runs BASE with the wheels as released (an engine from before the lazy VLMEvalKit). With
+# VLMFLEET_BENCH_GPU_GIB (e.g. 80) the mix runs size their batches as on a GPU of that memory
+# (bench/mix_worker.py). In this order, each JSON and log saved as it ends:
 # 1. MMBench_DEV_EN at limit 100 (bench/matrix_bench.py, project arm, layout 1x2: the 13B and the
 #    7B in two slots of the GPU), every row prefilled whole (--decoder whole-prefill) then with
 #    the shared prefixes, this tree; then the same two at the length mix's answer lengths
@@ -28,8 +30,8 @@ set -u
 BASE=$(cd "$BASE" && pwd)
 ARCHIVE=issue28.tgz
 . bench/device_call.sh
-# device_call.sh patched $SITE's VLMEvalKit as the image does; BASE and the start's "plain" arm
-# get the wheels as released.
+# device_call.sh patched $SITE's VLMEvalKit as the image does; the start's "plain" arm (and BASE
+# with BASE_SITE) gets the wheels as released.
 PLAIN_SITE=/tmp/site-plain
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target "$PLAIN_SITE" .whl/*.whl || exit 1
@@ -42,7 +44,7 @@ matrix "$PWD" "$SITE" mmbench100-mix-whole-prefill "${NEED_MMBENCH:-80}" "${MMBE
   --decoder mix-whole-prefill
 matrix "$PWD" "$SITE" mmbench100-mix "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" --decoder mix
 matrix "$PWD" "$SITE" seed-mix "${NEED_MIX:-100}" --decoder mix
-matrix "$BASE" "$PLAIN_SITE" base-seed-mix "${NEED_BASE_MIX:-150}" --decoder mix
+matrix "$BASE" "${BASE_SITE:-$SITE}" base-seed-mix "${NEED_BASE_MIX:-150}" --decoder mix
 if wanted start && [ "$(left)" -lt "${NEED_START:-45}" ]; then
   echo "start: not run, $(left) s left"
 elif wanted start; then

@@ -63,8 +63,29 @@ def use_mix() -> None:
     llava_batched.generate_inputs = drawing
 
 
+def use_gpu_of(gib: float) -> None:
+    """Batches sized as on a GPU of ``gib`` GiB (``VLMFLEET_BENCH_GPU_GIB``; this process only):
+    ``torch.cuda.mem_get_info``, which the engine's sizing reads (``llava_batched.cuda_memory``),
+    reports that total and what would be free of it; the allocator is not capped. So a GPU of
+    more memory (an H200) sizes the batches an H100 (80 GiB) would, where the deferred rows'
+    batch depends on how many rows a batch sized for max_new_tokens holds."""
+    import torch
+
+    mem_get_info = torch.cuda.mem_get_info
+    total = int(gib * 2**30)
+
+    @functools.wraps(mem_get_info)
+    def smaller(device: Any = None) -> tuple[int, int]:
+        free, real = mem_get_info(device)
+        return max(0, free - (real - total)), total
+
+    torch.cuda.mem_get_info = smaller
+
+
 def main(argv: list[str] | None = None) -> int:
     use_mix()
+    if os.environ.get("VLMFLEET_BENCH_GPU_GIB"):
+        use_gpu_of(float(os.environ["VLMFLEET_BENCH_GPU_GIB"]))
     from vlmfleet import worker
 
     return worker.main(argv)
