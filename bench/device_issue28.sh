@@ -44,7 +44,11 @@ matrix "$PWD" "$SITE" mmbench100-mix-whole-prefill "${NEED_MMBENCH:-80}" "${MMBE
   --decoder mix-whole-prefill
 matrix "$PWD" "$SITE" mmbench100-mix "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" --decoder mix
 matrix "$PWD" "$SITE" seed-mix "${NEED_MIX:-100}" --decoder mix
-matrix "$BASE" "${BASE_SITE:-$SITE}" base-seed-mix "${NEED_BASE_MIX:-150}" --decoder mix
+# BASE_ENV: NAME=value settings for BASE's run only (e.g. VLMFLEET_BENCH_KEEP_ENDED_ROWS=1).
+(
+  [ -z "${BASE_ENV:-}" ] || export ${BASE_ENV?}
+  matrix "$BASE" "${BASE_SITE:-$SITE}" base-seed-mix "${NEED_BASE_MIX:-150}" --decoder mix
+)
 if wanted start && [ "$(left)" -lt "${NEED_START:-45}" ]; then
   echo "start: not run, $(left) s left"
 elif wanted start; then

@@ -82,8 +82,20 @@ def use_gpu_of(gib: float) -> None:
     torch.cuda.mem_get_info = smaller
 
 
+def keep_ended_rows() -> None:
+    """Ended rows stay in their batch until its last row ends (``VLMFLEET_BENCH_KEEP_ENDED_ROWS``;
+    this process only), as ``length_mix``'s ``today`` arm has them: with an engine from before
+    the reserve (batches sized for max_new_tokens), the decoder as it was when issue 28 was
+    filed, before rows could leave a batch."""
+    from vlmfleet.families import llava_static
+
+    llava_static.worth_compacting = lambda live, rows, steps: False
+
+
 def main(argv: list[str] | None = None) -> int:
     use_mix()
+    if os.environ.get("VLMFLEET_BENCH_KEEP_ENDED_ROWS"):
+        keep_ended_rows()
     if os.environ.get("VLMFLEET_BENCH_GPU_GIB"):
         use_gpu_of(float(os.environ["VLMFLEET_BENCH_GPU_GIB"]))
     from vlmfleet import worker
