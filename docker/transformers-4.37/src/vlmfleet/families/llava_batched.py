@@ -457,11 +457,12 @@ class BatchPolicy:
         """New tokens a row of a batch of ``deferred`` rows is sized for: the widest of the
         windows doubling from the reserve's up to max_new_tokens at which all of them fit one
         batch, or the narrowest where none does; max_new_tokens where any of them was deferred
-        from such a batch already, or where batches are not sized by memory. Sized for
-        max_new_tokens, the 13B beside a 7B on one GPU takes 4 rows a batch, so a slot's fifth
-        long answer decoded alone; in a narrower window all of them decode together, the rows
-        that end leave their slots to those that go on (``batch_memory.rows_that_fit``), and
-        only a row that outgrows those is deferred again."""
+        from such a batch already, or where batches are not sized by memory. A batch sized for
+        max_new_tokens holds few rows of a large model that shares its GPU, so the long answers
+        beyond them went in a batch of their own; in a narrower window all of them decode
+        together, the rows that end leave their slots to those that go on
+        (``batch_memory.rows_that_fit``), and only a row that outgrows those is deferred
+        again."""
         widest = self.new_tokens(full=True)
         if (
             self.reserve is None
