@@ -28,7 +28,8 @@ of them, never grow the cache past the first window, and 2048 would take a third
 from every batch for nothing. The decoder gets the batch's cache slots (rows x slots a row,
 ``cache_slots``) and keeps within them: when the window must grow, the rows still decoding
 share the slots that ended rows left (``rows_that_fit``), and those that do not fit are
-deferred, to be decoded again in a batch sized for ``max_new_tokens``.
+deferred, to be decoded again with the other deferred rows (``llava_batched``'s
+``BatchPolicy.tail_tokens``).
 
 A batch whose rows share a prefix (``prefix_groups``) is prefilled in two forwards, each needing
 less than the rule's prefill: one of the groups' prefixes beside the rows of no group (fewer rows,
