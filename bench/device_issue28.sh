@@ -10,7 +10,7 @@
 # 1. MMBench_DEV_EN at limit 100 (bench/matrix_bench.py, project arm, layout 1x2: the 13B and the
 #    7B in two slots of the GPU), every row prefilled whole (--decoder whole-prefill) then with
 #    the shared prefixes, this tree; then the same two at the length mix's answer lengths
-#    (--decoder mix-whole-prefill, --decoder mix);
+#    (--decoder mix-whole-prefill, --decoder mix), and BASE's at those lengths;
 # 2. the seed matrix at limit 10 with the length mix (--decoder mix), this tree then BASE;
 # 3. a slot's start by stage (bench/start_stages.py), without and with the patches, START_ROUNDS
 #    (1) times each, alternating;
@@ -20,7 +20,8 @@
 #    a benchmark, the queue again with cache slots for 1 new token a row (--reserve 1).
 # A run starts only with the seconds it needs (NEED_* below) left of CALL_SECONDS (default 570);
 # ONLY (a space list of mmbench100-whole-prefill, mmbench100, mmbench100-mix-whole-prefill,
-# mmbench100-mix, seed-mix, base-seed-mix, start, seed-forced10, agreement) runs only those,
+# mmbench100-mix, base-mmbench100-mix, seed-mix, base-seed-mix, start, seed-forced10, agreement)
+# runs only those,
 # e.g. to split the steps over two calls.
 # $OUT receives issue28.tgz. Trees as bench/device_reserve.sh says (`git archive` of bench,
 # docker/transformers-4.37/{src,tools,patches,known_answer,requirements.lock}, roles/gpu_facts, plugins,
@@ -43,6 +44,8 @@ matrix "$PWD" "$SITE" mmbench100 "${NEED_MMBENCH:-80}" "${MMBENCH[@]}"
 matrix "$PWD" "$SITE" mmbench100-mix-whole-prefill "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" \
   --decoder mix-whole-prefill
 matrix "$PWD" "$SITE" mmbench100-mix "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" --decoder mix
+matrix "$BASE" "${BASE_SITE:-$SITE}" base-mmbench100-mix "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" \
+  --decoder mix
 matrix "$PWD" "$SITE" seed-mix "${NEED_MIX:-100}" --decoder mix
 # BASE_ENV: NAME=value settings for BASE's run only (e.g. VLMFLEET_BENCH_KEEP_ENDED_ROWS=1).
 (
