@@ -21,8 +21,7 @@
 # A run starts only with the seconds it needs (NEED_* below) left of CALL_SECONDS (default 570);
 # ONLY (a space list of mmbench100-whole-prefill, mmbench100, mmbench100-mix-whole-prefill,
 # mmbench100-mix, base-mmbench100-mix, seed-mix, base-seed-mix, start, seed-forced10, agreement)
-# runs only those,
-# e.g. to split the steps over two calls.
+# runs only those, e.g. to split the steps over two calls.
 # $OUT receives issue28.tgz. Trees as bench/device_reserve.sh says (`git archive` of bench,
 # docker/transformers-4.37/{src,tools,patches,known_answer,requirements.lock}, roles/gpu_facts, plugins,
 # playbooks/vars, pyproject.toml), `.whl/` (bench/device_wheels.py) beside this one's bench/.
