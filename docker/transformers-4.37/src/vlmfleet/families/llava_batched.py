@@ -610,8 +610,10 @@ def form_batch(pool: list[Job], policy: BatchPolicy) -> Batch:
     head = next((job for job in jobs.values() if queues[job.queued.key]), None)
     if head is None:
         return Batch()
-    waiting = [s for samples in queues.values() for s in samples]
-    tokens = policy.tail_tokens(waiting, budget) if full else policy.new_tokens(full=False)
+    if full:
+        tokens = policy.tail_tokens([s for job in jobs.values() for s in job.deferred], budget)
+    else:
+        tokens = policy.new_tokens(full=False)
     batch = Batch()
     longest = 0
     taken: set[int] = set()  # id() of the samples in the batch
