@@ -4,7 +4,8 @@
 #   BASE=../base bash bench/device_issue28.sh
 # BASE: another tree of the same layout (the engine before the change). Both run with
 # VLMEvalKit patched as the image patches it at build (bench/device_call.sh); BASE_SITE=/tmp/site-plain
-# runs BASE with the wheels as released (an engine from before the lazy VLMEvalKit). With
+# runs BASE with the wheels as released (an engine from before the lazy VLMEvalKit); BASE_ENV
+# (NAME=value settings, e.g. VLMFLEET_BENCH_KEEP_ENDED_ROWS=1) applies to BASE's runs only. With
 # VLMFLEET_BENCH_GPU_GIB (e.g. 80) the mix runs size their batches as on a GPU of that memory
 # (bench/mix_worker.py). In this order, each JSON and log saved as it ends:
 # 1. MMBench_DEV_EN at limit 100 (bench/matrix_bench.py, project arm, layout 1x2: the 13B and the
@@ -35,6 +36,15 @@ ARCHIVE=issue28.tgz
 PLAIN_SITE=/tmp/site-plain
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target "$PLAIN_SITE" .whl/*.whl || exit 1
+# base_matrix NAME SECONDS [ARGUMENTS]: matrix() on BASE, with BASE_SITE (default $SITE) first
+# on its path and BASE_ENV's NAME=value settings (e.g. VLMFLEET_BENCH_KEEP_ENDED_ROWS=1) for
+# BASE's runs only.
+base_matrix() {
+  (
+    [ -z "${BASE_ENV:-}" ] || export ${BASE_ENV?}
+    matrix "$BASE" "${BASE_SITE:-$SITE}" "$@"
+  )
+}
 checkpoints
 MMBENCH=(--benchmarks MMBench_DEV_EN --limit 100)
 matrix "$PWD" "$SITE" mmbench100-whole-prefill "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" \
@@ -43,14 +53,9 @@ matrix "$PWD" "$SITE" mmbench100 "${NEED_MMBENCH:-80}" "${MMBENCH[@]}"
 matrix "$PWD" "$SITE" mmbench100-mix-whole-prefill "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" \
   --decoder mix-whole-prefill
 matrix "$PWD" "$SITE" mmbench100-mix "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" --decoder mix
-matrix "$BASE" "${BASE_SITE:-$SITE}" base-mmbench100-mix "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" \
-  --decoder mix
+base_matrix base-mmbench100-mix "${NEED_MMBENCH:-80}" "${MMBENCH[@]}" --decoder mix
 matrix "$PWD" "$SITE" seed-mix "${NEED_MIX:-100}" --decoder mix
-# BASE_ENV: NAME=value settings for BASE's run only (e.g. VLMFLEET_BENCH_KEEP_ENDED_ROWS=1).
-(
-  [ -z "${BASE_ENV:-}" ] || export ${BASE_ENV?}
-  matrix "$BASE" "${BASE_SITE:-$SITE}" base-seed-mix "${NEED_BASE_MIX:-150}" --decoder mix
-)
+base_matrix base-seed-mix "${NEED_BASE_MIX:-150}" --decoder mix
 if wanted start && [ "$(left)" -lt "${NEED_START:-45}" ]; then
   echo "start: not run, $(left) s left"
 elif wanted start; then

@@ -34,15 +34,13 @@ unpack() {
   rm -rf "$staging"
 }
 
+# The wheels are kept aside while cur is unpacked again: they change only with the image's versions.
 wheels=$(mktemp -d)
 [ -d "$WORK/cur/.whl" ] && mv "$WORK/cur/.whl" "$wheels/"
 unpack HEAD "$WORK/cur" "${PATHS[@]}"
-if [ -d "$wheels/.whl" ]; then
-  mv "$wheels/.whl" "$WORK/cur/"
-else
-  python3 bench/device_wheels.py --dest "$WORK/cur/.whl"
-fi
-rmdir "$wheels" 2>/dev/null || rm -rf "$wheels"
+[ -d "$wheels/.whl" ] || python3 bench/device_wheels.py --dest "$wheels/.whl"
+mv "$wheels/.whl" "$WORK/cur/"
+rm -rf "$wheels"
 unpack "$BASE_REV" "$WORK/base" "${PATHS[@]}"
 rm -rf "$WORK/base/bench/results" "$WORK/base/docker/transformers-4.37/known_answer" \
   "$WORK/cur/bench/results"
